@@ -1,0 +1,130 @@
+/**
+ * What pipelines need from a log (Kafka, or the embedded in-process log). Both adapters
+ * pass one contract suite (test/log/contract.ts), so a pipeline cannot tell them apart.
+ *
+ * Offsets are bigint (Kafka's int64). An "end offset" is the offset the next record will
+ * get (the high watermark); a range [from, to) is half-open.
+ */
+
+export interface LogRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  readonly timestamp: bigint;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers: ReadonlyArray<readonly [string, Buffer]>;
+}
+
+export interface RecordToProduce {
+  key?: Buffer | string | null;
+  value: Buffer | string | null;
+  headers?: Record<string, Buffer | string>;
+  /** Explicit partition; otherwise by key (Java-compatible murmur2), else spread. */
+  partition?: number;
+  /** Event time in ms; defaults to now. */
+  timestamp?: bigint;
+}
+
+export interface TopicSpec {
+  name: string;
+  partitions?: number;
+  replicationFactor?: number;
+  configs?: Record<string, string>;
+}
+
+export interface PartitionOffsets {
+  partition: number;
+  earliest: bigint;
+  latest: bigint;
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface TopicPartitionOffset extends TopicPartition {
+  /** The next offset to read. */
+  offset: bigint;
+}
+
+export interface Producer {
+  /** Resolves once every record is acknowledged by all in-sync replicas (acks=all, idempotent). */
+  send(topic: string, records: readonly RecordToProduce[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface RangeReadOptions {
+  topic: string;
+  /** Partitions to read; default all. */
+  partitions?: readonly number[];
+  /** Start offset per partition; default the earliest. */
+  from?: ReadonlyMap<number, bigint>;
+  /** Exclusive end offset per partition; default the end offsets at the time of the call. */
+  to?: ReadonlyMap<number, bigint>;
+  signal?: AbortSignal;
+}
+
+/** Assignment given to a group member; `generation` grows with every rebalance. */
+export interface Assignment {
+  generation: number;
+  partitions: TopicPartition[];
+}
+
+export interface SubscribeOptions {
+  group: string;
+  topics: readonly string[];
+  /**
+   * Called on every assignment (the first join and after each rebalance) before any record
+   * of it is delivered. Return start offsets for some of the assigned partitions (for
+   * example offsets a sink keeps in Postgres): those win; for the others the group's
+   * committed offset is used, else `fallback`.
+   */
+  onAssign?: (assignment: Assignment) => Promise<readonly TopicPartitionOffset[] | void>;
+  /** Where to start a partition with neither stored nor committed offset. Default earliest. */
+  fallback?: 'earliest' | 'latest';
+  sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  /** Ends the iteration when aborted. */
+  signal?: AbortSignal;
+}
+
+export interface RecordBatch {
+  /** The assignment generation the batch was fetched under. */
+  readonly generation: number;
+  readonly records: readonly LogRecord[];
+}
+
+export interface GroupConsumer extends AsyncIterable<RecordBatch> {
+  /** The current assignment (empty before the first join). */
+  assignment(): Assignment;
+  /** Commits next-offsets to the group (for consumers that keep offsets in the log). */
+  commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
+  /** Leaves the group; iteration ends. */
+  close(): Promise<void>;
+}
+
+export interface Log {
+  readonly kind: 'kafka' | 'memory';
+  readonly description: string;
+  /** Creates the topics that do not exist yet; existing ones are left as they are. */
+  createTopics(specs: readonly TopicSpec[]): Promise<void>;
+  deleteTopics(names: readonly string[]): Promise<void>;
+  listTopics(): Promise<string[]>;
+  /** Earliest and end offsets of every partition, ordered by partition. */
+  offsets(topic: string): Promise<PartitionOffsets[]>;
+  /** The group's committed next-offsets for a topic (absent partitions have none). */
+  committed(group: string, topic: string): Promise<Map<number, bigint>>;
+  producer(): Producer;
+  /** Reads a fixed offset range in batches and ends there: for batch jobs. */
+  readRange(options: RangeReadOptions): AsyncIterable<LogRecord[]>;
+  /** Joins a consumer group and yields batches of the assigned partitions until closed. */
+  subscribe(options: SubscribeOptions): GroupConsumer;
+  close(): Promise<void>;
+}
+
+export interface PartitionLag extends PartitionOffsets {
+  committed: bigint | null;
+  lag: bigint;
+}
