@@ -1,0 +1,91 @@
+/**
+ * Maps whatever the pg driver throws onto the tickflow error catalogue, so callers branch
+ * on `code`/`retriable` and, for database errors, on Postgres's SQLSTATE in
+ * `details.code` — never on message text.
+ */
+import { TickflowError, isTickflowError } from '../core/errors.ts';
+
+/** Node socket errors that mean "the server is not reachable right now". */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN',
+  'EHOSTUNREACH', 'ENETUNREACH', 'ENOENT', 'ECONNABORTED',
+]);
+
+/** SQLSTATEs outside class 08 that also mean "try again later". */
+const UNAVAILABLE_SQLSTATES = new Set([
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now (starting up, recovery)
+  '53300', // too_many_connections
+]);
+
+/**
+ * pg raises these without any code, so their text is all there is to go on. They come
+ * from node-postgres itself (client.js, pg-pool), not from the server.
+ */
+const DRIVER_CONNECTION_MESSAGES = [
+  'Connection terminated',
+  'timeout exceeded when trying to connect',
+  'Client has encountered a connection error',
+  'Client was closed and is not queryable',
+];
+
+interface PgErrorFields {
+  code?: string;
+  constraint?: string;
+  detail?: string;
+  table?: string;
+  column?: string;
+  schema?: string;
+  severity?: string;
+  errors?: unknown[];
+}
+
+/** `where` is the redacted URL or data dir, named in the message so one line says it all. */
+export function toDbError(error: unknown, where: string): TickflowError {
+  if (isTickflowError(error)) return error;
+  const fields = (typeof error === 'object' && error !== null ? error : {}) as PgErrorFields;
+  const reason = oneLine(error instanceof Error ? error.message : String(error));
+
+  if (isUnavailable(error)) {
+    const code = fields.code ?? networkCode(error);
+    return new TickflowError(
+      'DB_UNAVAILABLE',
+      `database ${where} is unavailable: ${reason || code || 'connection failed'}`,
+      { database: where, code },
+      { cause: error },
+    );
+  }
+  const details: Record<string, unknown> = { database: where };
+  for (const key of ['code', 'constraint', 'detail', 'table', 'column', 'schema', 'severity'] as const) {
+    if (fields[key] !== undefined) details[key] = fields[key];
+  }
+  const prefix = fields.code ? `database error ${fields.code}` : 'database error';
+  return new TickflowError('DB_ERROR', `${prefix} on ${where}: ${reason}`, details, { cause: error });
+}
+
+export function isUnavailable(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as PgErrorFields).code;
+  if (typeof code === 'string') {
+    if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || /^08[0-9A-Z]{3}$/.test(code)) return true;
+  }
+  if (networkCode(error) !== undefined) return true;
+  const message = error instanceof Error ? error.message : '';
+  return DRIVER_CONNECTION_MESSAGES.some((text) => message.includes(text));
+}
+
+/** Node reports a refused dual-stack connect as an AggregateError of per-address errors. */
+function networkCode(error: unknown): string | undefined {
+  const inner = (error as PgErrorFields).errors;
+  if (!Array.isArray(inner)) return undefined;
+  for (const e of inner) {
+    const code = (e as PgErrorFields | null)?.code;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}

@@ -1,0 +1,85 @@
+/**
+ * The embedded default: PGlite (Postgres compiled to WASM, in this process), persisted
+ * under a data dir and served on a private socket so the SAME pg driver and code path
+ * serve both backends.
+ *
+ * PGlite is single-connection and pglite-socket's multi-connection mode has deadlock
+ * bugs, so the pool holds exactly one connection: queries queue in the pool, and a
+ * transaction keeps that connection from BEGIN to COMMIT, so transactions never overlap.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import pg from 'pg';
+import { TickflowError } from '../core/errors.ts';
+import { lockDataDir } from './pglite-lock.ts';
+import { PoolDatabase } from './pool-database.ts';
+import type { Database, DbLogger } from './types.ts';
+
+export const DEFAULT_PGLITE_DIR = '.tickflow/pglite';
+export const MEMORY = 'memory://';
+
+export interface PgliteOptions {
+  /** Where the data lives (default `.tickflow/pglite`); `memory://` keeps it in memory only. */
+  dataDir?: string;
+  /** Serve on a unix socket in this directory instead of an ephemeral 127.0.0.1 port. */
+  socketDir?: string;
+  logger?: DbLogger;
+}
+
+export async function openPglite(options: PgliteOptions = {}): Promise<Database> {
+  const dataDir = options.dataDir ?? DEFAULT_PGLITE_DIR;
+  const inMemory = dataDir.startsWith(MEMORY);
+  let unlock = (): void => {};
+  if (!inMemory) {
+    mkdirSync(dirname(dataDir), { recursive: true });
+    unlock = lockDataDir(dataDir);
+  }
+  let db: PGlite | undefined;
+  let server: PGLiteSocketServer | undefined;
+  try {
+    db = await PGlite.create({ dataDir });
+    // Unix sockets follow libpq's naming so pg can find them from a directory + port.
+    const socketPath = options.socketDir ? join(options.socketDir, '.s.PGSQL.5432') : undefined;
+    // maxConnections 2, not 1: our pool only ever holds one live connection, but after a
+    // connection breaks, the replacement may arrive before the server notices the close.
+    server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, path: socketPath, maxConnections: 2 });
+    await server.start();
+    const pool = new pg.Pool({
+      ...(socketPath ? { host: options.socketDir, port: 5432 } : hostPort(server.getServerConn())),
+      user: 'postgres',
+      database: 'postgres',
+      max: 1,
+      // Keep the one connection for good: reconnecting gains nothing in-process.
+      idleTimeoutMillis: 0,
+    });
+    const [pglite, socket] = [db, server];
+    const database = new PoolDatabase({
+      kind: 'pglite',
+      description: dataDir,
+      pool,
+      logger: options.logger,
+      onClose: async () => {
+        try {
+          await socket.stop();
+          await pglite.close();
+        } finally {
+          unlock();
+        }
+      },
+    });
+    options.logger?.info({ database: dataDir, socket: server.getServerConn() }, 'embedded database ready');
+    return database;
+  } catch (error) {
+    await server?.stop().catch(() => {});
+    await db?.close().catch(() => {});
+    unlock();
+    throw new TickflowError('DB_ERROR', `cannot open embedded database ${dataDir}: ${(error as Error).message}`, { dataDir }, { cause: error });
+  }
+}
+
+function hostPort(conn: string): { host: string; port: number } {
+  const colon = conn.lastIndexOf(':');
+  return { host: conn.slice(0, colon), port: Number(conn.slice(colon + 1)) };
+}
