@@ -70,7 +70,7 @@ Environment:
 
 // ---------------------------------------------------------------- output
 
-const started = performance.now();
+const started = 0; // performance.now() counts from process start, so totals include Node start-up
 const say = (line: string): void => console.log(`infra: ${line}`);
 const secs = (from: number): string => `${((performance.now() - from) / 1000).toFixed(1)}s`;
 const rel = (p: string): string => path.relative(process.cwd(), p) || '.';
