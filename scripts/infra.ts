@@ -693,6 +693,8 @@ async function ensurePostgres(): Promise<void> {
           await sleep(300);
         }
       }
+    } else if (code && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('E')) {
+      fail(`PostgreSQL at ${redact(url)} refused the connection: ${(e as Error).message} (SQLSTATE ${code})`);
     } else {
       fail(`PostgreSQL at ${redact(url)} does not answer (${code ?? (e as Error).message}); start it or set DATABASE_URL`);
     }
