@@ -1,0 +1,80 @@
+import { TickflowError } from '../core/errors.ts';
+import type { FlagValues } from './command.ts';
+
+/**
+ * Typed readers for flag values. Each throws BAD_FLAG with a one-line message that names
+ * the flag, so config validation reads like a list of rules.
+ */
+
+const bad = (flag: string, message: string) => new TickflowError('BAD_FLAG', `--${flag}: ${message}`, { flag });
+
+export function str(values: FlagValues, flag: string): string | undefined {
+  const v = values[flag];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw bad(flag, 'expects a value');
+  return v;
+}
+
+export function requiredStr(values: FlagValues, flag: string): string {
+  const v = str(values, flag);
+  if (v === undefined || v === '') throw bad(flag, 'is required');
+  return v;
+}
+
+export function bool(values: FlagValues, flag: string): boolean {
+  return values[flag] === true;
+}
+
+export function int(values: FlagValues, flag: string, fallback: number, range: { min?: number; max?: number } = {}): number {
+  const raw = str(values, flag);
+  if (raw === undefined) return fallback;
+  if (!/^-?\d+$/.test(raw.replaceAll('_', ''))) throw bad(flag, `expects an integer, got "${raw}"`);
+  const n = Number(raw.replaceAll('_', ''));
+  checkRange(flag, n, range);
+  return n;
+}
+
+export function num(values: FlagValues, flag: string, fallback: number, range: { min?: number; max?: number; exclusiveMin?: number } = {}): number {
+  const raw = str(values, flag);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n)) throw bad(flag, `expects a number, got "${raw}"`);
+  if (range.exclusiveMin !== undefined && n <= range.exclusiveMin) throw bad(flag, `must be greater than ${range.exclusiveMin}, got ${raw}`);
+  checkRange(flag, n, range);
+  return n;
+}
+
+function checkRange(flag: string, n: number, { min, max }: { min?: number; max?: number }) {
+  if (min !== undefined && n < min) throw bad(flag, `must be at least ${min}, got ${n}`);
+  if (max !== undefined && n > max) throw bad(flag, `must be at most ${max}, got ${n}`);
+}
+
+export function list(values: FlagValues, flag: string, fallback: readonly string[]): string[] {
+  const raw = str(values, flag);
+  if (raw === undefined) return [...fallback];
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw bad(flag, 'expects a comma-separated list');
+  return items;
+}
+
+export function oneOf<T extends string>(values: FlagValues, flag: string, choices: readonly T[], fallback: T): T {
+  const raw = str(values, flag);
+  if (raw === undefined) return fallback;
+  if (!choices.includes(raw as T)) throw bad(flag, `expects one of ${choices.join(', ')}, got "${raw}"`);
+  return raw as T;
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Durations like 500ms, 30s, 5m, 2h (a bare number means seconds). Returns milliseconds. */
+export function duration(values: FlagValues, flag: string, fallbackMs: number, range: { minMs?: number } = {}): number {
+  const raw = str(values, flag);
+  if (raw === undefined) return fallbackMs;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!match) throw bad(flag, `expects a duration such as 500ms, 30s, 5m or 1h, got "${raw}"`);
+  const ms = Number(match[1]) * UNITS[match[2] ?? 's'];
+  if (range.minMs !== undefined && ms < range.minMs) throw bad(flag, `must be at least ${range.minMs}ms, got ${raw}`);
+  return ms;
+}
+
+export { bad as badFlag };

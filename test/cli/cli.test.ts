@@ -1,0 +1,48 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { tickflow } from '../helpers/cli.ts';
+
+describe('tickflow CLI', () => {
+  it('lists its commands with --help and exits 0', async () => {
+    const result = await tickflow(['--help']);
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /Usage: tickflow <command>/);
+    assert.match(result.stdout, /\n {2}topics +List topics/);
+  });
+
+  it('prints help for a command', async () => {
+    const result = await tickflow(['topics', '--help']);
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /Usage: tickflow topics \[flags\]/);
+    assert.match(result.stdout, /--brokers LIST/);
+  });
+
+  it('rejects a bad flag value with one line naming the flag, exit 2', async () => {
+    const result = await tickflow(['topics', '--partitions', 'many']);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, 'tickflow topics: --partitions: expects an integer, got "many" (see --help)\n');
+    assert.equal(result.stdout, '');
+  });
+
+  it('rejects an unknown flag and an unknown command, exit 2', async () => {
+    const unknownFlag = await tickflow(['topics', '--nope']);
+    assert.equal(unknownFlag.code, 2);
+    assert.equal(unknownFlag.stderr, 'tickflow topics: unknown flag --nope (see --help)\n');
+    const unknownCommand = await tickflow(['frobnicate']);
+    assert.equal(unknownCommand.code, 2);
+    assert.equal(unknownCommand.stderr.trim().split('\n').length, 1);
+  });
+
+  it('validates shared flags from the environment too', async () => {
+    const result = await tickflow(['topics'], { env: { KAFKA_BROKERS: 'no-port-here' } });
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /^tickflow topics: --brokers: expects host:port/);
+  });
+
+  it('runs on the embedded log by default and prints JSON results to stdout', async () => {
+    const result = await tickflow(['topics', '--create', 'alpha,beta', '--partitions', '2', '--json'], { env: { KAFKA_BROKERS: '' } });
+    assert.equal(result.code, 0, result.stderr);
+    const parsed = JSON.parse(result.stdout);
+    assert.deepEqual(parsed.topics.map((t: { name: string; partitions: number }) => [t.name, t.partitions]), [['alpha', 2], ['beta', 2]]);
+  });
+});
