@@ -15,7 +15,7 @@ export function redactUrl(url: string): string {
   } catch {
     // Not a parseable URL (a typo, a libpq keyword string): still never show a secret.
     return url
-      .replace(/(\/\/[^/@:]*:)[^@/]*@/, '$1***@')
+      .replace(/(^|[\s/])([^\s/:@]*):[^\s/@]*@/g, '$1$2:***@')
       .replace(/((?:ssl)?password=)[^&\s]*/gi, '$1***');
   }
 }
