@@ -53,7 +53,7 @@ describe('WindowAggregator (events in, closed windows out)', () => {
   });
 
   it('emits windows oldest first and keys in arrival order', () => {
-    const agg = sum();
+    const agg = new WindowAggregator<string, number, number>({ windows: new TumblingWindows(10), watermark: new Watermark(100), init: () => 0, add: (a, v) => a + v });
     for (const [t, k] of [[25, 'x'], [5, 'y'], [6, 'x'], [15, 'z']] as const) agg.add(t, k, 1);
     assert.deepEqual(
       agg.flush().map((w) => [w.window.start, w.key]),
