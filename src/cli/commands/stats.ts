@@ -1,0 +1,87 @@
+import { describeRule } from '../../core/outliers.ts';
+import type { OutlierRule } from '../../core/outliers.ts';
+import { computeStats } from '../../pipelines/prices-stats.ts';
+import type { StatsReport } from '../../pipelines/prices-stats.ts';
+import { defineCommand } from '../command.ts';
+import { bool, int, num, oneOf, str } from '../flags.ts';
+import { progressBar } from '../progress.ts';
+
+export const command = defineCommand({
+  name: ['stats'],
+  summary: 'Batch statistics and outliers over everything in the prices topic now',
+  description: [
+    'Snapshots the end offsets at start and reads every partition from its earliest offset up to',
+    'them: the answer never depends on committed offsets, and a re-run gives the same answer.',
+    'Prints the message count; per symbol count, min, max, mean and SAMPLE standard deviation',
+    '(n − 1; --population for n); and the outliers (ts, symbol, price) by the chosen rule.',
+    'Malformed messages are counted and listed, never fatal. Memory stays bounded: prices are',
+    'kept for the outlier scan up to --memory-budget, beyond it a second pass re-reads the range.',
+  ].join('\n'),
+  flags: {
+    topic: { type: 'string', value: 'NAME', default: 'prices', description: 'Topic to read' },
+    rule: { type: 'string', value: 'RULE', default: 'zscore', description: 'Outlier rule: zscore (|p − mean| > Z·stddev) or mad (modified z-score, median/MAD)' },
+    z: { type: 'string', value: 'Z', default: '3', description: 'Threshold for the zscore rule' },
+    'mad-threshold': { type: 'string', value: 'M', default: '3.5', description: 'Threshold for the mad rule' },
+    population: { type: 'boolean', description: 'Use the population standard deviation (n) instead of the sample one (n − 1)' },
+    'memory-budget': { type: 'string', value: 'MB', default: '256', description: 'MiB of prices kept between passes; 0 forces two passes' },
+    'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time' },
+    'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
+    'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price' },
+  },
+  examples: ['tickflow stats --brokers 127.0.0.1:9092', 'tickflow stats --json --rule mad --brokers 127.0.0.1:9092', 'tickflow stats --z 2.5 --population'],
+  configure(values) {
+    const kind = oneOf(values, 'rule', ['zscore', 'mad'] as const, 'zscore');
+    const rule: OutlierRule = kind === 'zscore'
+      ? { kind, threshold: num(values, 'z', 3, { exclusiveMin: 0 }), stddev: bool(values, 'population') ? 'population' : 'sample' }
+      : { kind, threshold: num(values, 'mad-threshold', 3.5, { exclusiveMin: 0 }) };
+    return {
+      topic: str(values, 'topic') ?? 'prices',
+      rule,
+      memoryBudgetBytes: int(values, 'memory-budget', 256, { min: 0, max: 1 << 20 }) * (1 << 20),
+      fields: { ts: str(values, 'ts-field') ?? 'ts', symbol: str(values, 'symbol-field') ?? 'symbol', price: str(values, 'price-field') ?? 'price' },
+    };
+  },
+  async run({ config, shared, out, signal, openLog }) {
+    const log = await openLog();
+    const progress = progressBar('read', { unit: 'msgs' });
+    const report = await computeStats(log, { ...config, signal, onProgress: (read, total) => progress.update(read, `of ${total}`) });
+    progress.finish();
+    if (shared.json) {
+      const { count, symbols, outliers, invalid } = report;
+      out.write(`${JSON.stringify({ count, symbols, outliers, invalid })}\n`);
+    } else {
+      out.write(renderReport(report, config.rule));
+    }
+  },
+});
+
+function table(header: string[], rows: string[][], right: boolean[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+function renderReport(report: StatsReport, rule: OutlierRule): string {
+  const fixed = (n: number) => (Number.isFinite(n) ? n.toFixed(4) : 'n/a');
+  const stddevLabel = rule.kind === 'zscore' && rule.stddev === 'population' ? 'STDDEV(pop)' : 'STDDEV(sample)';
+  const lines = [
+    `messages: ${report.count}   valid: ${report.count - report.invalid}   invalid: ${report.invalid}`,
+    '',
+    table(
+      ['SYMBOL', 'COUNT', 'MIN', 'MAX', 'MEAN', stddevLabel],
+      report.symbols.map((s) => [s.symbol, String(s.count), s.min.toFixed(2), s.max.toFixed(2), fixed(s.mean), fixed(s.stddev)]),
+      [false, true, true, true, true, true],
+    ),
+    '',
+    `outliers (${describeRule(rule)}): ${report.outliers.length}`,
+  ];
+  if (report.outliers.length > 0) {
+    lines.push(table(['TS', 'SYMBOL', 'PRICE'], report.outliers.map((o) => [o.ts, o.symbol, o.price.toFixed(2)]), [false, false, true]));
+  }
+  if (report.invalid > 0) {
+    lines.push('', `invalid messages: ${report.invalid}`);
+    for (const [reason, n] of Object.entries(report.invalidReasons).sort((a, b) => b[1] - a[1])) lines.push(`  ${String(n).padStart(8)}  ${reason}`);
+    lines.push('  first ones: ' + report.invalidSamples.map((s) => `${s.partition}@${s.offset} (${s.reason})`).join(', '));
+  }
+  return `${lines.join('\n')}\n`;
+}

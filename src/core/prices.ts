@@ -1,0 +1,106 @@
+import type { Random } from './random.ts';
+
+/** One market tick on the `prices` topic. */
+export interface PriceTick {
+  /** Event time, UTC, formatted exactly `yyyy-mm-dd hh:mm:ss.fff`. */
+  ts: string;
+  symbol: string;
+  /** Two-digit precision. */
+  price: number;
+}
+
+export interface SymbolModel {
+  symbol: string;
+  mean: number;
+  stddev: number;
+}
+
+export const DEFAULT_SYMBOLS: readonly SymbolModel[] = [
+  { symbol: 'AAPL', mean: 238, stddev: 4 },
+  { symbol: 'MSFT', mean: 415, stddev: 6 },
+  { symbol: 'AMZN', mean: 185, stddev: 3.5 },
+  { symbol: 'GOOG', mean: 165, stddev: 3 },
+  { symbol: 'TSLA', mean: 250, stddev: 9 },
+];
+
+const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+
+/** Formats epoch ms as `yyyy-mm-dd hh:mm:ss.fff` (UTC). */
+export function formatTs(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}`;
+}
+
+const TS_FORMAT = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{3})$/;
+
+/** Parses `yyyy-mm-dd hh:mm:ss.fff` (UTC) to epoch ms; NaN if the text is not exactly that. */
+export function parseTs(text: string): number {
+  const m = TS_FORMAT.exec(text);
+  if (!m) return Number.NaN;
+  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6], +m[7]);
+  // Reject dates that Date.UTC silently rolls over (2021-02-30 → March 2).
+  return formatTs(ms) === text ? ms : Number.NaN;
+}
+
+export interface PriceGeneratorOptions {
+  count: number;
+  symbols: readonly SymbolModel[];
+  /** Share of ticks replaced by an anomaly (0..1). */
+  anomalyRate: number;
+  /** How far anomalies sit from the mean, in stddevs (sign random). */
+  anomalySigmas: number;
+  /** Event time of the first tick and the spacing between ticks. */
+  startMs: number;
+  stepMs: number;
+  random: Random;
+}
+
+/** Reproducible ticks: per-symbol normal prices rounded to cents, with injected anomalies. */
+export function* generatePrices(options: PriceGeneratorOptions): Generator<PriceTick & { anomaly: boolean }> {
+  const { random, symbols } = options;
+  for (let i = 0; i < options.count; i++) {
+    const model = random.pick(symbols);
+    const anomaly = random.next() < options.anomalyRate;
+    const z = anomaly ? (random.next() < 0.5 ? -1 : 1) * (options.anomalySigmas + random.next() * 2) : random.normal();
+    const raw = model.mean + z * model.stddev;
+    const price = Math.max(0.01, Math.round(raw * 100) / 100);
+    yield { ts: formatTs(options.startMs + i * options.stepMs), symbol: model.symbol, price, anomaly };
+  }
+}
+
+/** The wire form: JSON with the price written with exactly two decimals. */
+export function encodePrice(tick: PriceTick): string {
+  return `{"ts":"${tick.ts}","symbol":${JSON.stringify(tick.symbol)},"price":${tick.price.toFixed(2)}}`;
+}
+
+export type PriceDecodeResult = { ok: true; tick: PriceTick; timeMs: number } | { ok: false; reason: string };
+
+export interface PriceFields {
+  ts: string;
+  symbol: string;
+  price: string;
+}
+
+export const DEFAULT_PRICE_FIELDS: PriceFields = { ts: 'ts', symbol: 'symbol', price: 'price' };
+
+/** Decodes and validates one message; the reason names what is wrong. */
+export function decodePrice(text: string | null, fields: PriceFields = DEFAULT_PRICE_FIELDS): PriceDecodeResult {
+  if (text === null) return { ok: false, reason: 'empty value' };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'not a JSON object' };
+  const record = value as Record<string, unknown>;
+  const ts = record[fields.ts];
+  const symbol = record[fields.symbol];
+  const price = record[fields.price];
+  if (typeof ts !== 'string') return { ok: false, reason: ts === undefined ? `missing ${fields.ts}` : `${fields.ts} is not a string` };
+  const timeMs = parseTs(ts);
+  if (Number.isNaN(timeMs)) return { ok: false, reason: `${fields.ts} is not yyyy-mm-dd hh:mm:ss.fff` };
+  if (typeof symbol !== 'string' || symbol === '') return { ok: false, reason: symbol === undefined ? `missing ${fields.symbol}` : `${fields.symbol} is not a non-empty string` };
+  if (typeof price !== 'number' || !Number.isFinite(price)) return { ok: false, reason: price === undefined ? `missing ${fields.price}` : `${fields.price} is not a number` };
+  return { ok: true, tick: { ts, symbol, price }, timeMs };
+}

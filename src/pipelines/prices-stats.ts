@@ -1,0 +1,182 @@
+import { decodePrice, formatTs, DEFAULT_PRICE_FIELDS } from '../core/prices.ts';
+import type { PriceFields } from '../core/prices.ts';
+import { RunningStats, ValueCounts } from '../core/stats.ts';
+import { outlierTest } from '../core/outliers.ts';
+import type { OutlierRule } from '../core/outliers.ts';
+import type { Log, LogRecord } from '../log/types.ts';
+
+/**
+ * Batch statistics over a fixed snapshot of a topic: every partition from its earliest
+ * offset to the end offset seen at start. Pass one builds per-(partition, symbol)
+ * Welford accumulators, merged in partition order (Chan) so the answer is bit-identical
+ * on every re-run whatever order the fetches interleave in. Outliers need the final
+ * statistics: while the prices fit the memory budget they are kept (16 bytes each) and
+ * scanned; beyond it they are dropped and a second pass re-reads the same offset range.
+ */
+
+export interface StatsOptions {
+  topic: string;
+  rule: OutlierRule;
+  fields?: PriceFields;
+  /** Bytes of prices to keep between passes; 0 always takes two passes. */
+  memoryBudgetBytes: number;
+  signal?: AbortSignal;
+  onProgress?: (read: number, total: number) => void;
+}
+
+export interface SymbolStats {
+  symbol: string;
+  count: number;
+  min: number;
+  max: number;
+  mean: number;
+  stddev: number;
+}
+
+export interface Outlier {
+  ts: string;
+  symbol: string;
+  price: number;
+}
+
+export interface InvalidSample {
+  partition: number;
+  offset: string;
+  reason: string;
+}
+
+export interface StatsReport {
+  count: number;
+  symbols: SymbolStats[];
+  outliers: Outlier[];
+  invalid: number;
+  invalidReasons: Record<string, number>;
+  invalidSamples: InvalidSample[];
+  passes: 1 | 2;
+  range: Array<{ partition: number; from: string; to: string }>;
+}
+
+const INVALID_SAMPLES = 10;
+
+/** Prices and event times of one symbol, in growable typed arrays. */
+class SymbolBuffer {
+  prices = new Float64Array(1024);
+  times = new Float64Array(1024);
+  length = 0;
+
+  push(price: number, timeMs: number): void {
+    if (this.length === this.prices.length) {
+      const grow = (a: Float64Array) => {
+        const next = new Float64Array(a.length * 2);
+        next.set(a);
+        return next;
+      };
+      this.prices = grow(this.prices);
+      this.times = grow(this.times);
+    }
+    this.prices[this.length] = price;
+    this.times[this.length] = timeMs;
+    this.length++;
+  }
+}
+
+export async function computeStats(log: Log, options: StatsOptions): Promise<StatsReport> {
+  const fields = options.fields ?? DEFAULT_PRICE_FIELDS;
+  const snapshot = await log.offsets(options.topic);
+  const from = new Map(snapshot.map((p) => [p.partition, p.earliest]));
+  const to = new Map(snapshot.map((p) => [p.partition, p.latest]));
+  const total = snapshot.reduce((sum, p) => sum + Number(p.latest - p.earliest), 0);
+  const range = { topic: options.topic, from, to, signal: options.signal };
+
+  const perPartition = new Map<number, Map<string, RunningStats>>();
+  const counts = new Map<string, ValueCounts>();
+  let buffers: Map<string, SymbolBuffer> | null = options.memoryBudgetBytes > 0 ? new Map() : null;
+  let buffered = 0;
+  const invalidReasons: Record<string, number> = {};
+  const invalidSamples: InvalidSample[] = [];
+  let invalid = 0;
+  let read = 0;
+
+  const onInvalid = (record: LogRecord, reason: string) => {
+    invalid++;
+    invalidReasons[reason] = (invalidReasons[reason] ?? 0) + 1;
+    if (invalidSamples.length < INVALID_SAMPLES) invalidSamples.push({ partition: record.partition, offset: String(record.offset), reason });
+  };
+
+  for await (const batch of log.readRange(range)) {
+    for (const record of batch) {
+      const decoded = decodePrice(record.value === null ? null : record.value.toString('utf8'), fields);
+      if (!decoded.ok) {
+        onInvalid(record, decoded.reason);
+        continue;
+      }
+      const { symbol, price } = decoded.tick;
+      let bySymbol = perPartition.get(record.partition);
+      if (!bySymbol) perPartition.set(record.partition, (bySymbol = new Map()));
+      let stats = bySymbol.get(symbol);
+      if (!stats) bySymbol.set(symbol, (stats = new RunningStats()));
+      stats.push(price);
+      if (options.rule.kind === 'mad') {
+        let valueCounts = counts.get(symbol);
+        if (!valueCounts) counts.set(symbol, (valueCounts = new ValueCounts()));
+        valueCounts.push(price);
+      }
+      if (buffers) {
+        if ((buffered + 1) * 16 > options.memoryBudgetBytes) {
+          buffers = null; // over budget: forget them, take a second pass instead
+        } else {
+          let buffer = buffers.get(symbol);
+          if (!buffer) buffers.set(symbol, (buffer = new SymbolBuffer()));
+          buffer.push(price, decoded.timeMs);
+          buffered++;
+        }
+      }
+    }
+    read += batch.length;
+    options.onProgress?.(read, total);
+  }
+
+  // Chan merge, partitions in order: the result does not depend on fetch interleaving.
+  const merged = new Map<string, RunningStats>();
+  for (const partition of [...perPartition.keys()].sort((a, b) => a - b)) {
+    for (const [symbol, stats] of perPartition.get(partition)!) {
+      const target = merged.get(symbol) ?? new RunningStats();
+      merged.set(symbol, target.merge(stats));
+    }
+  }
+  const tests = new Map([...merged].map(([symbol, stats]) => [symbol, outlierTest(options.rule, stats, counts.get(symbol))]));
+
+  const outliers: Outlier[] = [];
+  if (buffers) {
+    for (const [symbol, buffer] of buffers) {
+      const isOutlier = tests.get(symbol)!;
+      for (let i = 0; i < buffer.length; i++) {
+        if (isOutlier(buffer.prices[i])) outliers.push({ ts: formatTs(buffer.times[i]), symbol, price: buffer.prices[i] });
+      }
+    }
+  } else {
+    for await (const batch of log.readRange(range)) {
+      for (const record of batch) {
+        const decoded = decodePrice(record.value === null ? null : record.value.toString('utf8'), fields);
+        if (decoded.ok && tests.get(decoded.tick.symbol)!(decoded.tick.price)) outliers.push(decoded.tick);
+      }
+    }
+  }
+  outliers.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : a.price - b.price));
+
+  const stddevKind = options.rule.kind === 'zscore' ? options.rule.stddev : 'sample';
+  const symbols = [...merged]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([symbol, s]) => ({ symbol, count: s.count, min: s.min, max: s.max, mean: s.mean, stddev: s.stddev(stddevKind) }));
+
+  return {
+    count: read,
+    symbols,
+    outliers,
+    invalid,
+    invalidReasons,
+    invalidSamples,
+    passes: buffers ? 1 : 2,
+    range: snapshot.map((p) => ({ partition: p.partition, from: String(p.earliest), to: String(p.latest) })),
+  };
+}
