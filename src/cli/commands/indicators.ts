@@ -1,0 +1,77 @@
+import { runIndicators } from '../../pipelines/indicators.ts';
+import { defineCommand } from '../command.ts';
+import type { FlagValues } from '../command.ts';
+import { badFlag, bool, int, str } from '../flags.ts';
+
+const NAME = /^[A-Za-z0-9._-]{1,249}$/;
+
+function topicName(values: FlagValues, flag: string, fallback: string): string {
+  const name = str(values, flag) ?? fallback;
+  if (!NAME.test(name)) throw badFlag(flag, `"${name}" is not a valid topic name (letters, digits, . _ -)`);
+  return name;
+}
+
+export const command = defineCommand({
+  name: ['indicators'],
+  summary: 'Per-symbol EMA(100) and moving volatility(100) of prices, published to volatility',
+  description: [
+    'Consumes the prices topic in a consumer group and, per symbol in arrival order, publishes',
+    '{"symbol","ts","price","ema","volatility","points"} to the output topic, keyed by symbol.',
+    'ema: EMA over --window points, alpha = 2/(N+1), the plain mean of the points so far until N.',
+    'volatility: sample standard deviation of the log returns among the last N prices (N − 1',
+    'returns), null until 3 prices; points: prices in the window, min(seen, N).',
+    'State and position are kept in Postgres per input partition, committed together after each',
+    'batch is published: a restart continues where it stopped. Output is at-least-once with',
+    'deterministic values (a replayed batch repeats the same records). Malformed prices go to the',
+    'dead-letter topic with a "reason" header. Run several members with the same --group to scale.',
+  ].join('\n'),
+  flags: {
+    topic: { type: 'string', value: 'NAME', default: 'prices', description: 'Input topic' },
+    'output-topic': { type: 'string', value: 'NAME', default: 'volatility', description: 'Output topic' },
+    'dlq-topic': { type: 'string', value: 'NAME', description: 'Dead-letter topic for malformed prices (default: <topic>-dlq)' },
+    group: { type: 'string', value: 'NAME', default: 'tickflow-indicators', description: 'Consumer group (also names the kept state)' },
+    window: { type: 'string', value: 'N', default: '100', description: 'Points in the EMA and volatility window (at least 3)' },
+    'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time (passed through)' },
+    'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
+    'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price (> 0)' },
+    partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions of the input topic if it has to be created' },
+    'stop-at-end': { type: 'boolean', description: 'Exit once everything in the input at start is processed (single member)' },
+  },
+  examples: [
+    'tickflow indicators --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
+    'tickflow indicators --topic ticks --symbol-field s --price-field p --ts-field t --output-topic ticks-volatility',
+    'tickflow indicators --stop-at-end --json',
+  ],
+  configure(values) {
+    const topic = topicName(values, 'topic', 'prices');
+    const group = str(values, 'group') ?? 'tickflow-indicators';
+    if (group.trim() === '') throw badFlag('group', 'must not be empty');
+    const fields = { ts: str(values, 'ts-field') ?? 'ts', symbol: str(values, 'symbol-field') ?? 'symbol', price: str(values, 'price-field') ?? 'price' };
+    for (const [flag, name] of [['ts-field', fields.ts], ['symbol-field', fields.symbol], ['price-field', fields.price]]) {
+      if (name === '') throw badFlag(flag, 'must not be empty');
+    }
+    if (new Set(Object.values(fields)).size < 3) throw badFlag('price-field', 'the ts, symbol and price fields must be three different names');
+    const outputTopic = topicName(values, 'output-topic', 'volatility');
+    const deadLetterTopic = topicName(values, 'dlq-topic', `${topic}-dlq`);
+    if (outputTopic === topic) throw badFlag('output-topic', 'must differ from --topic');
+    if (deadLetterTopic === topic || deadLetterTopic === outputTopic) throw badFlag('dlq-topic', 'must differ from --topic and --output-topic');
+    return {
+      inputTopic: topic,
+      outputTopic,
+      deadLetterTopic,
+      group,
+      window: int(values, 'window', 100, { min: 3, max: 100_000 }),
+      fields,
+      partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
+      stopAtEnd: bool(values, 'stop-at-end'),
+    };
+  },
+  async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
+    const log = await openLog();
+    const db = await openDatabase();
+    logger.info({ log: log.description, database: db.description, topic: config.inputTopic, output: config.outputTopic, group: config.group }, 'indicators starting');
+    const report = await runIndicators({ ...config, log, db, logger, signal });
+    if (shared.json) out.write(`${JSON.stringify(report)}\n`);
+    else out.write(`read ${report.read}, published ${report.published} to ${config.outputTopic}, dead-lettered ${report.deadLettered} to ${config.deadLetterTopic}\n`);
+  },
+});

@@ -1,0 +1,152 @@
+/**
+ * `indicators`: prices → per-symbol EMA and moving volatility → the `volatility` topic.
+ *
+ * Source: a consumer-group member on the prices topic whose position and per-symbol
+ * state live in Postgres (per input partition). Operators: decode, then one
+ * SymbolIndicators per (partition, symbol), in arrival order. Sinks: the output topic
+ * (keyed by symbol) and a dead-letter topic for malformed prices.
+ *
+ * Per batch: publish the output (awaiting acks), then commit the new states and the
+ * next offsets in one transaction. A crash between the two replays the batch from the
+ * committed state: the same records again with the same values (at-least-once output,
+ * deterministic values; each output carries its source position in the `source` header).
+ */
+import type { Logger } from 'pino';
+import { SymbolIndicators } from '../core/indicators.ts';
+import { DEFAULT_PRICE_FIELDS, decodePriceMessage, encodeIndicatorMessage } from '../core/price-message.ts';
+import type { PriceFields } from '../core/price-message.ts';
+import { saveOffsets } from '../db/offset-store.ts';
+import type { Database } from '../db/types.ts';
+import type { Log, LogRecord, Producer, RecordToProduce } from '../log/types.ts';
+import { metrics } from '../observability/metrics.ts';
+import { loadIndicatorStates, saveIndicatorStates } from './indicator-state-store.ts';
+import type { KeptState } from './indicator-state-store.ts';
+import { runStoredOffsetConsumer } from './stored-offset-consumer.ts';
+import type { Claims, StoredOffsetSink } from './stored-offset-consumer.ts';
+
+export interface IndicatorsOptions {
+  log: Log;
+  db: Database;
+  logger: Logger;
+  signal: AbortSignal;
+  inputTopic: string;
+  outputTopic: string;
+  deadLetterTopic: string;
+  group: string;
+  window: number;
+  fields?: PriceFields;
+  /** Partitions of topics this pipeline has to create (input if missing, output, dead letters). */
+  partitions?: number;
+  /** Return once the input's end offsets at start are processed (single member). */
+  stopAtEnd?: boolean;
+}
+
+export interface IndicatorsReport {
+  read: number;
+  published: number;
+  deadLettered: number;
+}
+
+const PIPELINE = 'indicators';
+
+export async function runIndicators(options: IndicatorsOptions): Promise<IndicatorsReport> {
+  const { log, inputTopic, outputTopic, deadLetterTopic } = options;
+  const partitions = options.partitions ?? 3;
+  await log.createTopics([{ name: inputTopic, partitions }]);
+  const inputPartitions = (await log.offsets(inputTopic)).length;
+  // Same partition count as the input: one symbol's outputs stay on one partition, in order.
+  await log.createTopics([{ name: outputTopic, partitions: inputPartitions }, { name: deadLetterTopic, partitions: 1 }]);
+  const producer = log.producer();
+  const sink = new IndicatorsSink(options, producer);
+  try {
+    await runStoredOffsetConsumer({
+      log,
+      db: options.db,
+      group: options.group,
+      topics: [inputTopic],
+      sink,
+      logger: options.logger,
+      signal: options.signal,
+      stopAtEnd: options.stopAtEnd,
+    });
+  } finally {
+    await producer.close();
+  }
+  return sink.report;
+}
+
+class IndicatorsSink implements StoredOffsetSink {
+  readonly report: IndicatorsReport = { read: 0, published: 0, deadLettered: 0 };
+  readonly #options: IndicatorsOptions;
+  readonly #producer: Producer;
+  readonly #fields: PriceFields;
+  /** partition → symbol → indicators; only the assigned partitions. */
+  #states = new Map<number, Map<string, SymbolIndicators>>();
+
+  constructor(options: IndicatorsOptions, producer: Producer) {
+    this.#options = options;
+    this.#producer = producer;
+    this.#fields = options.fields ?? DEFAULT_PRICE_FIELDS;
+  }
+
+  async assigned(claims: Claims): Promise<void> {
+    const { db, group, inputTopic, window } = this.#options;
+    const claim = claims.topics.get(inputTopic);
+    const states = new Map<number, Map<string, SymbolIndicators>>();
+    for (const partition of claim?.partitions ?? []) states.set(partition, new Map());
+    for (const kept of await loadIndicatorStates(db, group, inputTopic, claim?.partitions ?? [])) {
+      states.get(kept.partition)?.set(kept.symbol, new SymbolIndicators(window, kept.snapshot));
+    }
+    this.#states = states;
+  }
+
+  async process(records: readonly LogRecord[], claims: Claims): Promise<void> {
+    const { inputTopic, outputTopic, deadLetterTopic, group, window } = this.#options;
+    const stopTimer = metrics.batchSeconds.startTimer({ pipeline: PIPELINE });
+    const output: RecordToProduce[] = [];
+    const deadLetters: RecordToProduce[] = [];
+    const changed = new Map<string, { partition: number; symbol: string; indicators: SymbolIndicators }>();
+    const next = new Map<number, bigint>();
+    for (const record of records) {
+      next.set(record.partition, record.offset + 1n);
+      const source = `${record.topic}/${record.partition}/${record.offset}`;
+      const decoded = decodePriceMessage(record.value === null ? null : record.value.toString('utf8'), this.#fields);
+      if (!decoded.ok) {
+        metrics.invalid.inc({ pipeline: PIPELINE, reason: decoded.reason });
+        deadLetters.push({
+          key: record.key,
+          value: record.value,
+          headers: { reason: decoded.reason, detail: decoded.detail, source },
+        });
+        continue;
+      }
+      const { symbol, price, ts } = decoded.value;
+      const symbols = this.#states.get(record.partition);
+      if (!symbols) throw new Error(`partition ${record.partition} of ${record.topic} is not assigned`); // the consumer checks generations first
+      let indicators = symbols.get(symbol);
+      if (!indicators) symbols.set(symbol, (indicators = new SymbolIndicators(window)));
+      const values = indicators.update(price);
+      output.push({ key: symbol, value: encodeIndicatorMessage({ symbol, ts, price, ...values }), headers: { source } });
+      changed.set(`${record.partition}\u0000${symbol}`, { partition: record.partition, symbol, indicators });
+    }
+    const kept: KeptState[] = [...changed.values()].map(({ partition, symbol, indicators }) => ({ partition, symbol, snapshot: indicators.snapshot() }));
+
+    await Promise.all([
+      output.length > 0 ? this.#producer.send(outputTopic, output) : undefined,
+      deadLetters.length > 0 ? this.#producer.send(deadLetterTopic, deadLetters) : undefined,
+    ]);
+    const generation = claims.topics.get(inputTopic)!.generation;
+    await this.#options.db.transaction(async (tx) => {
+      await saveIndicatorStates(tx, group, inputTopic, kept);
+      await saveOffsets(tx, group, inputTopic, next, generation);
+    });
+
+    this.report.read += records.length;
+    this.report.published += output.length;
+    this.report.deadLettered += deadLetters.length;
+    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: inputTopic }, records.length);
+    if (output.length > 0) metrics.recordsOut.inc({ pipeline: PIPELINE, sink: outputTopic }, output.length);
+    if (deadLetters.length > 0) metrics.deadLettered.inc({ pipeline: PIPELINE, topic: deadLetterTopic }, deadLetters.length);
+    stopTimer();
+  }
+}

@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { TickflowError } from '../../src/core/errors.ts';
+import type { Database, Queryable } from '../../src/db/types.ts';
+import { KafkaLog } from '../../src/log/kafka.ts';
+import { runIndicators } from '../../src/pipelines/indicators.ts';
+import type { IndicatorsOptions } from '../../src/pipelines/indicators.ts';
+import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { checkOutput } from './check-output.ts';
+import { messageCount, privateSchema, produceTicks, readAll, seededStream, startTickflow, uniqueName, waitFor } from './fixtures.ts';
+import type { PrivateSchema } from './fixtures.ts';
+
+const logger = pino({ level: 'warn' });
+
+describe('indicators on the real Kafka and PostgreSQL', () => {
+  let log: KafkaLog;
+  let schema: PrivateSchema;
+  let db: Database;
+  const created: string[] = [];
+
+  before(async () => {
+    log = new KafkaLog({ brokers: KAFKA_BROKERS });
+    schema = await privateSchema('indicators_test');
+    db = await schema.open();
+  });
+  after(async () => {
+    await log.deleteTopics(created).catch(() => undefined);
+    await log.close();
+    await db.close();
+    await schema.drop();
+  });
+
+  function names(label: string) {
+    const input = uniqueName(`prices-${label}`);
+    const output = uniqueName(`volatility-${label}`);
+    const dlq = `${input}-dlq`;
+    created.push(input, output, dlq);
+    return { inputTopic: input, outputTopic: output, deadLetterTopic: dlq, group: uniqueName(`indicators-${label}`) };
+  }
+
+  const options = (topics: ReturnType<typeof names>, extra: Partial<IndicatorsOptions> = {}): IndicatorsOptions => ({
+    ...topics,
+    log,
+    db,
+    logger,
+    signal: new AbortController().signal,
+    window: 100,
+    partitions: 3,
+    stopAtEnd: true,
+    ...extra,
+  });
+
+  it('publishes per-symbol EMA and volatility equal to the reference (20 symbols), dead-letters malformed prices', async () => {
+    const topics = names('ref');
+    await log.createTopics([{ name: topics.inputTopic, partitions: 3 }]);
+    const { ticks, walks } = seededStream(20, 160, 1);
+    await produceTicks(log, topics.inputTopic, ticks);
+    const producer = log.producer();
+    await producer.send(topics.inputTopic, [
+      { key: 'SYM00', value: 'not json' },
+      { key: 'SYM01', value: '{"ts": "2021-03-10 16:21:32.000", "symbol": "SYM01", "price": -1}' },
+      { key: 'SYM02', value: null },
+    ]);
+    await producer.close();
+
+    const report = await runIndicators(options(topics));
+    assert.deepEqual(report, { read: ticks.length + 3, published: ticks.length, deadLettered: 3 });
+    const check = await checkOutput(log, topics.outputTopic, ticks, walks);
+    assert.equal(check.records, ticks.length, 'no duplicates without a crash');
+
+    const dead = await readAll(log, topics.deadLetterTopic);
+    const reasons = dead.map((r) => r.headers.find(([name]) => name === 'reason')![1].toString()).sort();
+    assert.deepEqual(reasons, ['bad-price', 'empty', 'not-json']);
+    assert.equal((await schema.query<{ n: string }>('SELECT count(DISTINCT symbol) AS n FROM indicator_state WHERE consumer = $1', [topics.group]))[0].n, '20');
+  });
+
+  it('a crash between publishing and committing replays the batch with identical values', async () => {
+    const topics = names('crash');
+    await log.createTopics([{ name: topics.inputTopic, partitions: 3 }]);
+    const { ticks, walks } = seededStream(20, 120, 2);
+    await produceTicks(log, topics.inputTopic, ticks);
+    // The first state commit fails after its outputs were published: a crash at the worst moment.
+    let failed = false;
+    const crashing: Database = {
+      kind: db.kind,
+      description: db.description,
+      query: (sql, params) => db.query(sql, params),
+      close: async () => {},
+      transaction: (fn) =>
+        db.transaction((tx) => {
+          const failOnce: Queryable = {
+            query: (sql, params) => {
+              if (!failed && sql.includes('INSERT INTO indicator_state')) {
+                failed = true;
+                throw new TickflowError('DB_ERROR', 'simulated crash before the commit');
+              }
+              return tx.query(sql, params);
+            },
+          };
+          return fn(failOnce);
+        }),
+    };
+    await assert.rejects(runIndicators(options(topics, { db: crashing })), /simulated crash/);
+    const published = await messageCount(log, topics.outputTopic);
+    assert.ok(published > 0, 'the failed batch was published');
+    await runIndicators(options(topics));
+    const check = await checkOutput(log, topics.outputTopic, ticks, walks);
+    assert.equal(check.distinct, ticks.length);
+    assert.equal(check.records, ticks.length + published, 'the replayed batch repeats exactly what was published');
+  });
+
+  it('restarted mid-stream (SIGTERM, then kill -9), the CLI continues as if it had never stopped', async () => {
+    const topics = names('restart');
+    await log.createTopics([{ name: topics.inputTopic, partitions: 3 }]);
+    const { ticks, walks } = seededStream(20, 240, 3);
+    const args = [
+      'indicators', '--topic', topics.inputTopic, '--output-topic', topics.outputTopic, '--dlq-topic', topics.deadLetterTopic,
+      '--group', topics.group, '--brokers', KAFKA_BROKERS.join(','), '--database-url', schema.url,
+    ];
+    const thirds = [ticks.slice(0, 1600), ticks.slice(1600, 3200), ticks.slice(3200)];
+
+    // 1. A first third, processed, then a graceful stop (SIGTERM: finish the batch, commit, exit 0).
+    await produceTicks(log, topics.inputTopic, thirds[0]);
+    let running = startTickflow(args);
+    await waitFor('the first third', async () => (await messageCount(log, topics.outputTopic).catch(() => 0)) >= thirds[0].length);
+    running.child.kill('SIGTERM');
+    let exit = await running.exited;
+    assert.equal(exit.code, 0, exit.stderr);
+    assert.equal(await messageCount(log, topics.outputTopic), thirds[0].length, 'a graceful stop publishes nothing twice');
+
+    // 2. Restarted while the second third streams in; killed -9 part way.
+    running = startTickflow(args);
+    for (let i = 0; i < thirds[1].length; i += 200) {
+      await produceTicks(log, topics.inputTopic, thirds[1].slice(i, i + 200));
+      if (i === 800) await waitFor('outputs of the second third', async () => (await messageCount(log, topics.outputTopic)) > thirds[0].length);
+    }
+    running.child.kill('SIGKILL');
+    exit = await running.exited;
+    assert.equal(exit.signal, 'SIGKILL');
+
+    // 3. The rest arrives while it is down; a restart catches up and stops at the end.
+    await produceTicks(log, topics.inputTopic, thirds[2]);
+    exit = await startTickflow([...args, '--stop-at-end', '--json']).exited;
+    assert.equal(exit.code, 0, exit.stderr);
+    const check = await checkOutput(log, topics.outputTopic, ticks, walks);
+    assert.equal(check.distinct, ticks.length, 'every price has its indicators');
+    assert.ok(check.records >= ticks.length);
+  });
+});
