@@ -1,0 +1,43 @@
+import { runArchive } from '../../pipelines/archive.ts';
+import { defineCommand } from '../command.ts';
+import { badFlag, bool, list, str } from '../flags.ts';
+
+const NAME = /^[A-Za-z0-9._-]{1,249}$/;
+
+export const command = defineCommand({
+  name: ['archive'],
+  summary: 'Store every message of a topic in Postgres, once (key: topic, partition, offset)',
+  description: [
+    'Consumes the topics in a consumer group and inserts each message into archived_messages:',
+    'topic, partition, offset (the primary key), key and value (bytea, as they are), headers',
+    '(jsonb), the record timestamp and the time archived. Rows and the next offsets commit in one',
+    'transaction, so kill -9 at any moment loses and duplicates nothing; the key with ON CONFLICT',
+    'DO NOTHING keeps replays (--from-beginning) from adding rows. Waits for missing topics.',
+  ].join('\n'),
+  flags: {
+    topic: { type: 'string', value: 'LIST', description: 'Topic(s) to archive, comma-separated (required)' },
+    group: { type: 'string', value: 'NAME', description: 'Consumer group (default: tickflow-archive-<topics>)' },
+    'from-beginning': { type: 'boolean', description: 'Read every partition again from its earliest offset (existing rows are kept, not duplicated)' },
+    'stop-at-end': { type: 'boolean', description: 'Exit once everything in the topics at start is archived (single member)' },
+  },
+  examples: [
+    'tickflow archive --topic prices --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
+    'tickflow archive --topic prices,stocks --from-beginning --stop-at-end',
+  ],
+  configure(values) {
+    if (str(values, 'topic') === undefined) throw badFlag('topic', 'is required (the topic to archive)');
+    const topics = [...new Set(list(values, 'topic', []))].sort();
+    for (const topic of topics) if (!NAME.test(topic)) throw badFlag('topic', `"${topic}" is not a valid topic name (letters, digits, . _ -)`);
+    const group = str(values, 'group') ?? `tickflow-archive-${topics.join('+')}`;
+    if (group.trim() === '') throw badFlag('group', 'must not be empty');
+    return { topics, group, fromBeginning: bool(values, 'from-beginning'), stopAtEnd: bool(values, 'stop-at-end') };
+  },
+  async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
+    const log = await openLog();
+    const db = await openDatabase();
+    logger.info({ log: log.description, database: db.description, topics: config.topics, group: config.group }, 'archive starting');
+    const report = await runArchive({ ...config, log, db, logger, signal });
+    if (shared.json) out.write(`${JSON.stringify(report)}\n`);
+    else out.write(`read ${report.read}, archived ${report.inserted} new rows (${report.read - report.inserted} already archived)\n`);
+  },
+});
