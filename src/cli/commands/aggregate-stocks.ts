@@ -1,0 +1,63 @@
+import { aggregateStocks } from '../../pipelines/aggregate-stocks.ts';
+import { defineCommand } from '../command.ts';
+import { badFlag, duration, int, str } from '../flags.ts';
+
+export const command = defineCommand({
+  name: ['aggregate', 'stocks'],
+  summary: 'Average price per ticker over 30-second event-time windows into Postgres, exactly once',
+  description: [
+    'A consumer-group service. Per partition and ticker it keeps tumbling windows of event time',
+    '(count, sum, min, max); a window closes when the watermark (max event time − allowed lateness)',
+    'passes its end, or, when the partition is caught up and quiet for --idle-flush, when stream',
+    'time follows the wall clock. Closed windows are added to stock_windows in the same Postgres',
+    'transaction as the open windows and the consumed offsets, so a restart or rebalance resumes',
+    'exactly where the last commit left off. Malformed and late records go to the dead-letter',
+    'topic with a reason header. See docs/stocks.md.',
+  ].join('\n'),
+  flags: {
+    topic: { type: 'string', value: 'NAME', default: 'stocks', description: 'Topic to read' },
+    group: { type: 'string', value: 'NAME', default: 'stocks-aggregator', description: 'Consumer group (and the name its offsets are stored under)' },
+    'dead-letter-topic': { type: 'string', value: 'NAME', default: 'stocks-dlq', description: 'Where malformed and late records go' },
+    partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions if the topic has to be created' },
+    window: { type: 'string', value: 'TIME', default: '30s', description: 'Tumbling window size' },
+    'allowed-lateness': { type: 'string', value: 'TIME', default: '5s', description: 'How far behind the max event time a record may be (smaller than --window)' },
+    'idle-flush': { type: 'string', value: 'TIME', default: '5s', description: 'Quiet time after which stream time follows the wall clock' },
+    'commit-interval': { type: 'string', value: 'TIME', default: '1s', description: 'Commit open windows and offsets at least this often' },
+    'session-timeout': { type: 'string', value: 'TIME', default: '10s', description: 'Consumer-group session timeout' },
+  },
+  examples: [
+    'tickflow aggregate stocks --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
+    'tickflow aggregate stocks --window 1m --allowed-lateness 10s --idle-flush 15s',
+  ],
+  configure(values) {
+    const windowMs = duration(values, 'window', 30_000, { minMs: 1 });
+    const allowedLatenessMs = duration(values, 'allowed-lateness', 5_000);
+    if (!Number.isInteger(windowMs)) throw badFlag('window', 'must be a whole number of milliseconds');
+    if (allowedLatenessMs >= windowMs) throw badFlag('allowed-lateness', `must be smaller than --window (${windowMs}ms), got ${allowedLatenessMs}ms`);
+    const topic = str(values, 'topic') ?? 'stocks';
+    const deadLetterTopic = str(values, 'dead-letter-topic') ?? 'stocks-dlq';
+    if (deadLetterTopic === topic) throw badFlag('dead-letter-topic', 'must differ from --topic');
+    return {
+      topic,
+      group: str(values, 'group') ?? 'stocks-aggregator',
+      deadLetterTopic,
+      partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
+      windowMs,
+      allowedLatenessMs,
+      idleFlushMs: duration(values, 'idle-flush', 5_000, { minMs: 100 }),
+      commitIntervalMs: duration(values, 'commit-interval', 1_000, { minMs: 10 }),
+      sessionTimeoutMs: duration(values, 'session-timeout', 10_000, { minMs: 1_000 }),
+    };
+  },
+  async run({ config, shared, logger, signal, out, openLog, openDatabase }) {
+    const log = await openLog();
+    const db = await openDatabase();
+    logger.info({ ...config, log: log.description, database: db.description }, 'aggregating stocks');
+    const summary = await aggregateStocks(log, db, { ...config, signal, logger });
+    if (shared.json) out.write(`${JSON.stringify(summary)}\n`);
+    else {
+      out.write(`read ${summary.records} records, emitted ${summary.windowsEmitted} window rows in ${summary.commits} commits; ` +
+        `${summary.malformed} malformed and ${summary.late} late records dead-lettered to ${config.deadLetterTopic}\n`);
+    }
+  },
+});

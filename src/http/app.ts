@@ -1,0 +1,39 @@
+/**
+ * The HTTP API as a Fastify instance, built but not listening: the `api` command calls
+ * `listen`, tests call `inject`. Query-string schemas are strict (unknown parameters are
+ * a 400, nothing is silently dropped) and every error leaves through the catalogue.
+ */
+import Fastify from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { Queryable } from '../db/types.ts';
+import { installErrorHandling } from './error-handler.ts';
+import { errorBodySchema } from './errors.ts';
+import { registerHealthRoutes } from './health-routes.ts';
+import { KnownTickers } from './known-tickers.ts';
+import { registerMetricsRoute } from './metrics-route.ts';
+import { registerOpenApi } from './openapi.ts';
+import { registerPricesRoute } from './prices-route.ts';
+
+export interface ApiOptions {
+  /** Where reads go: ideally a connection whose role can only read. */
+  db: Queryable;
+  /** A pino logger; default: no request logging. */
+  logger?: FastifyBaseLogger;
+  tickerCacheMs?: number;
+}
+
+export async function buildApp(options: ApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    disableRequestLogging: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: false } },
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+  app.addSchema(errorBodySchema);
+  installErrorHandling(app);
+  await registerOpenApi(app);
+  registerMetricsRoute(app);
+  registerHealthRoutes(app, { db: options.db });
+  registerPricesRoute(app, { db: options.db, tickers: new KnownTickers(options.db, { ttlMs: options.tickerCacheMs }) });
+  return app;
+}
