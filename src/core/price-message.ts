@@ -55,6 +55,7 @@ export interface IndicatorMessage {
   readonly ema: number;
   readonly volatility: number | null;
   readonly points: number;
+  readonly seq: number;
 }
 
 /** The `volatility` topic's JSON, fields in a fixed order. */
@@ -66,5 +67,6 @@ export function encodeIndicatorMessage(message: IndicatorMessage): string {
     ema: message.ema,
     volatility: message.volatility,
     points: message.points,
+    seq: message.seq,
   });
 }

@@ -9,7 +9,7 @@
  * Per batch: publish the output (awaiting acks), then commit the new states and the
  * next offsets in one transaction. A crash between the two replays the batch from the
  * committed state: the same records again with the same values (at-least-once output,
- * deterministic values; each output carries its source position in the `source` header).
+ * deterministic values; `seq`, the symbol's price count, tells a replayed record).
  */
 import type { Logger } from 'pino';
 import { SymbolIndicators } from '../core/indicators.ts';
@@ -109,14 +109,13 @@ class IndicatorsSink implements StoredOffsetSink {
     const next = new Map<number, bigint>();
     for (const record of records) {
       next.set(record.partition, record.offset + 1n);
-      const source = `${record.topic}/${record.partition}/${record.offset}`;
       const decoded = decodePriceMessage(record.value === null ? null : record.value.toString('utf8'), this.#fields);
       if (!decoded.ok) {
         metrics.invalid.inc({ pipeline: PIPELINE, reason: decoded.reason });
         deadLetters.push({
           key: record.key,
           value: record.value,
-          headers: { reason: decoded.reason, detail: decoded.detail, source },
+          headers: { reason: decoded.reason, detail: decoded.detail, source: `${record.topic}/${record.partition}/${record.offset}` },
         });
         continue;
       }
@@ -126,7 +125,7 @@ class IndicatorsSink implements StoredOffsetSink {
       let indicators = symbols.get(symbol);
       if (!indicators) symbols.set(symbol, (indicators = new SymbolIndicators(window)));
       const values = indicators.update(price);
-      output.push({ key: symbol, value: encodeIndicatorMessage({ symbol, ts, price, ...values }), headers: { source } });
+      output.push({ key: symbol, value: encodeIndicatorMessage({ symbol, ts, price, ...values }) });
       changed.set(`${record.partition}\u0000${symbol}`, { partition: record.partition, symbol, indicators });
     }
     const kept: KeptState[] = [...changed.values()].map(({ partition, symbol, indicators }) => ({ partition, symbol, snapshot: indicators.snapshot() }));

@@ -30,6 +30,7 @@ describe('SymbolIndicators: 50 symbols interleaved', () => {
       assert.ok(close(values.ema, referenceEma(prices, 100, i), 1e-12), `${symbol} point ${i} ema`);
       assert.ok(close(values.volatility, referenceVolatility(prices, 100, i), 1e-9), `${symbol} point ${i} volatility`);
       assert.equal(values.points, Math.min(i + 1, 100));
+      assert.equal(values.seq, i + 1);
     }
     assert.ok([...seen.values()].filter((n) => n > 100).length >= 10, 'enough symbols fill their window');
     assert.ok([...seen.values()].some((n) => n > 0 && n < 100), 'some symbols stay in warm-up');
@@ -77,8 +78,8 @@ describe('price messages', () => {
 
   it('encodes the volatility message with its fields in order', () => {
     assert.equal(
-      encodeIndicatorMessage({ symbol: 'AAPL', ts: '2021-03-10 16:21:32.000', price: 238.32, ema: 238.32, volatility: null, points: 1 }),
-      '{"symbol":"AAPL","ts":"2021-03-10 16:21:32.000","price":238.32,"ema":238.32,"volatility":null,"points":1}',
+      encodeIndicatorMessage({ symbol: 'AAPL', ts: '2021-03-10 16:21:32.000', price: 238.32, ema: 238.32, volatility: null, points: 1, seq: 1 }),
+      '{"symbol":"AAPL","ts":"2021-03-10 16:21:32.000","price":238.32,"ema":238.32,"volatility":null,"points":1,"seq":1}',
     );
   });
 });

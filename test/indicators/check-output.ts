@@ -1,10 +1,10 @@
 /**
  * Reads the `volatility` output back and holds it against the reference: every input
- * price has its output (found by the `source` header), every copy of a replayed output
- * is identical, and the values equal the direct windowed formulas.
+ * price has its output (found by symbol and `seq`), every copy of a replayed output is
+ * identical, and the values equal the direct windowed formulas.
  */
 import assert from 'node:assert/strict';
-import type { Log } from '../../src/log/types.ts';
+import type { Log, LogRecord } from '../../src/log/types.ts';
 import { readAll } from './fixtures.ts';
 import type { PriceTick } from './fixtures.ts';
 import { close, referenceEma, referencePoints, referenceVolatility } from './reference.ts';
@@ -12,47 +12,55 @@ import { close, referenceEma, referencePoints, referenceVolatility } from './ref
 export interface OutputCheck {
   /** Output records read, duplicates included. */
   records: number;
-  /** Distinct input positions covered. */
+  /** Distinct (symbol, seq) covered. */
   distinct: number;
+}
+
+/** symbol/seq → the output's JSON text; throws if two copies differ. */
+export function outputsByKey(records: readonly LogRecord[]): Map<string, string> {
+  const byKey = new Map<string, string>();
+  for (const record of records) {
+    const value = record.value!.toString();
+    const { symbol, seq } = JSON.parse(value);
+    assert.equal(record.key!.toString(), symbol, 'keyed by symbol');
+    const key = `${symbol}/${seq}`;
+    const earlier = byKey.get(key);
+    if (earlier !== undefined) assert.equal(value, earlier, `a replayed output of ${key} differs from the first`);
+    byKey.set(key, value);
+  }
+  return byKey;
+}
+
+export async function distinctOutputs(log: Log, topic: string): Promise<number> {
+  return outputsByKey(await readAll(log, topic).catch(() => [])).size;
 }
 
 export async function checkOutput(log: Log, outputTopic: string, ticks: readonly PriceTick[], walks: ReadonlyMap<string, number[]>, window = 100): Promise<OutputCheck> {
   const records = await readAll(log, outputTopic);
-  const bySource = new Map<string, string>();
-  for (const record of records) {
-    const source = record.headers.find(([name]) => name === 'source')?.[1].toString();
-    assert.ok(source, 'every output names its source');
-    const value = record.value!.toString();
-    const earlier = bySource.get(source);
-    if (earlier !== undefined) assert.equal(value, earlier, `a replayed output of ${source} differs from the first`);
-    bySource.set(source, value);
-    const symbol = JSON.parse(value).symbol;
-    assert.equal(record.key!.toString(), symbol, 'keyed by symbol');
-  }
-  // Per symbol, in input order (one symbol lives on one input partition: order by offset).
-  const perSymbol = new Map<string, Array<{ offset: bigint; message: Record<string, unknown> }>>();
-  for (const [source, value] of bySource) {
-    const message = JSON.parse(value);
-    const offset = BigInt(source.split('/').at(-1)!);
-    const list = perSymbol.get(message.symbol) ?? [];
-    list.push({ offset, message });
-    perSymbol.set(message.symbol, list);
-  }
+  const byKey = outputsByKey(records);
   const expectedPerSymbol = new Map<string, PriceTick[]>();
   for (const tick of ticks) expectedPerSymbol.set(tick.symbol, [...(expectedPerSymbol.get(tick.symbol) ?? []), tick]);
-  assert.deepEqual([...perSymbol.keys()].sort(), [...expectedPerSymbol.keys()].sort());
-  for (const [symbol, list] of perSymbol) {
-    list.sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
-    const expected = expectedPerSymbol.get(symbol)!;
-    assert.equal(list.length, expected.length, `${symbol}: one output per input price`);
+  assert.equal(byKey.size, ticks.length, 'one distinct output per input price');
+  for (const [symbol, expected] of expectedPerSymbol) {
     const prices = walks.get(symbol)!;
-    list.forEach(({ message }, i) => {
-      assert.equal(message.ts, expected[i].ts, `${symbol} #${i} ts`);
+    expected.forEach((tick, i) => {
+      const text = byKey.get(`${symbol}/${i + 1}`);
+      assert.ok(text, `${symbol} #${i} has its output`);
+      const message = JSON.parse(text);
+      assert.equal(message.ts, tick.ts, `${symbol} #${i} ts`);
       assert.equal(message.price, prices[i], `${symbol} #${i} price`);
       assert.equal(message.points, referencePoints(window, i), `${symbol} #${i} points`);
-      assert.ok(close(message.ema as number, referenceEma(prices, window, i), 1e-12), `${symbol} #${i} ema ${message.ema}`);
-      assert.ok(close(message.volatility as number | null, referenceVolatility(prices, window, i), 1e-9), `${symbol} #${i} volatility ${message.volatility}`);
+      assert.ok(close(message.ema, referenceEma(prices, window, i), 1e-12), `${symbol} #${i} ema ${message.ema}`);
+      assert.ok(close(message.volatility, referenceVolatility(prices, window, i), 1e-9), `${symbol} #${i} volatility ${message.volatility}`);
     });
   }
-  return { records: records.length, distinct: bySource.size };
+  // Output order per symbol is input order (one symbol, one output partition, one producer).
+  const seqs = new Map<string, number>();
+  for (const record of records) {
+    const { symbol, seq } = JSON.parse(record.value!.toString());
+    const last = seqs.get(symbol) ?? 0;
+    assert.ok(seq === last + 1 || seq <= last, `${symbol}: seq ${seq} after ${last} skips prices`);
+    seqs.set(symbol, Math.max(last, seq));
+  }
+  return { records: records.length, distinct: byKey.size };
 }

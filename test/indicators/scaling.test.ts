@@ -5,8 +5,8 @@ import type { Database } from '../../src/db/types.ts';
 import { MemoryLog } from '../../src/log/memory.ts';
 import { runIndicators } from '../../src/pipelines/indicators.ts';
 import type { IndicatorsReport } from '../../src/pipelines/indicators.ts';
-import { checkOutput } from './check-output.ts';
-import { privateSchema, produceTicks, readAll, seededStream, waitFor } from './fixtures.ts';
+import { checkOutput, distinctOutputs } from './check-output.ts';
+import { privateSchema, produceTicks, seededStream, waitFor } from './fixtures.ts';
 import type { PrivateSchema } from './fixtures.ts';
 
 const logger = pino({ level: 'warn' });
@@ -28,7 +28,7 @@ describe('indicators across group members (embedded log, real PostgreSQL)', () =
     const topics = { inputTopic: 'prices', outputTopic: 'volatility', deadLetterTopic: 'prices-dlq', group: 'indicators-scale' };
     await log.createTopics([{ name: 'prices', partitions: 3 }]);
     const { ticks, walks } = seededStream(20, 180, 4);
-    const distinct = async () => new Set((await readAll(log, 'volatility').catch(() => [])).map((r) => r.headers.find(([n]) => n === 'source')![1].toString())).size;
+    const distinct = () => distinctOutputs(log, 'volatility');
     const start = () => {
       const controller = new AbortController();
       const done = runIndicators({ ...topics, log, db, logger, signal: controller.signal, window: 100 });
