@@ -48,6 +48,8 @@ export interface IndicatorsReport {
 }
 
 const PIPELINE = 'indicators';
+/** Records published and committed together. */
+const SLICE = 10_000;
 
 export async function runIndicators(options: IndicatorsOptions): Promise<IndicatorsReport> {
   const { log, inputTopic, outputTopic, deadLetterTopic } = options;
@@ -101,6 +103,11 @@ class IndicatorsSink implements StoredOffsetSink {
   }
 
   async process(records: readonly LogRecord[], claims: Claims): Promise<void> {
+    // A fetch can hold hundreds of thousands of records: slices bound the output in memory.
+    for (let start = 0; start < records.length; start += SLICE) await this.#processSlice(records.slice(start, start + SLICE), claims);
+  }
+
+  async #processSlice(records: readonly LogRecord[], claims: Claims): Promise<void> {
     const { inputTopic, outputTopic, deadLetterTopic, group, window } = this.#options;
     const stopTimer = metrics.batchSeconds.startTimer({ pipeline: PIPELINE });
     const output: RecordToProduce[] = [];
