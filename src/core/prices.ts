@@ -1,3 +1,4 @@
+import { parseTsBytes } from './timestamp-bytes.ts';
 import type { Random } from './random.ts';
 
 /** One market tick on the `prices` topic. */
@@ -31,15 +32,15 @@ export function formatTs(ms: number): string {
   return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}`;
 }
 
-const TS_FORMAT = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d{3})$/;
-
-/** Parses `yyyy-mm-dd hh:mm:ss.fff` (UTC) to epoch ms; NaN if the text is not exactly that. */
+/**
+ * Parses `yyyy-mm-dd hh:mm:ss.fff` (UTC) to epoch ms; NaN unless the text is exactly that
+ * and names a real date (no 2021-02-30).
+ */
 export function parseTs(text: string): number {
-  const m = TS_FORMAT.exec(text);
-  if (!m) return Number.NaN;
-  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6], +m[7]);
-  // Reject dates that Date.UTC silently rolls over (2021-02-30 → March 2).
-  return formatTs(ms) === text ? ms : Number.NaN;
+  if (text.length !== 23 || /[^\x00-\x7f]/.test(text)) return Number.NaN;
+  const bytes = new Uint8Array(23);
+  for (let i = 0; i < 23; i++) bytes[i] = text.charCodeAt(i);
+  return parseTsBytes(bytes, 0, 23);
 }
 
 export interface PriceGeneratorOptions {
@@ -83,7 +84,10 @@ export interface PriceFields {
 
 export const DEFAULT_PRICE_FIELDS: PriceFields = { ts: 'ts', symbol: 'symbol', price: 'price' };
 
-/** Decodes and validates one message; the reason names what is wrong. */
+/**
+ * Decodes and validates one message; the reason names what is wrong. (The hot path reads
+ * the common shape from bytes first: see price-bytes.ts; this is the full path.)
+ */
 export function decodePrice(text: string | null, fields: PriceFields = DEFAULT_PRICE_FIELDS): PriceDecodeResult {
   if (text === null) return { ok: false, reason: 'empty value' };
   let value: unknown;
@@ -94,9 +98,10 @@ export function decodePrice(text: string | null, fields: PriceFields = DEFAULT_P
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'not a JSON object' };
   const record = value as Record<string, unknown>;
-  const ts = record[fields.ts];
-  const symbol = record[fields.symbol];
-  const price = record[fields.price];
+  return validate(record[fields.ts], record[fields.symbol], record[fields.price], fields);
+}
+
+function validate(ts: unknown, symbol: unknown, price: unknown, fields: PriceFields): PriceDecodeResult {
   if (typeof ts !== 'string') return { ok: false, reason: ts === undefined ? `missing ${fields.ts}` : `${fields.ts} is not a string` };
   const timeMs = parseTs(ts);
   if (Number.isNaN(timeMs)) return { ok: false, reason: `${fields.ts} is not yyyy-mm-dd hh:mm:ss.fff` };

@@ -128,3 +128,28 @@ export interface PartitionLag extends PartitionOffsets {
   committed: bigint | null;
   lag: bigint;
 }
+
+/** The record's value as UTF-8 text, without an intermediate Buffer view when the adapter can. */
+export function valueText(record: LogRecord): string | null {
+  const fast = (record as { valueText?: () => string | null }).valueText;
+  return fast ? fast.call(record) : record.value === null ? null : record.value.toString('utf8');
+}
+
+/** A value as a byte range of a buffer the adapter already holds (no copy, no view object). */
+export interface ValueRange {
+  data: Buffer;
+  start: number;
+  end: number;
+}
+
+/** Fills `out` with the record's value bytes; false when the value is null. */
+export function valueRange(record: LogRecord, out: ValueRange): boolean {
+  const fast = (record as { valueRange?: (out: ValueRange) => boolean }).valueRange;
+  if (fast) return fast.call(record, out);
+  const value = record.value;
+  if (value === null) return false;
+  out.data = value;
+  out.start = 0;
+  out.end = value.length;
+  return true;
+}

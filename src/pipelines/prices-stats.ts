@@ -3,6 +3,10 @@ import type { PriceFields } from '../core/prices.ts';
 import { RunningStats, ValueCounts } from '../core/stats.ts';
 import { outlierTest } from '../core/outliers.ts';
 import type { OutlierRule } from '../core/outliers.ts';
+import { valueRange } from '../log/types.ts';
+import type { ValueRange } from '../log/types.ts';
+import { priceKeys, scanPriceBytes, SymbolNames } from '../core/price-bytes.ts';
+import type { PriceBytes } from '../core/price-bytes.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 
 /**
@@ -103,14 +107,15 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     if (invalidSamples.length < INVALID_SAMPLES) invalidSamples.push({ partition: record.partition, offset: String(record.offset), reason });
   };
 
+  const read1 = readPrice(fields);
   for await (const batch of log.readRange(range)) {
     for (const record of batch) {
-      const decoded = decodePrice(record.value === null ? null : record.value.toString('utf8'), fields);
-      if (!decoded.ok) {
-        onInvalid(record, decoded.reason);
+      const tick = read1(record);
+      if (typeof tick === 'string') {
+        onInvalid(record, tick);
         continue;
       }
-      const { symbol, price } = decoded.tick;
+      const { symbol, price } = tick;
       let bySymbol = perPartition.get(record.partition);
       if (!bySymbol) perPartition.set(record.partition, (bySymbol = new Map()));
       let stats = bySymbol.get(symbol);
@@ -127,7 +132,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
         } else {
           let buffer = buffers.get(symbol);
           if (!buffer) buffers.set(symbol, (buffer = new SymbolBuffer()));
-          buffer.push(price, decoded.timeMs);
+          buffer.push(price, tick.timeMs);
           buffered++;
         }
       }
@@ -155,10 +160,11 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
       }
     }
   } else {
+    const read2 = readPrice(fields);
     for await (const batch of log.readRange(range)) {
       for (const record of batch) {
-        const decoded = decodePrice(record.value === null ? null : record.value.toString('utf8'), fields);
-        if (decoded.ok && tests.get(decoded.tick.symbol)!(decoded.tick.price)) outliers.push(decoded.tick);
+        const tick = read2(record);
+        if (typeof tick !== 'string' && tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
       }
     }
   }
@@ -178,5 +184,38 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     invalidSamples,
     passes: buffers ? 1 : 2,
     range: snapshot.map((p) => ({ partition: p.partition, from: String(p.earliest), to: String(p.latest) })),
+  };
+}
+
+interface ReadTick {
+  symbol: string;
+  price: number;
+  timeMs: number;
+}
+
+/**
+ * Returns a reader of one record: the tick (a reused object: copy what you keep), or the
+ * reason it is invalid. Common messages are read from their bytes; the rest by JSON.parse.
+ */
+function readPrice(fields: PriceFields): (record: LogRecord) => ReadTick | string {
+  const keys = priceKeys(fields);
+  const names = new SymbolNames();
+  const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
+  const scanned: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };
+  const tick: ReadTick = { symbol: '', price: 0, timeMs: 0 };
+  return (record) => {
+    if (!valueRange(record, range)) return 'empty value';
+    if (scanPriceBytes(range.data, range.start, range.end, keys, scanned)) {
+      tick.symbol = names.name(range.data, scanned.symbolStart, scanned.symbolEnd);
+      tick.price = scanned.price;
+      tick.timeMs = scanned.timeMs;
+      return tick;
+    }
+    const decoded = decodePrice(range.data.toString('utf8', range.start, range.end), fields);
+    if (!decoded.ok) return decoded.reason;
+    tick.symbol = decoded.tick.symbol;
+    tick.price = decoded.tick.price;
+    tick.timeMs = decoded.timeMs;
+    return tick;
   };
 }

@@ -10,7 +10,19 @@ describe('price ticks', () => {
     assert.equal(parseTs('2021-03-10 16:21:32.007'), ms);
   });
 
-  for (const bad of ['2021-03-10T16:21:32.000', '2021-03-10 16:21:32', '2021-02-30 00:00:00.000', '2021-3-10 16:21:32.000', ' 2021-03-10 16:21:32.000']) {
+  it('agrees with Date.UTC on random instants across four centuries, leap days included', () => {
+    const r = seededRandom('ts');
+    for (let i = 0; i < 20_000; i++) {
+      const ms = Math.floor((r.next() * 2 - 0.5) * 4e12);
+      assert.equal(parseTs(formatTs(ms)), ms);
+    }
+    assert.equal(parseTs('2024-02-29 23:59:59.999'), Date.UTC(2024, 1, 29, 23, 59, 59, 999));
+    assert.ok(Number.isNaN(parseTs('2023-02-29 00:00:00.000')));
+    assert.ok(Number.isNaN(parseTs('1900-02-29 00:00:00.000')));
+    assert.equal(parseTs('2000-02-29 00:00:00.000'), Date.UTC(2000, 1, 29));
+  });
+
+  for (const bad of ['2021-13-01 00:00:00.000', '2021-00-10 00:00:00.000', '2021-03-10 24:00:00.000', '2021-03-10 16:60:00.000', '2021-03-1a 16:21:32.000', '2021-03-10T16:21:32.000', '2021-03-10 16:21:32', '2021-02-30 00:00:00.000', '2021-3-10 16:21:32.000', ' 2021-03-10 16:21:32.000']) {
     it(`rejects the timestamp ${JSON.stringify(bad)}`, () => {
       assert.ok(Number.isNaN(parseTs(bad)));
     });

@@ -1,0 +1,73 @@
+/**
+ * Shared benchmark plumbing: run a command under /usr/bin/time for wall time and peak RSS,
+ * and print a table of rates with ratios against the other rows of the same run.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const KAFKA_LIB = join(ROOT, '.tickflow/kafka/lib/*');
+export const NODE = process.execPath;
+export const PYTHON = '/usr/bin/python3';
+
+export interface Measured {
+  seconds: number;
+  peakRssMiB: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function measure(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Measured {
+  const dir = mkdtempSync(join(tmpdir(), 'tickflow-bench-'));
+  const out = join(dir, 'time');
+  try {
+    const result = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', out, command, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+      encoding: 'utf8',
+      maxBuffer: 256 << 20,
+    });
+    if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr.slice(-2000)}`);
+    const [seconds, rssKb] = readFileSync(out, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+    return { seconds, peakRssMiB: rssKb / 1024, stdout: result.stdout, stderr: result.stderr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface Row {
+  name: string;
+  messages: number;
+  bytes: number;
+  seconds: number;
+  peakRssMiB: number;
+  note?: string;
+}
+
+/** Prints rows with msgs/s, MB/s, peak RSS and each row's speed relative to `reference`. */
+export function report(title: string, rows: Row[], reference: string): string {
+  const ref = rows.find((r) => r.name === reference);
+  const lines = [
+    `### ${title}`,
+    '',
+    `| run | msgs/s | MB/s | wall s | peak RSS MiB | vs ${reference} |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map((r) => {
+      const rate = r.messages / r.seconds;
+      const ratio = ref ? (rate / (ref.messages / ref.seconds)).toFixed(2) : 'n/a';
+      return `| ${r.name}${r.note ? ` (${r.note})` : ''} | ${Math.round(rate).toLocaleString('en-US')} | ${(r.bytes / r.seconds / 1e6).toFixed(1)} | ${r.seconds.toFixed(2)} | ${Math.round(r.peakRssMiB)} | ${ratio}x |`;
+    }),
+    '',
+  ];
+  const text = lines.join('\n');
+  console.log(text);
+  return text;
+}
+
+export function flag(args: string[], name: string, fallback: string): string {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+}

@@ -1,0 +1,95 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { priceKeys, scanPriceBytes, SymbolNames } from '../../src/core/price-bytes.ts';
+import type { PriceBytes } from '../../src/core/price-bytes.ts';
+import { decodePrice, DEFAULT_PRICE_FIELDS } from '../../src/core/prices.ts';
+import { seededRandom } from '../../src/core/random.ts';
+
+const keys = priceKeys(DEFAULT_PRICE_FIELDS);
+const scan = (text: string) => {
+  const bytes = Buffer.from(`xx${text}yy`); // an offset range inside a larger buffer
+  const out: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };
+  if (!scanPriceBytes(bytes, 2, bytes.length - 2, keys, out)) return undefined;
+  return { timeMs: out.timeMs, price: out.price, symbol: bytes.toString('utf8', out.symbolStart, out.symbolEnd) };
+};
+
+describe('scanPriceBytes (the byte fast path)', () => {
+  it('reads the canonical message', () => {
+    assert.deepEqual(scan('{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":238.32}'), {
+      timeMs: Date.UTC(2021, 2, 10, 16, 21, 32),
+      price: 238.32,
+      symbol: 'AAPL',
+    });
+  });
+
+  it('accepts whitespace, any key order and extra flat fields', () => {
+    assert.deepEqual(scan(' { "price" : -0.5 , "extra": "x", "n": 3, "symbol":"B", "ts":"2000-02-29 00:00:00.000" } '), {
+      timeMs: Date.UTC(2000, 1, 29),
+      price: -0.5,
+      symbol: 'B',
+    });
+  });
+
+  const fallbacks = [
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":2.5e2}', // exponent
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"A\\u0041","price":1}', // escape
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"Ä","price":1}', // non-ASCII
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":1,"price":2}', // duplicate
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":"1"}', // string price
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL"}', // missing price
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":1,"x":{}}', // nested
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":12345678901234567}', // long mantissa
+    '{"ts":"2021-02-30 16:21:32.000","symbol":"AAPL","price":1}', // no such date
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":1,}',
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":01}',
+    '{}',
+  ];
+  for (const text of fallbacks) {
+    it(`leaves ${text} to the full path`, () => assert.equal(scan(text), undefined));
+  }
+
+  it('never disagrees with decodePrice (JSON.parse) on 100,000 mutated messages', () => {
+    const r = seededRandom('price-bytes');
+    const base = '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":238.32}';
+    const alphabet = '{}[]":,.-+eE0123456789 \\tnulAPLsymbolpricets';
+    let fast = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const chars = [...base];
+      for (let k = r.int(1, 3); k > 0; k--) {
+        const at = r.int(0, chars.length - 1);
+        const op = r.int(0, 2);
+        const ch = alphabet[r.int(0, alphabet.length - 1)];
+        if (op === 0) chars[at] = ch;
+        else if (op === 1) chars.splice(at, 0, ch);
+        else chars.splice(at, 1);
+      }
+      const text = chars.join('');
+      const scanned = scan(text);
+      if (scanned === undefined) continue;
+      fast++;
+      const full = decodePrice(text);
+      assert.ok(full.ok, `fast path accepted what the full path refuses: ${text}`);
+      assert.deepEqual(scanned, { timeMs: full.timeMs, price: full.tick.price, symbol: full.tick.symbol }, text);
+    }
+    assert.ok(fast > 1000, `the fast path was exercised (${fast})`);
+  });
+
+  it('gives the correctly rounded double for every two-decimal price up to 100,000', () => {
+    const out: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };
+    for (let cents = 0; cents <= 10_000_000; cents += 7) {
+      const text = (cents / 100).toFixed(2);
+      const bytes = Buffer.from(`{"ts":"2021-03-10 16:21:32.000","symbol":"A","price":${text}}`);
+      assert.ok(scanPriceBytes(bytes, 0, bytes.length, keys, out));
+      if (out.price !== Number(text)) assert.fail(`${text}: ${out.price}`);
+    }
+  });
+
+  it('names symbols once and reuses the string', () => {
+    const names = new SymbolNames();
+    const bytes = Buffer.from('AAPL MSFT LONGSYMBOLNAME');
+    assert.equal(names.name(bytes, 0, 4), 'AAPL');
+    assert.equal(names.name(bytes, 5, 9), 'MSFT');
+    assert.equal(names.name(bytes, 0, 4), 'AAPL');
+    assert.equal(names.name(bytes, 10, 24), 'LONGSYMBOLNAME');
+  });
+});
