@@ -1,7 +1,8 @@
-import { Admin, Consumer, ListOffsetTimestamps, Producer as KafkaProducer, ProduceAcks, compatibilityPartitioner } from '@platformatic/kafka';
+import { Admin, Consumer, ListOffsetTimestamps, Producer as KafkaProducer, ProduceAcks } from '@platformatic/kafka';
 import type { ConnectionOptions, GroupAssignment } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
 import { DEFAULT_FETCH, fetchOnce } from './kafka-fetch.ts';
+import { FastProduce } from './kafka-produce.ts';
 import type { FetchPosition, FetchTuning } from './kafka-fetch.ts';
 import { Wakeup } from './wakeup.ts';
 import type {
@@ -13,7 +14,6 @@ import type {
   Producer,
   RangeReadOptions,
   RecordBatch,
-  RecordToProduce,
   SubscribeOptions,
   TopicPartitionOffset,
   TopicSpec,
@@ -150,25 +150,23 @@ export class KafkaLog implements Log {
   }
 
   producer(): Producer {
-    const client = new KafkaProducer({
+    // The client provides connections, metadata and the producer id; batches are ours.
+    const client = new KafkaProducer<Buffer, Buffer, Buffer, Buffer>({
       ...this.#base('producer'),
       idempotent: true,
       acks: ProduceAcks.ALL,
-      partitioner: compatibilityPartitionerFor,
       autocreateTopics: false,
     });
-    const maxBytes = this.#options.maxRequestBytes ?? 900_000;
+    const fast = new FastProduce(client, { maxBatchBytes: this.#options.maxRequestBytes ?? 900_000, timeoutMs: 30_000 });
     // Sends are serialised so that one producer keeps its records in order on every partition.
     let tail: Promise<unknown> = Promise.resolve();
     const producer: Producer = {
       send: (topic, records) => {
         const run = tail.then(async () => {
-          for (const chunk of chunksOf(records, maxBytes)) {
-            try {
-              await client.send({ messages: chunk.map((r) => toMessage(topic, r)) });
-            } catch (error) {
-              throw wrap(error, `produce to ${topic}`, topic);
-            }
+          try {
+            await fast.send(topic, records);
+          } catch (error) {
+            throw wrap(error, `produce to ${topic}`, topic);
           }
         });
         tail = run.catch(() => undefined);
@@ -319,43 +317,6 @@ export class KafkaLog implements Log {
     this.#admin = null;
     this.#reader = null;
   }
-}
-
-function compatibilityPartitionerFor(message: Parameters<typeof compatibilityPartitioner>[0], key: Buffer | undefined): number {
-  // The client takes this modulo the partition count: the Java client's toPositive(murmur2) % n.
-  return compatibilityPartitioner(message, key);
-}
-
-function toMessage(topic: string, record: RecordToProduce) {
-  const key = record.key === null || record.key === undefined ? undefined : Buffer.isBuffer(record.key) ? record.key : Buffer.from(record.key);
-  const value = record.value === null ? undefined : Buffer.isBuffer(record.value) ? record.value : Buffer.from(record.value);
-  const headers = record.headers
-    ? new Map(Object.entries(record.headers).map(([k, v]) => [Buffer.from(k), Buffer.isBuffer(v) ? v : Buffer.from(v)]))
-    : undefined;
-  return {
-    topic,
-    key,
-    value,
-    headers,
-    ...(record.partition !== undefined ? { partition: record.partition } : {}),
-    ...(record.timestamp !== undefined ? { timestamp: record.timestamp } : {}),
-  };
-}
-
-function* chunksOf(records: readonly RecordToProduce[], maxBytes: number): Generator<RecordToProduce[]> {
-  let chunk: RecordToProduce[] = [];
-  let bytes = 0;
-  for (const record of records) {
-    const size = (record.value?.length ?? 0) + (record.key?.length ?? 0) + 64;
-    if (chunk.length > 0 && bytes + size > maxBytes) {
-      yield chunk;
-      chunk = [];
-      bytes = 0;
-    }
-    chunk.push(record);
-    bytes += size;
-  }
-  if (chunk.length > 0) yield chunk;
 }
 
 function flatten(assignments: GroupAssignment[]) {
