@@ -39,6 +39,8 @@ export interface IndicatorsOptions {
   partitions?: number;
   /** Return once the input's end offsets at start are processed (single member). */
   stopAtEnd?: boolean;
+  /** Longest pause before rejoining after an outage. */
+  maxBackoffMs?: number;
 }
 
 export interface IndicatorsReport {
@@ -70,6 +72,7 @@ export async function runIndicators(options: IndicatorsOptions): Promise<Indicat
       logger: options.logger,
       signal: options.signal,
       stopAtEnd: options.stopAtEnd,
+      maxBackoffMs: options.maxBackoffMs,
     });
   } finally {
     await producer.close();
