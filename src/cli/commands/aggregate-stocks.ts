@@ -17,7 +17,7 @@ export const command = defineCommand({
   flags: {
     topic: { type: 'string', value: 'NAME', default: 'stocks', description: 'Topic to read' },
     group: { type: 'string', value: 'NAME', default: 'stocks-aggregator', description: 'Consumer group (and the name its offsets are stored under)' },
-    'dead-letter-topic': { type: 'string', value: 'NAME', default: 'stocks-dlq', description: 'Where malformed and late records go' },
+    'dead-letter-topic': { type: 'string', value: 'NAME', description: 'Where malformed and late records go (default: <topic>-dlq)' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions if the topic has to be created' },
     window: { type: 'string', value: 'TIME', default: '30s', description: 'Tumbling window size' },
     'allowed-lateness': { type: 'string', value: 'TIME', default: '5s', description: 'How far behind the max event time a record may be (smaller than --window)' },
@@ -35,7 +35,7 @@ export const command = defineCommand({
     if (!Number.isInteger(windowMs)) throw badFlag('window', 'must be a whole number of milliseconds');
     if (allowedLatenessMs >= windowMs) throw badFlag('allowed-lateness', `must be smaller than --window (${windowMs}ms), got ${allowedLatenessMs}ms`);
     const topic = str(values, 'topic') ?? 'stocks';
-    const deadLetterTopic = str(values, 'dead-letter-topic') ?? 'stocks-dlq';
+    const deadLetterTopic = str(values, 'dead-letter-topic') ?? `${topic}-dlq`;
     if (deadLetterTopic === topic) throw badFlag('dead-letter-topic', 'must differ from --topic');
     return {
       topic,
