@@ -135,6 +135,14 @@ export class KafkaLog implements Log {
     }
   }
 
+  async groups(): Promise<string[]> {
+    try {
+      return [...(await this.#adminClient().listGroups()).keys()].sort();
+    } catch (error) {
+      throw wrap(error, 'list consumer groups');
+    }
+  }
+
   async committed(group: string, topic: string): Promise<Map<number, bigint>> {
     const partitions = (await this.offsets(topic)).map((p) => p.partition);
     const answer = await this.#adminClient()

@@ -87,6 +87,10 @@ export class MemoryLog implements Log {
     }));
   }
 
+  async groups(): Promise<string[]> {
+    return [...this.#groups.keys()].sort();
+  }
+
   async committed(group: string, topic: string): Promise<Map<number, bigint>> {
     const result = new Map<number, bigint>();
     const committed = this.#groups.get(group)?.committed;

@@ -114,6 +114,8 @@ export interface Log {
   listTopics(): Promise<string[]>;
   /** Earliest and end offsets of every partition, ordered by partition. */
   offsets(topic: string): Promise<PartitionOffsets[]>;
+  /** Consumer groups the log knows (for monitoring). */
+  groups(): Promise<string[]>;
   /** The group's committed next-offsets for a topic (absent partitions have none). */
   committed(group: string, topic: string): Promise<Map<number, bigint>>;
   producer(): Producer;

@@ -161,6 +161,7 @@ export function logContract(target: ContractTarget): void {
       await first.close();
       await firstRun.done;
       assert.deepEqual(await log.committed(group, topic), new Map(ends.map((p) => [p.partition, p.latest])));
+      assert.ok((await log.groups()).includes(group), 'the group is listed');
 
       await producer.send(topic, Array.from({ length: 30 }, (_, i) => ({ key: `k${i}`, value: `second-${i}` })));
       const second = log.subscribe({ group, topics: [topic] });
