@@ -3,7 +3,7 @@
  * `listen`, tests call `inject`. Query-string schemas are strict (unknown parameters are
  * a 400, nothing is silently dropped) and every error leaves through the catalogue.
  */
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Queryable } from '../db/types.ts';
 import { installErrorHandling } from './error-handler.ts';
@@ -25,7 +25,7 @@ export interface ApiOptions {
 export async function buildApp(options: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: false } },
     return503OnClosing: true,
   }) as unknown as FastifyInstance;

@@ -22,8 +22,8 @@ export interface GenerateStocksOptions {
   /** Stop after this much schedule time (null = no limit). */
   durationMs: number | null;
   signal?: AbortSignal;
-  /** Wall clock, epoch ms; injectable for tests. */
-  now?: () => number;
+  /** Wall clock, epoch ms, and a way to wait on it; injectable for tests. */
+  clock?: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> };
   onSent?: (sent: number) => void;
 }
 
@@ -33,6 +33,11 @@ export interface GenerateStocksSummary {
   firstEventTime: number | null;
   lastEventTime: number | null;
 }
+
+const systemClock = {
+  now: () => Date.now(),
+  sleep: (ms: number, signal?: AbortSignal) => sleep(ms, undefined, { signal }).catch(() => undefined),
+};
 
 /** Catch-up after a stall is sent in batches of at most this many messages. */
 const MAX_BATCH = 5000;
@@ -45,7 +50,8 @@ const MAX_BATCH = 5000;
  * at once and the schedule goes on. Key = the first ticker of the message.
  */
 export async function generateStocks(log: Log, options: GenerateStocksOptions): Promise<GenerateStocksSummary> {
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? systemClock;
+  const now = () => clock.now();
   await log.createTopics([{ name: options.topic, partitions: options.partitions }]);
   const producer = log.producer();
   const nextTick = stockTicks({ random: seededRandom(options.seed), tickers: options.tickers, spread: options.spread });
@@ -74,7 +80,7 @@ export async function generateStocks(log: Log, options: GenerateStocksOptions): 
         continue;
       }
       const wait = started + sent * periodMs - now();
-      if (wait > 0) await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
+      if (wait > 0) await clock.sleep(wait, options.signal);
     }
   } finally {
     await producer.close();
