@@ -51,7 +51,7 @@ export interface IndicatorsReport {
 
 const PIPELINE = 'indicators';
 /** Records published and committed together. */
-const SLICE = 10_000;
+const SLICE = 50_000;
 
 export async function runIndicators(options: IndicatorsOptions): Promise<IndicatorsReport> {
   const { log, inputTopic, outputTopic, deadLetterTopic } = options;
@@ -80,6 +80,14 @@ export async function runIndicators(options: IndicatorsOptions): Promise<Indicat
   return sink.report;
 }
 
+interface Slice {
+  read: number;
+  output: RecordToProduce[];
+  deadLetters: RecordToProduce[];
+  kept: KeptState[];
+  next: Map<number, bigint>;
+}
+
 class IndicatorsSink implements StoredOffsetSink {
   readonly report: IndicatorsReport = { read: 0, published: 0, deadLettered: 0 };
   readonly #options: IndicatorsOptions;
@@ -105,14 +113,36 @@ class IndicatorsSink implements StoredOffsetSink {
     this.#states = states;
   }
 
+  /**
+   * Slices bound the output held in memory (a fetch can hold hundreds of thousands of
+   * records). Two slices overlap: slice k + 1 is computed and its publishing started while
+   * slice k waits for acknowledgements and its commit; commits stay in order, each after
+   * its own outputs are acknowledged.
+   */
   async process(records: readonly LogRecord[], claims: Claims): Promise<void> {
-    // A fetch can hold hundreds of thousands of records: slices bound the output in memory.
-    for (let start = 0; start < records.length; start += SLICE) await this.#processSlice(records.slice(start, start + SLICE), claims);
+    const stopTimer = metrics.batchSeconds.startTimer({ pipeline: PIPELINE });
+    let previous: Promise<void> | null = null;
+    for (let start = 0; start < records.length; start += SLICE) {
+      const slice = this.#compute(records.slice(start, start + SLICE));
+      const published = this.#publish(slice);
+      published.catch(() => undefined); // awaited in `committed`, unless an earlier commit failed first
+      const before: Promise<void> | null = previous;
+      const committed = (async () => {
+        if (before) await before;
+        await published;
+        await this.#commit(slice, claims);
+      })();
+      committed.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
+      if (before) await before;
+      previous = committed;
+    }
+    if (previous) await previous;
+    stopTimer();
   }
 
-  async #processSlice(records: readonly LogRecord[], claims: Claims): Promise<void> {
-    const { inputTopic, outputTopic, deadLetterTopic, group, window } = this.#options;
-    const stopTimer = metrics.batchSeconds.startTimer({ pipeline: PIPELINE });
+  /** Decodes and updates the state; synchronous, so slices are computed strictly in order. */
+  #compute(records: readonly LogRecord[]): Slice {
+    const { window } = this.#options;
     const output: RecordToProduce[] = [];
     const deadLetters: RecordToProduce[] = [];
     const changed = new Map<string, { partition: number; symbol: string; indicators: SymbolIndicators }>();
@@ -138,24 +168,31 @@ class IndicatorsSink implements StoredOffsetSink {
       output.push({ key: symbol, value: encodeIndicatorMessage({ symbol, ts, price, ...values }) });
       changed.set(`${record.partition}\u0000${symbol}`, { partition: record.partition, symbol, indicators });
     }
-    const kept: KeptState[] = [...changed.values()].map(({ partition, symbol, indicators }) => ({ partition, symbol, snapshot: indicators.snapshot() }));
+    // Snapshots now: the next slice moves the same operators on.
+    const kept = [...changed.values()].map(({ partition, symbol, indicators }) => ({ partition, symbol, snapshot: indicators.snapshot() }));
+    return { read: records.length, output, deadLetters, kept, next };
+  }
 
+  async #publish(slice: Slice): Promise<void> {
+    const { outputTopic, deadLetterTopic } = this.#options;
     await Promise.all([
-      output.length > 0 ? this.#producer.send(outputTopic, output) : undefined,
-      deadLetters.length > 0 ? this.#producer.send(deadLetterTopic, deadLetters) : undefined,
+      slice.output.length > 0 ? this.#producer.send(outputTopic, slice.output) : undefined,
+      slice.deadLetters.length > 0 ? this.#producer.send(deadLetterTopic, slice.deadLetters) : undefined,
     ]);
+  }
+
+  async #commit(slice: Slice, claims: Claims): Promise<void> {
+    const { inputTopic, outputTopic, deadLetterTopic, group } = this.#options;
     const generation = claims.topics.get(inputTopic)!.generation;
     await this.#options.db.transaction(async (tx) => {
-      await saveIndicatorStates(tx, group, inputTopic, kept);
-      await saveOffsets(tx, group, inputTopic, next, generation);
+      await saveIndicatorStates(tx, group, inputTopic, slice.kept);
+      await saveOffsets(tx, group, inputTopic, slice.next, generation);
     });
-
-    this.report.read += records.length;
-    this.report.published += output.length;
-    this.report.deadLettered += deadLetters.length;
-    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: inputTopic }, records.length);
-    if (output.length > 0) metrics.recordsOut.inc({ pipeline: PIPELINE, sink: outputTopic }, output.length);
-    if (deadLetters.length > 0) metrics.deadLettered.inc({ pipeline: PIPELINE, topic: deadLetterTopic }, deadLetters.length);
-    stopTimer();
+    this.report.read += slice.read;
+    this.report.published += slice.output.length;
+    this.report.deadLettered += slice.deadLetters.length;
+    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: inputTopic }, slice.read);
+    if (slice.output.length > 0) metrics.recordsOut.inc({ pipeline: PIPELINE, sink: outputTopic }, slice.output.length);
+    if (slice.deadLetters.length > 0) metrics.deadLettered.inc({ pipeline: PIPELINE, topic: deadLetterTopic }, slice.deadLetters.length);
   }
 }
