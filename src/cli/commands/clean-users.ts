@@ -1,0 +1,74 @@
+import { describeSummary } from '../../core/country-stats.ts';
+import { runCleanUsers } from '../../pipelines/clean-users.ts';
+import type { CleanUsersSummary, CountryWindow } from '../../pipelines/clean-users.ts';
+import { defineCommand } from '../command.ts';
+import { badFlag, bool, duration, int, oneOf, str } from '../flags.ts';
+
+export const command = defineCommand({
+  name: ['clean-users'],
+  summary: 'Conform user records (countries, ISO dates, e-mail, IP), dead-letter the rest, country stats per window',
+  description: [
+    'Reads user records (id, first_name, last_name, email, gender, ip_address, date, country) and',
+    'writes them conformed to --output: text trimmed; the country as one canonical, properly',
+    'capitalised name ("united states", "USA" → "United States"; small typos corrected); the date in',
+    'ISO 8601 (every format that reads one way only; 03/04/2020 needs --date-order); e-mail and IP',
+    '(v4 or v6) validated. Records that cannot be conformed go, byte for byte, to --dead-letter-topic',
+    'with headers x-reason (not-json, not-an-object, missing-id, bad-email, bad-ip, bad-date,',
+    'ambiguous-date, missing-country) and x-error. Per tumbling --window of record time, prints and',
+    'sends to --stats-topic the most and least represented countries (ties listed) and the number',
+    'of distinct users (by id). --until-end: a bounded run up to the end offsets seen at start.',
+  ].join('\n'),
+  flags: {
+    input: { type: 'string', value: 'TOPIC', default: 'users', description: 'Topic of raw user records' },
+    output: { type: 'string', value: 'TOPIC', default: 'users-clean', description: 'Topic for conformed records' },
+    'dead-letter-topic': { type: 'string', value: 'TOPIC', default: 'dead-letters', description: 'Topic for records that cannot be conformed' },
+    'stats-topic': { type: 'string', value: 'TOPIC', default: 'users-stats', description: 'Topic for the per-window country statistics' },
+    group: { type: 'string', value: 'NAME', default: 'clean-users', description: 'Consumer group (service mode)' },
+    'until-end': { type: 'boolean', description: 'Read up to the end offsets seen at start, flush, exit (no group)' },
+    window: { type: 'string', value: 'DURATION', default: '1m', description: 'Tumbling window for the country statistics (record time)' },
+    'allowed-lateness': { type: 'string', value: 'DURATION', default: '5s', description: 'How long a window waits for records written out of order' },
+    'idle-timeout': { type: 'string', value: 'DURATION', default: '30s', description: 'Report open windows after this long without records' },
+    'date-order': { type: 'string', value: 'ORDER', description: 'dmy or mdy: how to read numeric dates such as 03/04/2020 (default: reject as ambiguous)' },
+    partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for the output topics if they have to be created' },
+  },
+  examples: [
+    'tickflow clean-users --brokers 127.0.0.1:9092',
+    'tickflow clean-users --until-end --window 10s --json --brokers 127.0.0.1:9092',
+    'tickflow clean-users --date-order dmy --brokers 127.0.0.1:9092',
+  ],
+  configure(values) {
+    const windowMs = duration(values, 'window', 60_000, { minMs: 1 });
+    const allowedLatenessMs = duration(values, 'allowed-lateness', 5000);
+    if (!Number.isInteger(windowMs)) throw badFlag('window', 'must be a whole number of milliseconds');
+    const input = str(values, 'input') || 'users';
+    const output = str(values, 'output') || 'users-clean';
+    const deadLetterTopic = str(values, 'dead-letter-topic') || 'dead-letters';
+    const statsTopic = str(values, 'stats-topic') || 'users-stats';
+    if (new Set([input, output, deadLetterTopic, statsTopic]).size !== 4) throw badFlag('input', 'the input, output, dead-letter and stats topics must all differ');
+    const order = str(values, 'date-order') === undefined ? undefined : oneOf(values, 'date-order', ['dmy', 'mdy'] as const, 'dmy');
+    return {
+      input,
+      output,
+      deadLetterTopic,
+      statsTopic,
+      group: str(values, 'group') || 'clean-users',
+      untilEnd: bool(values, 'until-end'),
+      windowMs,
+      allowedLatenessMs,
+      idleTimeoutMs: duration(values, 'idle-timeout', 30_000, { minMs: 100 }),
+      dateOrder: order,
+      partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
+    };
+  },
+  async run({ config, shared, out, signal, logger, openLog }) {
+    const log = await openLog();
+    const onWindow = (w: CountryWindow) => out.write(shared.json ? `${JSON.stringify(w)}\n` : `${w.window.start} .. ${w.window.end}  ${describeSummary(w)}\n`);
+    const summary = await runCleanUsers(config, { log, logger, signal, onWindow });
+    out.write(shared.json ? `${JSON.stringify({ summary })}\n` : `${describe(summary, config)}\n`);
+  },
+});
+
+function describe(s: CleanUsersSummary, config: { output: string; deadLetterTopic: string }): string {
+  const reasons = Object.entries(s.reasons).map(([r, n]) => `${r} ${n}`).join(', ');
+  return `read ${s.read}: ${s.clean} clean → ${config.output}, ${s.deadLettered} dead-lettered → ${config.deadLetterTopic}${reasons ? ` (${reasons})` : ''}; ${s.windows} windows in ${s.seconds} s`;
+}

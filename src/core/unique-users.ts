@@ -1,0 +1,219 @@
+import { TumblingWindows, Watermark } from './window.ts';
+import type { DistinctCounter } from './hyperloglog.ts';
+
+/**
+ * Distinct users per minute of event time, with late data.
+ *
+ * Each input partition keeps its own watermark, `max event time seen − allowed lateness`:
+ * order is only meaningful within a partition, and one partition that is behind must not
+ * make the frames of another look late. A frame below its partition's watermark is late
+ * ("beyond-lateness") and is not counted. A minute is emitted when the combined watermark,
+ * the minimum over the partitions still delivering, passes its end; since a partition's
+ * on-time frames are at or above its own watermark, and that is at or above the minimum,
+ * an on-time frame never finds its minute already emitted — so the result depends only on
+ * each partition's order, not on how partitions interleave, and a re-run gives the same
+ * answer. Partitions that have finished (end of a bounded read) or that delivered nothing
+ * for `idleTimeoutMs` no longer hold the minimum back; a frame that later arrives for an
+ * emitted minute is late too ("window-closed").
+ *
+ * State is the open minutes only: the spread of event time between partitions plus the
+ * lateness, in minutes, plus one.
+ */
+
+export interface UniqueUsersOptions {
+  allowedLatenessMs: number;
+  /** Window size; a minute unless told otherwise. */
+  windowMs?: number;
+  /** A partition with no frames for this long (wall clock) stops holding the watermark back. */
+  idleTimeoutMs?: number;
+  /** A fresh distinct counter for a new minute (exact Set or HyperLogLog). */
+  counter: () => DistinctCounter;
+}
+
+export interface MinuteCount {
+  /** Minute start, ISO 8601 UTC without milliseconds. */
+  minute: string;
+  /** Minute start, unix seconds. */
+  start: number;
+  uniqueUsers: number;
+  /** Frames counted in this minute. */
+  frames: number;
+  /** Frames of this minute rejected as late before it was emitted. */
+  late: number;
+}
+
+export interface LateFrame {
+  reason: 'beyond-lateness' | 'window-closed';
+  /** How far behind its partition's newest event time the frame was, ms. */
+  lateByMs: number;
+  /** The watermark it was judged against, ms. */
+  watermarkMs: number;
+}
+
+/** Returned by `add` for frames of minutes a previous run already emitted (see `resumeAfter`). */
+export const ALREADY_EMITTED = Object.freeze({ reason: 'already-emitted' as const });
+
+interface PartitionState {
+  watermark: Watermark;
+  finished: boolean;
+  lastActiveMs: number;
+  changed: boolean;
+}
+
+interface MinuteState {
+  counter: DistinctCounter;
+  frames: number;
+  late: number;
+  /** Offset of the first frame of each partition in this minute (for safe commits). */
+  firstOffsets: Map<number, bigint>;
+}
+
+export function minuteIso(startMs: number): string {
+  return new Date(startMs).toISOString().replace('.000Z', 'Z');
+}
+
+export class UniqueUsersPerMinute {
+  readonly #options: UniqueUsersOptions;
+  readonly #windows: TumblingWindows;
+  readonly #partitions = new Map<number, PartitionState>();
+  readonly #open = new Map<number, MinuteState>();
+  /** Minutes ending at or before this are closed. */
+  #closedThrough = Number.NEGATIVE_INFINITY;
+  /** Minutes starting at or before this were emitted by an earlier run. */
+  #emittedBefore = Number.NEGATIVE_INFINITY;
+  #nowMs = 0;
+
+  constructor(options: UniqueUsersOptions) {
+    if (!(options.allowedLatenessMs >= 0)) throw new RangeError(`allowed lateness must be >= 0, got ${options.allowedLatenessMs}`);
+    this.#options = options;
+    this.#windows = new TumblingWindows(options.windowMs ?? 60_000);
+  }
+
+  get openMinutes(): number {
+    return this.#open.size;
+  }
+
+  /** The combined watermark as of the last `close` (−Infinity before any). */
+  get watermarkMs(): number {
+    return this.#closedThrough;
+  }
+
+  /**
+   * Declares a partition that will deliver frames: until it does (or finishes, or idles),
+   * it holds the combined watermark back. Bounded reads declare all partitions up front.
+   */
+  expect(partition: number, nowMs = this.#nowMs): void {
+    if (!this.#partitions.has(partition)) {
+      this.#partitions.set(partition, { watermark: new Watermark(this.#options.allowedLatenessMs), finished: false, lastActiveMs: nowMs, changed: false });
+    }
+  }
+
+  /** The partition has no more frames (end of a bounded read). */
+  finish(partition: number): void {
+    this.expect(partition);
+    this.#partitions.get(partition)!.finished = true;
+  }
+
+  /** Forgets a partition (revoked by a rebalance). */
+  release(partition: number): void {
+    this.#partitions.delete(partition);
+  }
+
+  /** Minutes starting at or before `startMs` were emitted by an earlier run: their frames are skipped. */
+  resumeAfter(startMs: number): void {
+    this.#emittedBefore = Math.max(this.#emittedBefore, startMs);
+    this.#closedThrough = Math.max(this.#closedThrough, startMs + this.#windows.sizeMs);
+  }
+
+  /**
+   * Adds one frame. Returns null when it was counted, ALREADY_EMITTED when an earlier run
+   * covered its minute, or why it is late.
+   */
+  add(partition: number, eventTimeMs: number, uid: string, offset?: bigint): LateFrame | typeof ALREADY_EMITTED | null {
+    let state = this.#partitions.get(partition);
+    if (state === undefined) {
+      this.expect(partition);
+      state = this.#partitions.get(partition)!;
+    }
+    const watermark = state.watermark;
+    const start = this.#windows.windowFor(eventTimeMs).start;
+    if (start <= this.#emittedBefore) return ALREADY_EMITTED;
+    state.changed = true;
+    const open = this.#open.get(start);
+    if (eventTimeMs < watermark.current) {
+      if (open !== undefined) open.late++;
+      return { reason: 'beyond-lateness', lateByMs: watermark.streamTime - eventTimeMs, watermarkMs: watermark.current };
+    }
+    if (start + this.#windows.sizeMs <= this.#closedThrough) {
+      watermark.observe(eventTimeMs);
+      return { reason: 'window-closed', lateByMs: Math.max(0, watermark.streamTime - eventTimeMs), watermarkMs: this.#closedThrough };
+    }
+    watermark.observe(eventTimeMs);
+    let minute = open;
+    if (minute === undefined) {
+      minute = { counter: this.#options.counter(), frames: 0, late: 0, firstOffsets: new Map() };
+      this.#open.set(start, minute);
+    }
+    minute.counter.add(uid);
+    minute.frames++;
+    if (offset !== undefined && !minute.firstOffsets.has(partition)) minute.firstOffsets.set(partition, offset);
+    return null;
+  }
+
+  /** Emits, oldest first, the minutes the combined watermark has passed. */
+  close(nowMs: number): MinuteCount[] {
+    this.#nowMs = nowMs;
+    let minimum = Number.POSITIVE_INFINITY;
+    let maximum = Number.NEGATIVE_INFINITY;
+    let holding = false;
+    const idle = this.#options.idleTimeoutMs;
+    for (const state of this.#partitions.values()) {
+      if (state.changed) {
+        state.lastActiveMs = nowMs;
+        state.changed = false;
+      }
+      const current = state.watermark.current;
+      if (current > maximum) maximum = current;
+      if (state.finished || (idle !== undefined && nowMs - state.lastActiveMs > idle)) continue;
+      holding = true;
+      if (current < minimum) minimum = current;
+    }
+    const combined = holding ? minimum : maximum;
+    if (combined > this.#closedThrough) this.#closedThrough = combined;
+    return this.#emit((end) => end <= this.#closedThrough);
+  }
+
+  /** Emits every open minute (end of input, or the whole stream idle). */
+  flush(): MinuteCount[] {
+    const out = this.#emit(() => true);
+    if (out.length > 0) this.#closedThrough = Math.max(this.#closedThrough, out[out.length - 1].start * 1000 + this.#windows.sizeMs);
+    return out;
+  }
+
+  /**
+   * Per partition, the lowest offset that an open minute still depends on: committing it
+   * (rather than the read position) means a restart re-reads what is not yet emitted.
+   */
+  pendingOffsets(): Map<number, bigint> {
+    const result = new Map<number, bigint>();
+    for (const minute of this.#open.values()) {
+      for (const [partition, offset] of minute.firstOffsets) {
+        const known = result.get(partition);
+        if (known === undefined || offset < known) result.set(partition, offset);
+      }
+    }
+    return result;
+  }
+
+  #emit(shouldClose: (endMs: number) => boolean): MinuteCount[] {
+    const out: MinuteCount[] = [];
+    const size = this.#windows.sizeMs;
+    for (const start of [...this.#open.keys()].sort((a, b) => a - b)) {
+      if (!shouldClose(start + size)) break;
+      const minute = this.#open.get(start)!;
+      this.#open.delete(start);
+      out.push({ minute: minuteIso(start), start: Math.floor(start / 1000), uniqueUsers: minute.counter.count(), frames: minute.frames, late: minute.late });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,395 @@
+import { Buffer } from 'node:buffer';
+import type { Logger } from 'pino';
+import { ExactDistinct, HyperLogLog } from '../core/hyperloglog.ts';
+import type { DistinctCounter } from '../core/hyperloglog.ts';
+import { JsonRecordSplitter } from '../core/json-records.ts';
+import type { JsonRecordFormat } from '../core/json-records.ts';
+import { UniqueUsersPerMinute, minuteIso } from '../core/unique-users.ts';
+import type { MinuteCount } from '../core/unique-users.ts';
+import { UserFrameReader } from '../core/user-frame.ts';
+import type { FrameProblem } from '../core/user-frame.ts';
+import { valueRange } from '../log/types.ts';
+import type { Log, LogRecord, Producer, RecordToProduce, TopicPartitionOffset, ValueRange } from '../log/types.ts';
+import { metrics } from '../observability/metrics.ts';
+import type { ByteSource } from './byte-source.ts';
+
+/**
+ * unique-users: frames from a topic (or stdin) → distinct root `uid` per minute of root
+ * `ts` → one JSON record per minute on a topic (or stdout). Late frames go to a side topic
+ * with how late they were; frames without a usable uid/ts go to the dead-letter topic with
+ * the reason. Three ways to read:
+ *
+ * - bounded (`untilEnd`): every partition from its earliest offset to the end offsets seen
+ *   at start, no consumer group; the answer depends only on the data, so a re-run prints
+ *   the same minutes.
+ * - group (the service): a consumer-group member that commits, per partition, the lowest
+ *   offset an unemitted minute still needs, and on start skips minutes that the output
+ *   topic already holds, so a restart neither loses nor repeats a minute.
+ * - stdin: one JSON Lines (or JSON array) stream as a single partition.
+ */
+
+export interface UniqueUsersConfig {
+  /** Topic to read, or "-" for stdin. */
+  input: string;
+  /** Topic to write, or "-" for stdout. */
+  output: string;
+  lateTopic: string;
+  deadLetterTopic: string;
+  group: string;
+  untilEnd: boolean;
+  allowedLatenessMs: number;
+  idleTimeoutMs: number;
+  approx: boolean;
+  precision: number;
+  /** Validate string contents too (slower); structure is always validated. */
+  strict: boolean;
+  /** Partitions for topics this pipeline creates. */
+  partitions: number;
+  format: JsonRecordFormat;
+}
+
+export interface UniqueUsersDeps {
+  log: Log;
+  logger: Logger;
+  signal: AbortSignal;
+  /** Where minute records go when output is "-". */
+  stdout: NodeJS.WritableStream;
+  /** The frames when input is "-". */
+  stdin?: ByteSource;
+  /** Wall clock (ms), injectable for tests. */
+  now?: () => number;
+  /** Called with each emitted minute (dashboards, tests). */
+  onMinute?: (minute: MinuteCount) => void;
+}
+
+export interface UniqueUsersSummary {
+  frames: number;
+  counted: number;
+  late: number;
+  invalid: number;
+  invalidReasons: Partial<Record<FrameProblem, number>>;
+  /** Frames of minutes an earlier run already emitted (group mode, after a restart). */
+  alreadyEmitted: number;
+  minutes: number;
+  seconds: number;
+  framesPerSecond: number;
+  approximate: boolean;
+}
+
+const PIPELINE = 'unique-users';
+
+type FrameSource = LogRecord | { line: number };
+
+class FrameCounter {
+  readonly summary: UniqueUsersSummary;
+  readonly operator: UniqueUsersPerMinute;
+  readonly #config: UniqueUsersConfig;
+  readonly #deps: UniqueUsersDeps;
+  readonly #reader: UserFrameReader;
+  readonly #producer: Producer;
+  readonly #trackOffsets: boolean;
+  #late: RecordToProduce[] = [];
+  #dead: RecordToProduce[] = [];
+  #sideSends: Promise<void> | null = null;
+  readonly #started = performance.now();
+
+  constructor(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, trackOffsets: boolean) {
+    this.#config = config;
+    this.#deps = deps;
+    this.#producer = producer;
+    this.#trackOffsets = trackOffsets;
+    this.#reader = new UserFrameReader({ decode: decodeUtf8, validateStrings: config.strict });
+    const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new ExactDistinct();
+    this.operator = new UniqueUsersPerMinute({ allowedLatenessMs: config.allowedLatenessMs, idleTimeoutMs: config.idleTimeoutMs, counter });
+    this.summary = { frames: 0, counted: 0, late: 0, invalid: 0, invalidReasons: {}, alreadyEmitted: 0, minutes: 0, seconds: 0, framesPerSecond: 0, approximate: config.approx };
+  }
+
+  /** The hot path: one frame's bytes [start, end) of `data`. */
+  frame(partition: number, data: Uint8Array, start: number, end: number, source: FrameSource): void {
+    this.summary.frames++;
+    const reader = this.#reader;
+    if (!reader.read(data, start, end)) {
+      this.summary.invalid++;
+      const problem = reader.problem!;
+      this.summary.invalidReasons[problem] = (this.summary.invalidReasons[problem] ?? 0) + 1;
+      this.#dead.push({ value: copy(data, start, end), headers: { 'x-reason': problem, 'x-error': reader.detail, 'x-pipeline': PIPELINE, ...origin(source) } });
+      return;
+    }
+    const offset = this.#trackOffsets && 'offset' in source ? source.offset : undefined;
+    const verdict = this.operator.add(partition, reader.ts * 1000, reader.uid, offset);
+    if (verdict === null) {
+      this.summary.counted++;
+      return;
+    }
+    if (verdict.reason === 'already-emitted') {
+      this.summary.alreadyEmitted++;
+      return;
+    }
+    this.summary.late++;
+    this.#late.push({
+      key: reader.uid,
+      value: copy(data, start, end),
+      headers: {
+        'x-late-by-seconds': String(verdict.lateByMs / 1000),
+        'x-late-reason': verdict.reason,
+        'x-watermark': minuteIsoish(verdict.watermarkMs),
+        'x-allowed-lateness-seconds': String(this.#config.allowedLatenessMs / 1000),
+        'x-event-minute': minuteIso(Math.floor((reader.ts * 1000) / 60_000) * 60_000),
+        'x-pipeline': PIPELINE,
+        ...origin(source),
+      },
+    });
+  }
+
+  /** After a batch: hands late and dead-letter frames to the producer (one send in flight). */
+  async sendSideRecords(): Promise<void> {
+    if (this.#late.length === 0 && this.#dead.length === 0) return;
+    const late = this.#late;
+    const dead = this.#dead;
+    this.#late = [];
+    this.#dead = [];
+    if (this.#sideSends) await this.#sideSends;
+    this.#sideSends = (async () => {
+      if (late.length > 0) {
+        await this.#producer.send(this.#config.lateTopic, late);
+        metrics.late.inc({ pipeline: PIPELINE }, late.length);
+        metrics.deadLettered.inc({ pipeline: PIPELINE, topic: this.#config.lateTopic }, late.length);
+      }
+      if (dead.length > 0) {
+        await this.#producer.send(this.#config.deadLetterTopic, dead);
+        metrics.deadLettered.inc({ pipeline: PIPELINE, topic: this.#config.deadLetterTopic }, dead.length);
+      }
+    })();
+  }
+
+  /** Waits until every side record handed over so far is acknowledged. */
+  async settle(): Promise<void> {
+    await this.sendSideRecords();
+    if (this.#sideSends) await this.#sideSends;
+    this.#sideSends = null;
+  }
+
+  finish(): UniqueUsersSummary {
+    const seconds = (performance.now() - this.#started) / 1000;
+    this.summary.seconds = Math.round(seconds * 1000) / 1000;
+    this.summary.framesPerSecond = Math.round(this.summary.frames / seconds);
+    return this.summary;
+  }
+}
+
+function minuteIsoish(ms: number): string {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : String(ms);
+}
+
+function origin(source: FrameSource): Record<string, string> {
+  if ('line' in source) return { 'x-source': 'stdin', 'x-source-line': String(source.line) };
+  return { 'x-source-topic': source.topic, 'x-source-partition': String(source.partition), 'x-source-offset': String(source.offset) };
+}
+
+function copy(data: Uint8Array, start: number, end: number): Buffer {
+  return Buffer.from(data.subarray(start, end));
+}
+
+function decodeUtf8(data: Uint8Array, start: number, end: number): string {
+  return (data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('utf8', start, end);
+}
+
+/** Writes minute records to the output topic or stdout. */
+function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, counter: FrameCounter) {
+  const encode = (m: MinuteCount) => JSON.stringify(config.approx ? { ...m, approximate: true } : m);
+  return async (minutes: MinuteCount[]) => {
+    if (minutes.length === 0) return;
+    counter.summary.minutes += minutes.length;
+    for (const m of minutes) deps.onMinute?.(m);
+    if (config.output === '-') {
+      deps.stdout.write(minutes.map((m) => `${encode(m)}\n`).join(''));
+    } else {
+      await producer.send(config.output, minutes.map((m) => ({ key: m.minute, value: encode(m) })));
+    }
+    metrics.recordsOut.inc({ pipeline: PIPELINE, sink: config.output === '-' ? 'stdout' : config.output }, minutes.length);
+  };
+}
+
+export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUsersDeps): Promise<UniqueUsersSummary> {
+  const { log } = deps;
+  const topics = [config.lateTopic, config.deadLetterTopic, ...(config.output === '-' ? [] : [config.output])];
+  await log.createTopics(topics.map((name) => ({ name, partitions: name === config.output ? 1 : config.partitions })));
+  const producer = log.producer();
+  const counter = new FrameCounter(config, deps, producer, !config.untilEnd && config.input !== '-');
+  const emit = minuteSink(config, deps, producer, counter);
+  const now = deps.now ?? Date.now;
+  const progress = setInterval(() => {
+    const s = counter.summary;
+    deps.logger.info({ frames: s.frames, late: s.late, invalid: s.invalid, openMinutes: counter.operator.openMinutes, watermark: minuteIsoish(counter.operator.watermarkMs) }, 'unique-users progress');
+  }, 10_000);
+  progress.unref();
+  try {
+    if (config.input === '-') await readStdin(config, deps, counter, emit, now);
+    else if (config.untilEnd) await readBounded(config, deps, counter, emit, now);
+    else await readGroup(config, deps, counter, emit, now);
+    await counter.settle();
+  } finally {
+    clearInterval(progress);
+    await producer.close();
+  }
+  return counter.finish();
+}
+
+type Emit = (minutes: MinuteCount[]) => Promise<void>;
+
+async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: Emit, now: () => number): Promise<void> {
+  if (!deps.stdin) throw new Error('stdin source missing');
+  counter.operator.expect(0, now());
+  const splitter = new JsonRecordSplitter(
+    (data, start, end, line) => counter.frame(0, data, start, end, { line }),
+    (problem, line) => deps.logger.warn({ line }, problem),
+    { format: config.format },
+  );
+  for await (const chunk of deps.stdin.chunks()) {
+    splitter.push(chunk);
+    await emit(counter.operator.close(now()));
+    await counter.sendSideRecords();
+    if (deps.signal.aborted) break;
+  }
+  splitter.end();
+  counter.operator.finish(0);
+  await emit(counter.operator.close(now()));
+  await emit(counter.operator.flush());
+}
+
+async function readBounded(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: Emit, now: () => number): Promise<void> {
+  const { log } = deps;
+  const offsets = await log.offsets(config.input);
+  const ends = new Map(offsets.map((p) => [p.partition, p.latest]));
+  for (const p of offsets) {
+    counter.operator.expect(p.partition, now());
+    if (p.latest <= p.earliest) counter.operator.finish(p.partition);
+  }
+  const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
+  for await (const batch of log.readRange({ topic: config.input, to: ends, signal: deps.signal })) {
+    let last: LogRecord | null = null;
+    for (const record of batch) {
+      if (last !== null && record.partition !== last.partition) finishIfDone(counter, last, ends);
+      last = record;
+      if (valueRange(record, range)) counter.frame(record.partition, range.data, range.start, range.end, record);
+      else counter.frame(record.partition, EMPTY, 0, 0, record);
+    }
+    if (last !== null) finishIfDone(counter, last, ends);
+    await emit(counter.operator.close(now()));
+    await counter.sendSideRecords();
+  }
+  for (const p of offsets) counter.operator.finish(p.partition);
+  await emit([...counter.operator.close(now()), ...counter.operator.flush()]);
+}
+
+const EMPTY = new Uint8Array(0);
+
+function finishIfDone(counter: FrameCounter, last: LogRecord, ends: Map<number, bigint>): void {
+  const end = ends.get(last.partition);
+  if (end !== undefined && last.offset + 1n >= end) counter.operator.finish(last.partition);
+}
+
+/** The newest minute the output topic already holds (what an earlier run emitted). */
+async function lastEmittedMinute(log: Log, output: string, signal: AbortSignal): Promise<number | null> {
+  const offsets = await log.offsets(output);
+  let newest: number | null = null;
+  for (const p of offsets) {
+    if (p.latest <= p.earliest) continue;
+    const from = new Map([[p.partition, p.latest - 1n]]);
+    for await (const batch of log.readRange({ topic: output, partitions: [p.partition], from, signal })) {
+      for (const record of batch) {
+        try {
+          const start = (JSON.parse(record.value?.toString('utf8') ?? 'null') as { start?: unknown })?.start;
+          if (typeof start === 'number' && (newest === null || start > newest)) newest = start;
+        } catch {
+          // Not one of ours: ignore.
+        }
+      }
+    }
+  }
+  return newest;
+}
+
+async function readGroup(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: Emit, now: () => number): Promise<void> {
+  const { log, logger, signal } = deps;
+  if (config.output !== '-') {
+    const newest = await lastEmittedMinute(log, config.output, signal);
+    if (newest !== null) {
+      counter.operator.resumeAfter(newest * 1000);
+      logger.info({ minute: minuteIso(newest * 1000) }, 'resuming after the last minute in the output topic');
+    }
+  }
+  const assigned = new Set<number>();
+  /** Next offset to read per partition (what has been handed to the operator). */
+  const positions = new Map<number, bigint>();
+  const consumer = log.subscribe({
+    group: config.group,
+    topics: [config.input],
+    signal,
+    onAssign: async (assignment) => {
+      const now_ = now();
+      const partitions = new Set(assignment.partitions.filter((tp) => tp.topic === config.input).map((tp) => tp.partition));
+      for (const p of assigned) {
+        if (partitions.has(p)) continue;
+        counter.operator.release(p);
+        positions.delete(p);
+      }
+      for (const p of partitions) counter.operator.expect(p, now_);
+      assigned.clear();
+      for (const p of partitions) assigned.add(p);
+    },
+  });
+  let lastFrameAt = now();
+  let lastCommitAt = 0;
+  // Batches and the idle timer take turns: the operator and the producer are not shared concurrently.
+  let turn: Promise<unknown> = Promise.resolve();
+  const serial = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = turn.then(work);
+    turn = next.catch(() => undefined);
+    return next;
+  };
+  const commit = async (force = false) => {
+    if (!force && now() - lastCommitAt < 1000) return;
+    lastCommitAt = now();
+    await counter.settle();
+    const pending = counter.operator.pendingOffsets();
+    const offsets: TopicPartitionOffset[] = [];
+    for (const [partition, next] of positions) offsets.push({ topic: config.input, partition, offset: pending.get(partition) ?? next });
+    if (offsets.length > 0) await consumer.commit(offsets);
+  };
+  const idle = setInterval(() => {
+    void serial(async () => {
+      const quiet = now() - lastFrameAt >= config.idleTimeoutMs;
+      await emit(quiet ? counter.operator.flush() : counter.operator.close(now()));
+      await commit(quiet);
+    }).catch((error: unknown) => logger.error({ err: error }, 'idle flush failed'));
+  }, Math.min(1000, config.idleTimeoutMs));
+  const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
+  try {
+    for await (const { records } of consumer) {
+      await serial(async () => {
+        let last: LogRecord | null = null;
+        for (const record of records) {
+          if (last !== null && record.partition !== last.partition) positions.set(last.partition, last.offset + 1n);
+          last = record;
+          if (valueRange(record, range)) counter.frame(record.partition, range.data, range.start, range.end, record);
+          else counter.frame(record.partition, EMPTY, 0, 0, record);
+        }
+        if (last !== null) positions.set(last.partition, last.offset + 1n);
+        metrics.recordsIn.inc({ pipeline: PIPELINE, topic: config.input }, records.length);
+        lastFrameAt = now();
+        await emit(counter.operator.close(now()));
+        await counter.sendSideRecords();
+        await commit();
+      });
+    }
+  } finally {
+    clearInterval(idle);
+    await turn;
+    // Shutting down: what is open stays uncommitted and is recomputed by the next run.
+    await counter.settle().catch((error: unknown) => logger.error({ err: error }, 'side records not sent'));
+    // The consumer may already have left the group (signal): the last periodic commit stands.
+    await commit(true).catch((error: unknown) => logger.debug({ err: error }, 'final commit skipped'));
+    await consumer.close();
+  }
+}
