@@ -108,7 +108,13 @@ export async function runStoredOffsetConsumer(options: StoredOffsetConsumerOptio
           throw new TickflowError('FENCED', `a batch of generation ${batch.generation} arrived after the assignment changed`);
         }
         await sink.process(batch.records, current);
-        for (const record of batch.records) positions.set(tp(record.topic, record.partition), record.offset + 1n);
+        const records = batch.records;
+        for (let i = 0; i < records.length; i++) {
+          const r = records[i];
+          const n = records[i + 1];
+          // Only the last record of each run of one partition moves its position.
+          if (!n || n.partition !== r.partition || n.topic !== r.topic) positions.set(tp(r.topic, r.partition), r.offset + 1n);
+        }
         failures = 0;
         fromBeginning = false; // a rejoin resumes from what this run stored
         if (isCaughtUp()) caughtUp.abort();

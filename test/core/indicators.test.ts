@@ -82,4 +82,15 @@ describe('price messages', () => {
       '{"symbol":"AAPL","ts":"2021-03-10 16:21:32.000","price":238.32,"ema":238.32,"volatility":null,"points":1,"seq":1}',
     );
   });
+
+  it('encodes exactly what JSON.stringify would, for awkward symbols, times and numbers', () => {
+    const cases = [
+      { symbol: 'BRK"B\\\n', ts: 'ünïcode ✓', price: 1e-7, ema: 123456789012345680000, volatility: 5e-324, points: 3, seq: 3 },
+      { symbol: 'A', ts: 1615393292000, price: 0.1 + 0.2, ema: -0, volatility: null, points: 1, seq: 1 },
+      { symbol: '\u2028x', ts: '2021-03-10 16:21:32.000', price: 238.32, ema: 238.3199999999, volatility: 0.004213, points: 100, seq: 123456 },
+    ];
+    for (const message of cases) {
+      assert.equal(encodeIndicatorMessage(message), JSON.stringify(message));
+    }
+  });
 });
