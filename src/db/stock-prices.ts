@@ -44,17 +44,17 @@ export async function stockTickers(db: Queryable): Promise<string[]> {
   return rows.map((row) => row.ticker);
 }
 
+/** Each ticker's most recent window, ordered by ticker: $1 = after this ticker (or null), $2 = limit. */
+export const LATEST_SQL = `${DISTINCT_TICKERS}
+  SELECT w.* FROM t CROSS JOIN LATERAL (
+    SELECT ${COLUMNS} FROM stock_windows s WHERE s.ticker = t.ticker ORDER BY s.window_start DESC LIMIT 1
+  ) w
+  WHERE t.ticker IS NOT NULL AND ($1::text IS NULL OR t.ticker > $1::text)
+  ORDER BY w.ticker LIMIT $2`;
+
 /** Each ticker's most recent window, ordered by ticker, after `afterTicker`, at most `limit`. */
 export async function latestStockPrices(db: Queryable, options: { afterTicker: string | null; limit: number }): Promise<StockWindowRow[]> {
-  const { rows } = await db.query<RawRow>(
-    `${DISTINCT_TICKERS}
-     SELECT w.* FROM t CROSS JOIN LATERAL (
-       SELECT ${COLUMNS} FROM stock_windows s WHERE s.ticker = t.ticker ORDER BY s.window_start DESC LIMIT 1
-     ) w
-     WHERE t.ticker IS NOT NULL AND ($1::text IS NULL OR t.ticker > $1::text)
-     ORDER BY w.ticker LIMIT $2`,
-    [options.afterTicker, options.limit],
-  );
+  const { rows } = await db.query<RawRow>(LATEST_SQL, [options.afterTicker, options.limit]);
   return rows.map(toRow);
 }
 
@@ -70,24 +70,29 @@ export interface StockRangeQuery {
 }
 
 /**
- * The windows of the given tickers whose start lies in [from, to), ordered by
- * (window_start, ticker). Per ticker an index range scan stops after `limit` rows; the
- * few candidates are then merged, so the cost depends on the page, not the range.
+ * The windows of tickers $1 whose start lies in [$2, $3), after ($4, $5) in
+ * (window_start, ticker) order, at most $6. Per ticker an index range scan stops after
+ * $6 rows; the few candidates are then merged, so the cost depends on the page size,
+ * not on how wide the range is.
  */
-export async function stockPricesInRange(db: Queryable, query: StockRangeQuery): Promise<StockWindowRow[]> {
+export const RANGE_SQL = `SELECT w.* FROM unnest($1::text[]) AS t(ticker) CROSS JOIN LATERAL (
+    SELECT ${COLUMNS} FROM stock_windows s
+    WHERE s.ticker = t.ticker
+      AND s.window_start >= greatest($2::timestamptz, $4::timestamptz)
+      AND s.window_start < $3::timestamptz
+      AND ($4::timestamptz IS NULL OR s.window_start > $4::timestamptz OR s.ticker > $5::text)
+    ORDER BY s.window_start LIMIT $6
+  ) w
+  ORDER BY w.window_start, w.ticker LIMIT $6`;
+
+/** RANGE_SQL's parameters for a query. */
+export function rangeParameters(query: StockRangeQuery): unknown[] {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-  const { rows } = await db.query<RawRow>(
-    `SELECT w.* FROM unnest($1::text[]) AS t(ticker) CROSS JOIN LATERAL (
-       SELECT ${COLUMNS} FROM stock_windows s
-       WHERE s.ticker = t.ticker
-         AND s.window_start >= greatest($2::timestamptz, $4::timestamptz)
-         AND s.window_start < $3::timestamptz
-         AND ($4::timestamptz IS NULL OR s.window_start > $4::timestamptz OR s.ticker > $5::text)
-       ORDER BY s.window_start LIMIT $6
-     ) w
-     ORDER BY w.window_start, w.ticker LIMIT $6`,
-    [query.tickers, iso(query.from) ?? '-infinity', iso(query.to) ?? 'infinity', iso(query.after?.windowStart ?? null), query.after?.ticker ?? null, query.limit],
-  );
+  return [query.tickers, iso(query.from) ?? '-infinity', iso(query.to) ?? 'infinity', iso(query.after?.windowStart ?? null), query.after?.ticker ?? null, query.limit];
+}
+
+export async function stockPricesInRange(db: Queryable, query: StockRangeQuery): Promise<StockWindowRow[]> {
+  const { rows } = await db.query<RawRow>(RANGE_SQL, rangeParameters(query));
   return rows.map(toRow);
 }
 
