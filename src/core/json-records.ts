@@ -47,7 +47,7 @@ export class JsonRecordSplitter {
   #depth = 0;
   #inString = false;
   #escape = false;
-  #arrayState: 'before' | 'element' | 'after' | 'done' = 'before';
+  #arrayState: 'before' | 'element' | 'after' | 'done' | 'ignore' = 'before';
   #recordLine = 1;
 
   constructor(onRecord: RecordSink, onProblem: FramingSink, options: SplitterOptions = {}) {
@@ -109,7 +109,7 @@ export class JsonRecordSplitter {
       this.#carryLength = 0;
       return;
     }
-    if (this.#arrayState === 'done') return;
+    if (this.#arrayState === 'done' || this.#arrayState === 'ignore') return;
     if (this.#arrayState === 'element' && this.#carryLength > 0) {
       this.#onProblem(`input ends inside the array (element ${this.#index + 1} is incomplete)`, this.#recordLine, true);
     } else {
@@ -142,6 +142,7 @@ export class JsonRecordSplitter {
     let i = start;
     while (i < end && WHITESPACE[data[i]]) i++;
     if (i === end) return;
+    if (end - start > this.maxRecordBytes) return this.#tooLong(this.#line);
     this.#onRecord(data, start, end, this.#line, this.#index++);
   }
 
@@ -189,7 +190,7 @@ export class JsonRecordSplitter {
             this.#expectElement = true;
           } else if (!WHITESPACE[c]) {
             this.#onProblem('expected [ to start the array', this.#line, false);
-            this.#arrayState = 'done';
+            this.#arrayState = 'ignore';
             return;
           }
           break;
@@ -231,9 +232,12 @@ export class JsonRecordSplitter {
         case 'done':
           if (!WHITESPACE[c]) {
             this.#onProblem('unexpected data after the closing ] of the array', this.#line, false);
+            this.#arrayState = 'ignore';
             return;
           }
           break;
+        case 'ignore':
+          return;
       }
       i++;
     }
@@ -261,7 +265,13 @@ export class JsonRecordSplitter {
 
   #emitElement(data: Uint8Array, start: number, end: number): void {
     while (end > start && WHITESPACE[data[end - 1]]) end--;
+    if (end - start > this.maxRecordBytes) return this.#tooLong(this.#recordLine);
     this.#onRecord(data, start, end, this.#recordLine, this.#index++);
+  }
+
+  #tooLong(line: number): void {
+    this.#onProblem(`record ${this.#index + 1} is longer than ${this.maxRecordBytes} bytes: skipped`, line, true);
+    this.#index++;
   }
 
   /** Appends bytes to the carried partial record, growing it; past the cap, drops it once and reports. */
@@ -269,8 +279,7 @@ export class JsonRecordSplitter {
     if (this.#oversized) return;
     const length = this.#carryLength + (end - start);
     if (length > this.maxRecordBytes) {
-      this.#onProblem(`record ${this.#index + 1} is longer than ${this.maxRecordBytes} bytes: skipped`, this.#format === 'array' ? this.#recordLine : this.#line, true);
-      this.#index++;
+      this.#tooLong(this.#format === 'array' ? this.#recordLine : this.#line);
       this.#oversized = true;
       this.#carryLength = 0;
       return;

@@ -38,7 +38,10 @@ export interface MinuteCount {
   uniqueUsers: number;
   /** Frames counted in this minute. */
   frames: number;
-  /** Frames of this minute rejected as late before it was emitted. */
+  /**
+   * Frames of this minute rejected as late while their partition's watermark had not yet
+   * passed the minute's end (later ones are only in the side topic and the run's totals).
+   */
   late: number;
 }
 
@@ -139,25 +142,33 @@ export class UniqueUsersPerMinute {
     const start = this.#windows.windowFor(eventTimeMs).start;
     if (start <= this.#emittedBefore) return ALREADY_EMITTED;
     state.changed = true;
-    const open = this.#open.get(start);
+    const end = start + this.#windows.sizeMs;
     if (eventTimeMs < watermark.current) {
-      if (open !== undefined) open.late++;
+      // Counted in its minute's record only while its own partition has not passed that
+      // minute: then the minute cannot have been emitted, and the count does not depend on
+      // how partitions interleave.
+      if (watermark.current < end) this.#minute(start, partition, offset).late++;
       return { reason: 'beyond-lateness', lateByMs: watermark.streamTime - eventTimeMs, watermarkMs: watermark.current };
     }
-    if (start + this.#windows.sizeMs <= this.#closedThrough) {
+    if (end <= this.#closedThrough) {
       watermark.observe(eventTimeMs);
       return { reason: 'window-closed', lateByMs: Math.max(0, watermark.streamTime - eventTimeMs), watermarkMs: this.#closedThrough };
     }
     watermark.observe(eventTimeMs);
-    let minute = open;
+    const minute = this.#minute(start, partition, offset);
+    minute.counter.add(uid);
+    minute.frames++;
+    return null;
+  }
+
+  #minute(start: number, partition: number, offset: bigint | undefined): MinuteState {
+    let minute = this.#open.get(start);
     if (minute === undefined) {
       minute = { counter: this.#options.counter(), frames: 0, late: 0, firstOffsets: new Map() };
       this.#open.set(start, minute);
     }
-    minute.counter.add(uid);
-    minute.frames++;
     if (offset !== undefined && !minute.firstOffsets.has(partition)) minute.firstOffsets.set(partition, offset);
-    return null;
+    return minute;
   }
 
   /** Emits, oldest first, the minutes the combined watermark has passed. */
