@@ -1,0 +1,63 @@
+import { spawn } from 'node:child_process';
+import { BIN } from '../helpers/cli.ts';
+import type { CliResult } from '../helpers/cli.ts';
+import { KAFKA_BROKERS } from '../helpers/env.ts';
+import type { Log } from '../../src/log/types.ts';
+
+let sequence = 0;
+
+/** A topic or group name no other test run uses. */
+export function unique(prefix: string): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${++sequence}`;
+}
+
+export const BROKERS = ['--brokers', KAFKA_BROKERS.join(',')];
+
+/** Runs the real tickflow entry with binary-safe stdin. */
+export function run(args: readonly string[], options: { input?: Buffer | string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 180_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+export interface ReadRecord {
+  partition: number;
+  offset: bigint;
+  key: string | null;
+  value: string;
+  headers: Record<string, string>;
+}
+
+/** Every record of a topic, partition by partition in offset order (through tickflow's own client). */
+export async function readAll(log: Log, topic: string): Promise<ReadRecord[]> {
+  const out: ReadRecord[] = [];
+  for await (const batch of log.readRange({ topic })) {
+    for (const r of batch) {
+      out.push({
+        partition: r.partition,
+        offset: r.offset,
+        key: r.key?.toString('utf8') ?? null,
+        value: r.value?.toString('utf8') ?? '',
+        headers: Object.fromEntries(r.headers.map(([k, v]) => [k, v.toString('utf8')])),
+      });
+    }
+  }
+  return out.sort((a, b) => a.partition - b.partition || (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+}
+
+/** JSON Lines → parsed objects. */
+export function jsonLines<T = Record<string, unknown>>(text: string): T[] {
+  return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T);
+}

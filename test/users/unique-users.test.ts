@@ -1,0 +1,205 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { seededRandom } from '../../src/core/random.ts';
+import { userTrackerFrames } from '../../src/core/user-tracker-frames.ts';
+import type { FrameOptions } from '../../src/core/user-tracker-frames.ts';
+import { KafkaLog } from '../../src/log/kafka.ts';
+import { BIN } from '../helpers/cli.ts';
+import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { readTopicIndependently } from '../helpers/independent-reader.ts';
+import { BROKERS, jsonLines, readAll, run, unique } from './helpers.ts';
+import { referenceUniqueUsers } from './reference.ts';
+import type { ReferenceFrame, ReferenceMinute } from './reference.ts';
+
+function frames(seed: string, count: number, options: Partial<Omit<FrameOptions, 'random'>> = {}): string[] {
+  const generator = userTrackerFrames({ random: seededRandom(seed), perSecond: 40, users: 2000, bytes: 600, ...options });
+  return Array.from({ length: count }, () => generator.next().value!.text);
+}
+
+const asSinglePartition = (texts: readonly string[]): ReferenceFrame[] => texts.map((text) => ({ partition: 0, text }));
+
+/** unique-users over stdin, minutes on stdout. */
+async function overStdin(texts: readonly string[], extra: string[] = []) {
+  const result = await run(['unique-users', '--input', '-', '--output', '-', ...extra], { input: `${texts.join('\n')}\n`, env: { KAFKA_BROKERS: '' } });
+  assert.equal(result.code, 0, result.stderr);
+  return { minutes: jsonLines<ReferenceMinute & { approximate?: boolean }>(result.stdout), summary: result.stderr };
+}
+
+describe('unique-users over stdin/stdout (embedded)', () => {
+  it('(a) ordered data: the exact distinct count of every minute', async () => {
+    const texts = frames('ordered', 6000, { disorderSeconds: 0 });
+    const expected = referenceUniqueUsers(asSinglePartition(texts));
+    assert.equal(expected.late.length, 0);
+    assert.ok(expected.minutes.length >= 2);
+    const { minutes, summary } = await overStdin(texts);
+    assert.deepEqual(minutes, expected.minutes);
+    assert.match(summary, /^6,000 frames in [\d.]+ s \([\d,]+ frames\/s\): 6,000 counted, 0 late, 0 invalid; \d+ minutes to stdout\n$/);
+  });
+
+  it('(b) data shuffled within 5 s: nothing is late, counts stay exact', async () => {
+    const texts = frames('shuffled', 6000, { disorderSeconds: 5 });
+    const expected = referenceUniqueUsers(asSinglePartition(texts));
+    assert.equal(expected.late.length, 0);
+    assert.deepEqual((await overStdin(texts)).minutes, expected.minutes);
+  });
+
+  it('(d) ts as strings, nested uid/ts decoys, duplicate root keys, unicode; bad frames dead-lettered', async () => {
+    const texts = [
+      ...frames('tricky', 3000, { stringTsShare: 0.5, duplicateKeyShare: 0.3 }),
+      '{"uid":"nested-only","x":{"ts":1468244400}}',
+      '{"x":{"uid":"nobody"},"ts":1468244400}',
+      '{"uid":"x","ts":"soon"}',
+      'not json at all',
+      '{"ts":"1468244401","uid":"decoy","uid":"Zürich-用户-😀","ts":1468244402,"meta":{"uid":"inner","ts":0}}',
+      '{"ts":"1468244402.5","\\u0075id":"Zürich-用户-😀"}',
+    ];
+    const expected = referenceUniqueUsers(asSinglePartition(texts));
+    assert.equal(expected.invalid, 4);
+    const { minutes, summary } = await overStdin(texts);
+    assert.deepEqual(minutes, expected.minutes);
+    assert.match(summary, / 4 invalid \(missing-ts 1, missing-uid 1, bad-ts 1, not-json 1\)/);
+  });
+
+  it('--approx: HyperLogLog counts within its error of the exact ones', async () => {
+    const texts = frames('approx', 20_000, { perSecond: 150, users: 200_000 });
+    const exact = referenceUniqueUsers(asSinglePartition(texts)).minutes;
+    const { minutes } = await overStdin(texts, ['--approx']);
+    assert.equal(minutes.length, exact.length);
+    minutes.forEach((m, i) => {
+      assert.equal(m.approximate, true);
+      assert.equal(m.frames, exact[i].frames);
+      const error = Math.abs(m.uniqueUsers - exact[i].uniqueUsers) / Math.max(1, exact[i].uniqueUsers);
+      assert.ok(error < 0.04, `minute ${m.minute}: ${m.uniqueUsers} vs ${exact[i].uniqueUsers}`);
+    });
+  });
+
+  it('validates its flags', async () => {
+    const result = await run(['unique-users', '--allowed-lateness', 'soon']);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, 'tickflow unique-users: --allowed-lateness: expects a duration such as 500ms, 30s, 5m or 1h, got "soon" (see --help)\n');
+    const same = await run(['unique-users', '--input', 'a', '--output', 'a']);
+    assert.equal(same.code, 2);
+    assert.match(same.stderr, /--input: must differ/);
+  });
+});
+
+describe('unique-users on real Kafka', () => {
+  let dir: string;
+  let log: KafkaLog;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tickflow-unique-'));
+    log = new KafkaLog({ brokers: KAFKA_BROKERS });
+  });
+  after(async () => {
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Frames into a fresh 3-partition topic through `replay --key uid`; returns them as the broker holds them. */
+  async function topicWith(texts: readonly string[], name: string, raw: readonly string[] = []): Promise<{ topic: string; stored: ReferenceFrame[]; offsets: bigint[] }> {
+    const topic = unique(name);
+    const file = join(dir, `${topic}.jsonl`);
+    await writeFile(file, `${texts.join('\n')}\n`);
+    const replayed = await run(['replay', file, '--topic', topic, '--key', 'uid', '--partitions', '3', ...BROKERS]);
+    assert.equal(replayed.code, 0, replayed.stderr);
+    if (raw.length > 0) {
+      // Bytes replay would refuse (not JSON), written directly.
+      const producer = log.producer();
+      await producer.send(topic, raw.map((value) => ({ value, partition: 1 })));
+      await producer.close();
+    }
+    const messages = (await readTopicIndependently(KAFKA_BROKERS, topic)).sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
+    return { topic, stored: messages.map((m) => ({ partition: m.partition, text: m.value! })), offsets: messages.map((m) => BigInt(m.offset)) };
+  }
+
+  it('(c) 1% of frames 10–60 s late: late frames on the side topic with how late, minutes exact over the on-time frames, a re-run gives the same output', async () => {
+    const texts = frames('late', 12_000, { lateShare: 0.01 });
+    const { topic, stored, offsets } = await topicWith(texts, 'uu-late', ['not json', '{"uid":"u"}']);
+    const expected = referenceUniqueUsers(stored);
+    assert.ok(expected.late.length >= 80 && expected.late.length <= 160, `about 1% late (${expected.late.length})`);
+    assert.equal(expected.invalid, 2);
+
+    const output = unique('uu-late-out');
+    const lateTopic = unique('uu-late-side');
+    const deadTopic = unique('uu-late-dead');
+    const args = ['unique-users', '--until-end', '--input', topic, '--output', output, '--late-topic', lateTopic, '--dead-letter-topic', deadTopic, '--json', ...BROKERS];
+    const first = await run(args);
+    assert.equal(first.code, 0, first.stderr);
+    const summary = JSON.parse(first.stdout) as { frames: number; counted: number; late: number; invalid: number; minutes: number };
+    assert.deepEqual([summary.frames, summary.late, summary.invalid, summary.minutes], [texts.length + 2, expected.late.length, 2, expected.minutes.length]);
+
+    const minutes = (await readAll(log, output)).map((r) => JSON.parse(r.value) as ReferenceMinute);
+    assert.deepEqual(minutes, expected.minutes, 'per-minute counts = exact counts of the on-time frames');
+
+    const late = await readAll(log, lateTopic);
+    const byPosition = (partition: number, offset: bigint) => `${partition}@${offset}`;
+    assert.deepEqual(
+      late.map((r) => [byPosition(Number(r.headers['x-source-partition']), BigInt(r.headers['x-source-offset'])), Number(r.headers['x-late-by-seconds']), r.key]).sort(),
+      expected.late.map((l) => [byPosition(l.partition, offsets[l.index]), l.lateBySeconds, l.uid]).sort(),
+      'every late frame, with how late it was',
+    );
+    for (const r of late) {
+      assert.equal(r.headers['x-late-reason'], 'beyond-lateness');
+      assert.equal(r.headers['x-source-topic'], topic);
+      assert.ok(Number(r.headers['x-late-by-seconds']) > 5);
+      assert.equal(r.value, stored.find((s, i) => s.partition === Number(r.headers['x-source-partition']) && offsets[i] === BigInt(r.headers['x-source-offset']))!.text, 'the original frame bytes');
+    }
+    const dead = await readAll(log, deadTopic);
+    assert.deepEqual(dead.map((r) => r.headers['x-reason']).sort(), ['missing-ts', 'not-json']);
+
+    const second = await run(args);
+    assert.equal(second.code, 0, second.stderr);
+    const twice = (await readAll(log, output)).map((r) => JSON.parse(r.value) as ReferenceMinute);
+    assert.deepEqual(twice, [...expected.minutes, ...expected.minutes], 're-running on the same topic gives the same output');
+    assert.equal((await readAll(log, lateTopic)).length, 2 * expected.late.length);
+  });
+
+  it('as a service: commits only what emitted minutes no longer need, so a restart emits every minute once, complete', async () => {
+    const texts = frames('service', 8000, { disorderSeconds: 5 });
+    const { topic, stored } = await topicWith(texts, 'uu-svc');
+    const expected = referenceUniqueUsers(stored);
+    assert.equal(expected.late.length, 0);
+    // Minutes the watermark closes without an idle flush: those ending at or before the lowest partition watermark.
+    const newest = new Map<number, number>();
+    for (const f of stored) {
+      const { ts } = JSON.parse(f.text) as { ts: string | number };
+      newest.set(f.partition, Math.max(newest.get(f.partition) ?? -Infinity, Number(ts)));
+    }
+    const combined = Math.min(...newest.values()) - 5;
+    const closable = expected.minutes.filter((m) => m.start + 60 <= combined).length;
+    assert.ok(closable >= 1 && closable < expected.minutes.length, 'some minutes stay open without the idle flush');
+
+    const output = unique('uu-svc-out');
+    const group = unique('uu-svc-group');
+    const service = (idle: string) => spawn(process.execPath, [BIN, 'unique-users', '--input', topic, '--output', output, '--group', group, '--idle-timeout', idle,
+      '--late-topic', unique('uu-svc-late'), '--dead-letter-topic', unique('uu-svc-dead'), ...BROKERS], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const waitFor = async (count: number) => {
+      for (let attempt = 0; attempt < 240; attempt++) {
+        const offsets = await log.offsets(output).catch(() => []);
+        if (offsets.reduce((n, p) => n + Number(p.latest), 0) >= count) return;
+        await sleep(250);
+      }
+      assert.fail(`the output topic did not reach ${count} minutes`);
+    };
+
+    const first = service('5m');
+    await waitFor(closable);
+    first.kill('SIGTERM');
+    const [firstCode] = await once(first, 'close');
+    assert.equal(firstCode, 0);
+    assert.equal((await readAll(log, output)).length, closable, 'the open minutes were not emitted');
+
+    const second = service('1s');
+    await waitFor(expected.minutes.length);
+    second.kill('SIGTERM');
+    await once(second, 'close');
+    const minutes = (await readAll(log, output)).map((r) => JSON.parse(r.value) as ReferenceMinute);
+    assert.deepEqual(minutes, expected.minutes, 'every minute exactly once, with every frame counted');
+  });
+});
