@@ -18,6 +18,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import { createDatabaseIfMissing, openDatabase } from '../src/db/open.ts';
 import { LATEST_SQL, RANGE_SQL, rangeParameters } from '../src/db/stock-prices.ts';
 import type { Database } from '../src/db/types.ts';
@@ -98,12 +99,15 @@ export default async function bench(args: string[]): Promise<void> {
       autocannon({ url: base, connections, ...options, requests: [{ setupRequest: (request) => ({ ...request, method: 'GET', path: path() }) }] });
 
     const mixedPath = shapes['mixed (all of the above)'];
+    const loadAtStart = os.loadavg().map((v) => v.toFixed(1)).join(' ');
     await run(mixedPath, { duration: 3 }); // warm-up: JIT, connection pool, caches
     const rows: string[] = [];
     for (const [name, path] of Object.entries(shapes)) rows.push(line(name, `${rate}/s, paced`, await paced(base, path, rate, seconds)));
     rows.push(line('mixed, autocannon -R (per-second bursts)', `${rate}/s, bursts`, summarise(await run(mixedPath, { overallRate: rate, duration: seconds }))));
     rows.push(line('mixed, autocannon unthrottled (ceiling)', `max, ${connections} conns`, summarise(await run(mixedPath, { duration: seconds }))));
+    const load = os.loadavg().map((v) => v.toFixed(1)).join(' ');
     console.log([
+      `# ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), load average ${loadAtStart} at start, ${load} at end`,
       `### GET /v1/get-prices over ${(windows * TICKERS.length).toLocaleString('en-US')} rows (${days} days × 3 tickers of 30 s windows), ${seconds} s per row`,
       '',
       '| query | load | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx + errors |',
