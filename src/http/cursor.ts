@@ -2,6 +2,7 @@
  * Opaque pagination cursors: base64url of a small JSON position. A range cursor is the
  * last (window start, ticker) returned; a latest-prices cursor is the last ticker.
  */
+import { parseInstant } from '../core/stock-ticks.ts';
 import { ApiError } from './errors.ts';
 
 export type Cursor = { kind: 'range'; windowStart: number; ticker: string } | { kind: 'latest'; ticker: string };
@@ -19,7 +20,7 @@ export function decodeCursor(text: string, expected: Cursor['kind']): Cursor {
     body = null;
   }
   const object = (typeof body === 'object' && body !== null ? body : {}) as { r?: unknown; l?: unknown };
-  if (expected === 'range' && Array.isArray(object.r) && object.r.length === 2 && Number.isSafeInteger(object.r[0]) && typeof object.r[1] === 'string') {
+  if (expected === 'range' && Array.isArray(object.r) && object.r.length === 2 && parseInstant(object.r[0]) !== null && typeof object.r[1] === 'string') {
     return { kind: 'range', windowStart: object.r[0] as number, ticker: object.r[1] };
   }
   if (expected === 'latest' && typeof object.l === 'string') return { kind: 'latest', ticker: object.l };

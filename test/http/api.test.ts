@@ -102,6 +102,7 @@ const bad: Array<{ name: string; url: string; code: string; parameter: string }>
   { name: 'SQL in endTime', url: q({ endTime: '1); DELETE FROM stock_windows;--' }), code: 'BAD_PARAMETER', parameter: 'endTime' },
   { name: 'SQL in cursor', url: q({ cursor: "x' OR 1=1" }), code: 'BAD_PARAMETER', parameter: 'cursor' },
   { name: 'a cursor that is not one of ours', url: q({ ticker: 'AMZN', cursor: 'abc' }), code: 'BAD_CURSOR', parameter: 'cursor' },
+  { name: 'a cursor past the end of time', url: q({ ticker: 'AMZN', cursor: Buffer.from('{"r":[9007199254740991,"AMZN"]}').toString('base64url') }), code: 'BAD_CURSOR', parameter: 'cursor' },
   { name: 'a latest-prices cursor in a range query', url: q({ ticker: 'AMZN', cursor: Buffer.from('{"l":"AMZN"}').toString('base64url') }), code: 'BAD_CURSOR', parameter: 'cursor' },
   { name: 'an unknown parameter', url: q({ symbol: 'AMZN' }), code: 'BAD_PARAMETER', parameter: 'symbol' },
   { name: 'a very long time', url: q({ startTime: '2'.repeat(200) }), code: 'BAD_PARAMETER', parameter: 'startTime' },
