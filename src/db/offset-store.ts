@@ -72,9 +72,17 @@ export async function saveOffsets(tx: Queryable, consumer: string, topic: string
  * generation restarts from 0): takes over `partitions` with a fresh generation, higher
  * than any stored for this consumer and topic, and returns it with their offsets. From
  * then on an older owner's `saveOffsets` on those partitions is FENCED. Partitions with
- * no stored row are fenced from the first save.
+ * no stored row get one in the same transaction, at `initial` (where the new owner will
+ * start, e.g. the log start), so an older owner's first save on them is fenced too.
+ * Without `initial` such partitions stay unstored until the first save.
  */
-export async function claimPartitions(db: Database, consumer: string, topic: string, partitions: number[]): Promise<{ generation: number; offsets: Map<number, bigint> }> {
+export async function claimPartitions(
+  db: Database,
+  consumer: string,
+  topic: string,
+  partitions: number[],
+  initial?: ReadonlyMap<number, bigint>,
+): Promise<{ generation: number; offsets: Map<number, bigint> }> {
   return db.transaction(async (tx) => {
     // Serialise claims on this consumer/topic so two claimers can never get the same token.
     await tx.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [consumer, topic]);
@@ -87,6 +95,15 @@ export async function claimPartitions(db: Database, consumer: string, topic: str
       'UPDATE stored_offsets SET generation = $4 WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])',
       [consumer, topic, partitions, generation],
     );
+    const missing = partitions.filter((p) => initial?.has(p));
+    if (missing.length > 0) {
+      await tx.query(
+        `INSERT INTO stored_offsets (consumer, topic, partition, next_offset, generation)
+         SELECT $1, $2, p, o, $5 FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
+         ON CONFLICT (consumer, topic, partition) DO NOTHING`,
+        [consumer, topic, missing, missing.map((p) => String(initial!.get(p))), generation],
+      );
+    }
     const offsets = await loadOffsets(tx, consumer, topic);
     for (const partition of offsets.keys()) if (!partitions.includes(partition)) offsets.delete(partition);
     return { generation, offsets };

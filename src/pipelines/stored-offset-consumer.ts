@@ -12,7 +12,7 @@
  */
 import type { Logger } from 'pino';
 import { TickflowError, isTickflowError } from '../core/errors.ts';
-import { claimPartitions, saveOffsets } from '../db/offset-store.ts';
+import { claimPartitions } from '../db/offset-store.ts';
 import type { Database } from '../db/types.ts';
 import type { Log, LogRecord, TopicPartitionOffset } from '../log/types.ts';
 
@@ -78,20 +78,17 @@ export async function runStoredOffsetConsumer(options: StoredOffsetConsumerOptio
         const claimed = new Map<string, TopicClaim>();
         const starts: TopicPartitionOffset[] = [];
         for (const [topic, partitions] of byTopic) {
-          const { generation, offsets } = await claimPartitions(db, group, topic, partitions);
+          // Partitions without a stored row get one at the log start in the claim itself, so an
+          // older owner's late first commit on them is fenced too.
           const earliest = new Map((await log.offsets(topic)).map((p) => [p.partition, p.earliest]));
+          const { generation, offsets } = await claimPartitions(db, group, topic, partitions, earliest);
           const kept = fromBeginning ? new Map<number, bigint>() : offsets;
           claimed.set(topic, { generation, partitions, offsets: kept });
-          const unstored = new Map<number, bigint>();
           for (const partition of partitions) {
             const offset = kept.get(partition) ?? earliest.get(partition) ?? 0n;
             starts.push({ topic, partition, offset });
             positions.set(tp(topic, partition), offset);
-            if (!offsets.has(partition)) unstored.set(partition, offset);
           }
-          // A partition without a row is not fenced until someone writes one: write ours now,
-          // so an older owner's late commit on it fails instead of slipping in.
-          if (unstored.size > 0) await db.transaction((tx) => saveOffsets(tx, group, topic, unstored, generation));
         }
         const next: Claims = { groupGeneration: assignment.generation, topics: claimed };
         await sink.assigned(next);

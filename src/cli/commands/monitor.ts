@@ -1,0 +1,97 @@
+import { collectSnapshot } from '../../pipelines/monitor.ts';
+import type { MonitorSnapshot } from '../../pipelines/monitor.ts';
+import type { Queryable } from '../../db/types.ts';
+import { defineCommand } from '../command.ts';
+import { bool, duration, list, str } from '../flags.ts';
+
+export const command = defineCommand({
+  name: ['monitor'],
+  summary: 'Offsets, lag and reconciliation of every topic, consumer group and sink',
+  description: [
+    'Shows each topic\'s earliest and end offsets, every consumer\'s position (Kafka groups and',
+    'the offsets sinks keep in PostgreSQL) with lag per partition, and the sinks\' accounting.',
+    'Reconciles: produced (end − start) = consumed + in flight (lag); a position before the log',
+    'start means messages were deleted unconsumed; a sink must account for every record it',
+    'advanced over (accepted + invalid + late + dropped). --check exits 1 on any disagreement.',
+  ].join('\n'),
+  flags: {
+    check: { type: 'boolean', description: 'Exit 1 (with a report) when anything disagrees' },
+    watch: { type: 'boolean', description: 'Refresh a terminal table until Ctrl-C' },
+    interval: { type: 'string', value: 'DURATION', default: '2s', description: 'Refresh interval for --watch' },
+    topics: { type: 'string', value: 'LIST', description: 'Only these topics (default: all but internal ones)' },
+    'ignore-groups': { type: 'string', value: 'LIST', description: 'Ignore consumer groups starting with these prefixes' },
+  },
+  examples: ['tickflow monitor --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/tickflow', 'tickflow monitor --check --topics prices,stocks', 'tickflow monitor --watch --interval 1s'],
+  configure: (values) => ({
+    check: bool(values, 'check'),
+    watch: bool(values, 'watch'),
+    intervalMs: duration(values, 'interval', 2000, { minMs: 100 }),
+    topics: str(values, 'topics') === undefined ? undefined : list(values, 'topics', []),
+    ignoreGroups: str(values, 'ignore-groups') === undefined ? [] : list(values, 'ignore-groups', []),
+  }),
+  async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
+    const log = await openLog();
+    let db: Queryable | null = null;
+    try {
+      db = await openDatabase();
+    } catch (error) {
+      logger.warn({ err: error }, 'database unavailable: stored offsets and sink accounting are not shown');
+    }
+    const options = { topics: config.topics, ignoreGroups: config.ignoreGroups };
+    if (config.watch) {
+      while (!signal.aborted) {
+        const snapshot = await collectSnapshot(log, db, options);
+        out.write(`\x1b[2J\x1b[H${render(snapshot)}`);
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, config.intervalMs);
+          signal.addEventListener('abort', () => {
+            clearTimeout(timer);
+            resolve(undefined);
+          }, { once: true });
+        });
+      }
+      return 0;
+    }
+    const snapshot = await collectSnapshot(log, db, options);
+    out.write(shared.json ? `${JSON.stringify(snapshot, (_key, value) => (typeof value === 'bigint' ? String(value) : value))}\n` : render(snapshot));
+    return config.check && snapshot.problems.length > 0 ? 1 : 0;
+  },
+});
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i === 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+export function render(s: MonitorSnapshot): string {
+  const lines = [`tickflow monitor — ${s.at}`, ''];
+  lines.push(...table(['TOPIC', 'PARTITIONS', 'MESSAGES', 'END OFFSETS'], s.topics.map((t) => [t.topic, String(t.partitions.length), String(t.messages), t.partitions.map((p) => String(p.latest)).join(',')])));
+  lines.push('');
+  if (s.consumers.length === 0) lines.push('no consumers');
+  else {
+    lines.push(
+      ...table(
+        ['CONSUMER', 'TOPIC', 'KIND', 'CONSUMED', 'LAG', 'LAG PER PARTITION'],
+        s.consumers.map((c) => [c.name, c.topic, c.kind === 'group' ? 'kafka group' : 'postgres', String(c.consumed), String(c.lag), c.partitions.map((p) => (p.lag === null ? '-' : String(p.lag))).join(',')]),
+      ),
+    );
+  }
+  if (s.accounting.length > 0) {
+    lines.push('');
+    lines.push(
+      ...table(
+        ['SINK', 'TOPIC', 'PART', 'ADVANCED', 'ACCEPTED', 'INVALID', 'LATE', 'DROPPED', 'UNACCOUNTED'],
+        s.accounting.map((a) => [a.consumer, a.topic, String(a.partition), String(a.advanced), String(a.accepted), String(a.invalid), String(a.late), String(a.dropped), String(a.unaccounted)]),
+      ),
+    );
+  }
+  lines.push('');
+  for (const note of s.notes) lines.push(`note: ${note}`);
+  if (s.problems.length === 0) lines.push('reconciliation: OK (produced = consumed + in flight for every consumer; every sink accounts for what it read)');
+  else {
+    lines.push(`reconciliation: ${s.problems.length} problem${s.problems.length === 1 ? '' : 's'}`);
+    for (const p of s.problems) lines.push(`  ✗ ${p.where}: ${p.message}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

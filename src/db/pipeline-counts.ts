@@ -1,0 +1,107 @@
+/**
+ * Per-partition accounting for sinks that keep their offsets in Postgres. A sink adds its
+ * counts in the transaction that stores its offsets, so after any crash the counts and
+ * the offsets agree, and `monitor` can check that every consumed record is accounted for:
+ * next_offset − first_offset = accepted + invalid + late + dropped.
+ */
+import type { Queryable } from './types.ts';
+
+export interface PartitionCounts {
+  /** Offset of the first record this consumer ever read from the partition (kept from the first call). */
+  firstOffset: bigint;
+  accepted: number;
+  invalid: number;
+  late: number;
+  /** Records deliberately discarded (e.g. filtered out); not an error. */
+  dropped: number;
+}
+
+export interface CountsRow extends Omit<PartitionCounts, 'firstOffset'> {
+  consumer: string;
+  topic: string;
+  partition: number;
+  firstOffset: bigint;
+}
+
+/** Adds counts for several partitions of one topic, inside the caller's transaction. */
+export async function addCounts(tx: Queryable, consumer: string, topic: string, counts: ReadonlyMap<number, PartitionCounts>): Promise<void> {
+  if (counts.size === 0) return;
+  const partitions: number[] = [];
+  const first: string[] = [];
+  const accepted: number[] = [];
+  const invalid: number[] = [];
+  const late: number[] = [];
+  const dropped: number[] = [];
+  for (const [partition, c] of counts) {
+    partitions.push(partition);
+    first.push(String(c.firstOffset));
+    accepted.push(c.accepted);
+    invalid.push(c.invalid);
+    late.push(c.late);
+    dropped.push(c.dropped);
+  }
+  await tx.query(
+    `INSERT INTO pipeline_counts AS c (consumer, topic, partition, first_offset, accepted, invalid, late, dropped)
+     SELECT $1, $2, p, f, a, i, l, d
+     FROM unnest($3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) AS t(p, f, a, i, l, d)
+     ON CONFLICT (consumer, topic, partition) DO UPDATE SET
+       accepted = c.accepted + EXCLUDED.accepted,
+       invalid = c.invalid + EXCLUDED.invalid,
+       late = c.late + EXCLUDED.late,
+       dropped = c.dropped + EXCLUDED.dropped,
+       updated_at = now()`,
+    [consumer, topic, partitions, first, accepted, invalid, late, dropped],
+  );
+}
+
+/** Counts by consumer, topic and partition (for `monitor`). */
+export async function listCounts(db: Queryable): Promise<CountsRow[]> {
+  const { rows } = await db.query<{
+    consumer: string;
+    topic: string;
+    partition: number;
+    first_offset: string;
+    accepted: string;
+    invalid: string;
+    late: string;
+    dropped: string;
+  }>('SELECT consumer, topic, partition, first_offset, accepted, invalid, late, dropped FROM pipeline_counts ORDER BY consumer, topic, partition');
+  return rows.map((r) => ({
+    consumer: r.consumer,
+    topic: r.topic,
+    partition: r.partition,
+    firstOffset: BigInt(r.first_offset),
+    accepted: Number(r.accepted),
+    invalid: Number(r.invalid),
+    late: Number(r.late),
+    dropped: Number(r.dropped),
+  }));
+}
+
+/** Accumulates counts for one batch, then hands them to addCounts. */
+export class BatchCounts {
+  readonly #byPartition = new Map<number, PartitionCounts>();
+
+  #entry(partition: number, offset: bigint): PartitionCounts {
+    let entry = this.#byPartition.get(partition);
+    if (!entry) this.#byPartition.set(partition, (entry = { firstOffset: offset, accepted: 0, invalid: 0, late: 0, dropped: 0 }));
+    return entry;
+  }
+
+  /** Notes a record was read (fixes the partition's first offset) without counting an outcome. */
+  observe(partition: number, offset: bigint): void {
+    this.#entry(partition, offset);
+  }
+
+  count(partition: number, offset: bigint, outcome: 'accepted' | 'invalid' | 'late' | 'dropped'): void {
+    this.#entry(partition, offset)[outcome]++;
+  }
+
+  get partitions(): ReadonlyMap<number, PartitionCounts> {
+    return this.#byPartition;
+  }
+
+  clear(): void {
+    this.#byPartition.clear();
+  }
+}

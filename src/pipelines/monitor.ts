@@ -1,0 +1,162 @@
+import type { Log, PartitionOffsets } from '../log/types.ts';
+import type { Queryable } from '../db/types.ts';
+import { listStoredOffsets } from '../db/offset-store.ts';
+import { listCounts } from '../db/pipeline-counts.ts';
+
+/**
+ * One look at the whole system: every topic's offsets, every consumer's position (Kafka
+ * groups and the offsets our sinks keep in Postgres) with lag, and the sinks' accounting,
+ * reconciled. A problem is a disagreement that means data was lost or miscounted:
+ * - a consumer behind the log start: messages deleted before they were consumed;
+ * - a consumer past the log end: its offsets belong to another incarnation of the topic;
+ * - a sink whose counts do not add up to the offsets it advanced over.
+ * produced (end − start) = consumed (position − start) + in flight (lag) for every
+ * consumer whose position lies inside the log.
+ */
+
+export interface TopicView {
+  topic: string;
+  partitions: PartitionOffsets[];
+  messages: number;
+}
+
+export interface PartitionPosition {
+  partition: number;
+  position: string | null;
+  earliest: string;
+  latest: string;
+  lag: number | null;
+}
+
+export interface ConsumerView {
+  kind: 'group' | 'stored';
+  name: string;
+  topic: string;
+  partitions: PartitionPosition[];
+  lag: number;
+  consumed: number;
+}
+
+export interface AccountingView {
+  consumer: string;
+  topic: string;
+  partition: number;
+  advanced: number;
+  accepted: number;
+  invalid: number;
+  late: number;
+  dropped: number;
+  unaccounted: number;
+}
+
+export interface Problem {
+  where: string;
+  message: string;
+}
+
+export interface MonitorSnapshot {
+  at: string;
+  topics: TopicView[];
+  consumers: ConsumerView[];
+  accounting: AccountingView[];
+  problems: Problem[];
+  notes: string[];
+}
+
+export interface MonitorOptions {
+  /** Only these topics (default: every topic not starting with `__`). */
+  topics?: readonly string[];
+  /** Groups whose names start with one of these are ignored (test readers, benchmarks). */
+  ignoreGroups?: readonly string[];
+}
+
+export async function collectSnapshot(log: Log, db: Queryable | null, options: MonitorOptions = {}): Promise<MonitorSnapshot> {
+  const notes: string[] = [];
+  const problems: Problem[] = [];
+  const names = options.topics ?? (await log.listTopics()).filter((t) => !t.startsWith('__'));
+  const topics: TopicView[] = [];
+  for (const topic of names) {
+    const partitions = await log.offsets(topic);
+    topics.push({ topic, partitions, messages: partitions.reduce((n, p) => n + Number(p.latest - p.earliest), 0) });
+  }
+  const byTopic = new Map(topics.map((t) => [t.topic, t]));
+
+  const consumers: ConsumerView[] = [];
+  const view = (kind: ConsumerView['kind'], name: string, topic: TopicView, positions: ReadonlyMap<number, bigint>): ConsumerView => {
+    const partitions = topic.partitions.map((p) => {
+      const position = positions.get(p.partition);
+      const where = `${kind === 'group' ? 'group' : 'consumer'} ${name} on ${topic.topic}[${p.partition}]`;
+      if (position !== undefined && position < p.earliest) {
+        problems.push({ where, message: `${p.earliest - position} messages were deleted before they were consumed (position ${position}, log starts at ${p.earliest})` });
+      }
+      if (position !== undefined && position > p.latest) {
+        problems.push({ where, message: `position ${position} is past the log end ${p.latest} (was the topic recreated?)` });
+      }
+      return {
+        partition: p.partition,
+        position: position === undefined ? null : String(position),
+        earliest: String(p.earliest),
+        latest: String(p.latest),
+        lag: position === undefined ? null : Number(p.latest - (position < p.earliest ? p.earliest : position)),
+      };
+    });
+    return {
+      kind,
+      name,
+      topic: topic.topic,
+      partitions,
+      lag: partitions.reduce((n, p) => n + (p.lag ?? 0), 0),
+      consumed: topic.partitions.reduce((n, p) => {
+        const position = positions.get(p.partition);
+        return n + (position === undefined ? 0 : Math.max(0, Number(position - p.earliest)));
+      }, 0),
+    };
+  };
+
+  const ignore = options.ignoreGroups ?? [];
+  for (const group of await log.groups()) {
+    if (ignore.some((prefix) => group.startsWith(prefix))) continue;
+    for (const topic of topics) {
+      const committed = await log.committed(group, topic.topic);
+      if (committed.size > 0) consumers.push(view('group', group, topic, committed));
+    }
+  }
+
+  const accounting: AccountingView[] = [];
+  if (db) {
+    const stored = await listStoredOffsets(db);
+    const groups = new Map<string, Map<number, bigint>>();
+    for (const row of stored) {
+      const key = `${row.consumer}\u0000${row.topic}`;
+      if (!groups.has(key)) groups.set(key, new Map());
+      groups.get(key)!.set(row.partition, row.nextOffset);
+    }
+    for (const [key, positions] of groups) {
+      const [name, topicName] = key.split('\u0000');
+      const topic = byTopic.get(topicName);
+      if (!topic) {
+        if (!options.topics) notes.push(`consumer ${name} keeps offsets for ${topicName}, which does not exist now`);
+        continue;
+      }
+      consumers.push(view('stored', name, topic, positions));
+    }
+    for (const row of await listCounts(db)) {
+      const next = groups.get(`${row.consumer}\u0000${row.topic}`)?.get(row.partition);
+      if (next === undefined || (options.topics && !options.topics.includes(row.topic))) continue;
+      const advanced = Number(next - row.firstOffset);
+      const counted = row.accepted + row.invalid + row.late + row.dropped;
+      const entry = { consumer: row.consumer, topic: row.topic, partition: row.partition, advanced, accepted: row.accepted, invalid: row.invalid, late: row.late, dropped: row.dropped, unaccounted: advanced - counted };
+      accounting.push(entry);
+      if (entry.unaccounted !== 0) {
+        problems.push({
+          where: `consumer ${row.consumer} on ${row.topic}[${row.partition}]`,
+          message: `advanced over ${advanced} records but accounted for ${counted} (accepted ${row.accepted}, invalid ${row.invalid}, late ${row.late}, dropped ${row.dropped}): ${Math.abs(entry.unaccounted)} ${entry.unaccounted > 0 ? 'missing' : 'extra'}`,
+        });
+      }
+    }
+  } else {
+    notes.push('no database: offsets kept in PostgreSQL are not shown');
+  }
+  consumers.sort((a, b) => a.topic.localeCompare(b.topic) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
+  return { at: new Date().toISOString(), topics, consumers, accounting, problems, notes };
+}
