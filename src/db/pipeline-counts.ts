@@ -54,6 +54,11 @@ export async function addCounts(tx: Queryable, consumer: string, topic: string, 
   );
 }
 
+/** Forgets the counts of some partitions (a consumer that rewinds starts its accounting over). */
+export async function resetCounts(db: Queryable, consumer: string, topic: string, partitions: readonly number[]): Promise<void> {
+  await db.query('DELETE FROM pipeline_counts WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])', [consumer, topic, [...partitions]]);
+}
+
 /** Counts by consumer, topic and partition (for `monitor`). */
 export async function listCounts(db: Queryable): Promise<CountsRow[]> {
   const { rows } = await db.query<{
@@ -103,5 +108,12 @@ export class BatchCounts {
 
   clear(): void {
     this.#byPartition.clear();
+  }
+
+  /** Hands over the counts so far and starts empty. */
+  take(): Map<number, PartitionCounts> {
+    const taken = new Map(this.#byPartition);
+    this.#byPartition.clear();
+    return taken;
   }
 }

@@ -5,6 +5,8 @@
  */
 import type { PartitionSnapshot, TickerWindow } from '../core/stock-windows.ts';
 import { loadOffsets, saveOffsets } from './offset-store.ts';
+import { addCounts } from './pipeline-counts.ts';
+import type { PartitionCounts } from './pipeline-counts.ts';
 import type { Database, Queryable } from './types.ts';
 
 export interface StockPartitionClaim {
@@ -94,6 +96,8 @@ export interface StockCommit {
   snapshots: ReadonlyMap<number, PartitionSnapshot>;
   /** Closed windows to add into stock_windows, one per (ticker, start). */
   closed: readonly TickerWindow[];
+  /** What happened to the records up to those offsets (for `monitor`'s accounting). */
+  counts?: ReadonlyMap<number, PartitionCounts>;
 }
 
 /**
@@ -106,6 +110,7 @@ export async function commitStockWindows(db: Database, commit: StockCommit): Pro
   const partitions = [...commit.offsets.keys()];
   await db.transaction(async (tx) => {
     await saveOffsets(tx, consumer, topic, new Map(commit.offsets), commit.generation);
+    if (commit.counts) await addCounts(tx, consumer, topic, commit.counts);
     if (commit.closed.length > 0) {
       const c = columns(commit.closed);
       // Parts of one window from several partitions or members add up; min/max combine.

@@ -13,6 +13,7 @@ import { decodeStockTick } from '../core/stock-ticks.ts';
 import { PartitionWindows, mergeTickerWindows } from '../core/stock-windows.ts';
 import type { TickerWindow } from '../core/stock-windows.ts';
 import { claimStockPartitions, commitStockWindows } from '../db/stock-window-store.ts';
+import { BatchCounts } from '../db/pipeline-counts.ts';
 import type { Database } from '../db/types.ts';
 import type { Assignment, GroupConsumer, Log, LogRecord, Producer, RecordBatch, RecordToProduce, TopicPartitionOffset } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
@@ -87,6 +88,8 @@ class StockAggregator {
   #generation: number | null = null;
   #closed: TickerWindow[] = [];
   #deadLetters: RecordToProduce[] = [];
+  /** Outcomes of the records since the last commit, committed with their offsets. */
+  readonly #counts = new BatchCounts();
   #lastCommit = 0;
   #fencedAt: number | null = null;
   #consumer: GroupConsumer | null = null;
@@ -163,6 +166,7 @@ class StockAggregator {
 
   /** Forgets everything not committed: the next assignment reloads it from Postgres. */
   #reset(): void {
+    this.#counts.clear();
     this.#parts.clear();
     this.#closed = [];
     this.#deadLetters = [];
@@ -213,7 +217,7 @@ class StockAggregator {
     for (const record of batch.records) {
       const part = record.topic === this.#options.topic ? this.#parts.get(record.partition) : undefined;
       if (!part || record.offset < part.next) continue;
-      this.#accept(record, part, now);
+      this.#counts.count(record.partition, record.offset, this.#accept(record, part, now));
       accepted++;
       part.next = record.offset + 1n;
       part.dirty = true;
@@ -227,20 +231,22 @@ class StockAggregator {
     this.#observeWatermark(now);
   }
 
-  #accept(record: LogRecord, part: PartitionState, now: number): void {
+  #accept(record: LogRecord, part: PartitionState, now: number): 'accepted' | 'invalid' | 'late' {
     const decoded = decodeStockTick(record.value?.toString('utf8') ?? null);
     if (!decoded.ok) {
       this.#summary.malformed++;
       metrics.invalid.inc({ pipeline: PIPELINE, reason: decoded.reason });
       this.#deadLetter(record, decoded.reason, { detail: decoded.detail });
-      return;
+      return 'invalid';
     }
     const added = part.windows.add(decoded.tick, now);
     if (!added.accepted) {
       this.#summary.late++;
       metrics.late.inc({ pipeline: PIPELINE });
       this.#deadLetter(record, 'late', { 'lateness-ms': String(added.latenessMs), 'event-time': new Date(decoded.tick.eventTime).toISOString() });
+      return 'late';
     }
+    return 'accepted';
   }
 
   #deadLetter(record: LogRecord, reason: string, extra: Record<string, string>): void {
@@ -309,6 +315,8 @@ class StockAggregator {
       offsets: new Map(dirty.map(([partition, part]) => [partition, part.next])),
       snapshots: new Map(dirty.map(([partition, part]) => [partition, part.windows.snapshot()])),
       closed,
+      // Taken together with the offsets above, synchronously: they describe the same records.
+      counts: this.#counts.take(),
     };
     try {
       await withRetries(() => commitStockWindows(this.#db, commit), this.#options);

@@ -10,6 +10,7 @@
 import type { Logger } from 'pino';
 import { TickflowError } from '../core/errors.ts';
 import { saveOffsets } from '../db/offset-store.ts';
+import { BatchCounts, addCounts, resetCounts } from '../db/pipeline-counts.ts';
 import type { Database } from '../db/types.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
@@ -42,12 +43,20 @@ export async function runArchive(options: ArchiveOptions): Promise<ArchiveReport
   await awaitTopics(options);
   const report: ArchiveReport = { read: 0, inserted: 0 };
   const sink: StoredOffsetSink = {
-    assigned: async () => {},
+    assigned: async (claims: Claims) => {
+      // Re-reading from the beginning starts the accounting over as well.
+      if (!options.fromBeginning) return;
+      for (const [topic, claim] of claims.topics) await resetCounts(options.db, options.group, topic, claim.partitions);
+    },
     process: async (records: readonly LogRecord[], claims: Claims) => {
       const stopTimer = metrics.batchSeconds.startTimer({ pipeline: PIPELINE });
       const next = new Map<string, Map<number, bigint>>();
       const read = new Map<string, number>();
+      const counts = new Map<string, BatchCounts>();
       for (const record of records) {
+        let topicCounts = counts.get(record.topic);
+        if (!topicCounts) counts.set(record.topic, (topicCounts = new BatchCounts()));
+        topicCounts.count(record.partition, record.offset, 'accepted');
         let partitions = next.get(record.topic);
         if (!partitions) next.set(record.topic, (partitions = new Map()));
         partitions.set(record.partition, record.offset + 1n);
@@ -55,7 +64,10 @@ export async function runArchive(options: ArchiveOptions): Promise<ArchiveReport
       }
       const inserted = await options.db.transaction(async (tx) => {
         const rows = await archiveRecords(tx, records);
-        for (const [topic, offsets] of next) await saveOffsets(tx, options.group, topic, offsets, claims.topics.get(topic)!.generation);
+        for (const [topic, offsets] of next) {
+          await saveOffsets(tx, options.group, topic, offsets, claims.topics.get(topic)!.generation);
+          await addCounts(tx, options.group, topic, counts.get(topic)!.partitions);
+        }
         return rows;
       });
       report.read += records.length;

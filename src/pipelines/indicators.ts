@@ -16,6 +16,8 @@ import { SymbolIndicators } from '../core/indicators.ts';
 import { DEFAULT_PRICE_FIELDS, decodePriceMessage, encodeIndicatorMessage } from '../core/price-message.ts';
 import type { PriceFields } from '../core/price-message.ts';
 import { saveOffsets } from '../db/offset-store.ts';
+import { BatchCounts, addCounts } from '../db/pipeline-counts.ts';
+import type { PartitionCounts } from '../db/pipeline-counts.ts';
 import type { Database } from '../db/types.ts';
 import type { Log, LogRecord, Producer, RecordToProduce } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
@@ -84,6 +86,8 @@ interface Slice {
   read: number;
   output: RecordToProduce[];
   deadLetters: RecordToProduce[];
+  /** What happened to each record, per partition, committed with the offsets. */
+  counts: ReadonlyMap<number, PartitionCounts>;
   kept: KeptState[];
   next: Map<number, bigint>;
 }
@@ -147,10 +151,13 @@ class IndicatorsSink implements StoredOffsetSink {
     const deadLetters: RecordToProduce[] = [];
     const changed = new Map<string, { partition: number; symbol: string; indicators: SymbolIndicators }>();
     const next = new Map<number, bigint>();
+    const counts = new BatchCounts();
     for (const record of records) {
       next.set(record.partition, record.offset + 1n);
+      counts.observe(record.partition, record.offset);
       const decoded = decodePriceMessage(record.value === null ? null : record.value.toString('utf8'), this.#fields);
       if (!decoded.ok) {
+        counts.count(record.partition, record.offset, 'invalid');
         metrics.invalid.inc({ pipeline: PIPELINE, reason: decoded.reason });
         deadLetters.push({
           key: record.key,
@@ -165,12 +172,13 @@ class IndicatorsSink implements StoredOffsetSink {
       let indicators = symbols.get(symbol);
       if (!indicators) symbols.set(symbol, (indicators = new SymbolIndicators(window)));
       const values = indicators.update(price);
+      counts.count(record.partition, record.offset, 'accepted');
       output.push({ key: symbol, value: encodeIndicatorMessage({ symbol, ts, price, ...values }) });
       changed.set(`${record.partition}\u0000${symbol}`, { partition: record.partition, symbol, indicators });
     }
     // Snapshots now: the next slice moves the same operators on.
     const kept = [...changed.values()].map(({ partition, symbol, indicators }) => ({ partition, symbol, snapshot: indicators.snapshot() }));
-    return { read: records.length, output, deadLetters, kept, next };
+    return { read: records.length, output, deadLetters, kept, next, counts: counts.partitions };
   }
 
   async #publish(slice: Slice): Promise<void> {
@@ -187,6 +195,7 @@ class IndicatorsSink implements StoredOffsetSink {
     await this.#options.db.transaction(async (tx) => {
       await saveIndicatorStates(tx, group, inputTopic, slice.kept);
       await saveOffsets(tx, group, inputTopic, slice.next, generation);
+      await addCounts(tx, group, inputTopic, slice.counts);
     });
     this.report.read += slice.read;
     this.report.published += slice.output.length;

@@ -133,6 +133,13 @@ describe('archive on the real Kafka and PostgreSQL', () => {
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.deepEqual(JSON.parse(resumed.stdout), { read: 0, inserted: 0 });
     assert.equal(await archived(), total);
+
+    // The accounting kept with the offsets reconciles: every message counted once.
+    const monitor = await startTickflow(['monitor', '--check', '--json', '--topics', topic, '--brokers', KAFKA_BROKERS.join(','), '--database-url', schema.url]).exited;
+    assert.equal(monitor.code, 0, monitor.stdout + monitor.stderr);
+    const snapshot = JSON.parse(monitor.stdout) as { accounting: Array<{ accepted: number; unaccounted: number }> };
+    assert.equal(snapshot.accounting.reduce((n, a) => n + a.accepted, 0), total);
+    assert.ok(snapshot.accounting.every((a) => a.unaccounted === 0));
   });
 });
 

@@ -12,6 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import type { Database } from '../../src/db/types.ts';
+import { collectSnapshot } from '../../src/pipelines/monitor.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { BIN } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
@@ -91,6 +92,12 @@ describe('aggregate stocks: kill -9 while data flows', () => {
     const expected = recompute(records, 2_000, deadLettered);
     assert.ok(expected.length >= 3 * 10, 'the stream spans at least ten windows');
     assertSameWindows(await storedWindows(db), expected);
+    // The accounting kept with the offsets survived every kill: all 1000 records, each once.
+    const snapshot = await collectSnapshot(log, db, { topics: [topic] });
+    assert.deepEqual(snapshot.problems, []);
+    const accounting = snapshot.accounting.filter((a) => a.consumer === group);
+    assert.equal(accounting.reduce((n, a) => n + a.accepted + a.late + a.invalid, 0), 1000);
+    assert.equal(accounting.reduce((n, a) => n + a.late, 0), deadLettered.size);
     // For the record: where the kills fell, and how many records came too late.
     process.stdout.write(`# killed after ${kills.join(', ')} ms; ${deadLettered.size} late records dead-lettered\n`);
   });
