@@ -189,16 +189,18 @@ describe('unique-users on real Kafka', () => {
     };
 
     const first = service('5m');
+    const firstClosed = once(first, 'close');
     await waitFor(closable);
     first.kill('SIGTERM');
-    const [firstCode] = await once(first, 'close');
+    const [firstCode] = await firstClosed;
     assert.equal(firstCode, 0);
     assert.equal((await readAll(log, output)).length, closable, 'the open minutes were not emitted');
 
     const second = service('1s');
+    const secondClosed = once(second, 'close');
     await waitFor(expected.minutes.length);
     second.kill('SIGTERM');
-    await once(second, 'close');
+    await secondClosed;
     const minutes = (await readAll(log, output)).map((r) => JSON.parse(r.value) as ReferenceMinute);
     assert.deepEqual(minutes, expected.minutes, 'every minute exactly once, with every frame counted');
   });
