@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { TickflowError } from '../core/errors.ts';
 import type { FlagSpec, FlagValues } from './command.ts';
-import { badFlag, bool, oneOf, str } from './flags.ts';
+import { badFlag, bool, int, oneOf, str } from './flags.ts';
 
 /** Flags every command accepts. Secrets come from the environment only, never from argv. */
 export const SHARED_FLAGS: Record<string, FlagSpec> = {
@@ -14,6 +14,8 @@ export const SHARED_FLAGS: Record<string, FlagSpec> = {
   'kafka-ca': { type: 'string', value: 'FILE', env: 'KAFKA_CA_FILE', description: 'CA certificate (PEM) for Kafka TLS' },
   'kafka-sasl-mechanism': { type: 'string', value: 'M', env: 'KAFKA_SASL_MECHANISM', description: 'PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password from KAFKA_SASL_PASSWORD)' },
   'kafka-sasl-username': { type: 'string', value: 'USER', env: 'KAFKA_SASL_USERNAME', description: 'SASL user name' },
+  'metrics-port': { type: 'string', value: 'N', env: 'METRICS_PORT', description: 'Serve Prometheus metrics at http://HOST:N/metrics while the command runs (default: off)' },
+  'metrics-host': { type: 'string', value: 'HOST', env: 'METRICS_HOST', default: '127.0.0.1', description: 'Interface for --metrics-port (0.0.0.0 in containers)' },
   help: { type: 'boolean', short: 'h', description: 'Show help for this command' },
 };
 
@@ -25,6 +27,7 @@ export interface SharedConfig {
   logLevel: string;
   kafkaTls: { ca?: string } | null;
   kafkaSasl: { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string } | null;
+  metrics: { host: string; port: number } | null;
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -81,7 +84,9 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
     if (!password) throw new TickflowError('BAD_CONFIG', 'KAFKA_SASL_PASSWORD must be set when --kafka-sasl-mechanism is given');
     kafkaSasl = { mechanism, username, password };
   }
+  const metricsPort = str(values, 'metrics-port') === undefined ? null : int(values, 'metrics-port', 0, { min: 0, max: 65_535 });
   return Object.freeze({
+    metrics: metricsPort === null ? null : { host: str(values, 'metrics-host') ?? '127.0.0.1', port: metricsPort },
     brokers,
     databaseUrl,
     dataDir: str(values, 'data-dir') ?? '.tickflow',

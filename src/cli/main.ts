@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import pino from 'pino';
+import type { Logger } from 'pino';
 import { TickflowError, isTickflowError } from '../core/errors.ts';
 import type { Log } from '../log/types.ts';
 import type { Database } from '../db/types.ts';
@@ -14,8 +15,10 @@ export interface CliIo {
   out: NodeJS.WritableStream;
   err: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
-  /** Installs SIGINT/SIGTERM handlers (off in tests that call runCli in-process). */
+  /** Installs SIGINT/SIGTERM handlers (off in tests and in commands run by another command). */
   handleSignals: boolean;
+  /** Stops the command when aborted (a parent command's shutdown). */
+  signal?: AbortSignal;
 }
 
 const defaultIo = (): CliIo => ({ out: process.stdout, err: process.stderr, env: process.env, handleSignals: true });
@@ -75,6 +78,10 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
 
   const logger = pino({ level: shared.logLevel, base: { cmd: command.name.join('-') } }, pino.destination({ dest: 2, sync: true }));
   const controller = new AbortController();
+  if (io.signal) {
+    if (io.signal.aborted) controller.abort();
+    else io.signal.addEventListener('abort', () => controller.abort(), { once: true });
+  }
   const cleanup: Array<() => Promise<void>> = [];
   let log: Log | null = null;
   let db: Database | null = null;
@@ -107,12 +114,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
     },
     openDatabase: async () => {
       if (!db) {
-        const { openDatabase } = await import('../db/open.ts');
-        db = await openDatabase({
-          url: shared.databaseUrl ?? undefined,
-          dataDir: join(shared.dataDir, 'pglite'),
-          logger,
-        });
+        db = await openDatabaseFor(shared, logger);
         cleanup.push(async () => db!.close());
       }
       return db;
@@ -120,6 +122,12 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
   };
 
   try {
+    if (shared.metrics) {
+      const { serveMetrics } = await import('../http/metrics-server.ts');
+      const server = await serveMetrics(shared.metrics);
+      cleanup.push(() => server.close());
+      logger.info({ url: server.url }, 'serving metrics');
+    }
     const code = await (command as Command<unknown>).run(context);
     return code ?? 0;
   } catch (error) {
@@ -138,6 +146,45 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
       process.off('SIGTERM', onSignal);
     }
   }
+}
+
+const embeddedDatabases = new Map<string, { db: Promise<Database>; users: number }>();
+
+/**
+ * PostgreSQL when configured; else the embedded PGlite of the data dir, shared by every
+ * command running in this process (PGlite takes one connection: `tickflow up` runs several
+ * services on it) and closed when the last one is done.
+ */
+export async function openDatabaseFor(shared: SharedConfig, logger: Logger): Promise<Database> {
+  const { openDatabase } = await import('../db/open.ts');
+  if (shared.databaseUrl) return openDatabase({ url: shared.databaseUrl, logger });
+  const dataDir = join(shared.dataDir, 'pglite');
+  let entry = embeddedDatabases.get(dataDir);
+  if (!entry) {
+    entry = { db: openDatabase({ dataDir, logger }), users: 0 };
+    embeddedDatabases.set(dataDir, entry);
+    entry.db.catch(() => embeddedDatabases.delete(dataDir));
+  }
+  entry.users++;
+  const db = await entry.db;
+  let closed = false;
+  const owner = entry;
+  return new Proxy(db, {
+    get(object, property) {
+      if (property === 'close') {
+        return async () => {
+          if (closed) return;
+          closed = true;
+          if (--owner.users === 0) {
+            embeddedDatabases.delete(dataDir);
+            await object.close();
+          }
+        };
+      }
+      const value = Reflect.get(object, property, object);
+      return typeof value === 'function' ? value.bind(object) : value;
+    },
+  });
 }
 
 let embeddedLog: Log | null = null;

@@ -1,4 +1,3 @@
-import { serveMetrics } from '../../http/metrics-server.ts';
 import { aggregateStocks } from '../../pipelines/aggregate-stocks.ts';
 import { defineCommand } from '../command.ts';
 import { badFlag, duration, int, str } from '../flags.ts';
@@ -25,7 +24,6 @@ export const command = defineCommand({
     'idle-flush': { type: 'string', value: 'TIME', default: '5s', description: 'Quiet time after which stream time follows the wall clock' },
     'commit-interval': { type: 'string', value: 'TIME', default: '1s', description: 'Commit open windows and offsets at least this often' },
     'session-timeout': { type: 'string', value: 'TIME', default: '10s', description: 'Consumer-group session timeout' },
-    'metrics-port': { type: 'string', value: 'N', env: 'METRICS_PORT', description: 'Serve Prometheus metrics on this port at /metrics (default: off)' },
   },
   examples: [
     'tickflow aggregate stocks --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
@@ -49,16 +47,13 @@ export const command = defineCommand({
       idleFlushMs: duration(values, 'idle-flush', 5_000, { minMs: 100 }),
       commitIntervalMs: duration(values, 'commit-interval', 1_000, { minMs: 10 }),
       sessionTimeoutMs: duration(values, 'session-timeout', 10_000, { minMs: 1_000 }),
-      metricsPort: values['metrics-port'] === undefined ? null : int(values, 'metrics-port', 0, { min: 0, max: 65_535 }),
     };
   },
   async run({ config, shared, logger, signal, out, openLog, openDatabase }) {
     const log = await openLog();
     const db = await openDatabase();
     logger.info({ ...config, log: log.description, database: db.description }, 'aggregating stocks');
-    const metricsServer = config.metricsPort === null ? null : await serveMetrics({ host: '0.0.0.0', port: config.metricsPort });
-    if (metricsServer) logger.info({ url: metricsServer.url }, 'serving metrics');
-    const summary = await aggregateStocks(log, db, { ...config, signal, logger }).finally(() => metricsServer?.close());
+    const summary = await aggregateStocks(log, db, { ...config, signal, logger });
     if (shared.json) out.write(`${JSON.stringify(summary)}\n`);
     else {
       out.write(`read ${summary.records} records, emitted ${summary.windowsEmitted} window rows in ${summary.commits} commits; ` +

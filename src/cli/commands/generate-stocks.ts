@@ -1,6 +1,5 @@
 import { DEFAULT_TICKERS, MAX_PRICE, TICKER_NAME, parseInstant } from '../../core/stock-ticks.ts';
 import type { TickerMean } from '../../core/stock-ticks.ts';
-import { serveMetrics } from '../../http/metrics-server.ts';
 import { generateStocks } from '../../pipelines/generate-stocks.ts';
 import { defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
@@ -50,7 +49,6 @@ export const command = defineCommand({
     duration: { type: 'string', value: 'TIME', description: 'Stop after this long, e.g. 90s, 10m' },
     seed: { type: 'string', value: 'S', description: 'Seed for a reproducible stream (default: random, logged)' },
     'start-time': { type: 'string', value: 'TIME', description: 'Event time of the first message, ISO 8601 or epoch ms (default: now)' },
-    'metrics-port': { type: 'string', value: 'N', env: 'METRICS_PORT', description: 'Serve Prometheus metrics on this port at /metrics (default: off)' },
   },
   examples: [
     'tickflow generate stocks --brokers 127.0.0.1:9092',
@@ -71,13 +69,10 @@ export const command = defineCommand({
       durationMs: values.duration === undefined ? null : duration(values, 'duration', 0, { minMs: 1 }),
       seed: str(values, 'seed') ?? null,
       startTime,
-      metricsPort: values['metrics-port'] === undefined ? null : int(values, 'metrics-port', 0, { min: 0, max: 65_535 }),
     };
   },
   async run({ config, shared, logger, signal, out, openLog }) {
     const log = await openLog();
-    const metricsServer = config.metricsPort === null ? null : await serveMetrics({ host: '0.0.0.0', port: config.metricsPort });
-    if (metricsServer) logger.info({ url: metricsServer.url }, 'serving metrics');
     const seed = config.seed ?? `${Date.now()}-${process.pid}`;
     logger.info({ topic: config.topic, rate: config.rate, tickers: config.tickers, seed, log: log.description }, 'generating stock ticks');
     let lastReport = Date.now();
@@ -90,7 +85,7 @@ export const command = defineCommand({
         lastReport = Date.now();
         logger.info({ sent }, 'stock ticks sent');
       },
-    }).finally(() => metricsServer?.close());
+    });
     const result = {
       topic: config.topic,
       messages: summary.messages,
