@@ -6,10 +6,15 @@
 import Fastify, { LogController } from 'fastify';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Queryable } from '../db/types.ts';
+import type { Log } from '../log/types.ts';
+import { registerDashboardRoutes } from './dashboard-routes.ts';
 import { installErrorHandling } from './error-handler.ts';
 import { errorBodySchema } from './errors.ts';
 import { registerHealthRoutes } from './health-routes.ts';
 import { KnownTickers } from './known-tickers.ts';
+import { LiveSnapshots } from './live-snapshot.ts';
+import type { DashboardOptions } from './live-snapshot.ts';
+import { registerLiveRoutes } from './live-routes.ts';
 import { registerMetricsRoute } from './metrics-route.ts';
 import { registerOpenApi } from './openapi.ts';
 import { registerPricesRoute } from './prices-route.ts';
@@ -20,6 +25,9 @@ export interface ApiOptions {
   /** A pino logger; default: no request logging. */
   logger?: FastifyBaseLogger;
   tickerCacheMs?: number;
+  /** The log the dashboard reads throughput, lag and unique users from; without it those panels stay empty. */
+  log?: Log;
+  dashboard?: DashboardOptions;
 }
 
 export async function buildApp(options: ApiOptions): Promise<FastifyInstance> {
@@ -35,5 +43,7 @@ export async function buildApp(options: ApiOptions): Promise<FastifyInstance> {
   registerMetricsRoute(app);
   registerHealthRoutes(app, { db: options.db });
   registerPricesRoute(app, { db: options.db, tickers: new KnownTickers(options.db, { ttlMs: options.tickerCacheMs }) });
+  registerLiveRoutes(app, { snapshots: new LiveSnapshots({ db: options.db, log: options.log, logger: options.logger, options: options.dashboard }) });
+  await registerDashboardRoutes(app);
   return app;
 }

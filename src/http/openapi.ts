@@ -12,12 +12,12 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         title: 'tickflow API',
         version: '1',
         description: [
-          'Aggregated stock prices from the `aggregate stocks` pipeline.',
+          'Aggregated stock prices from the `aggregate stocks` pipeline, and the live dashboard (/dashboard) with its data.',
           'Errors always have the body `{"error": {"code", "message", "parameter"?}}`; codes:',
           ...Object.entries(ApiErrorCodes).map(([code, { status, description }]) => `- \`${code}\` (${status}): ${description}`),
         ].join('\n'),
       },
-      tags: [{ name: 'prices' }, { name: 'operations' }],
+      tags: [{ name: 'prices' }, { name: 'dashboard' }, { name: 'operations' }],
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

@@ -1,0 +1,241 @@
+// The live dashboard: renders each snapshot that /v1/live pushes (the same object as
+// GET /v1/dashboard). Tables are rebuilt per snapshot; charts are uPlot instances kept
+// across snapshots and given new data. Plain ES module, no build step.
+import uPlot from '/dashboard/vendor/uPlot.esm.js';
+
+const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777', '#475569', '#65a30d', '#7c3aed', '#0d9488'];
+const AXIS = { stroke: '#64748b', grid: { stroke: '#eef2f7', width: 1 }, ticks: { stroke: '#e2e8f0', width: 1 } };
+
+const number = (digits) => new Intl.NumberFormat('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const format = {
+  price: number(2),
+  int: new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 }),
+  rate: new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 }),
+  compact: new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }),
+  percent: new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 2, maximumFractionDigits: 2 }),
+  signedPercent: new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 2, maximumFractionDigits: 2, signDisplay: 'exceptZero' }),
+};
+const hhmmss = (iso) => iso.slice(11, 19);
+
+/** Colours stay with their ticker or topic across snapshots. */
+const colours = new Map();
+const colourOf = (name) => {
+  if (!colours.has(name)) colours.set(name, PALETTE[colours.size % PALETTE.length]);
+  return colours.get(name);
+};
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === 'className') node.className = value;
+    else if (name === 'style') Object.assign(node.style, value); // CSSOM: the page's CSP allows no inline style attributes
+    else node.setAttribute(name, value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+const cell = (text, className = 'num') => el('td', { className }, text);
+
+/** Shows the table or its "empty" line. */
+function fillTable(section, rows) {
+  const card = document.getElementById(section);
+  card.querySelector('tbody').replaceChildren(...rows);
+  card.querySelector('table').hidden = rows.length === 0;
+  card.querySelector('.empty').hidden = rows.length !== 0;
+}
+
+function ago(iso, now) {
+  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return iso.slice(0, 10);
+}
+
+// ---- charts ----
+
+const charts = new Map();
+
+/** Creates the chart at `container` or gives it new data; recreated when its series change. */
+function chart(key, container, shape, options, data) {
+  const existing = charts.get(key);
+  if (existing && existing.shape === shape && existing.container === container) {
+    existing.plot.setData(data);
+  } else {
+    existing?.plot.destroy();
+    existing?.observer.disconnect();
+    container.replaceChildren();
+    const width = Math.max(200, container.clientWidth);
+    const plot = new uPlot({ ...options, width }, data, container);
+    const observer = new ResizeObserver(() => {
+      const w = Math.max(200, container.clientWidth);
+      if (w !== plot.width) plot.setSize({ width: w, height: plot.height });
+    });
+    observer.observe(container);
+    charts.set(key, { plot, observer, shape, container });
+  }
+  const points = data.slice(1).reduce((n, ys) => n + ys.filter((y) => y !== null && y !== undefined).length, 0);
+  container.dataset.points = String(points);
+}
+
+function dropChart(key) {
+  const existing = charts.get(key);
+  if (!existing) return;
+  existing.plot.destroy();
+  existing.observer.disconnect();
+  charts.delete(key);
+}
+
+const timeAxis = { ...AXIS, space: 60 };
+const valueAxis = (formatter, size = 60) => ({ ...AXIS, size, values: (_u, values) => values.map((v) => formatter.format(v)) });
+
+// ---- panels ----
+
+function renderStocks(stocks) {
+  const rows = (stocks ?? []).map((s) => {
+    const change = s.previousAverage ? s.latest.averagePrice / s.previousAverage - 1 : null;
+    return el('tr', { 'data-ticker': s.ticker },
+      el('td', { className: 'ticker' }, el('i', { style: { background: colourOf(s.ticker) } }), s.ticker),
+      cell(format.price.format(s.latest.averagePrice), 'num average'),
+      cell(change === null ? '–' : format.signedPercent.format(change), `num ${change > 0 ? 'up' : change < 0 ? 'down' : ''}`),
+      cell(`${format.int.format(s.latest.minPrice)} – ${format.int.format(s.latest.maxPrice)}`),
+      cell(format.int.format(s.latest.sampleCount)),
+      cell(`${hhmmss(s.latest.windowStart)}–${hhmmss(s.latest.windowEnd)}`),
+    );
+  });
+  fillTable('stocks', rows);
+
+  const grid = document.getElementById('average-charts');
+  const wanted = new Set((stocks ?? []).map((s) => `avg:${s.ticker}`));
+  for (const figure of [...grid.children]) {
+    if (!wanted.has(figure.dataset.key)) {
+      dropChart(figure.dataset.key);
+      figure.remove();
+    }
+  }
+  for (const s of stocks ?? []) {
+    const key = `avg:${s.ticker}`;
+    let figure = grid.querySelector(`figure[data-key="${CSS.escape(key)}"]`);
+    if (!figure) {
+      figure = el('figure', { 'data-key': key }, el('figcaption'), el('div', { className: 'chart', 'data-chart': key, 'data-points': '0' }));
+      grid.append(figure);
+    }
+    figure.querySelector('figcaption').replaceChildren(el('b', {}, s.ticker), el('span', {}, `${format.price.format(s.latest.averagePrice)} · ${s.history.t.length} windows`));
+    const colour = colourOf(s.ticker);
+    chart(key, figure.querySelector('.chart'), 'avg', {
+      height: 150,
+      legend: { show: false },
+      cursor: { points: { size: 6 } },
+      scales: { x: { time: true } },
+      axes: [timeAxis, valueAxis(format.price, 64)],
+      series: [{}, { label: s.ticker, stroke: colour, width: 2, fill: `${colour}1a`, points: { show: s.history.t.length <= 40, size: 4 } }],
+    }, [s.history.t, s.history.average]);
+  }
+  document.getElementById('averages').querySelector('.empty').hidden = (stocks ?? []).length > 0;
+}
+
+function renderIndicators(indicators, now) {
+  const list = indicators ?? [];
+  if (list.length > 0) document.getElementById('indicator-window').textContent = String(list[0].window);
+  fillTable('indicators', list.map((i) => el('tr', { 'data-symbol': i.symbol },
+    el('td', { className: 'ticker' }, i.symbol),
+    cell(i.price === null ? '–' : format.price.format(i.price), 'num price'),
+    cell(i.ema === null ? '–' : format.price.format(i.ema), 'num ema'),
+    cell(i.volatility === null ? '–' : format.percent.format(i.volatility), 'num volatility'),
+    cell(`${i.points}/${i.window}`),
+    cell(format.int.format(i.seen)),
+    cell(ago(i.updatedAt, now)),
+  )));
+}
+
+function renderUniqueUsers(uniqueUsers) {
+  const minutes = uniqueUsers?.minutes ?? [];
+  document.getElementById('users-topic').textContent = uniqueUsers ? `topic ${uniqueUsers.topic}, event time (UTC)` : '';
+  const last = minutes.at(-1);
+  document.getElementById('users-latest').textContent = last ? format.int.format(last.uniqueUsers) : '–';
+  document.getElementById('users-latest-minute').textContent = last ? `users in ${last.minute.replace('T', ' ').replace(/:00(\.000)?Z$/, '')} · ${format.int.format(last.frames)} frames` : '';
+  const container = document.getElementById('users-chart');
+  container.hidden = minutes.length === 0;
+  document.getElementById('users').querySelector('.empty').hidden = minutes.length > 0;
+  if (minutes.length === 0) return;
+  chart('users', container, 'bars', {
+    height: 200,
+    legend: { show: false },
+    scales: { x: { time: true } },
+    axes: [timeAxis, valueAxis(format.compact, 50)],
+    series: [{}, { label: 'unique users', stroke: '#2563eb', fill: '#2563eb99', width: 1, paths: uPlot.paths.bars({ size: [0.8, 24] }), points: { show: false } }],
+  }, [minutes.map((m) => m.start), minutes.map((m) => m.uniqueUsers)]);
+}
+
+function renderThroughput(throughput) {
+  const topics = throughput?.topics ?? [];
+  const total = topics.reduce((n, t) => n + (t.recordsPerSecond ?? 0), 0);
+  document.getElementById('throughput-total').textContent = topics.some((t) => t.recordsPerSecond !== null) ? format.rate.format(total) : '–';
+  fillTable('topics', topics.map((t) => el('tr', { 'data-topic': t.topic },
+    el('td', { className: 'ticker' }, el('i', { style: { background: colourOf(t.topic) } }), t.topic),
+    cell(format.int.format(t.messages)),
+    cell(t.recordsPerSecond === null ? '–' : format.rate.format(t.recordsPerSecond), 'num rate'),
+  )));
+  const container = document.getElementById('throughput-chart');
+  const series = throughput?.history.series ?? [];
+  container.hidden = series.length === 0;
+  document.getElementById('throughput').querySelector('.empty').hidden = series.length > 0;
+  if (series.length === 0) return;
+  chart('throughput', container, series.map((s) => s.topic).join('\u0000'), {
+    height: 200,
+    legend: { live: false },
+    scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(1, max * 1.1)] } },
+    axes: [timeAxis, valueAxis(format.compact, 50)],
+    series: [{}, ...series.map((s) => ({ label: s.topic, stroke: colourOf(s.topic), width: 2, points: { show: false }, spanGaps: false }))],
+  }, [throughput.history.t, ...series.map((s) => s.recordsPerSecond)]);
+}
+
+function renderLag(lag) {
+  document.getElementById('lag-at').textContent = lag ? `end offset − position, as of ${hhmmss(lag.at)} UTC` : '';
+  fillTable('lag', (lag?.consumers ?? []).map((c) => el('tr', { 'data-consumer': c.name, 'data-topic': c.topic },
+    el('td', {}, c.name),
+    el('td', { className: 'muted' }, c.kind === 'stored' ? 'offsets in PostgreSQL' : 'Kafka group'),
+    el('td', {}, c.topic),
+    cell(String(c.partitions)),
+    cell(format.int.format(c.consumed)),
+    cell(format.int.format(c.lag), c.lag > 0 ? 'num lag lagging' : 'num lag'),
+  )));
+  document.getElementById('problems').replaceChildren(...(lag?.problems ?? []).map((p) => el('li', {}, `${p.where}: ${p.message}`)));
+}
+
+function renderNotes(notes) {
+  document.getElementById('notes-card').hidden = notes.length === 0;
+  document.getElementById('notes').replaceChildren(...notes.map((n) => el('li', {}, n)));
+}
+
+function render(snapshot) {
+  const now = Date.parse(snapshot.at);
+  document.getElementById('source').textContent = snapshot.log ? snapshot.log.description : 'no log';
+  renderStocks(snapshot.stocks);
+  renderIndicators(snapshot.indicators, now);
+  renderUniqueUsers(snapshot.uniqueUsers);
+  renderThroughput(snapshot.throughput);
+  renderLag(snapshot.lag);
+  renderNotes(snapshot.notes);
+  setStatus('live', `live · ${hhmmss(snapshot.at)} UTC`);
+  document.body.dataset.updates = String(Number(document.body.dataset.updates ?? 0) + 1);
+}
+
+function setStatus(state, text) {
+  const status = document.getElementById('status');
+  status.dataset.state = state;
+  status.querySelector('b').textContent = text;
+}
+
+// ---- the stream ----
+
+const source = new EventSource('/v1/live');
+source.onmessage = (event) => {
+  try {
+    render(JSON.parse(event.data));
+  } catch (error) {
+    console.error('dashboard: cannot render a snapshot', error);
+  }
+};
+source.onerror = () => setStatus(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting', 'reconnecting…');
