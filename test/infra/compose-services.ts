@@ -17,6 +17,7 @@ export const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
 
 /** Every service built from the tickflow Dockerfile. */
 export const TICKFLOW_SERVICES = [
+  'db-migrate',
   'producer',
   'consumer',
   'replayer',
@@ -31,7 +32,7 @@ export const TICKFLOW_SERVICES = [
 export type TickflowService = (typeof TICKFLOW_SERVICES)[number];
 
 /** The jobs that run once and exit (restart: "no"); the rest run until stopped. */
-export const ONE_SHOT_SERVICES: readonly TickflowService[] = ['producer', 'consumer', 'replayer'];
+export const ONE_SHOT_SERVICES: readonly TickflowService[] = ['db-migrate', 'producer', 'consumer', 'replayer'];
 
 export interface ComposeService {
   image?: string;

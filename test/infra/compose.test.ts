@@ -86,13 +86,23 @@ describe(`docker-compose.yml (read with ${source})`, () => {
     for (const entry of ['node_modules', '.git', '.tickflow']) assert.ok(ignored.includes(entry), `.dockerignore lists ${entry}`);
   });
 
-  it('starts tickflow services after the topics exist and PostgreSQL is healthy', () => {
-    for (const name of TICKFLOW_SERVICES) {
+  it('migrates once PostgreSQL is healthy, then starts tickflow services after the topics exist and the migration', () => {
+    assert.equal(services['db-migrate'].depends_on?.postgres?.condition, 'service_healthy', 'db-migrate waits for postgres');
+    for (const name of TICKFLOW_SERVICES.filter((n) => n !== 'db-migrate')) {
       const deps = services[name].depends_on ?? {};
       assert.equal(deps['kafka-init']?.condition, 'service_completed_successfully', `${name} waits for kafka-init`);
-      assert.equal(deps.postgres?.condition, 'service_healthy', `${name} waits for postgres`);
+      assert.equal(deps['db-migrate']?.condition, 'service_completed_successfully', `${name} waits for the migration`);
     }
     assert.equal(services.consumer.depends_on?.producer?.condition, 'service_completed_successfully', 'stats runs after the prices batch');
+  });
+
+  it('health-checks every long-running service and serves metrics from each', () => {
+    for (const name of TICKFLOW_SERVICES.filter((n) => !ONE_SHOT_SERVICES.includes(n))) {
+      const check = services[name].healthcheck as { test?: string[] } | undefined;
+      assert.ok(check?.test?.join(' ').includes('http://127.0.0.1:'), `${name} has an HTTP health check`);
+      assert.equal(env(name).METRICS_PORT, '9464', `${name} METRICS_PORT`);
+    }
+    assert.match(String(env('data-api').READ_DATABASE_URL), /^postgres:\/\/tickflow_reader:/, 'the API reads through the read-only role');
   });
 
   it('points every tickflow service at Kafka and PostgreSQL by service name', () => {
@@ -112,6 +122,7 @@ describe(`docker-compose.yml (read with ${source})`, () => {
 
   it('gives each tickflow service its exact command line', () => {
     assert.deepEqual(tickflowCommands(), {
+      'db-migrate': ['migrate'],
       producer: ['produce', 'prices'],
       consumer: ['stats'],
       replayer: ['replay', '/data/user-tracker.jsonl', '--topic', 'user-tracker'],
@@ -124,7 +135,7 @@ describe(`docker-compose.yml (read with ${source})`, () => {
       'clean-users': ['clean-users'],
     });
     const specs = tickflowServiceSpecs();
-    assert.deepEqual(specs.filter((s) => s.oneShot).map((s) => s.name), ['producer', 'consumer', 'replayer']);
+    assert.deepEqual(specs.filter((s) => s.oneShot).map((s) => s.name), ['db-migrate', 'producer', 'consumer', 'replayer']);
     assert.ok(specs.every((s) => s.environment.KAFKA_BROKERS === 'kafka:9092'));
   });
 
