@@ -12,6 +12,7 @@ const format = {
   int: new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 }),
   rate: new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 }),
   compact: new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }),
+  axisPrice: new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 }),
   percent: new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 2, maximumFractionDigits: 2 }),
   signedPercent: new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 2, maximumFractionDigits: 2, signDisplay: 'exceptZero' }),
 };
@@ -128,7 +129,7 @@ function renderStocks(stocks) {
       legend: { show: false },
       cursor: { points: { size: 6 } },
       scales: { x: { time: true } },
-      axes: [timeAxis, valueAxis(format.price, 64)],
+      axes: [timeAxis, valueAxis(format.axisPrice, 64)],
       series: [{}, { label: s.ticker, stroke: colour, width: 2, fill: `${colour}1a`, points: { show: s.history.t.length <= 40, size: 4 } }],
     }, [s.history.t, s.history.average]);
   }
@@ -162,7 +163,7 @@ function renderUniqueUsers(uniqueUsers) {
   chart('users', container, 'bars', {
     height: 200,
     legend: { show: false },
-    scales: { x: { time: true } },
+    scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } }, // bars start at zero
     axes: [timeAxis, valueAxis(format.compact, 50)],
     series: [{}, { label: 'unique users', stroke: '#2563eb', fill: '#2563eb99', width: 1, paths: uPlot.paths.bars({ size: [0.8, 24] }), points: { show: false } }],
   }, [minutes.map((m) => m.start), minutes.map((m) => m.uniqueUsers)]);
@@ -185,7 +186,8 @@ function renderThroughput(throughput) {
   chart('throughput', container, series.map((s) => s.topic).join('\u0000'), {
     height: 200,
     legend: { live: false },
-    scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(1, max * 1.1)] } },
+    // At least the last minute on the x axis, so a young history is not drawn in half-seconds.
+    scales: { x: { time: true, range: (_u, min, max) => [Math.min(min, max - 60), max] }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
     axes: [timeAxis, valueAxis(format.compact, 50)],
     series: [{}, ...series.map((s) => ({ label: s.topic, stroke: colourOf(s.topic), width: 2, points: { show: false }, spanGaps: false }))],
   }, [throughput.history.t, ...series.map((s) => s.recordsPerSecond)]);
