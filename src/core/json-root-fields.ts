@@ -112,6 +112,7 @@ export class RootFields {
     this.errorAt = -1;
     this.error = '';
     const b = bytes;
+    if (this.#validateStrings) this.#wordsFor(b);
     let stack = this.#stack;
     let depth = 0;
     let i = start;
@@ -224,9 +225,11 @@ export class RootFields {
 
   /** Reads `"key"` and the colon after it from the opening quote; returns the index of the value. */
   #key(b: Uint8Array, i: number, end: number, depth: number): number {
-    const after = this.#skipString(b, i + 1, end);
+    const wanted = depth === 1 && this.#keys.length > 0;
+    const after = this.#validateStrings ? this.#skipString(b, i + 1, end) : this.#skipStringFast(b, i + 1, end);
     if (after < 0) return -1;
-    this.#keyField = depth === 1 && this.#keys.length > 0 ? this.#match(b, i + 1, after - 1, this.#escaped) : -1;
+    this.#keyField = wanted ? this.#match(b, i + 1, after - 1, this.#validateStrings ? this.#escaped : b.subarray(i + 1, after - 1).includes(BACKSLASH)) : -1;
+    if (this.#keyField === -2) return this.#failAt(i + 1, 'bad escape in key');
     let j = after;
     while (j < end && WHITESPACE[b[j]]) j++;
     if (j >= end || b[j] !== COLON) return this.#failAt(j, 'expected :');
@@ -236,7 +239,13 @@ export class RootFields {
   }
 
   #match(b: Uint8Array, start: number, end: number, escaped: boolean): number {
-    if (escaped) return this.names.indexOf(JSON.parse(`"${this.#decode(b, start, end)}"`) as string);
+    if (escaped) {
+      try {
+        return this.names.indexOf(JSON.parse(`"${this.#decode(b, start, end)}"`) as string);
+      } catch {
+        return -2; // only reachable without string validation
+      }
+    }
     const keys = this.#keys;
     const length = end - start;
     outer: for (let k = 0; k < keys.length; k++) {
@@ -248,10 +257,32 @@ export class RootFields {
     return -1;
   }
 
-  /** Skips string content from just after the opening quote; returns the index after the closing quote. */
+  /**
+   * Skips string content from just after the opening quote; returns the index after the
+   * closing quote. Long runs of plain content are checked four bytes at a time (SWAR: one
+   * word tells whether it holds a quote, a backslash or a control character), then the
+   * byte that stopped the run is looked at alone.
+   */
   #skipString(b: Uint8Array, i: number, end: number): number {
     this.#escaped = false;
+    const words = this.#words;
+    const wordStart = this.#wordStart;
     for (;;) {
+      if (words !== null && i >= wordStart) {
+        while (i < end && ((i - wordStart) & 3) !== 0 && STRING_STOP[b[i]] === 0) i++;
+        if (((i - wordStart) & 3) === 0) {
+          let w = (i - wordStart) >> 2;
+          const last = Math.min(words.length, (end - wordStart) >> 2);
+          while (w < last) {
+            const x = words[w];
+            const quote = x ^ 0x22222222;
+            const backslash = x ^ 0x5c5c5c5c;
+            if ((((x - 0x20202020) & ~x) | ((quote - 0x01010101) & ~quote) | ((backslash - 0x01010101) & ~backslash)) & 0x80808080) break;
+            w++;
+          }
+          i = wordStart + (w << 2);
+        }
+      }
       while (i < end && STRING_STOP[b[i]] === 0) i++;
       if (i >= end) return this.#failAt(i, 'unterminated string');
       const c = b[i];
@@ -268,6 +299,21 @@ export class RootFields {
         return this.#failAt(i, 'bad escape in string');
       }
     }
+  }
+
+  /** A 32-bit view of the aligned part of the last buffer scanned (kept while it is scanned again). */
+  #words: Uint32Array | null = null;
+  /** Index in that buffer of the first aligned byte (word 0). */
+  #wordStart = 0;
+  #wordsOf: Uint8Array | null = null;
+
+  #wordsFor(b: Uint8Array): void {
+    if (b === this.#wordsOf) return;
+    this.#wordsOf = b;
+    const first = (b.byteOffset + 3) & ~3;
+    const count = (((b.byteOffset + b.length) & ~3) - first) >> 2;
+    this.#words = count >= 16 ? new Uint32Array(b.buffer, first, count) : null;
+    this.#wordStart = first - b.byteOffset;
   }
 
   /**

@@ -71,6 +71,15 @@ const encoder = new TextEncoder();
 /** UTF-8 size of each word as JSON.stringify writes it (escapes included). */
 const WORD_BYTES = WORDS.map((w) => encoder.encode(JSON.stringify(w)).length - 2 + 1);
 
+function utf8Length(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c < 0xdc00 ? (i++, 4) : 3;
+  }
+  return n;
+}
+
 /** A uid like the real data's: 19 hex digits. */
 export function userId(index: number): string {
   let h = Math.imul(index + 0x9e3779b9, 0x85ebca6b) >>> 0;
@@ -125,7 +134,7 @@ export function* userTrackerFrames(partial: Partial<FrameOptions> & { random: Ra
     // Real frames do not keep a fixed key order: half of them put uid/ts last.
     const rest = [`"page":${JSON.stringify(nested.page)}`, `"device":${JSON.stringify(nested.device)}`, `"geo":${JSON.stringify(nested.geo)}`, `"session":${JSON.stringify(nested.session)}`];
     const partial = random.next() < 0.5 ? [...head, ...fields, ...rest] : [...head, ...rest, ...fields];
-    const sizeSoFar = partial.reduce((s, f) => s + f.length, 0) * 1.3;
+    const sizeSoFar = partial.reduce((s, f) => s + utf8Length(f) + 1, 0);
     partial.push(`"body":${JSON.stringify(text(random, Math.max(16, o.bytes - sizeSoFar - 24)))}`);
     yield { text: `{${partial.join(',')}}`, uid, ts, late };
   }

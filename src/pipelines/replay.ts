@@ -71,7 +71,9 @@ interface Batch {
 
 export async function replay(log: Log, source: ByteSource, options: ReplayOptions): Promise<ReplaySummary> {
   const started = performance.now();
-  await log.createTopics([{ name: options.topic, partitions: options.partitions }]);
+  // Created while the first chunk is read and checked: only the first send waits for it.
+  const topicReady = log.createTopics([{ name: options.topic, partitions: options.partitions }]);
+  topicReady.catch(() => undefined);
   const producer = log.producer();
   const fields = new RootFields(options.keyField ? [options.keyField] : []);
   const perBatch = options.rate ? Math.max(1, Math.ceil(options.rate / 20)) : Number.POSITIVE_INFINITY;
@@ -138,6 +140,7 @@ export async function replay(log: Log, source: ByteSource, options: ReplayOption
       if (wait > 0) await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
     }
     if (inFlight.length >= 2) await inFlight.shift();
+    if (sent === 0) await topicReady;
     sent += next.records.length;
     const promise = producer.send(options.topic, next.records);
     inFlight.push(promise);
@@ -157,6 +160,7 @@ export async function replay(log: Log, source: ByteSource, options: ReplayOption
       }
     }
     if (!summary.aborted) splitter.end();
+    await topicReady;
     ready.push(batch);
     while (ready.length > 0) await send(ready.shift()!);
     await Promise.all(inFlight);

@@ -93,8 +93,11 @@ class FrameCounter {
   #sideSends: Promise<void> | null = null;
   readonly #started = performance.now();
 
-  constructor(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, trackOffsets: boolean) {
+  readonly #ready: Promise<void>;
+
+  constructor(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, trackOffsets: boolean, ready: Promise<void>) {
     this.#config = config;
+    this.#ready = ready;
     this.#deps = deps;
     this.#producer = producer;
     this.#trackOffsets = trackOffsets;
@@ -150,6 +153,7 @@ class FrameCounter {
     this.#dead = [];
     if (this.#sideSends) await this.#sideSends;
     this.#sideSends = (async () => {
+      await this.#ready;
       if (late.length > 0) {
         await this.#producer.send(this.#config.lateTopic, late);
         metrics.late.inc({ pipeline: PIPELINE }, late.length);
@@ -195,7 +199,7 @@ function decodeUtf8(data: Uint8Array, start: number, end: number): string {
 }
 
 /** Writes minute records to the output topic or stdout. */
-function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, counter: FrameCounter) {
+function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, counter: FrameCounter, ready: Promise<void>) {
   const encode = (m: MinuteCount) => JSON.stringify(config.approx ? { ...m, approximate: true } : m);
   return async (minutes: MinuteCount[]) => {
     if (minutes.length === 0) return;
@@ -204,6 +208,7 @@ function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: 
     if (config.output === '-') {
       deps.stdout.write(minutes.map((m) => `${encode(m)}\n`).join(''));
     } else {
+      await ready;
       await producer.send(config.output, minutes.map((m) => ({ key: m.minute, value: encode(m) })));
     }
     metrics.recordsOut.inc({ pipeline: PIPELINE, sink: config.output === '-' ? 'stdout' : config.output }, minutes.length);
@@ -213,10 +218,12 @@ function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: 
 export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUsersDeps): Promise<UniqueUsersSummary> {
   const { log } = deps;
   const topics = [config.lateTopic, config.deadLetterTopic, ...(config.output === '-' ? [] : [config.output])];
-  await log.createTopics(topics.map((name) => ({ name, partitions: name === config.output ? 1 : config.partitions })));
+  // Created while the first frames are read: only the first send waits for them.
+  const ready = log.createTopics(topics.map((name) => ({ name, partitions: name === config.output ? 1 : config.partitions })));
+  ready.catch(() => undefined);
   const producer = log.producer();
-  const counter = new FrameCounter(config, deps, producer, !config.untilEnd && config.input !== '-');
-  const emit = minuteSink(config, deps, producer, counter);
+  const counter = new FrameCounter(config, deps, producer, !config.untilEnd && config.input !== '-', ready);
+  const emit = minuteSink(config, deps, producer, counter, ready);
   const now = deps.now ?? Date.now;
   const progress = setInterval(() => {
     const s = counter.summary;
@@ -228,6 +235,7 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
     else if (config.untilEnd) await readBounded(config, deps, counter, emit, now);
     else await readGroup(config, deps, counter, emit, now);
     await counter.settle();
+    await ready;
   } finally {
     clearInterval(progress);
     await producer.close();

@@ -1,0 +1,318 @@
+/**
+ * `npm run bench -- users [--frames 1000000] [--brokers 127.0.0.1:9092] [--partitions 3]`
+ *
+ * User activity on the real Kafka, every row on the same data in the same run:
+ * 1. a file of `--frames` user-tracker frames (~2 KB each: 1M ≈ 2 GB) is generated into a
+ *    temporary folder (deleted afterwards);
+ * 2. replay of that file into a topic — `tickflow replay` against a plain KafkaJS version
+ *    (JSON.parse + send batches of 400), a plain Python confluent-kafka version
+ *    (json.loads + produce) and Kafka's kafka-producer-perf-test (the ceiling); peak RSS of
+ *    each process is reported (flat memory whatever the file size);
+ * 3. unique users per minute over the replayed topic — `tickflow unique-users --until-end`
+ *    against a plain KafkaJS version (eachMessage + JSON.parse + a Set per minute), a plain
+ *    Python version (json.loads + a set per minute) and kafka-consumer-perf-test;
+ * 4. JSON decoding alone, in process: JSON.parse against the root-field scanner.
+ * Wall times include process start-up for every row.
+ *
+ * The KafkaJS baselines live in this file (`node bench/users.ts --baseline NAME ...`); the
+ * Python ones are written next to the data.
+ */
+import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import kafkajs from 'kafkajs';
+import { RootFields } from '../src/core/json-root-fields.ts';
+import { UserFrameReader } from '../src/core/user-frame.ts';
+import { KafkaLog } from '../src/log/kafka.ts';
+import { KAFKA_LIB, NODE, PYTHON, ROOT, flag, measure, report } from './_lib.ts';
+import type { Measured, Row } from './_lib.ts';
+
+const SELF = fileURLToPath(import.meta.url);
+
+export default async function usersBenchmark(args: string[]): Promise<void> {
+  const frames = Number(flag(args, 'frames', '1000000'));
+  const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
+  const partitions = Number(flag(args, 'partitions', '3'));
+  const id = randomUUID().slice(0, 6);
+  const topic = (name: string) => `bench-users-${id}-${name}`;
+  const bin = join(ROOT, 'bin/tickflow.js');
+  const dir = await mkdtemp(join(tmpdir(), 'tickflow-bench-users-'));
+  const file = join(dir, 'frames.jsonl');
+  const log = new KafkaLog({ brokers: brokers.split(',') });
+  const names = ['tickflow', 'kafkajs', 'python', 'perf', 'minutes', 'late', 'dead'].map(topic);
+  await log.createTopics(names.slice(0, 4).map((name) => ({ name, partitions })));
+  console.log(`# users benchmark: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, brokers ${brokers}\n`);
+
+  try {
+    const generated = measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
+    const bytes = (await stat(file)).size;
+    const avg = Math.round(bytes / frames) - 1;
+    console.log(`generated ${file}: ${(bytes / 1e9).toFixed(2)} GB, ${avg} bytes per frame on average, in ${generated.seconds.toFixed(1)} s\n`);
+    const python = join(dir, 'baseline.py');
+    await writeFile(python, PYTHON_BASELINES);
+
+    // 1. Replay the file.
+    const replayed = measure(NODE, [bin, 'replay', file, '--topic', topic('tickflow'), '--brokers', brokers, '--json']);
+    const replaySummary = JSON.parse(replayed.stdout) as { records: number; bad: number; recordsPerSecond: number };
+    if (replaySummary.records !== frames) throw new Error(`tickflow replay sent ${replaySummary.records} of ${frames}`);
+    const replayRows: Row[] = [
+      { name: 'kafka-producer-perf-test', messages: frames, bytes: frames * avg, ...pick(measure('java', ['-Xmx512m', '-cp', KAFKA_LIB, 'org.apache.kafka.tools.ProducerPerformance', '--topic', topic('perf'), '--num-records', String(frames), '--record-size', String(avg), '--throughput', '-1', '--producer-props', `bootstrap.servers=${brokers}`, 'acks=all', 'enable.idempotence=true'])) },
+      { name: 'plain KafkaJS (JSON.parse + send)', messages: frames, bytes, ...pick(expectCount(measure(NODE, [SELF, '--baseline', 'kafkajs-replay', brokers, topic('kafkajs'), file]), frames)) },
+      { name: 'plain Python confluent-kafka (json.loads + produce)', messages: frames, bytes, ...pick(expectCount(measure(PYTHON, [python, 'replay', brokers, topic('python'), file]), frames)) },
+      { name: 'tickflow replay', messages: frames, bytes, ...pick(replayed), note: `${replaySummary.recordsPerSecond.toLocaleString('en-US')} frames/s after start-up` },
+    ];
+    for (const name of names.slice(0, 4)) {
+      const count = (await log.offsets(name)).reduce((n, p) => n + Number(p.latest), 0);
+      if (count !== frames) throw new Error(`${name} holds ${count} messages, expected ${frames}`);
+    }
+
+    // 2. Unique users per minute over the topic tickflow replayed.
+    const source = topic('tickflow');
+    const counted = measure(NODE, [bin, 'unique-users', '--until-end', '--input', source, '--output', topic('minutes'), '--late-topic', topic('late'), '--dead-letter-topic', topic('dead'), '--brokers', brokers, '--json']);
+    const uniqueSummary = JSON.parse(counted.stdout) as { frames: number; framesPerSecond: number; minutes: number; late: number };
+    if (uniqueSummary.frames !== frames) throw new Error(`unique-users read ${uniqueSummary.frames} frames`);
+    const uniqueRows: Row[] = [
+      { name: 'kafka-consumer-perf-test', messages: frames, bytes, ...pick(measure('java', ['-Xmx512m', '-cp', KAFKA_LIB, 'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', brokers, '--topic', source, '--messages', String(frames), '--timeout', '60000'])) },
+      { name: 'plain KafkaJS (eachMessage + JSON.parse + Set per minute)', messages: frames, bytes, ...pick(expectCount(measure(NODE, [SELF, '--baseline', 'kafkajs-unique-users', brokers, source]), frames)) },
+      { name: 'plain Python confluent-kafka (json.loads + set per minute)', messages: frames, bytes, ...pick(expectCount(measure(PYTHON, [python, 'unique-users', brokers, source]), frames)) },
+      { name: 'tickflow unique-users --until-end', messages: frames, bytes, ...pick(counted), note: `${uniqueSummary.framesPerSecond.toLocaleString('en-US')} frames/s after start-up, ${uniqueSummary.minutes} minutes, ${uniqueSummary.late} late` },
+    ];
+
+    // 3. JSON decoding alone, in process, on the first frames of the file.
+    const sample: Buffer[] = [];
+    let rest = '';
+    for await (const chunk of createReadStream(file, { encoding: 'utf8' })) {
+      const lines = (rest + (chunk as string)).split('\n');
+      rest = lines.pop()!;
+      for (const line of lines) if (sample.length < 100_000) sample.push(Buffer.from(line));
+      if (sample.length >= 100_000) break;
+    }
+    const decoding = decodingRates(sample);
+
+    const out = [
+      `# users benchmark: ${frames.toLocaleString('en-US')} frames (${(bytes / 1e9).toFixed(2)} GB), ${partitions} partitions\n`,
+      report(`Replay a ${(bytes / 1e9).toFixed(1)} GB JSON Lines file (acks=all, idempotent)`, replayRows, 'plain KafkaJS (JSON.parse + send)'),
+      report('Unique users per minute over the same topic', uniqueRows, 'plain KafkaJS (eachMessage + JSON.parse + Set per minute)'),
+      decoding,
+    ];
+    console.log(decoding);
+    const ratio = (rows: Row[], a: number, b: number) => (rows[a].messages / rows[a].seconds / (rows[b].messages / rows[b].seconds)).toFixed(2);
+    const floors = [
+      `replay vs plain KafkaJS: ${ratio(replayRows, 3, 1)}x (floor 3x); vs Python: ${ratio(replayRows, 3, 2)}x (floor > 1x); vs kafka-producer-perf-test: ${ratio(replayRows, 3, 0)}x (target >= 0.5x)`,
+      `unique-users vs plain KafkaJS: ${ratio(uniqueRows, 3, 1)}x (floor 3x); vs Python: ${ratio(uniqueRows, 3, 2)}x (floor > 1x); vs kafka-consumer-perf-test: ${ratio(uniqueRows, 3, 0)}x (target >= 0.5x)`,
+    ].join('\n');
+    console.log(floors);
+    out.push(floors);
+    if (flag(args, 'markdown', '') !== '') await writeFile(flag(args, 'markdown', ''), `${out.join('\n')}\n`);
+  } finally {
+    await log.deleteTopics(names).catch(() => undefined);
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function decodingRates(sample: Buffer[]): string {
+  const bytes = sample.reduce((n, b) => n + b.length, 0);
+  const time = (work: () => void) => {
+    work(); // warm up
+    const started = performance.now();
+    work();
+    return (performance.now() - started) / 1000;
+  };
+  const parse = time(() => {
+    for (const b of sample) JSON.parse(b.toString('utf8'));
+  });
+  const decode = (b: Uint8Array, s: number, e: number) => (b as Buffer).toString('utf8', s, e);
+  const fast = new UserFrameReader({ decode, validateStrings: false });
+  const strict = new UserFrameReader({ decode });
+  const validate = new RootFields([]);
+  const scan = time(() => {
+    for (const b of sample) fast.read(b);
+  });
+  const scanStrict = time(() => {
+    for (const b of sample) strict.read(b);
+  });
+  const check = time(() => {
+    for (const b of sample) validate.scan(b);
+  });
+  const rate = (seconds: number) => `${Math.round(sample.length / seconds).toLocaleString('en-US')} frames/s (${(bytes / seconds / 1e6).toFixed(0)} MB/s)`;
+  return [
+    `### JSON decoding alone (${sample.length.toLocaleString('en-US')} frames in memory)`,
+    '',
+    `- JSON.parse (Buffer → string → object): ${rate(parse)}`,
+    `- root uid/ts scanner, string contents skipped (unique-users default): ${rate(scan)} — ${(parse / scan).toFixed(1)}x JSON.parse`,
+    `- root uid/ts scanner, every byte validated (unique-users --strict): ${rate(scanStrict)} — ${(parse / scanStrict).toFixed(1)}x`,
+    `- strict validation only (what replay checks per record): ${rate(check)} — ${(parse / check).toFixed(1)}x`,
+    '',
+  ].join('\n');
+}
+
+function pick(m: Measured) {
+  return { seconds: m.seconds, peakRssMiB: m.peakRssMiB };
+}
+
+function expectCount(m: Measured, frames: number): Measured {
+  const count = (JSON.parse(m.stdout.trim().split('\n').pop()!) as { count: number }).count;
+  if (count !== frames) throw new Error(`baseline counted ${count}, expected ${frames}`);
+  return m;
+}
+
+// ---------------------------------------------------------------- baselines
+
+/**
+ * What a user would write with KafkaJS: read lines, check they are JSON, send batches of
+ * 400 (~800 KB: the broker takes at most 1 MB per batch). Lines are split on \n by hand:
+ * node:readline also breaks lines at U+2028, which JSON strings may hold unescaped.
+ */
+async function kafkajsReplay(brokers: string, topic: string, file: string): Promise<void> {
+  const kafka = new kafkajs.Kafka({ clientId: 'bench-kafkajs-replay', brokers: brokers.split(','), logLevel: kafkajs.logLevel.NOTHING });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  let count = 0;
+  let bad = 0;
+  let messages: { value: string }[] = [];
+  let rest = '';
+  const take = async (line: string) => {
+    if (line.trim() === '') return;
+    try {
+      JSON.parse(line);
+    } catch {
+      bad++;
+      return;
+    }
+    messages.push({ value: line });
+    if (messages.length === 400) {
+      await producer.send({ topic, acks: -1, messages });
+      count += messages.length;
+      messages = [];
+    }
+  };
+  for await (const chunk of createReadStream(file, { encoding: 'utf8' })) {
+    const lines = (rest + (chunk as string)).split('\n');
+    rest = lines.pop()!;
+    for (const line of lines) await take(line);
+  }
+  await take(rest);
+  if (messages.length > 0) await producer.send({ topic, acks: -1, messages });
+  count += messages.length;
+  await producer.disconnect();
+  console.log(JSON.stringify({ count, bad }));
+}
+
+/** What a user would write with KafkaJS: eachMessage, JSON.parse, a Set of uids per minute. */
+async function kafkajsUniqueUsers(brokers: string, topic: string): Promise<void> {
+  const kafka = new kafkajs.Kafka({ clientId: 'bench-kafkajs-unique', brokers: brokers.split(','), logLevel: kafkajs.logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(topic);
+  await admin.disconnect();
+  const total = ends.reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
+  let remaining = total;
+  const minutes = new Map<number, Set<string>>();
+  const consumer = kafka.consumer({ groupId: `bench-kafkajs-${Date.now()}`, maxBytes: 64 << 20 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await new Promise<void>((resolve) => {
+    void consumer.run({
+      eachMessage: async ({ message }) => {
+        try {
+          const frame = JSON.parse(message.value!.toString()) as { uid?: unknown; ts?: unknown };
+          if (typeof frame.uid === 'string') {
+            const minute = Math.floor(Number(frame.ts) / 60);
+            let users = minutes.get(minute);
+            if (!users) minutes.set(minute, (users = new Set()));
+            users.add(frame.uid);
+          }
+        } catch {
+          // not JSON: skipped
+        }
+        if (--remaining === 0) resolve();
+      },
+    });
+  });
+  await consumer.disconnect();
+  console.log(JSON.stringify({ count: total, minutes: minutes.size }));
+}
+
+const PYTHON_BASELINES = `"""Plain confluent-kafka versions of replay and unique-users (written by bench/users.ts).
+Usage: /usr/bin/python3 baseline.py replay BROKERS TOPIC FILE | unique-users BROKERS TOPIC"""
+import json
+import sys
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+
+def replay(brokers, topic, path):
+    producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    count = bad = 0
+    with open(path, "rb") as lines:
+        for line in lines:
+            line = line.rstrip(b"\\r\\n")
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except ValueError:
+                bad += 1
+                continue
+            while True:
+                try:
+                    producer.produce(topic, value=line)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+            count += 1
+    producer.flush()
+    print(json.dumps({"count": count, "bad": bad}))
+
+
+def unique_users(brokers, topic):
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"bench-python-{time.time()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    meta = consumer.list_topics(topic, timeout=10)
+    total = 0
+    for p in meta.topics[topic].partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        total += high - low
+    remaining = total
+    consumer.subscribe([topic])
+    minutes = {}
+    while remaining > 0:
+        for msg in consumer.consume(num_messages=10000, timeout=1.0):
+            if msg.error():
+                continue
+            remaining -= 1
+            try:
+                frame = json.loads(msg.value())
+            except ValueError:
+                continue
+            uid = frame.get("uid") if isinstance(frame, dict) else None
+            if isinstance(uid, str):
+                minutes.setdefault(int(float(frame.get("ts")) // 60), set()).add(uid)
+    consumer.close()
+    print(json.dumps({"count": total, "minutes": len(minutes)}))
+
+
+if sys.argv[1] == "replay":
+    replay(sys.argv[2], sys.argv[3], sys.argv[4])
+else:
+    unique_users(sys.argv[2], sys.argv[3])
+`;
+
+if (import.meta.main) {
+  const [mode, name, ...rest] = process.argv.slice(2);
+  if (mode !== '--baseline') {
+    await usersBenchmark(process.argv.slice(2));
+  } else if (name === 'kafkajs-replay') {
+    await kafkajsReplay(rest[0], rest[1], rest[2]);
+  } else if (name === 'kafkajs-unique-users') {
+    await kafkajsUniqueUsers(rest[0], rest[1]);
+  } else {
+    throw new Error(`unknown baseline ${name}`);
+  }
+}
