@@ -10,7 +10,8 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { saveOffsets } from '../../src/db/offset-store.ts';
-import type { Database } from '../../src/db/types.ts';
+import type { Database, Queryable } from '../../src/db/types.ts';
+import { buildApp } from '../../src/http/app.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { isolatedDatabase, waitFor } from '../stocks/fixtures.ts';
@@ -24,6 +25,7 @@ const stocksTopic = `dash-stocks-${id}`;
 const pricesTopic = `dash-prices-${id}`;
 const minutesTopic = `dash-unique-users-${id}`;
 const aggregator = `dash-aggregator-${id}`;
+const stale = `dash-stale-${id}`;
 const NOW = Date.now();
 const WINDOWS = stockWindows({ AMZN: 50, MSFT: 50, AAPL: 50 }, NOW);
 const MINUTES = minuteRecords(45, NOW);
@@ -52,6 +54,8 @@ describe('the dashboard in headless Chromium (tickflow api on real Kafka and Pos
     await producer.send(minutesTopic, MINUTES.map((m) => ({ value: JSON.stringify(m) })));
     // A sink keeping its offsets in PostgreSQL that has read nothing yet: its lag is everything written.
     await db.transaction((tx) => saveOffsets(tx, aggregator, stocksTopic, new Map([[0, 0n], [1, 0n], [2, 0n]]), 0));
+    // And one whose position is past the log end (its topic was recreated): a problem the page shows.
+    await db.transaction((tx) => saveOffsets(tx, stale, pricesTopic, new Map([[0, 1_000_000n]]), 0));
     // Topics being written to while the page watches: ~80 and ~30 records/s.
     writer = (async () => {
       for (let round = 0; writing; round++) {
@@ -106,6 +110,7 @@ describe('the dashboard in headless Chromium (tickflow api on real Kafka and Pos
     await wait('a throughput chart with rates', () => document.querySelector('#throughput-chart canvas') && Number(document.querySelector<HTMLElement>('#throughput-chart')!.dataset.points) >= 10, null);
     await wait('a positive rate for the stocks topic', (topic) => Number(document.querySelector(`#topics-table tr[data-topic="${topic}"] td.rate`)?.textContent?.replace(/,/g, '')) > 0, stocksTopic);
     await wait('five symbols with indicators', () => document.querySelectorAll('#indicators-table tbody tr').length === 5, null);
+    await wait('the problem of the stale consumer', () => document.querySelectorAll('#problems li').length > 0, null);
     await wait('the lag of the sink', (name) => Number(document.querySelector(`#lag-table tr[data-consumer="${name}"] td.lag`)?.textContent?.replace(/,/g, '')) > 0, aggregator);
 
     // The tables say what the data says.
@@ -128,6 +133,9 @@ describe('the dashboard in headless Chromium (tickflow api on real Kafka and Pos
       assert.match(row.ema!, /^[\d,]+\.\d\d$/, JSON.stringify(row));
       assert.match(row.volatility!, /^\d+\.\d\d%$/, JSON.stringify(row));
     }
+    const problems = await page.$$eval('#problems li', (items) => items.map((li) => li.textContent));
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0]!, new RegExp(`consumer ${stale} on ${pricesTopic}\\[0\\]: position 1000000 is past the log end`));
     const last = MINUTES.at(-1)!;
     assert.equal(await page.textContent('#users-latest'), last.uniqueUsers.toLocaleString('en-US'));
     assert.ok((await page.$$('canvas')).length >= 5, 'three average charts, unique users and throughput');
@@ -136,5 +144,30 @@ describe('the dashboard in headless Chromium (tickflow api on real Kafka and Pos
     assert.deepEqual(watch.foreign, [], 'no request leaves the API\'s origin');
     assert.deepEqual(watch.errors, [], 'no error in the console');
     assert.ok(watch.requests.some((r) => r.endsWith('/dashboard/vendor/uPlot.esm.js')));
+  });
+
+  it('an empty system without a log: every panel says what would fill it, and nothing fails', async () => {
+    const empty: Queryable = { query: async () => ({ rows: [], rowCount: 0 }) };
+    const app = await buildApp({ db: empty, dashboard: { intervalMs: 300 } });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      browser ??= await launchChromium();
+      const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      const watch = watchPage(page, url);
+      await page.goto(`${url}/dashboard`);
+      await page.waitForFunction(() => Number(document.body.dataset.updates) >= 2, null, { timeout: 60_000, polling: 100 });
+      for (const section of ['stocks', 'indicators', 'averages', 'users', 'throughput', 'lag', 'topics']) {
+        assert.equal(await page.isVisible(`#${section} .empty`), true, `#${section} says it is empty`);
+      }
+      const notes = await page.$$eval('#notes li', (items) => items.map((li) => li.textContent));
+      assert.ok(notes.some((n) => n!.startsWith('no log configured')), notes.join('\n'));
+      assert.equal(await page.textContent('#source'), 'no log');
+      assert.equal(await page.$$('canvas').then((c) => c.length), 0);
+      await page.close();
+      assert.deepEqual(watch.errors, []);
+      assert.deepEqual(watch.foreign, []);
+    } finally {
+      await app.close();
+    }
   });
 });

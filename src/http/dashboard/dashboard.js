@@ -12,7 +12,6 @@ const format = {
   int: new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 }),
   rate: new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 }),
   compact: new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }),
-  axisPrice: new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 }),
   percent: new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 2, maximumFractionDigits: 2 }),
   signedPercent: new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 2, maximumFractionDigits: 2, signDisplay: 'exceptZero' }),
 };
@@ -91,6 +90,24 @@ function dropChart(key) {
 const timeAxis = { ...AXIS, space: 60 };
 const valueAxis = (formatter, size = 60) => ({ ...AXIS, size, values: (_u, values) => values.map((v) => formatter.format(v)) });
 
+/** Price ticks with as many decimals as their spacing needs (a calm ticker's ticks are 0.05 apart). */
+const priceAxis = {
+  ...AXIS,
+  size: 64,
+  space: 22, // small charts: still two or three labelled ticks
+  values: (_u, values, _axis, _space, increment) => {
+    const digits = Math.min(4, Math.max(0, -Math.floor(Math.log10(increment || 1))));
+    return values.map((v) => v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+  },
+};
+
+/** A y range at least 0.5% of the price wide, so a flat line does not look like a swing. */
+const priceRange = (_u, min, max) => {
+  const middle = (min + max) / 2;
+  const half = Math.max((max - min) / 2, Math.abs(middle) * 0.0025) * 1.1;
+  return [middle - half, middle + half];
+};
+
 // ---- panels ----
 
 function renderStocks(stocks) {
@@ -128,8 +145,8 @@ function renderStocks(stocks) {
       height: 150,
       legend: { show: false },
       cursor: { points: { size: 6 } },
-      scales: { x: { time: true } },
-      axes: [timeAxis, valueAxis(format.axisPrice, 64)],
+      scales: { x: { time: true }, y: { range: priceRange } },
+      axes: [timeAxis, priceAxis],
       series: [{}, { label: s.ticker, stroke: colour, width: 2, fill: `${colour}1a`, points: { show: s.history.t.length <= 40, size: 4 } }],
     }, [s.history.t, s.history.average]);
   }
@@ -201,7 +218,8 @@ function renderLag(lag) {
     el('td', {}, c.topic),
     cell(String(c.partitions)),
     cell(format.int.format(c.consumed)),
-    cell(format.int.format(c.lag), c.lag > 0 ? 'num lag lagging' : 'num lag'),
+    // A position past the log end (see the problems below) has no meaningful lag.
+    c.lag < 0 ? cell('past end', 'num lag down') : cell(format.int.format(c.lag), c.lag > 0 ? 'num lag lagging' : 'num lag'),
   )));
   document.getElementById('problems').replaceChildren(...(lag?.problems ?? []).map((p) => el('li', {}, `${p.where}: ${p.message}`)));
 }
