@@ -254,7 +254,9 @@ async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
     { format: config.format },
   );
   for await (const chunk of deps.stdin.chunks()) {
+    const before = counter.summary.frames;
     splitter.push(chunk);
+    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: 'stdin' }, counter.summary.frames - before);
     await emit(counter.operator.close(now()));
     await counter.sendSideRecords();
     if (deps.signal.aborted) break;
@@ -283,6 +285,7 @@ async function readBounded(config: UniqueUsersConfig, deps: UniqueUsersDeps, cou
       else counter.frame(record.partition, EMPTY, 0, 0, record);
     }
     if (last !== null) finishIfDone(counter, last, ends);
+    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: config.input }, batch.length);
     await emit(counter.operator.close(now()));
     await counter.sendSideRecords();
   }
@@ -387,6 +390,7 @@ async function readGroup(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
         metrics.recordsIn.inc({ pipeline: PIPELINE, topic: config.input }, records.length);
         lastFrameAt = now();
         await emit(counter.operator.close(now()));
+        if (Number.isFinite(counter.operator.watermarkMs)) metrics.watermarkLagSeconds.set({ pipeline: PIPELINE }, (now() - counter.operator.watermarkMs) / 1000);
         await counter.sendSideRecords();
         await commit();
       });
