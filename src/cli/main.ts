@@ -232,7 +232,10 @@ function selectCommand(commands: readonly Command<unknown>[], argv: readonly str
 function cleanParseError(error: unknown): string {
   const message = (error as Error)?.message ?? String(error);
   // node:util's messages are multi-line and mention "parseArgs"; keep the first clause.
-  return message.split('\n')[0].replace(/\. To specify a positional argument.*$/, '').replace(/^Unknown option '(.+?)'.*$/, 'unknown flag $1');
+  const first = message.split('\n')[0].replace(/\. To specify a positional argument.*$/, '');
+  const ambiguous = /^Option '(?:-\w, )?(--[\w-]+)(?: <value>)?' argument is ambiguous/.exec(first);
+  if (ambiguous) return `${ambiguous[1]}: the value looks like a flag; write ${ambiguous[1]}=VALUE`;
+  return first.replace(/^Unknown option '(.+?)'.*$/, 'unknown flag $1');
 }
 
 if (import.meta.main) {

@@ -33,6 +33,12 @@ describe('tickflow CLI', () => {
     assert.equal(unknownCommand.stderr.trim().split('\n').length, 1);
   });
 
+  it('explains a negative number read as a flag', async () => {
+    const result = await tickflow(['stats', '--z', '-1']);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, 'tickflow stats: --z: the value looks like a flag; write --z=VALUE (see --help)\n');
+  });
+
   it('validates shared flags from the environment too', async () => {
     const result = await tickflow(['topics'], { env: { KAFKA_BROKERS: 'no-port-here' } });
     assert.equal(result.code, 2);
