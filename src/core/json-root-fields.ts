@@ -61,6 +61,11 @@ for (const c of '0123456789abcdefABCDEF') HEX[c.charCodeAt(0)] = 1;
 
 const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 
+function hasByte(b: Uint8Array, start: number, end: number, byte: number): boolean {
+  for (let i = start; i < end; i++) if (b[i] === byte) return true;
+  return false;
+}
+
 const LITERALS: ReadonlyArray<readonly [number, Uint8Array, ValueKind]> = [
   [0x74, new TextEncoder().encode('true'), ValueKind.TRUE],
   [0x66, new TextEncoder().encode('false'), ValueKind.FALSE],
@@ -228,7 +233,7 @@ export class RootFields {
     const wanted = depth === 1 && this.#keys.length > 0;
     const after = this.#validateStrings ? this.#skipString(b, i + 1, end) : this.#skipStringFast(b, i + 1, end);
     if (after < 0) return -1;
-    this.#keyField = wanted ? this.#match(b, i + 1, after - 1, this.#validateStrings ? this.#escaped : b.subarray(i + 1, after - 1).includes(BACKSLASH)) : -1;
+    this.#keyField = wanted ? this.#match(b, i + 1, after - 1, this.#validateStrings ? this.#escaped : hasByte(b, i + 1, after - 1, BACKSLASH)) : -1;
     if (this.#keyField === -2) return this.#failAt(i + 1, 'bad escape in key');
     let j = after;
     while (j < end && WHITESPACE[b[j]]) j++;
