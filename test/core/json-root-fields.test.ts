@@ -143,12 +143,17 @@ describe('RootFields: invalid documents', () => {
     });
   }
 
-  it('without string validation, misses only problems inside strings (a root key with a bad escape still fails)', () => {
+  it('without string validation, misses only problems inside strings (a root key with a bad escape still fails); nested values are only bracket-checked', () => {
     assert.equal(fast.scan(Buffer.from('{"body":"a\tb","uid":"u"}')), true);
     assert.equal(fast.scan(Buffer.from('{"body":"\\x","uid":"u"}')), true);
     assert.equal(fast.scan(Buffer.from('{"x":{"b\\xdy":1},"uid":"u"}')), true);
     assert.equal(fast.scan(Buffer.from('{"x":1,"u\\xd":"u"}')), false);
     assert.equal(fast.scan(Buffer.from('{"body":"ok","uid":"u",}')), false);
+    // Nested values nobody asked for are followed through strings and brackets only.
+    assert.equal(fast.scan(Buffer.from('{"a":[tru,,{"b" 1}],"uid":"u"}')), true);
+    assert.equal(fast.scan(Buffer.from('{"a":[1,{"b":"]"}}],"uid":"u"}')), false, 'brackets must pair up');
+    assert.equal(fast.scan(Buffer.from('{"a":{"b":["x"]')), false, 'unterminated');
+    assert.equal(fast.scan(Buffer.from('{"uid":[1,2,}]}')), false, 'a wanted value is always checked in full');
   });
 });
 

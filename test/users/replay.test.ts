@@ -114,6 +114,25 @@ describe('replay (real Kafka)', () => {
     assert.deepEqual(summary.badRecords, [{ line: 2, record: 2, problem: 'not JSON: invalid UTF-8' }]);
   });
 
+  it('paces with --rate and reads a file of arrays as lines with --format lines', async () => {
+    const topic = unique('replay-rate');
+    const lines = Array.from({ length: 60 }, (_, i) => `[${i},{"uid":"u${i}"}]`).join('\n');
+    const result = await run(['replay', '-', '--topic', topic, '--rate', '400', '--format', 'lines', '--json', ...BROKERS], { input: lines });
+    assert.equal(result.code, 0, result.stderr);
+    const summary = JSON.parse(result.stdout) as { records: number; format: string; bad: number };
+    assert.deepEqual([summary.records, summary.format, summary.bad], [60, 'lines', 0]);
+    assert.equal((await readAll(log, topic)).length, 60);
+  });
+
+  it('validates its flags with one line', async () => {
+    const rate = await run(['replay', '-', '--rate', '0']);
+    assert.equal(rate.code, 2);
+    assert.equal(rate.stderr, 'tickflow replay: --rate: must be greater than 0, got 0 (see --help)\n');
+    const missing = await run(['replay']);
+    assert.equal(missing.code, 2);
+    assert.equal(missing.stderr, 'tickflow replay: missing FILE (see --help)\n');
+  });
+
   it('fails with one line when the file cannot be read', async () => {
     const result = await run(['replay', join(dir, 'missing.jsonl'), ...BROKERS]);
     assert.equal(result.code, 1);
