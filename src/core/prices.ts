@@ -26,10 +26,20 @@ export const DEFAULT_SYMBOLS: readonly SymbolModel[] = [
 
 const pad = (n: number, width = 2) => String(n).padStart(width, '0');
 
-/** Formats epoch ms as `yyyy-mm-dd hh:mm:ss.fff` (UTC). */
-export function formatTs(ms: number): string {
-  const d = new Date(ms);
-  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}`;
+const MILLIS = Array.from({ length: 1000 }, (_, i) => `.${pad(i, 3)}`);
+let cachedSecond = Number.NaN;
+let cachedPrefix = '';
+
+/** Formats epoch ms as `yyyy-mm-dd hh:mm:ss.fff` (UTC). The seconds part is reused while it holds. */
+export function formatTs(epochMs: number): string {
+  const ms = Math.floor(epochMs);
+  const second = Math.floor(ms / 1000);
+  if (second !== cachedSecond) {
+    const d = new Date(second * 1000);
+    cachedPrefix = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+    cachedSecond = second;
+  }
+  return cachedPrefix + MILLIS[ms - second * 1000];
 }
 
 /**
@@ -70,8 +80,15 @@ export function* generatePrices(options: PriceGeneratorOptions): Generator<Price
 }
 
 /** The wire form: JSON with the price written with exactly two decimals. */
+const symbolJson = new Map<string, string>();
+
 export function encodePrice(tick: PriceTick): string {
-  return `{"ts":"${tick.ts}","symbol":${JSON.stringify(tick.symbol)},"price":${tick.price.toFixed(2)}}`;
+  let symbol = symbolJson.get(tick.symbol);
+  if (symbol === undefined) {
+    symbol = JSON.stringify(tick.symbol);
+    if (symbolJson.size < 10_000) symbolJson.set(tick.symbol, symbol);
+  }
+  return `{"ts":"${tick.ts}","symbol":${symbol},"price":${tick.price.toFixed(2)}}`;
 }
 
 export type PriceDecodeResult = { ok: true; tick: PriceTick; timeMs: number } | { ok: false; reason: string };
