@@ -3,17 +3,12 @@
  * the latest indicator state of each symbol. Fixed SQL, bind parameters only.
  */
 import type { IndicatorSnapshot } from '../core/indicators.ts';
+import { COLUMNS, toRow } from './stock-prices.ts';
+import type { RawRow, StockWindowRow } from './stock-prices.ts';
 import type { Queryable } from './types.ts';
 
-export interface RecentWindow {
-  ticker: string;
-  windowStart: Date;
-  windowEnd: Date;
-  averagePrice: number;
-  sampleCount: number;
-  minPrice: number;
-  maxPrice: number;
-}
+/** A window as the API returns it, without the raw sum. */
+export type RecentWindow = Omit<StockWindowRow, 'priceSum'>;
 
 /**
  * The last $2 windows of each of the first $1 tickers (by name), ordered by ticker then
@@ -28,30 +23,17 @@ const RECENT_WINDOWS_SQL = `
     FROM t WHERE t.ticker IS NOT NULL
   )
   SELECT w.* FROM (SELECT ticker FROM t WHERE ticker IS NOT NULL LIMIT $1) k CROSS JOIN LATERAL (
-    SELECT ticker, window_start, window_end, avg_price, sample_count, price_min, price_max
+    SELECT ${COLUMNS}
     FROM stock_windows s WHERE s.ticker = k.ticker ORDER BY s.window_start DESC LIMIT $2
   ) w
   ORDER BY w.ticker, w.window_start`;
 
 export async function recentStockWindows(db: Queryable, options: { tickers: number; windows: number }): Promise<RecentWindow[]> {
-  const { rows } = await db.query<{
-    ticker: string;
-    window_start: Date;
-    window_end: Date;
-    avg_price: string;
-    sample_count: string;
-    price_min: string;
-    price_max: string;
-  }>(RECENT_WINDOWS_SQL, [options.tickers, options.windows]);
-  return rows.map((row) => ({
-    ticker: row.ticker,
-    windowStart: row.window_start,
-    windowEnd: row.window_end,
-    averagePrice: Number(row.avg_price),
-    sampleCount: Number(row.sample_count),
-    minPrice: Number(row.price_min),
-    maxPrice: Number(row.price_max),
-  }));
+  const { rows } = await db.query<RawRow>(RECENT_WINDOWS_SQL, [options.tickers, options.windows]);
+  return rows.map((row) => {
+    const { priceSum: _sum, ...window } = toRow(row);
+    return window;
+  });
 }
 
 export interface KeptIndicatorState {

@@ -17,7 +17,8 @@ export interface StockWindowRow {
   priceSum: number;
 }
 
-interface RawRow {
+/** A stock_windows row as pg returns it (int8 and numeric as strings). */
+export interface RawRow {
   ticker: string;
   window_start: Date;
   window_end: Date;
@@ -28,7 +29,7 @@ interface RawRow {
   price_sum: string;
 }
 
-const COLUMNS = 'ticker, window_start, window_end, avg_price, sample_count, price_min, price_max, price_sum';
+export const COLUMNS = 'ticker, window_start, window_end, avg_price, sample_count, price_min, price_max, price_sum';
 
 /** Distinct tickers in ascending order with one index probe each (a loose index scan), not a full scan. */
 const DISTINCT_TICKERS = `
@@ -96,7 +97,7 @@ export async function stockPricesInRange(db: Queryable, query: StockRangeQuery):
   return rows.map(toRow);
 }
 
-function toRow(row: RawRow): StockWindowRow {
+export function toRow(row: RawRow): StockWindowRow {
   return {
     ticker: row.ticker,
     windowStart: row.window_start,
