@@ -8,7 +8,7 @@ import type { Database } from '../db/types.ts';
 import type { Command, CommandContext, FlagSpec, FlagValues } from './command.ts';
 import { SHARED_FLAGS, resolveShared, withEnvironment } from './config.ts';
 import type { SharedConfig } from './config.ts';
-import { loadCommands } from './registry.ts';
+import { loadCommandFor, loadCommands } from './registry.ts';
 import { commandHelp, overviewHelp } from './help.ts';
 
 export interface CliIo {
@@ -25,7 +25,8 @@ const defaultIo = (): CliIo => ({ out: process.stdout, err: process.stderr, env:
 
 /** Runs one tickflow invocation and returns its exit code. */
 export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): Promise<number> {
-  const commands = await loadCommands();
+  const named = await loadCommandFor(argv);
+  const commands = named ? [named] : await loadCommands();
   const { command, rest } = selectCommand(commands, argv);
   if (!command) {
     const asked = argv.filter((a) => !a.startsWith('-'));

@@ -9,7 +9,8 @@ import type { MinuteCount } from '../core/unique-users.ts';
 import { UserFrameReader } from '../core/user-frame.ts';
 import type { FrameProblem } from '../core/user-frame.ts';
 import { valueRange } from '../log/types.ts';
-import type { Log, LogRecord, Producer, RecordToProduce, TopicPartitionOffset, ValueRange } from '../log/types.ts';
+import { SendQueue } from '../log/send-queue.ts';
+import type { Log, LogRecord, Producer, TopicPartitionOffset, ValueRange } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
 import type { ByteSource } from './byte-source.ts';
 
@@ -86,21 +87,28 @@ class FrameCounter {
   readonly #config: UniqueUsersConfig;
   readonly #deps: UniqueUsersDeps;
   readonly #reader: UserFrameReader;
-  readonly #producer: Producer;
+  /** Late, dead-lettered and minute records, sent while the next frames are read. */
+  readonly sends: SendQueue;
   readonly #trackOffsets: boolean;
-  #late: RecordToProduce[] = [];
-  #dead: RecordToProduce[] = [];
-  #sideSends: Promise<void> | null = null;
   readonly #started = performance.now();
-
-  readonly #ready: Promise<void>;
 
   constructor(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, trackOffsets: boolean, ready: Promise<void>) {
     this.#config = config;
-    this.#ready = ready;
     this.#deps = deps;
-    this.#producer = producer;
     this.#trackOffsets = trackOffsets;
+    this.sends = new SendQueue(producer, {
+      ready,
+      onSent: (topic, count) => {
+        if (topic === config.lateTopic) {
+          metrics.late.inc({ pipeline: PIPELINE }, count);
+          metrics.deadLettered.inc({ pipeline: PIPELINE, topic }, count);
+        } else if (topic === config.deadLetterTopic) {
+          metrics.deadLettered.inc({ pipeline: PIPELINE, topic }, count);
+        } else {
+          metrics.recordsOut.inc({ pipeline: PIPELINE, sink: topic }, count);
+        }
+      },
+    });
     this.#reader = new UserFrameReader({ decode: decodeUtf8, validateStrings: config.strict });
     const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new ExactDistinct();
     this.operator = new UniqueUsersPerMinute({ allowedLatenessMs: config.allowedLatenessMs, idleTimeoutMs: config.idleTimeoutMs, counter });
@@ -115,7 +123,7 @@ class FrameCounter {
       this.summary.invalid++;
       const problem = reader.problem!;
       this.summary.invalidReasons[problem] = (this.summary.invalidReasons[problem] ?? 0) + 1;
-      this.#dead.push({ value: copy(data, start, end), headers: { 'x-reason': problem, 'x-error': reader.detail, 'x-pipeline': PIPELINE, ...origin(source) } });
+      this.sends.add(this.#config.deadLetterTopic, [{ value: copy(data, start, end), headers: { 'x-reason': problem, 'x-error': reader.detail, 'x-pipeline': PIPELINE, ...origin(source) } }]);
       return;
     }
     const offset = this.#trackOffsets && 'offset' in source ? source.offset : undefined;
@@ -129,7 +137,7 @@ class FrameCounter {
       return;
     }
     this.summary.late++;
-    this.#late.push({
+    this.sends.add(this.#config.lateTopic, [{
       key: reader.uid,
       value: copy(data, start, end),
       headers: {
@@ -141,36 +149,17 @@ class FrameCounter {
         'x-pipeline': PIPELINE,
         ...origin(source),
       },
-    });
+    }]);
   }
 
-  /** After a batch: hands late and dead-letter frames to the producer (one send in flight). */
-  async sendSideRecords(): Promise<void> {
-    if (this.#late.length === 0 && this.#dead.length === 0) return;
-    const late = this.#late;
-    const dead = this.#dead;
-    this.#late = [];
-    this.#dead = [];
-    if (this.#sideSends) await this.#sideSends;
-    this.#sideSends = (async () => {
-      await this.#ready;
-      if (late.length > 0) {
-        await this.#producer.send(this.#config.lateTopic, late);
-        metrics.late.inc({ pipeline: PIPELINE }, late.length);
-        metrics.deadLettered.inc({ pipeline: PIPELINE, topic: this.#config.lateTopic }, late.length);
-      }
-      if (dead.length > 0) {
-        await this.#producer.send(this.#config.deadLetterTopic, dead);
-        metrics.deadLettered.inc({ pipeline: PIPELINE, topic: this.#config.deadLetterTopic }, dead.length);
-      }
-    })();
+  /** After a batch: waits only if too many side and minute records are unacknowledged. */
+  sendSideRecords(): Promise<void> {
+    return this.sends.room();
   }
 
-  /** Waits until every side record handed over so far is acknowledged. */
-  async settle(): Promise<void> {
-    await this.sendSideRecords();
-    if (this.#sideSends) await this.#sideSends;
-    this.#sideSends = null;
+  /** Waits until every record handed over so far is acknowledged. */
+  settle(): Promise<void> {
+    return this.sends.drain();
   }
 
   finish(): UniqueUsersSummary {
@@ -198,8 +187,8 @@ function decodeUtf8(data: Uint8Array, start: number, end: number): string {
   return (data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('utf8', start, end);
 }
 
-/** Writes minute records to the output topic or stdout. */
-function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, counter: FrameCounter, ready: Promise<void>) {
+/** Writes minute records to stdout, or queues them for the output topic. */
+function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter) {
   const encode = (m: MinuteCount) => JSON.stringify(config.approx ? { ...m, approximate: true } : m);
   return async (minutes: MinuteCount[]) => {
     if (minutes.length === 0) return;
@@ -207,11 +196,10 @@ function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: 
     for (const m of minutes) deps.onMinute?.(m);
     if (config.output === '-') {
       deps.stdout.write(minutes.map((m) => `${encode(m)}\n`).join(''));
+      metrics.recordsOut.inc({ pipeline: PIPELINE, sink: 'stdout' }, minutes.length);
     } else {
-      await ready;
-      await producer.send(config.output, minutes.map((m) => ({ key: m.minute, value: encode(m) })));
+      counter.sends.add(config.output, minutes.map((m) => ({ key: m.minute, value: encode(m) })));
     }
-    metrics.recordsOut.inc({ pipeline: PIPELINE, sink: config.output === '-' ? 'stdout' : config.output }, minutes.length);
   };
 }
 
@@ -223,7 +211,7 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
   ready.catch(() => undefined);
   const producer = log.producer();
   const counter = new FrameCounter(config, deps, producer, !config.untilEnd && config.input !== '-', ready);
-  const emit = minuteSink(config, deps, producer, counter, ready);
+  const emit = minuteSink(config, deps, counter);
   const now = deps.now ?? Date.now;
   const progress = setInterval(() => {
     const s = counter.summary;

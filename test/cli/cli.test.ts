@@ -52,3 +52,20 @@ describe('tickflow CLI', () => {
     assert.deepEqual(parsed.topics.map((t: { name: string; partitions: number }) => [t.name, t.partitions]), [['alpha', 2], ['beta', 2]]);
   });
 });
+
+describe('command registry', () => {
+  it('finds every command from its words alone, loading only its file', async () => {
+    const { loadCommandFor, loadCommands } = await import('../../src/cli/registry.ts');
+    const all = await loadCommands();
+    assert.ok(all.length >= 15, `only ${all.length} commands`);
+    for (const command of all) {
+      const found = await loadCommandFor([...command.name, '--json', 'x']);
+      assert.equal(found, command, `tickflow ${command.name.join(' ')} is not in ${command.name.join('-')}.ts`);
+    }
+    assert.equal((await loadCommandFor(['replay', 'frames.jsonl']))?.name.join(' '), 'replay');
+    assert.equal((await loadCommandFor(['generate', 'users']))?.name.join(' '), 'generate users');
+    assert.equal(await loadCommandFor(['generate']), null);
+    assert.equal(await loadCommandFor(['../x']), null);
+    assert.equal(await loadCommandFor(['--help']), null);
+  });
+});
