@@ -110,8 +110,8 @@ interface PartitionResult {
   topicId: string;
   partition: number;
   errorCode: number;
-  /** The raw record batches (fast path). */
-  records?: Buffer | null;
+  /** The raw record batches as the socket delivered them (fast path). */
+  records?: Buffer[] | null;
   /** Batches decoded by the client library (fallback path). */
   batches?: Batches;
 }
@@ -135,8 +135,9 @@ function supportsRawFetch(consumer: Consumer): Promise<boolean> {
 
 /**
  * One Fetch v17 request on the client's connection to `broker`, answered by a parser that
- * keeps each partition's record bytes as one buffer (decoded by decodeBatches) instead of
- * building an object per record. A full fetch: no incremental fetch session (id 0, epoch -1).
+ * keeps each partition's record bytes as views of the received socket chunks (decoded by
+ * decodeBatches) instead of building an object per record or copying them into one buffer.
+ * A full fetch: no incremental fetch session (id 0, epoch -1).
  */
 async function rawFetch(
   consumer: Consumer,
@@ -183,9 +184,10 @@ function parseRawFetchResponse(_correlationId: number, _apiKey: number, _apiVers
       }
       reader.readInt32(); // preferred_read_replica
       const size = reader.readUnsignedVarInt() - 1; // COMPACT_RECORDS: length + 1, 0 = null
-      let records: Buffer | null = null;
+      let records: Buffer[] | null = null;
       if (size > 0) {
-        records = reader.buffer.slice(reader.position, reader.position + size);
+        // Views of the socket's chunks, not a copy: decodeBatches reads across them.
+        records = reader.buffer.subarray(reader.position, reader.position + size).buffers;
         reader.skip(size);
       }
       skipTaggedFields(reader);

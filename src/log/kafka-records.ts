@@ -3,9 +3,9 @@ import { TickflowError } from '../core/errors.ts';
 import type { LogRecord, ValueRange } from './types.ts';
 
 /**
- * Decodes Kafka record batches (magic v2) straight from one contiguous buffer into
- * LogRecords: varints read inline, keys and values as zero-copy views of the fetched
- * bytes. This is the hot loop of every consumer, so it avoids per-field objects.
+ * Decodes Kafka record batches (magic v2) straight from the fetched bytes into LogRecords:
+ * varints read inline, keys and values as zero-copy views of the bytes the socket
+ * delivered. This is the hot loop of every consumer, so it avoids per-field objects.
  *
  * Batch layout: baseOffset int64, batchLength int32, partitionLeaderEpoch int32, magic
  * int8, crc uint32, attributes int16, lastOffsetDelta int32, baseTimestamp int64,
@@ -16,6 +16,8 @@ import type { LogRecord, ValueRange } from './types.ts';
 const BATCH_OVERHEAD = 61; // bytes from baseOffset to the first record
 const LENGTH_AND_OFFSET = 12; // baseOffset + batchLength precede the counted length
 const IS_CONTROL = 0x20;
+/** An offset delta (int32) never reaches this: the range has no end within the batch. */
+const NO_END = 2 ** 31;
 const COMPRESSION_MASK = 0x07;
 
 const byBitmask = new Map<number, (data: Buffer) => Buffer>(
@@ -31,8 +33,19 @@ export interface DecodeTarget {
   end?: bigint;
 }
 
-/** Decodes every complete batch in `data` into `out`, advancing `target.next`. */
-export function decodeBatches(data: Buffer, target: DecodeTarget, out: LogRecord[]): void {
+/**
+ * Decodes every complete batch into `out`, advancing `target.next`. The bytes come either
+ * as one buffer or as the chunks the socket delivered them in (a fetch response spans many
+ * 64 KiB reads): records are then decoded where they lie, and only a record (or a
+ * compressed batch) that straddles two chunks is copied.
+ */
+export function decodeBatches(data: Buffer | readonly Buffer[], target: DecodeTarget, out: LogRecord[]): void {
+  if (Buffer.isBuffer(data)) decodeContiguous(data, target, out);
+  else if (data.length === 1) decodeContiguous(data[0]!, target, out);
+  else if (data.length > 1) decodeChunked(new Chunks(data), target, out);
+}
+
+function decodeContiguous(data: Buffer, target: DecodeTarget, out: LogRecord[]): void {
   let pos = 0;
   while (data.length - pos >= LENGTH_AND_OFFSET) {
     const batchLength = data.readInt32BE(pos + 8);
@@ -56,18 +69,16 @@ export function decodeBatches(data: Buffer, target: DecodeTarget, out: LogRecord
     let recordsEnd = batchEnd;
     const compression = attributes & COMPRESSION_MASK;
     if (compression !== 0) {
-      const decompress = byBitmask.get(compression);
-      if (!decompress) throw new TickflowError('LOG_ERROR', `unsupported compression ${compression} in ${target.topic}[${target.partition}]`);
-      records = decompress(data.subarray(rp, batchEnd));
+      records = decompress(compression, data.subarray(rp, batchEnd), target);
       rp = 0;
       recordsEnd = records.length;
     }
     // Offset deltas below this were read before; at or past stopAt lies the end of the range.
     const skipBelow = Number(target.next - baseOffset);
-    const stopAt = target.end === undefined || target.end - baseOffset > 2147483647n ? null : Number(target.end - baseOffset);
+    const stopAt = target.end === undefined || target.end - baseOffset > 2147483647n ? NO_END : Number(target.end - baseOffset);
     for (let i = 0; i < recordCount && rp < recordsEnd; i++) {
-      // Varints are zigzag-encoded; lengths and deltas fit in 32 bits, the timestamp delta in 53.
-      // They are read inline on purpose: a helper returning (value, position) allocates per field.
+      // Varints are zigzag-encoded and read inline: a helper returning (value, position)
+      // would allocate per field.
       let b = records[rp++];
       let raw = b & 0x7f;
       let shift = 7;
@@ -78,84 +89,198 @@ export function decodeBatches(data: Buffer, target: DecodeTarget, out: LogRecord
       }
       const recordLength = (raw >>> 1) ^ -(raw & 1);
       const recordEnd = rp + recordLength;
-      rp++; // attributes
-      let tsRaw = 0;
-      let mult = 1;
-      do {
-        b = records[rp++];
-        tsRaw += (b & 0x7f) * mult;
-        mult *= 128;
-      } while (b & 0x80);
-      const timestampDelta = tsRaw % 2 === 0 ? tsRaw / 2 : -(tsRaw + 1) / 2;
-      b = records[rp++];
-      raw = b & 0x7f;
-      shift = 7;
-      while (b & 0x80) {
-        b = records[rp++];
-        raw |= (b & 0x7f) << shift;
-        shift += 7;
-      }
-      const offsetDelta = (raw >>> 1) ^ -(raw & 1);
-      if (offsetDelta < skipBelow) {
-        rp = recordEnd;
-        continue;
-      }
-      if (stopAt !== null && offsetDelta >= stopAt) {
-        target.next = target.end!;
-        return;
-      }
-      b = records[rp++];
-      raw = b & 0x7f;
-      shift = 7;
-      while (b & 0x80) {
-        b = records[rp++];
-        raw |= (b & 0x7f) << shift;
-        shift += 7;
-      }
-      const keyLength = (raw >>> 1) ^ -(raw & 1);
-      const keyStart = rp;
-      if (keyLength > 0) rp += keyLength;
-      b = records[rp++];
-      raw = b & 0x7f;
-      shift = 7;
-      while (b & 0x80) {
-        b = records[rp++];
-        raw |= (b & 0x7f) << shift;
-        shift += 7;
-      }
-      const valueLength = (raw >>> 1) ^ -(raw & 1);
-      const valueStart = rp;
-      if (valueLength > 0) rp += valueLength;
-      let headers: ReadonlyArray<readonly [string, Buffer]> = NO_HEADERS;
-      b = records[rp++];
-      raw = b & 0x7f;
-      shift = 7;
-      while (b & 0x80) {
-        b = records[rp++];
-        raw |= (b & 0x7f) << shift;
-        shift += 7;
-      }
-      const headerCount = (raw >>> 1) ^ -(raw & 1);
-      if (headerCount > 0) {
-        const list: Array<readonly [string, Buffer]> = [];
-        headers = list;
-        for (let h = 0; h < headerCount; h++) {
-          const [keyLen, afterKeyLen] = readVarint(records, rp);
-          const headerKey = records.toString('utf8', afterKeyLen, afterKeyLen + keyLen);
-          rp = afterKeyLen + keyLen;
-          const [valueLen, afterValueLen] = readVarint(records, rp);
-          const headerValue = valueLen >= 0 ? records.subarray(afterValueLen, afterValueLen + valueLen) : Buffer.alloc(0);
-          rp = afterValueLen + Math.max(0, valueLen);
-          list.push([headerKey, headerValue]);
-        }
-      }
+      if (!decodeRecord(records, rp, baseOffset, baseTimestamp, skipBelow, stopAt, target, out)) return;
       rp = recordEnd;
-      out.push(new FetchedRecord(target.topic, target.partition, records, baseOffset, offsetDelta, baseTimestamp, timestampDelta, keyStart, keyLength, valueStart, valueLength, headers));
     }
     // Past this batch, including offsets that compaction removed from its end.
     target.next = lastOffset + 1n;
     if (target.end !== undefined && target.next > target.end) target.next = target.end;
     pos = batchEnd;
+  }
+}
+
+/** The same walk over chunks; see Chunks for how bytes are reached. */
+function decodeChunked(chunks: Chunks, target: DecodeTarget, out: LogRecord[]): void {
+  let pos = 0;
+  while (chunks.length - pos >= BATCH_OVERHEAD) {
+    const header = chunks.view(pos, BATCH_OVERHEAD);
+    const h = chunks.offset;
+    const batchLength = header.readInt32BE(h + 8);
+    const batchEnd = pos + LENGTH_AND_OFFSET + batchLength;
+    if (batchEnd > chunks.length) return;
+    const baseOffset = header.readBigInt64BE(h);
+    const magic = header.readInt8(h + 16);
+    if (magic !== 2) throw new TickflowError('LOG_ERROR', `unsupported record batch magic ${magic} in ${target.topic}[${target.partition}]`);
+    const attributes = header.readInt16BE(h + 21);
+    const lastOffsetDelta = header.readInt32BE(h + 23);
+    const baseTimestamp = header.readBigInt64BE(h + 27);
+    const recordCount = header.readInt32BE(h + 57);
+    const lastOffset = baseOffset + BigInt(lastOffsetDelta);
+    if ((attributes & IS_CONTROL) !== 0 || lastOffset < target.next) {
+      if (lastOffset >= target.next) target.next = lastOffset + 1n;
+      pos = batchEnd;
+      continue;
+    }
+    if ((attributes & COMPRESSION_MASK) !== 0) {
+      // Decompression needs the batch in one piece.
+      const batch = chunks.view(pos, batchEnd - pos);
+      decodeContiguous(batch.subarray(chunks.offset, chunks.offset + batchEnd - pos), target, out);
+      if (target.end !== undefined && target.next >= target.end) return;
+      pos = batchEnd;
+      continue;
+    }
+    const skipBelow = Number(target.next - baseOffset);
+    const stopAt = target.end === undefined || target.end - baseOffset > 2147483647n ? NO_END : Number(target.end - baseOffset);
+    let rp = pos + BATCH_OVERHEAD;
+    for (let i = 0; i < recordCount && rp < batchEnd; i++) {
+      let bytes = chunks.view(rp, Math.min(5, batchEnd - rp));
+      let at = chunks.offset;
+      let b = bytes[at++];
+      let raw = b & 0x7f;
+      let shift = 7;
+      while (b & 0x80) {
+        b = bytes[at++];
+        raw |= (b & 0x7f) << shift;
+        shift += 7;
+      }
+      const recordLength = (raw >>> 1) ^ -(raw & 1);
+      rp += at - chunks.offset;
+      bytes = chunks.view(rp, recordLength);
+      if (!decodeRecord(bytes, chunks.offset, baseOffset, baseTimestamp, skipBelow, stopAt, target, out)) return;
+      rp += recordLength;
+    }
+    target.next = lastOffset + 1n;
+    if (target.end !== undefined && target.next > target.end) target.next = target.end;
+    pos = batchEnd;
+  }
+}
+
+/**
+ * Decodes the record whose body (after its length) starts at `rp`; pushes it unless it
+ * lies before the position. Returns false when it lies at or past the end of the range.
+ */
+function decodeRecord(
+  records: Buffer,
+  rp: number,
+  baseOffset: bigint,
+  baseTimestamp: bigint,
+  skipBelow: number,
+  stopAt: number,
+  target: DecodeTarget,
+  out: LogRecord[],
+): boolean {
+  rp++; // attributes
+  let b: number;
+  let tsRaw = 0;
+  let mult = 1;
+  do {
+    b = records[rp++];
+    tsRaw += (b & 0x7f) * mult;
+    mult *= 128;
+  } while (b & 0x80);
+  const timestampDelta = tsRaw % 2 === 0 ? tsRaw / 2 : -(tsRaw + 1) / 2;
+  b = records[rp++];
+  let raw = b & 0x7f;
+  let shift = 7;
+  while (b & 0x80) {
+    b = records[rp++];
+    raw |= (b & 0x7f) << shift;
+    shift += 7;
+  }
+  const offsetDelta = (raw >>> 1) ^ -(raw & 1);
+  if (offsetDelta < skipBelow) return true;
+  if (offsetDelta >= stopAt) {
+    target.next = target.end!;
+    return false;
+  }
+  b = records[rp++];
+  raw = b & 0x7f;
+  shift = 7;
+  while (b & 0x80) {
+    b = records[rp++];
+    raw |= (b & 0x7f) << shift;
+    shift += 7;
+  }
+  const keyLength = (raw >>> 1) ^ -(raw & 1);
+  const keyStart = rp;
+  if (keyLength > 0) rp += keyLength;
+  b = records[rp++];
+  raw = b & 0x7f;
+  shift = 7;
+  while (b & 0x80) {
+    b = records[rp++];
+    raw |= (b & 0x7f) << shift;
+    shift += 7;
+  }
+  const valueLength = (raw >>> 1) ^ -(raw & 1);
+  const valueStart = rp;
+  if (valueLength > 0) rp += valueLength;
+  let headers: ReadonlyArray<readonly [string, Buffer]> = NO_HEADERS;
+  b = records[rp++];
+  raw = b & 0x7f;
+  shift = 7;
+  while (b & 0x80) {
+    b = records[rp++];
+    raw |= (b & 0x7f) << shift;
+    shift += 7;
+  }
+  const headerCount = (raw >>> 1) ^ -(raw & 1);
+  if (headerCount > 0) {
+    const list: Array<readonly [string, Buffer]> = [];
+    headers = list;
+    for (let h = 0; h < headerCount; h++) {
+      const [keyLen, afterKeyLen] = readVarint(records, rp);
+      const headerKey = records.toString('utf8', afterKeyLen, afterKeyLen + keyLen);
+      rp = afterKeyLen + keyLen;
+      const [valueLen, afterValueLen] = readVarint(records, rp);
+      const headerValue = valueLen >= 0 ? records.subarray(afterValueLen, afterValueLen + valueLen) : Buffer.alloc(0);
+      rp = afterValueLen + Math.max(0, valueLen);
+      list.push([headerKey, headerValue]);
+    }
+  }
+  out.push(new FetchedRecord(target.topic, target.partition, records, baseOffset, offsetDelta, baseTimestamp, timestampDelta, keyStart, keyLength, valueStart, valueLength, headers));
+  return true;
+}
+
+function decompress(compression: number, data: Buffer, target: DecodeTarget): Buffer {
+  const algorithm = byBitmask.get(compression);
+  if (!algorithm) throw new TickflowError('LOG_ERROR', `unsupported compression ${compression} in ${target.topic}[${target.partition}]`);
+  return algorithm(data);
+}
+
+/**
+ * Consecutive chunks read as one byte sequence, for positions that only grow. `view`
+ * returns the buffer holding [pos, pos + length) and sets `offset` to where it starts in
+ * it: the chunk itself when the range lies inside one, else a copy of the range.
+ */
+class Chunks {
+  readonly length: number;
+  offset = 0;
+  readonly #chunks: readonly Buffer[];
+  #index = 0;
+  #start = 0;
+
+  constructor(chunks: readonly Buffer[]) {
+    this.#chunks = chunks;
+    let length = 0;
+    for (const chunk of chunks) length += chunk.length;
+    this.length = length;
+  }
+
+  view(pos: number, length: number): Buffer {
+    const chunks = this.#chunks;
+    while (pos >= this.#start + chunks[this.#index]!.length) this.#start += chunks[this.#index++]!.length;
+    const chunk = chunks[this.#index]!;
+    const local = pos - this.#start;
+    if (local + length <= chunk.length) {
+      this.offset = local;
+      return chunk;
+    }
+    const copy = Buffer.allocUnsafe(length);
+    let written = chunk.copy(copy, 0, local);
+    for (let i = this.#index + 1; written < length; i++) written += chunks[i]!.copy(copy, written, 0, Math.min(chunks[i]!.length, length - written));
+    this.offset = 0;
+    return copy;
   }
 }
 
