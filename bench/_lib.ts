@@ -18,6 +18,8 @@ export interface Measured {
   peakRssMiB: number;
   stdout: string;
   stderr: string;
+  /** Every run's wall time, when this is a median of several (roundRobin). */
+  runs?: number[];
 }
 
 export function measure(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Measured {
@@ -38,6 +40,27 @@ export function measure(command: string, args: string[], env: NodeJS.ProcessEnv 
   }
 }
 
+/**
+ * Runs each contender `repeat` times, round-robin — so a drift in machine load (the broker
+ * shares these cores) hits every contender alike — and keeps each one's median wall time
+ * (with its stdout, and the highest peak RSS seen). `check` sees every run.
+ */
+export function roundRobin(contenders: ReadonlyArray<() => Measured>, repeat: number, check: (m: Measured, contender: number) => void = () => undefined): Measured[] {
+  const runs: Measured[][] = contenders.map(() => []);
+  for (let round = 0; round < repeat; round++) {
+    contenders.forEach((run, i) => {
+      const measured = run();
+      check(measured, i);
+      runs[i]!.push(measured);
+    });
+  }
+  return runs.map((list) => {
+    const sorted = [...list].sort((a, b) => a.seconds - b.seconds);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+    return { ...median, peakRssMiB: Math.max(...list.map((m) => m.peakRssMiB)), runs: list.map((m) => m.seconds) };
+  });
+}
+
 export interface Row {
   name: string;
   messages: number;
@@ -45,6 +68,8 @@ export interface Row {
   seconds: number;
   peakRssMiB: number;
   note?: string;
+  /** Every run's wall time when `seconds` is their median. */
+  runs?: number[];
 }
 
 /** Prints rows with msgs/s, MB/s, peak RSS and each row's speed relative to `reference`. */
@@ -58,7 +83,7 @@ export function report(title: string, rows: Row[], reference: string): string {
     ...rows.map((r) => {
       const rate = r.messages / r.seconds;
       const ratio = ref ? (rate / (ref.messages / ref.seconds)).toFixed(2) : 'n/a';
-      return `| ${r.name}${r.note ? ` (${r.note})` : ''} | ${Math.round(rate).toLocaleString('en-US')} | ${(r.bytes / r.seconds / 1e6).toFixed(1)} | ${r.seconds.toFixed(2)} | ${Math.round(r.peakRssMiB)} | ${ratio}x |`;
+      return `| ${r.name}${r.note ? ` (${r.note})` : ''} | ${Math.round(rate).toLocaleString('en-US')} | ${(r.bytes / r.seconds / 1e6).toFixed(1)} | ${r.seconds.toFixed(2)}${r.runs && r.runs.length > 1 ? ` (${r.runs.map((x) => x.toFixed(2)).join(', ')})` : ''} | ${Math.round(r.peakRssMiB)} | ${ratio}x |`;
     }),
     '',
   ];

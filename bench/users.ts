@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- users [--frames 1000000] [--brokers 127.0.0.1:9092] [--partitions 3]`
+ * `npm run bench -- users [--frames 1000000] [--brokers 127.0.0.1:9092] [--partitions 3] [--repeat 3]`
  *
  * User activity on the real Kafka, every row on the same data in the same run:
  * 1. a file of `--frames` user-tracker frames (~2 KB each: 1M ≈ 2 GB) is generated into a
@@ -10,7 +10,9 @@
  *    each process is reported (flat memory whatever the file size);
  * 3. unique users per minute over the replayed topic — `tickflow unique-users --until-end`
  *    against a plain KafkaJS version (eachMessage + JSON.parse + a Set per minute), a plain
- *    Python version (json.loads + a set per minute) and kafka-consumer-perf-test;
+ *    Python version (json.loads + a set per minute) and kafka-consumer-perf-test, after
+ *    one untimed pass that warms the broker up; each runs `--repeat` times, round-robin,
+ *    and its median wall time counts;
  * 4. JSON decoding alone, in process: JSON.parse against the root-field scanner.
  * Wall times include process start-up for every row.
  *
@@ -27,7 +29,7 @@ import kafkajs from 'kafkajs';
 import { RootFields } from '../src/core/json-root-fields.ts';
 import { UserFrameReader } from '../src/core/user-frame.ts';
 import { KafkaLog } from '../src/log/kafka.ts';
-import { KAFKA_LIB, NODE, PYTHON, ROOT, flag, measure, report } from './_lib.ts';
+import { KAFKA_LIB, NODE, PYTHON, ROOT, flag, measure, report, roundRobin } from './_lib.ts';
 import type { Measured, Row } from './_lib.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -36,13 +38,14 @@ export default async function usersBenchmark(args: string[]): Promise<void> {
   const frames = Number(flag(args, 'frames', '1000000'));
   const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
   const partitions = Number(flag(args, 'partitions', '3'));
+  const repeat = Number(flag(args, 'repeat', '3'));
   const id = randomUUID().slice(0, 6);
   const topic = (name: string) => `bench-users-${id}-${name}`;
   const bin = join(ROOT, 'bin/tickflow.js');
   const dir = await mkdtemp(join(tmpdir(), 'tickflow-bench-users-'));
   const file = join(dir, 'frames.jsonl');
   const log = new KafkaLog({ brokers: brokers.split(',') });
-  const names = ['tickflow', 'kafkajs', 'python', 'perf', 'minutes', 'late', 'dead'].map(topic);
+  const names = ['tickflow', 'kafkajs', 'python', 'perf'].map(topic);
   await log.createTopics(names.slice(0, 4).map((name) => ({ name, partitions })));
   console.log(`# users benchmark: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, brokers ${brokers}\n`);
 
@@ -69,16 +72,32 @@ export default async function usersBenchmark(args: string[]): Promise<void> {
       if (count !== frames) throw new Error(`${name} holds ${count} messages, expected ${frames}`);
     }
 
-    // 2. Unique users per minute over the topic tickflow replayed.
+    // 2. Unique users per minute over the topic tickflow replayed: one untimed pass warms the
+    // broker's fetch path, then every contender runs `--repeat` times, round-robin.
     const source = topic('tickflow');
-    const counted = measure(NODE, [bin, 'unique-users', '--until-end', '--input', source, '--output', topic('minutes'), '--late-topic', topic('late'), '--dead-letter-topic', topic('dead'), '--brokers', brokers, '--json']);
-    const uniqueSummary = JSON.parse(counted.stdout) as { frames: number; framesPerSecond: number; minutes: number; late: number };
-    if (uniqueSummary.frames !== frames) throw new Error(`unique-users read ${uniqueSummary.frames} frames`);
+    const consumerPerf = () => measure('java', ['-Xmx512m', '-cp', KAFKA_LIB, 'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', brokers, '--topic', source, '--messages', String(frames), '--timeout', '60000']);
+    consumerPerf();
+    let run = 0;
+    const tickflowRun = () => {
+      const suffix = `${run++}`;
+      const outputs = ['minutes', 'late', 'dead'].map((name) => topic(`${name}-${suffix}`));
+      names.push(...outputs);
+      return measure(NODE, [bin, 'unique-users', '--until-end', '--input', source, '--output', outputs[0]!, '--late-topic', outputs[1]!, '--dead-letter-topic', outputs[2]!, '--brokers', brokers, '--json']);
+    };
+    const [perf, kafkajsRun, pythonRun, counted] = roundRobin(
+      [consumerPerf, () => measure(NODE, [SELF, '--baseline', 'kafkajs-unique-users', brokers, source]), () => measure(PYTHON, [python, 'unique-users', brokers, source]), tickflowRun],
+      repeat,
+      (m, i) => {
+        if (i === 1 || i === 2) expectCount(m, frames);
+        if (i === 3 && (JSON.parse(m.stdout) as { frames: number }).frames !== frames) throw new Error(`unique-users read ${m.stdout}`);
+      },
+    );
+    const uniqueSummary = JSON.parse(counted!.stdout) as { frames: number; framesPerSecond: number; minutes: number; late: number };
     const uniqueRows: Row[] = [
-      { name: 'kafka-consumer-perf-test', messages: frames, bytes, ...pick(measure('java', ['-Xmx512m', '-cp', KAFKA_LIB, 'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', brokers, '--topic', source, '--messages', String(frames), '--timeout', '60000'])) },
-      { name: 'plain KafkaJS (eachMessage + JSON.parse + Set per minute)', messages: frames, bytes, ...pick(expectCount(measure(NODE, [SELF, '--baseline', 'kafkajs-unique-users', brokers, source]), frames)) },
-      { name: 'plain Python confluent-kafka (json.loads + set per minute)', messages: frames, bytes, ...pick(expectCount(measure(PYTHON, [python, 'unique-users', brokers, source]), frames)) },
-      { name: 'tickflow unique-users --until-end', messages: frames, bytes, ...pick(counted), note: `${uniqueSummary.framesPerSecond.toLocaleString('en-US')} frames/s after start-up, ${uniqueSummary.minutes} minutes, ${uniqueSummary.late} late` },
+      { name: 'kafka-consumer-perf-test', messages: frames, bytes, ...pick(perf!) },
+      { name: 'plain KafkaJS (eachMessage + JSON.parse + Set per minute)', messages: frames, bytes, ...pick(kafkajsRun!) },
+      { name: 'plain Python confluent-kafka (json.loads + set per minute)', messages: frames, bytes, ...pick(pythonRun!) },
+      { name: 'tickflow unique-users --until-end', messages: frames, bytes, ...pick(counted!), note: `${uniqueSummary.framesPerSecond.toLocaleString('en-US')} frames/s after start-up, ${uniqueSummary.minutes} minutes, ${uniqueSummary.late} late` },
     ];
 
     // 3. JSON decoding alone, in process, on the first frames of the file.
@@ -151,7 +170,7 @@ function decodingRates(sample: Buffer[]): string {
 }
 
 function pick(m: Measured) {
-  return { seconds: m.seconds, peakRssMiB: m.peakRssMiB };
+  return { seconds: m.seconds, peakRssMiB: m.peakRssMiB, ...(m.runs ? { runs: m.runs } : {}) };
 }
 
 function expectCount(m: Measured, frames: number): Measured {

@@ -9,20 +9,143 @@
  * so hash collisions do not matter below ~10^12 distinct values.
  */
 
+/** A string given as its bytes [start, end), known to be plain ASCII (no escapes). */
+export interface AsciiText {
+  readonly bytes: Uint8Array;
+  readonly start: number;
+  readonly end: number;
+}
+
 /** Distinct counting, exact or approximate. */
 export interface DistinctCounter {
   add(value: string): void;
+  /**
+   * Adds the string spelt by bytes [start, end), which the caller knows to be plain ASCII
+   * (every byte below 0x80, no escapes): the same as `add` of that string, without making it.
+   */
+  addAscii(bytes: Uint8Array, start: number, end: number): void;
   /** The number of distinct values added (an estimate for sketches). */
   count(): number;
 }
 
+/**
+ * Exact distinct count. ASCII strings (every uid a tracker generates, in practice) are
+ * kept as bytes in an AsciiSet; others in a Set of strings. An ASCII string never equals a
+ * non-ASCII one, so the two parts never hold the same value twice.
+ */
 export class ExactDistinct implements DistinctCounter {
-  readonly #values = new Set<string>();
+  readonly #ascii = new AsciiSet();
+  readonly #other = new Set<string>();
+
   add(value: string): void {
-    this.#values.add(value);
+    if (isAscii(value)) this.#ascii.addString(value);
+    else this.#other.add(value);
   }
+
+  addAscii(bytes: Uint8Array, start: number, end: number): void {
+    this.#ascii.add(bytes, start, end);
+  }
+
   count(): number {
-    return this.#values.size;
+    return this.#ascii.size + this.#other.size;
+  }
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/**
+ * A set of byte strings without a string or an object per member: open addressing (linear
+ * probing) on a 32-bit FNV-1a hash, each member's bytes stored once in a growing arena.
+ * This is what lets an exact count keep up with hundreds of thousands of frames a second.
+ */
+export class AsciiSet {
+  size = 0;
+  #arena = new Uint8Array(1 << 12);
+  #used = 0;
+  /** Member index + 1 per slot; 0 is empty. Its length stays a power of two, at most half full. */
+  #slots = new Int32Array(1 << 8);
+  #starts = new Int32Array(1 << 7);
+  #lengths = new Int32Array(1 << 7);
+  #hashes = new Int32Array(1 << 7);
+  #scratch = new Uint8Array(64);
+
+  /** Adds bytes [start, end); returns false when they were already a member. */
+  add(bytes: Uint8Array, start: number, end: number): boolean {
+    let h = 0x811c9dc5 | 0;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+    h = fmix(h) | 0;
+    const length = end - start;
+    const slots = this.#slots;
+    const mask = slots.length - 1;
+    let slot = h & mask;
+    for (let member = slots[slot]; member !== 0; member = slots[slot]) {
+      const m = member - 1;
+      if (this.#hashes[m] === h && this.#lengths[m] === length && this.#equal(m, bytes, start, length)) return false;
+      slot = (slot + 1) & mask;
+    }
+    const index = this.size;
+    if (index === this.#starts.length) this.#growMembers();
+    if (this.#used + length > this.#arena.length) this.#growArena(this.#used + length);
+    const arena = this.#arena;
+    const at = this.#used;
+    if (length <= 32) for (let i = 0; i < length; i++) arena[at + i] = bytes[start + i];
+    else arena.set(bytes.subarray(start, end), at);
+    this.#used = at + length;
+    this.#starts[index] = at;
+    this.#lengths[index] = length;
+    this.#hashes[index] = h;
+    slots[slot] = index + 1;
+    this.size = index + 1;
+    if (this.size * 2 > slots.length) this.#rehash();
+    return true;
+  }
+
+  /** Adds an ASCII string (code units below 0x80). */
+  addString(text: string): boolean {
+    if (text.length > this.#scratch.length) this.#scratch = new Uint8Array(text.length * 2);
+    const scratch = this.#scratch;
+    for (let i = 0; i < text.length; i++) scratch[i] = text.charCodeAt(i);
+    return this.add(scratch, 0, text.length);
+  }
+
+  #equal(member: number, bytes: Uint8Array, start: number, length: number): boolean {
+    const arena = this.#arena;
+    const at = this.#starts[member];
+    for (let i = 0; i < length; i++) if (arena[at + i] !== bytes[start + i]) return false;
+    return true;
+  }
+
+  #growMembers(): void {
+    const grow = (old: Int32Array) => {
+      const grown = new Int32Array(old.length * 2);
+      grown.set(old);
+      return grown;
+    };
+    this.#starts = grow(this.#starts);
+    this.#lengths = grow(this.#lengths);
+    this.#hashes = grow(this.#hashes);
+  }
+
+  #growArena(needed: number): void {
+    let size = this.#arena.length * 2;
+    while (size < needed) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.#arena.subarray(0, this.#used));
+    this.#arena = grown;
+  }
+
+  #rehash(): void {
+    const slots = new Int32Array(this.#slots.length * 2);
+    const mask = slots.length - 1;
+    for (let m = 0; m < this.size; m++) {
+      let slot = this.#hashes[m] & mask;
+      while (slots[slot] !== 0) slot = (slot + 1) & mask;
+      slots[slot] = m + 1;
+    }
+    this.#slots = slots;
   }
 }
 
@@ -48,6 +171,12 @@ export class HyperLogLog implements DistinctCounter {
     // measurably higher error (~1.0% instead of 0.81%) on sequential ids.
     const a = murmur3(value, 0x9747b28c);
     const b = murmur3(value, 0x5bd1e995);
+    this.addHash(fmix(a ^ Math.imul(b, 0x9e3779b1)), fmix(b ^ Math.imul(a, 0x85ebca77)));
+  }
+
+  addAscii(bytes: Uint8Array, start: number, end: number): void {
+    const a = murmur3Ascii(bytes, start, end, 0x9747b28c);
+    const b = murmur3Ascii(bytes, start, end, 0x5bd1e995);
     this.addHash(fmix(a ^ Math.imul(b, 0x9e3779b1)), fmix(b ^ Math.imul(a, 0x85ebca77)));
   }
 
@@ -132,6 +261,34 @@ export function murmur3(text: string, seed: number): number {
   }
   if (i < length) {
     let k = text.charCodeAt(i);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+  }
+  h ^= length * 2;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** murmur3 of the ASCII string spelt by bytes [start, end): each byte is a code unit. */
+export function murmur3Ascii(bytes: Uint8Array, start: number, end: number, seed: number): number {
+  let h = seed | 0;
+  const length = end - start;
+  let i = start;
+  for (; i + 1 < end; i += 2) {
+    let k = bytes[i] | (bytes[i + 1] << 16);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  if (i < end) {
+    let k = bytes[i];
     k = Math.imul(k, 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);
     h ^= Math.imul(k, 0x1b873593);

@@ -1,5 +1,5 @@
 import { TumblingWindows, Watermark } from './window.ts';
-import type { DistinctCounter } from './hyperloglog.ts';
+import type { AsciiText, DistinctCounter } from './hyperloglog.ts';
 
 /**
  * Distinct users per minute of event time, with late data.
@@ -132,7 +132,7 @@ export class UniqueUsersPerMinute {
    * Adds one frame. Returns null when it was counted, ALREADY_EMITTED when an earlier run
    * covered its minute, or why it is late.
    */
-  add(partition: number, eventTimeMs: number, uid: string, offset?: bigint): LateFrame | typeof ALREADY_EMITTED | null {
+  add(partition: number, eventTimeMs: number, uid: string | AsciiText, offset?: bigint): LateFrame | typeof ALREADY_EMITTED | null {
     let state = this.#partitions.get(partition);
     if (state === undefined) {
       this.expect(partition);
@@ -156,7 +156,8 @@ export class UniqueUsersPerMinute {
     }
     watermark.observe(eventTimeMs);
     const minute = this.#minute(start, partition, offset);
-    minute.counter.add(uid);
+    if (typeof uid === 'string') minute.counter.add(uid);
+    else minute.counter.addAscii(uid.bytes, uid.start, uid.end);
     minute.frames++;
     return null;
   }

@@ -1,5 +1,6 @@
 import { RootFields, ValueKind, decodeUtf8 } from './json-root-fields.ts';
 import type { Utf8Decoder } from './json-root-fields.ts';
+import type { AsciiText } from './hyperloglog.ts';
 
 /**
  * A user-tracker frame is any JSON object; only its root-level `uid` (a non-empty string)
@@ -20,14 +21,19 @@ const TS = 1;
 
 /** Reads frames one after another; the fields of the last read are on the instance. */
 export class UserFrameReader {
-  /** Root `uid` of the last frame read. */
-  uid = '';
+  /**
+   * When the last frame's uid is plain ASCII without escapes (the usual case), its bytes in
+   * the frame; otherwise null. Counting from the bytes spares making a string per frame.
+   */
+  uidAscii: AsciiText | null = null;
   /** Root `ts` of the last frame read, in seconds (may be fractional or negative). */
   ts = Number.NaN;
   problem: FrameProblem | null = null;
   /** Human detail of the problem (e.g. "unexpected character at byte 17"). */
   detail = '';
   readonly #fields: RootFields;
+  readonly #ascii: { bytes: Uint8Array; start: number; end: number } = { bytes: new Uint8Array(0), start: 0, end: 0 };
+  #uid: string | null = '';
 
   /** `validateStrings`: see RootFields (off trades string-content checks for speed). */
   constructor(options: { decode?: Utf8Decoder; validateStrings?: boolean } = {}) {
@@ -43,8 +49,17 @@ export class UserFrameReader {
     const uidKind = fields.kinds[UID];
     if (uidKind === ValueKind.ABSENT) return this.#reject('missing-uid', 'no root-level uid');
     if (uidKind !== ValueKind.STRING && uidKind !== ValueKind.ESCAPED_STRING) return this.#reject('bad-uid', 'uid is not a string');
-    const uid = fields.string(bytes, UID)!;
-    if (uid.length === 0) return this.#reject('bad-uid', 'uid is empty');
+    const uidStart = fields.starts[UID];
+    const uidEnd = fields.ends[UID];
+    let ascii = uidKind === ValueKind.STRING;
+    if (ascii) for (let i = uidStart; i < uidEnd; i++) if (bytes[i] > 0x7f) ascii = false;
+    let uid: string | null = null;
+    if (ascii) {
+      if (uidEnd === uidStart) return this.#reject('bad-uid', 'uid is empty');
+    } else {
+      uid = fields.string(bytes, UID)!;
+      if (uid.length === 0) return this.#reject('bad-uid', 'uid is empty');
+    }
 
     const tsKind = fields.kinds[TS];
     let ts: number;
@@ -61,17 +76,38 @@ export class UserFrameReader {
       return this.#reject('bad-ts', 'ts is neither a number nor a numeric string');
     }
     if (!(Math.abs(ts) <= MAX_SECONDS)) return this.#reject('bad-ts', 'ts is not a number of unix seconds in the range of a date');
-    this.uid = uid;
+    if (ascii) {
+      const range = this.#ascii;
+      range.bytes = bytes;
+      range.start = uidStart;
+      range.end = uidEnd;
+      this.uidAscii = range;
+    } else {
+      this.uidAscii = null;
+    }
+    this.#uid = uid;
     this.ts = ts;
     this.problem = null;
     this.detail = '';
     return true;
   }
 
+  /** Root `uid` of the last frame read ('' when it was rejected). */
+  get uid(): string {
+    if (this.#uid === null) {
+      const { bytes, start, end } = this.#ascii;
+      let text = '';
+      for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i]);
+      this.#uid = text;
+    }
+    return this.#uid;
+  }
+
   #reject(problem: FrameProblem, detail: string): false {
     this.problem = problem;
     this.detail = detail;
-    this.uid = '';
+    this.uidAscii = null;
+    this.#uid = '';
     this.ts = Number.NaN;
     return false;
   }

@@ -127,7 +127,7 @@ class FrameCounter {
       return;
     }
     const offset = this.#trackOffsets && 'offset' in source ? source.offset : undefined;
-    const verdict = this.operator.add(partition, reader.ts * 1000, reader.uid, offset);
+    const verdict = this.operator.add(partition, reader.ts * 1000, reader.uidAscii ?? reader.uid, offset);
     if (verdict === null) {
       this.summary.counted++;
       return;

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExactDistinct, HyperLogLog, murmur3 } from '../../src/core/hyperloglog.ts';
+import { AsciiSet, ExactDistinct, HyperLogLog, murmur3, murmur3Ascii } from '../../src/core/hyperloglog.ts';
+import { seededRandom } from '../../src/core/random.ts';
 
 function estimate(precision: number, n: number, prefix: string): number {
   const sketch = new HyperLogLog(precision);
@@ -71,5 +72,54 @@ describe('HyperLogLog', () => {
     const exact = new ExactDistinct();
     for (const v of ['a', 'b', 'a', 'é', 'e\u0301']) exact.add(v);
     assert.equal(exact.count(), 4);
+  });
+
+  it('hashes ASCII bytes exactly as the string they spell, so both ways of adding agree', () => {
+    const random = seededRandom('murmur-ascii');
+    for (let n = 0; n < 2000; n++) {
+      const text = Array.from({ length: random.int(0, 40) }, () => String.fromCharCode(random.int(0, 127))).join('');
+      const bytes = Buffer.from(`..${text}.`, 'latin1');
+      for (const seed of [0, 0x9747b28c]) assert.equal(murmur3Ascii(bytes, 2, 2 + text.length, seed), murmur3(text, seed), JSON.stringify(text));
+    }
+    const byString = new HyperLogLog(12);
+    const byBytes = new HyperLogLog(12);
+    for (let i = 0; i < 20_000; i++) {
+      const text = `user-${i}`;
+      byString.add(text);
+      byBytes.addAscii(Buffer.from(text), 0, text.length);
+    }
+    assert.deepEqual(byBytes.registers, byString.registers);
+  });
+});
+
+describe('exact distinct counting', () => {
+  it('equals a Set of strings over 200,000 values added as bytes and as strings, ASCII or not', () => {
+    const random = seededRandom('exact-distinct');
+    const exact = new ExactDistinct();
+    const reference = new Set<string>();
+    const alphabet = ['a', 'b', 'Z', '0', '-', '~', ' ', 'é', '😀', '\u0000'];
+    for (let i = 0; i < 200_000; i++) {
+      // Short values repeat often; long ones (past the arena's first size) rarely.
+      const length = random.next() < 0.9 ? random.int(1, 6) : random.int(30, 5000);
+      let text = '';
+      for (let k = 0; k < length; k++) text += alphabet[random.int(0, random.next() < 0.95 ? 6 : 9)];
+      reference.add(text);
+      const bytes = Buffer.from(`{"uid":"${text}"}`);
+      if (/^[\x00-\x7f]*$/.test(text) && random.next() < 0.7) exact.addAscii(bytes, 8, 8 + text.length);
+      else exact.add(text);
+      if (i % 50_000 === 0) assert.equal(exact.count(), reference.size);
+    }
+    assert.equal(exact.count(), reference.size);
+    assert.ok(reference.size > 50_000, `only ${reference.size} distinct values`);
+  });
+
+  it('AsciiSet reports members it already holds, across growth', () => {
+    const set = new AsciiSet();
+    const bytes = (text: string) => Buffer.from(text, 'latin1');
+    for (let i = 0; i < 10_000; i++) assert.equal(set.add(bytes(`k${i}`), 0, `k${i}`.length), true);
+    for (let i = 0; i < 10_000; i++) assert.equal(set.addString(`k${i}`), false, `k${i}`);
+    assert.equal(set.add(bytes('xk1x'), 1, 3), false);
+    assert.equal(set.add(bytes('k'), 0, 1), true);
+    assert.equal(set.size, 10_001);
   });
 });

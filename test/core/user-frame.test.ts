@@ -50,6 +50,24 @@ describe('UserFrameReader', () => {
     });
   }
 
+  it('gives a plain ASCII uid as its bytes, and any other uid as a string only', () => {
+    const reader = new UserFrameReader({ validateStrings: false });
+    const plain = Buffer.from('{"x":{"uid":"no"},"uid":"u-123","ts":1}');
+    assert.equal(reader.read(plain), true);
+    const ascii = reader.uidAscii!;
+    assert.equal(Buffer.from(ascii.bytes.subarray(ascii.start, ascii.end)).toString('latin1'), 'u-123');
+    assert.equal(ascii.bytes, plain);
+    assert.equal(reader.uid, 'u-123');
+    for (const [text, uid] of [['{"uid":"a\\u0062c","ts":1}', 'abc'], ['{"uid":"Zürich","ts":1}', 'Zürich'], ['{"uid":"a\\"b","ts":1}', 'a"b']]) {
+      assert.equal(reader.read(Buffer.from(text!)), true, text);
+      assert.equal(reader.uidAscii, null, text);
+      assert.equal(reader.uid, uid);
+    }
+    assert.equal(reader.read(Buffer.from('{"uid":"","ts":1}')), false);
+    assert.equal(reader.uidAscii, null);
+    assert.equal(reader.uid, '');
+  });
+
   it('agrees with JSON.parse on 20,000 generated frames (decoys, string ts, duplicate keys, escapes)', () => {
     const frames = userTrackerFrames({ random: seededRandom('user-frame'), lateShare: 0.05, duplicateKeyShare: 0.2, stringTsShare: 0.3 });
     for (let i = 0; i < 20_000; i++) {
