@@ -1,22 +1,24 @@
 /**
- * `npm run bench -- prices [--messages 1000000] [--brokers 127.0.0.1:9092] [--partitions 3]`
+ * `npm run bench -- prices [--messages 1000000] [--brokers 127.0.0.1:9092] [--partitions 3] [--repeat 3]`
  *
  * Producing and `stats` over the same 1,000,000 price messages on the real Kafka, each
  * against the baselines measured in the same run: Kafka's own perf tools (the ceiling), a
  * plain KafkaJS version and a plain Python confluent-kafka version (the peers). Wall time
- * includes process start-up for every row; peak RSS is the process's.
+ * includes process start-up for every row; peak RSS is the process's. The readers run
+ * `--repeat` times each, round-robin after a warm-up pass, and their median counts.
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { KafkaLog } from '../src/log/kafka.ts';
 import { decodePrice } from '../src/core/prices.ts';
-import { KAFKA_LIB, NODE, PYTHON, ROOT, flag, measure, report } from './_lib.ts';
-import type { Row } from './_lib.ts';
+import { KAFKA_LIB, NODE, PYTHON, ROOT, flag, measure, report, roundRobin } from './_lib.ts';
+import type { Measured, Row } from './_lib.ts';
 
 export default async function pricesBenchmark(args: string[]): Promise<void> {
   const messages = Number(flag(args, 'messages', '1000000'));
   const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
   const partitions = Number(flag(args, 'partitions', '3'));
+  const repeat = Number(flag(args, 'repeat', '3'));
   const id = randomUUID().slice(0, 6);
   const topic = (name: string) => `bench-prices-${id}-${name}`;
   const bin = join(ROOT, 'bin/tickflow.js');
@@ -41,16 +43,29 @@ export default async function pricesBenchmark(args: string[]): Promise<void> {
       if (count !== messages) throw new Error(`${name} holds ${count} messages, expected ${messages}`);
     }
 
-    // Consuming: every reader on the topic tickflow produced.
+    // Consuming: every reader on the topic tickflow produced. One untimed pass warms the
+    // broker's fetch path; then every reader runs `--repeat` times, round-robin.
     const source = topic('tickflow');
-    const statsRun = measure(NODE, [bin, 'stats', '--topic', source, '--brokers', brokers, '--json']);
-    const stats = JSON.parse(statsRun.stdout) as { count: number };
-    if (stats.count !== messages) throw new Error(`stats counted ${stats.count}`);
+    const consumerPerf = () => measure('java', ['-Xmx512m', '-cp', KAFKA_LIB, 'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', brokers, '--topic', source, '--messages', String(messages), '--timeout', '60000']);
+    consumerPerf();
+    const [perfRun, kafkajsRun, pythonRun, statsRun] = roundRobin(
+      [
+        consumerPerf,
+        () => measure(NODE, [join(ROOT, 'bench/baselines/kafkajs-stats.ts'), brokers, source]),
+        () => measure(PYTHON, [join(ROOT, 'bench/baselines/python_stats.py'), brokers, source]),
+        () => measure(NODE, [bin, 'stats', '--topic', source, '--brokers', brokers, '--json']),
+      ],
+      repeat,
+      (m, i) => {
+        if (i === 1 || i === 2) expectCount(m, messages);
+        if (i === 3 && (JSON.parse(m.stdout) as { count: number }).count !== messages) throw new Error(`stats counted ${m.stdout}`);
+      },
+    );
     const consumeRows: Row[] = [
-      { name: 'kafka-consumer-perf-test', messages, bytes: summary.bytes, ...pick(measure('java', ['-Xmx512m', '-cp', KAFKA_LIB, 'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', brokers, '--topic', source, '--messages', String(messages), '--timeout', '60000'])) },
-      { name: 'plain KafkaJS stats (eachMessage + JSON.parse)', messages, bytes: summary.bytes, ...pick(expectCount(measure(NODE, [join(ROOT, 'bench/baselines/kafkajs-stats.ts'), brokers, source]), messages)) },
-      { name: 'plain Python confluent-kafka stats', messages, bytes: summary.bytes, ...pick(expectCount(measure(PYTHON, [join(ROOT, 'bench/baselines/python_stats.py'), brokers, source]), messages)) },
-      { name: 'tickflow stats', messages, bytes: summary.bytes, ...pick(statsRun) },
+      { name: 'kafka-consumer-perf-test', messages, bytes: summary.bytes, ...pick(perfRun!) },
+      { name: 'plain KafkaJS stats (eachMessage + JSON.parse)', messages, bytes: summary.bytes, ...pick(kafkajsRun!) },
+      { name: 'plain Python confluent-kafka stats', messages, bytes: summary.bytes, ...pick(pythonRun!) },
+      { name: 'tickflow stats', messages, bytes: summary.bytes, ...pick(statsRun!) },
     ];
 
     // JSON decoding alone, in process, on the same values.
@@ -79,8 +94,8 @@ export default async function pricesBenchmark(args: string[]): Promise<void> {
   }
 }
 
-function pick(m: { seconds: number; peakRssMiB: number }) {
-  return { seconds: m.seconds, peakRssMiB: m.peakRssMiB };
+function pick(m: Measured) {
+  return { seconds: m.seconds, peakRssMiB: m.peakRssMiB, ...(m.runs ? { runs: m.runs } : {}) };
 }
 
 function expectCount<T extends { stdout: string }>(m: T, messages: number): T {
