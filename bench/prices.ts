@@ -7,6 +7,7 @@
  * includes process start-up for every row; peak RSS is the process's. The readers run
  * `--repeat` times each, round-robin after a warm-up pass, and their median counts.
  */
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { KafkaLog } from '../src/log/kafka.ts';
@@ -45,6 +46,7 @@ export default async function pricesBenchmark(args: string[]): Promise<void> {
 
     // Consuming: every reader on the topic tickflow produced. One untimed pass warms the
     // broker's fetch path; then every reader runs `--repeat` times, round-robin.
+    spawnSync('sync'); // the produced topics' dirty pages: not the readers' to pay for
     const source = topic('tickflow');
     const consumerPerf = () => measure('java', ['-Xmx512m', '-cp', KAFKA_LIB, 'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', brokers, '--topic', source, '--messages', String(messages), '--timeout', '60000']);
     consumerPerf();

@@ -19,6 +19,7 @@
  * The KafkaJS baselines live in this file (`node bench/users.ts --baseline NAME ...`); the
  * Python ones are written next to the data.
  */
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
@@ -72,8 +73,11 @@ export default async function usersBenchmark(args: string[]): Promise<void> {
       if (count !== frames) throw new Error(`${name} holds ${count} messages, expected ${frames}`);
     }
 
-    // 2. Unique users per minute over the topic tickflow replayed: one untimed pass warms the
-    // broker's fetch path, then every contender runs `--repeat` times, round-robin.
+    // 2. Unique users per minute over the topic tickflow replayed. The replays left ~8 GB of
+    // dirty pages: flush them first, so that the readers do not share the cores with the
+    // kernel's write-back. One untimed pass warms the broker's fetch path, then every
+    // contender runs `--repeat` times, round-robin.
+    spawnSync('sync');
     const source = topic('tickflow');
     const consumerPerf = () => measure('java', ['-Xmx512m', '-cp', KAFKA_LIB, 'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', brokers, '--topic', source, '--messages', String(frames), '--timeout', '60000']);
     consumerPerf();
