@@ -8,6 +8,8 @@ import { UniqueUsersPerMinute, minuteIso } from '../core/unique-users.ts';
 import type { MinuteCount } from '../core/unique-users.ts';
 import { UserFrameReader } from '../core/user-frame.ts';
 import type { FrameProblem } from '../core/user-frame.ts';
+import { FrameScanner, ScannedFrames } from './frame-scanner.ts';
+import type { FrameView, ScanningBatch } from './frame-scanner.ts';
 import { valueRange } from '../log/types.ts';
 import { SendQueue } from '../log/send-queue.ts';
 import type { Log, LogRecord, Producer, TopicPartitionOffset, ValueRange } from '../log/types.ts';
@@ -46,6 +48,8 @@ export interface UniqueUsersConfig {
   strict: boolean;
   /** Partitions for topics this pipeline creates. */
   partitions: number;
+  /** With 2, a bounded read (`untilEnd`) reads frames' root fields on a second thread. */
+  threads: number;
   format: JsonRecordFormat;
 }
 
@@ -117,9 +121,14 @@ class FrameCounter {
 
   /** The hot path: one frame's bytes [start, end) of `data`. */
   frame(partition: number, data: Uint8Array, start: number, end: number, source: FrameSource): void {
-    this.summary.frames++;
     const reader = this.#reader;
-    if (!reader.read(data, start, end)) {
+    this.count(partition, data, start, end, source, reader, reader.read(data, start, end));
+  }
+
+  /** Counts a frame whose root fields were read (`ok`: it has a usable uid and ts). */
+  count(partition: number, data: Uint8Array, start: number, end: number, source: FrameSource, reader: FrameView, ok: boolean): void {
+    this.summary.frames++;
+    if (!ok) {
       this.summary.invalid++;
       const problem = reader.problem!;
       this.summary.invalidReasons[problem] = (this.summary.invalidReasons[problem] ?? 0) + 1;
@@ -264,7 +273,12 @@ async function readBounded(config: UniqueUsersConfig, deps: UniqueUsersDeps, cou
     if (p.latest <= p.earliest) counter.operator.finish(p.partition);
   }
   const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
-  for await (const batch of log.readRange({ topic: config.input, to: ends, signal: deps.signal })) {
+  const afterBatch = async (batch: LogRecord[]) => {
+    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: config.input }, batch.length);
+    await emit(counter.operator.close(now()));
+    await counter.sendSideRecords();
+  };
+  const readHere = async (batch: LogRecord[]) => {
     let last: LogRecord | null = null;
     for (const record of batch) {
       if (last !== null && record.partition !== last.partition) finishIfDone(counter, last, ends);
@@ -273,9 +287,42 @@ async function readBounded(config: UniqueUsersConfig, deps: UniqueUsersDeps, cou
       else counter.frame(record.partition, EMPTY, 0, 0, record);
     }
     if (last !== null) finishIfDone(counter, last, ends);
-    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: config.input }, batch.length);
-    await emit(counter.operator.close(now()));
-    await counter.sendSideRecords();
+    await afterBatch(batch);
+  };
+  const countScanned = async (scanning: ScanningBatch) => {
+    const result = await scanning.result;
+    const view = new ScannedFrames(result);
+    const { records, frames } = scanning;
+    const bytes = view.bytes;
+    let last: LogRecord | null = null;
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      if (last !== null && record.partition !== last.partition) finishIfDone(counter, last, ends);
+      last = record;
+      counter.count(record.partition, bytes, frames[2 * i]!, frames[2 * i + 1]!, record, view, view.at(i));
+    }
+    if (last !== null) finishIfDone(counter, last, ends);
+    scanner!.release(result);
+    await afterBatch(records);
+  };
+  // The root fields are read on a second thread while this one fetches and counts: up to
+  // two batches wait in the worker while the oldest is counted here, in order.
+  const scanner = config.threads > 1 ? new FrameScanner(config.strict) : null;
+  const scanning: ScanningBatch[] = [];
+  try {
+    for await (const batch of log.readRange({ topic: config.input, to: ends, signal: deps.signal })) {
+      const next = scanner?.submit(batch) ?? null;
+      if (next) {
+        scanning.push(next);
+        while (scanning.length > 2) await countScanned(scanning.shift()!);
+      } else {
+        while (scanning.length > 0) await countScanned(scanning.shift()!);
+        await readHere(batch);
+      }
+    }
+    while (scanning.length > 0) await countScanned(scanning.shift()!);
+  } finally {
+    await scanner?.close();
   }
   for (const p of offsets) counter.operator.finish(p.partition);
   await emit([...counter.operator.close(now()), ...counter.operator.flush()]);

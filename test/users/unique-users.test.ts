@@ -118,6 +118,38 @@ describe('unique-users on real Kafka', () => {
     return { topic, stored: messages.map((m) => ({ partition: m.partition, text: m.value! })), offsets: messages.map((m) => BigInt(m.offset)) };
   }
 
+  it('(d) on Kafka: string ts, decoys, duplicate keys, unicode and escaped uids, bad frames; two threads and one agree with the reference', async () => {
+    const texts = [
+      ...frames('tricky-kafka', 6000, { stringTsShare: 0.5, duplicateKeyShare: 0.3 }),
+      '{"uid":"nested-only","x":{"ts":1468244400}}',
+      '{"x":{"uid":"nobody"},"ts":1468244400}',
+      '{"uid":"x","ts":"soon"}',
+      '{"ts":"1468244401","uid":"decoy","uid":"Zürich-用户-😀","ts":1468244402,"meta":{"uid":"inner","ts":0}}',
+      '{"ts":"1468244402.5","\\u0075id":"Zürich-用户-😀"}',
+      // A minute of its own, hours later: three users, one of them written with an escape.
+      '{"ts":1468300020,"uid":"Zürich-用户-😀"}',
+      '{"ts":1468300021,"uid":"Genève-👍"}',
+      '{"ts":1468300022,"uid":"esc\\u0061ped"}',
+      '{"ts":1468300023,"uid":"escaped"}',
+      '{"ts":1468300024,"uid":"Zürich-用户-😀"}',
+    ];
+    const { topic, stored } = await topicWith(texts, 'uu-tricky', ['not json at all']);
+    const expected = referenceUniqueUsers(stored);
+    assert.equal(expected.invalid, 4);
+    assert.deepEqual(expected.minutes.at(-1), { minute: '2016-07-12T05:07:00Z', start: 1468300020, uniqueUsers: 3, frames: 5, late: 0 });
+    for (const threads of ['2', '1']) {
+      const output = unique(`uu-tricky-out-${threads}`);
+      const deadTopic = unique(`uu-tricky-dead-${threads}`);
+      const result = await run(['unique-users', '--until-end', '--input', topic, '--output', output, '--late-topic', unique('uu-tricky-late'), '--dead-letter-topic', deadTopic, '--threads', threads, '--json', ...BROKERS]);
+      assert.equal(result.code, 0, result.stderr);
+      const minutes = (await readAll(log, output)).map((r) => JSON.parse(r.value) as ReferenceMinute);
+      assert.deepEqual(minutes, expected.minutes, `--threads ${threads}`);
+      const dead = await readAll(log, deadTopic);
+      assert.deepEqual(dead.map((r) => r.headers['x-reason']).sort(), ['bad-ts', 'missing-ts', 'missing-uid', 'not-json'], `--threads ${threads}`);
+      assert.ok(dead.every((r) => r.headers['x-error'] !== ''), 'each dead letter says what is wrong');
+    }
+  });
+
   it('(c) 1% of frames 10–60 s late: late frames on the side topic with how late, minutes exact over the on-time frames, a re-run gives the same output', async () => {
     const texts = frames('late', 12_000, { lateShare: 0.01 });
     const { topic, stored, offsets } = await topicWith(texts, 'uu-late', ['not json', '{"uid":"u"}']);
@@ -153,10 +185,10 @@ describe('unique-users on real Kafka', () => {
     const dead = await readAll(log, deadTopic);
     assert.deepEqual(dead.map((r) => r.headers['x-reason']).sort(), ['missing-ts', 'not-json']);
 
-    const second = await run(args);
+    const second = await run([...args, '--threads', '1']);
     assert.equal(second.code, 0, second.stderr);
     const twice = (await readAll(log, output)).map((r) => JSON.parse(r.value) as ReferenceMinute);
-    assert.deepEqual(twice, [...expected.minutes, ...expected.minutes], 're-running on the same topic gives the same output');
+    assert.deepEqual(twice, [...expected.minutes, ...expected.minutes], 're-running on the same topic (read on one thread this time) gives the same output');
     assert.equal((await readAll(log, lateTopic)).length, 2 * expected.late.length);
   });
 

@@ -39,6 +39,7 @@ export const command = defineCommand({
     strict: { type: 'boolean', description: 'Also validate the contents of every string (slower; structure is always validated)' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for the side topics if they have to be created' },
     format: { type: 'string', value: 'F', default: 'auto', description: 'For --input -: auto, lines or array' },
+    threads: { type: 'string', value: 'N', default: '2', description: 'With --until-end: 2 reads frames on a second thread while this one fetches and counts; 1 does all on one' },
   },
   examples: [
     'tickflow unique-users --brokers 127.0.0.1:9092',
@@ -69,6 +70,7 @@ export const command = defineCommand({
       strict: bool(values, 'strict'),
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       format: oneOf(values, 'format', ['auto', 'lines', 'array'] as const, 'auto'),
+      threads: int(values, 'threads', 2, { min: 1, max: 2 }),
     };
   },
   async run({ config, shared, out, signal, logger, openLog }) {
