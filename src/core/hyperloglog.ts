@@ -251,49 +251,34 @@ export function murmur3(text: string, seed: number): number {
   let h = seed | 0;
   const length = text.length;
   let i = 0;
-  for (; i + 1 < length; i += 2) {
-    let k = text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    h ^= Math.imul(k, 0x1b873593);
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  if (i < length) {
-    let k = text.charCodeAt(i);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    h ^= Math.imul(k, 0x1b873593);
-  }
-  h ^= length * 2;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  for (; i + 1 < length; i += 2) h = murmurBlock(h, text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16));
+  if (i < length) h ^= murmurTail(text.charCodeAt(i));
+  return murmurFinish(h, length);
 }
 
 /** murmur3 of the ASCII string spelt by bytes [start, end): each byte is a code unit. */
 export function murmur3Ascii(bytes: Uint8Array, start: number, end: number, seed: number): number {
   let h = seed | 0;
-  const length = end - start;
   let i = start;
-  for (; i + 1 < end; i += 2) {
-    let k = bytes[i] | (bytes[i + 1] << 16);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    h ^= Math.imul(k, 0x1b873593);
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  if (i < end) {
-    let k = bytes[i];
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    h ^= Math.imul(k, 0x1b873593);
-  }
-  h ^= length * 2;
+  for (; i + 1 < end; i += 2) h = murmurBlock(h, bytes[i] | (bytes[i + 1] << 16));
+  if (i < end) h ^= murmurTail(bytes[i]);
+  return murmurFinish(h, end - start);
+}
+
+function murmurTail(k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  return Math.imul(k, 0x1b873593);
+}
+
+function murmurBlock(h: number, k: number): number {
+  h ^= murmurTail(k);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+function murmurFinish(h: number, units: number): number {
+  h ^= units * 2;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -48,35 +48,25 @@ export function decodeBatches(data: Buffer | readonly Buffer[], target: DecodeTa
 function decodeContiguous(data: Buffer, target: DecodeTarget, out: LogRecord[]): void {
   let pos = 0;
   while (data.length - pos >= LENGTH_AND_OFFSET) {
-    const batchLength = data.readInt32BE(pos + 8);
-    const batchEnd = pos + LENGTH_AND_OFFSET + batchLength;
+    const batchEnd = pos + LENGTH_AND_OFFSET + data.readInt32BE(pos + 8);
     if (batchEnd > data.length) return; // a partial batch at the end of a fetch: next fetch resumes there
-    const baseOffset = data.readBigInt64BE(pos);
-    const magic = data.readInt8(pos + 16);
-    if (magic !== 2) throw new TickflowError('LOG_ERROR', `unsupported record batch magic ${magic} in ${target.topic}[${target.partition}]`);
-    const attributes = data.readInt16BE(pos + 21);
-    const lastOffsetDelta = data.readInt32BE(pos + 23);
-    const baseTimestamp = data.readBigInt64BE(pos + 27);
-    const recordCount = data.readInt32BE(pos + 57);
-    const lastOffset = baseOffset + BigInt(lastOffsetDelta);
-    if ((attributes & IS_CONTROL) !== 0 || lastOffset < target.next) {
-      if (lastOffset >= target.next) target.next = lastOffset + 1n;
+    const h = readHeader(data, pos, target);
+    if (passOver(h, target)) {
       pos = batchEnd;
       continue;
     }
     let records = data;
     let rp = pos + BATCH_OVERHEAD;
     let recordsEnd = batchEnd;
-    const compression = attributes & COMPRESSION_MASK;
+    const compression = h.attributes & COMPRESSION_MASK;
     if (compression !== 0) {
       records = decompress(compression, data.subarray(rp, batchEnd), target);
       rp = 0;
       recordsEnd = records.length;
     }
-    // Offset deltas below this were read before; at or past stopAt lies the end of the range.
-    const skipBelow = Number(target.next - baseOffset);
-    const stopAt = target.end === undefined || target.end - baseOffset > 2147483647n ? NO_END : Number(target.end - baseOffset);
-    for (let i = 0; i < recordCount && rp < recordsEnd; i++) {
+    const skipBelow = Number(target.next - h.baseOffset);
+    const stopAt = stopAtFor(h, target);
+    for (let i = 0; i < h.recordCount && rp < recordsEnd; i++) {
       // Varints are zigzag-encoded and read inline: a helper returning (value, position)
       // would allocate per field.
       let b = records[rp++];
@@ -89,12 +79,10 @@ function decodeContiguous(data: Buffer, target: DecodeTarget, out: LogRecord[]):
       }
       const recordLength = (raw >>> 1) ^ -(raw & 1);
       const recordEnd = rp + recordLength;
-      if (!decodeRecord(records, rp, baseOffset, baseTimestamp, skipBelow, stopAt, target, out)) return;
+      if (!decodeRecord(records, rp, h.baseOffset, h.baseTimestamp, skipBelow, stopAt, target, out)) return;
       rp = recordEnd;
     }
-    // Past this batch, including offsets that compaction removed from its end.
-    target.next = lastOffset + 1n;
-    if (target.end !== undefined && target.next > target.end) target.next = target.end;
+    passed(h, target);
     pos = batchEnd;
   }
 }
@@ -104,24 +92,14 @@ function decodeChunked(chunks: Chunks, target: DecodeTarget, out: LogRecord[]): 
   let pos = 0;
   while (chunks.length - pos >= BATCH_OVERHEAD) {
     const header = chunks.view(pos, BATCH_OVERHEAD);
-    const h = chunks.offset;
-    const batchLength = header.readInt32BE(h + 8);
-    const batchEnd = pos + LENGTH_AND_OFFSET + batchLength;
+    const batchEnd = pos + LENGTH_AND_OFFSET + header.readInt32BE(chunks.offset + 8);
     if (batchEnd > chunks.length) return;
-    const baseOffset = header.readBigInt64BE(h);
-    const magic = header.readInt8(h + 16);
-    if (magic !== 2) throw new TickflowError('LOG_ERROR', `unsupported record batch magic ${magic} in ${target.topic}[${target.partition}]`);
-    const attributes = header.readInt16BE(h + 21);
-    const lastOffsetDelta = header.readInt32BE(h + 23);
-    const baseTimestamp = header.readBigInt64BE(h + 27);
-    const recordCount = header.readInt32BE(h + 57);
-    const lastOffset = baseOffset + BigInt(lastOffsetDelta);
-    if ((attributes & IS_CONTROL) !== 0 || lastOffset < target.next) {
-      if (lastOffset >= target.next) target.next = lastOffset + 1n;
+    const h = readHeader(header, chunks.offset, target);
+    if (passOver(h, target)) {
       pos = batchEnd;
       continue;
     }
-    if ((attributes & COMPRESSION_MASK) !== 0) {
+    if ((h.attributes & COMPRESSION_MASK) !== 0) {
       // Decompression needs the batch in one piece.
       const batch = chunks.view(pos, batchEnd - pos);
       decodeContiguous(batch.subarray(chunks.offset, chunks.offset + batchEnd - pos), target, out);
@@ -129,10 +107,10 @@ function decodeChunked(chunks: Chunks, target: DecodeTarget, out: LogRecord[]): 
       pos = batchEnd;
       continue;
     }
-    const skipBelow = Number(target.next - baseOffset);
-    const stopAt = target.end === undefined || target.end - baseOffset > 2147483647n ? NO_END : Number(target.end - baseOffset);
+    const skipBelow = Number(target.next - h.baseOffset);
+    const stopAt = stopAtFor(h, target);
     let rp = pos + BATCH_OVERHEAD;
-    for (let i = 0; i < recordCount && rp < batchEnd; i++) {
+    for (let i = 0; i < h.recordCount && rp < batchEnd; i++) {
       let bytes = chunks.view(rp, Math.min(5, batchEnd - rp));
       let at = chunks.offset;
       let b = bytes[at++];
@@ -146,13 +124,52 @@ function decodeChunked(chunks: Chunks, target: DecodeTarget, out: LogRecord[]): 
       const recordLength = (raw >>> 1) ^ -(raw & 1);
       rp += at - chunks.offset;
       bytes = chunks.view(rp, recordLength);
-      if (!decodeRecord(bytes, chunks.offset, baseOffset, baseTimestamp, skipBelow, stopAt, target, out)) return;
+      if (!decodeRecord(bytes, chunks.offset, h.baseOffset, h.baseTimestamp, skipBelow, stopAt, target, out)) return;
       rp += recordLength;
     }
-    target.next = lastOffset + 1n;
-    if (target.end !== undefined && target.next > target.end) target.next = target.end;
+    passed(h, target);
     pos = batchEnd;
   }
+}
+
+interface BatchHeader {
+  baseOffset: bigint;
+  attributes: number;
+  lastOffset: bigint;
+  baseTimestamp: bigint;
+  recordCount: number;
+}
+
+/** The header of the batch at `at` (after its length was found to fit). */
+function readHeader(data: Buffer, at: number, target: DecodeTarget): BatchHeader {
+  const magic = data.readInt8(at + 16);
+  if (magic !== 2) throw new TickflowError('LOG_ERROR', `unsupported record batch magic ${magic} in ${target.topic}[${target.partition}]`);
+  const baseOffset = data.readBigInt64BE(at);
+  return {
+    baseOffset,
+    attributes: data.readInt16BE(at + 21),
+    lastOffset: baseOffset + BigInt(data.readInt32BE(at + 23)),
+    baseTimestamp: data.readBigInt64BE(at + 27),
+    recordCount: data.readInt32BE(at + 57),
+  };
+}
+
+/** True (and the position moved past it) for a batch with nothing to decode: a control batch, or one read before. */
+function passOver(h: BatchHeader, target: DecodeTarget): boolean {
+  if ((h.attributes & IS_CONTROL) === 0 && h.lastOffset >= target.next) return false;
+  if (h.lastOffset >= target.next) target.next = h.lastOffset + 1n;
+  return true;
+}
+
+/** The offset delta at which the range ends within the batch (NO_END if beyond it). */
+function stopAtFor(h: BatchHeader, target: DecodeTarget): number {
+  return target.end === undefined || target.end - h.baseOffset > 2147483647n ? NO_END : Number(target.end - h.baseOffset);
+}
+
+/** Past a decoded batch, including offsets that compaction removed from its end. */
+function passed(h: BatchHeader, target: DecodeTarget): void {
+  target.next = h.lastOffset + 1n;
+  if (target.end !== undefined && target.next > target.end) target.next = target.end;
 }
 
 /**
