@@ -104,6 +104,8 @@ export class FrameScanner {
     }
     const id = this.#next++;
     const result = new Promise<ScanResult>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+    // Batches still queued when the run fails are never awaited: not an unhandled rejection.
+    result.catch(() => undefined);
     const copy = frames.slice();
     const request: ScanRequest = { id, bytes: buffer, frames: copy };
     this.#worker.postMessage(request, [buffer, copy.buffer as ArrayBuffer]);
