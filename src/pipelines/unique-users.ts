@@ -289,6 +289,9 @@ async function readBounded(config: UniqueUsersConfig, deps: UniqueUsersDeps, cou
     if (last !== null) finishIfDone(counter, last, ends);
     await afterBatch(batch);
   };
+  // The root fields are read on a second thread while this one fetches and counts: up to
+  // two batches wait in the worker while the oldest is counted here, in order.
+  const scanner = config.threads > 1 ? new FrameScanner(config.strict) : null;
   const countScanned = async (scanning: ScanningBatch) => {
     const result = await scanning.result;
     const view = new ScannedFrames(result);
@@ -302,12 +305,9 @@ async function readBounded(config: UniqueUsersConfig, deps: UniqueUsersDeps, cou
       counter.count(record.partition, bytes, frames[2 * i]!, frames[2 * i + 1]!, record, view, view.at(i));
     }
     if (last !== null) finishIfDone(counter, last, ends);
-    scanner!.release(result);
+    scanner?.release(result);
     await afterBatch(records);
   };
-  // The root fields are read on a second thread while this one fetches and counts: up to
-  // two batches wait in the worker while the oldest is counted here, in order.
-  const scanner = config.threads > 1 ? new FrameScanner(config.strict) : null;
   const scanning: ScanningBatch[] = [];
   try {
     for await (const batch of log.readRange({ topic: config.input, to: ends, signal: deps.signal })) {
