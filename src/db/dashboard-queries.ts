@@ -3,7 +3,7 @@
  * the latest indicator state of each symbol. Fixed SQL, bind parameters only.
  */
 import type { IndicatorSnapshot } from '../core/indicators.ts';
-import { COLUMNS, toRow } from './stock-prices.ts';
+import { COLUMNS, DISTINCT_TICKERS, toRow } from './stock-prices.ts';
 import type { RawRow, StockWindowRow } from './stock-prices.ts';
 import type { Queryable } from './types.ts';
 
@@ -15,13 +15,7 @@ export type RecentWindow = Omit<StockWindowRow, 'priceSum'>;
  * time. The tickers come from a loose index scan of the primary key and each ticker's
  * windows from one backward range scan of it, so the cost does not grow with the table.
  */
-const RECENT_WINDOWS_SQL = `
-  WITH RECURSIVE t(ticker) AS (
-    (SELECT ticker FROM stock_windows ORDER BY ticker LIMIT 1)
-    UNION ALL
-    SELECT (SELECT s.ticker FROM stock_windows s WHERE s.ticker > t.ticker ORDER BY s.ticker LIMIT 1)
-    FROM t WHERE t.ticker IS NOT NULL
-  )
+const RECENT_WINDOWS_SQL = `${DISTINCT_TICKERS}
   SELECT w.* FROM (SELECT ticker FROM t WHERE ticker IS NOT NULL LIMIT $1) k CROSS JOIN LATERAL (
     SELECT ${COLUMNS}
     FROM stock_windows s WHERE s.ticker = k.ticker ORDER BY s.window_start DESC LIMIT $2

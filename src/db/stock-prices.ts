@@ -31,8 +31,11 @@ export interface RawRow {
 
 export const COLUMNS = 'ticker, window_start, window_end, avg_price, sample_count, price_min, price_max, price_sum';
 
-/** Distinct tickers in ascending order with one index probe each (a loose index scan), not a full scan. */
-const DISTINCT_TICKERS = `
+/**
+ * CTE `t(ticker)`: distinct tickers in ascending order with one index probe each (a loose
+ * index scan), not a full scan; the last row is NULL.
+ */
+export const DISTINCT_TICKERS = `
   WITH RECURSIVE t(ticker) AS (
     (SELECT ticker FROM stock_windows ORDER BY ticker LIMIT 1)
     UNION ALL

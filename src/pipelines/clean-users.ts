@@ -6,6 +6,7 @@ import { cleanUserJson } from '../core/user-record.ts';
 import type { CleanOptions, RejectReason } from '../core/user-record.ts';
 import { TumblingWindows, Watermark, WindowAggregator } from '../core/window.ts';
 import type { ClosedWindow } from '../core/window.ts';
+import { SendQueue } from '../log/send-queue.ts';
 import { valueText } from '../log/types.ts';
 import type { GroupConsumer, Log, LogRecord, RecordToProduce, TopicPartitionOffset } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
@@ -128,41 +129,40 @@ export async function runCleanUsers(config: CleanUsersConfig, deps: CleanUsersDe
   await log.createTopics([config.output, config.deadLetterTopic, config.statsTopic].map((name) => ({ name, partitions: name === config.statsTopic ? 1 : config.partitions })));
   const producer = log.producer();
   const cleaner = new UserCleaner(config);
-  let inFlight: Promise<unknown> = Promise.resolve();
+  // Clean records, dead letters and window reports go out while the next batch is cleaned.
+  const sends = new SendQueue(producer, {
+    onSent: (topic, count) => {
+      if (topic === config.statsTopic) return;
+      metrics.recordsOut.inc({ pipeline: PIPELINE, sink: topic }, count);
+      if (topic === config.deadLetterTopic) metrics.deadLettered.inc({ pipeline: PIPELINE, topic }, count);
+    },
+  });
 
-  const publishWindows = async (closed: ClosedWindow<string, CountryTally>[]) => {
+  const publishWindows = (closed: ClosedWindow<string, CountryTally>[]) => {
     const windows = cleaner.describe(closed);
-    if (windows.length === 0) return;
     for (const w of windows) deps.onWindow(w);
-    await producer.send(config.statsTopic, windows.map((w) => ({ key: w.window.start, value: JSON.stringify(w) })));
+    sends.add(config.statsTopic, windows.map((w) => ({ key: w.window.start, value: JSON.stringify(w) })));
   };
   const handle = async (records: readonly LogRecord[]) => {
     for (const record of records) cleaner.record(record);
     metrics.recordsIn.inc({ pipeline: PIPELINE, topic: config.input }, records.length);
-    const sends = cleaner.takeSends();
-    // One batch in flight while the next is cleaned.
-    await inFlight;
-    inFlight = Promise.all(sends.map(([topic, batch]) => producer.send(topic, batch).then(() => {
-      metrics.recordsOut.inc({ pipeline: PIPELINE, sink: topic }, batch.length);
-      if (topic === config.deadLetterTopic) metrics.deadLettered.inc({ pipeline: PIPELINE, topic }, batch.length);
-    })));
-    await publishWindows(cleaner.windows.close());
+    for (const [topic, batch] of cleaner.takeSends()) sends.add(topic, batch);
+    publishWindows(cleaner.windows.close());
+    await sends.room();
   };
 
   try {
     if (config.untilEnd) {
       const offsets = await log.offsets(config.input);
       for await (const batch of log.readRange({ topic: config.input, to: new Map(offsets.map((p) => [p.partition, p.latest])), signal })) await handle(batch);
-      await inFlight;
-      await publishWindows(cleaner.windows.flush());
+      publishWindows(cleaner.windows.flush());
     } else {
-      await consumeGroup(config, deps, handle, async () => {
-        await inFlight;
-      }, async (idle) => {
-        if (idle) await publishWindows(cleaner.windows.flush());
+      await consumeGroup(config, deps, handle, () => sends.drain(), async (idle) => {
+        if (idle) publishWindows(cleaner.windows.flush());
+        await sends.drain();
       }, now, logger);
     }
-    await inFlight;
+    await sends.drain();
   } finally {
     await producer.close();
   }
