@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { TickflowError } from '../core/errors.ts';
 import type { FlagSpec, FlagValues } from './command.ts';
-import { badFlag, bool, int, oneOf, str } from './flags.ts';
+import { badFlag, bool, duration, int, oneOf, str } from './flags.ts';
 
 /** Flags every command accepts. Secrets come from the environment only, never from argv. */
 export const SHARED_FLAGS: Record<string, FlagSpec> = {
@@ -16,6 +16,7 @@ export const SHARED_FLAGS: Record<string, FlagSpec> = {
   'kafka-sasl-username': { type: 'string', value: 'USER', env: 'KAFKA_SASL_USERNAME', description: 'SASL user name' },
   'metrics-port': { type: 'string', value: 'N', env: 'METRICS_PORT', description: 'Serve Prometheus metrics at http://HOST:N/metrics while the command runs (default: off)' },
   'metrics-host': { type: 'string', value: 'HOST', env: 'METRICS_HOST', default: '127.0.0.1', description: 'Interface for --metrics-port (0.0.0.0 in containers)' },
+  'retry-for': { type: 'string', value: 'DURATION', env: 'TICKFLOW_RETRY_FOR', default: '5m', description: 'Ride through a lost broker or database for this long (backoff, one log line per interval), then exit naming it' },
   help: { type: 'boolean', short: 'h', description: 'Show help for this command' },
 };
 
@@ -28,6 +29,8 @@ export interface SharedConfig {
   kafkaTls: { ca?: string } | null;
   kafkaSasl: { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string } | null;
   metrics: { host: string; port: number } | null;
+  /** How long one outage of Kafka or PostgreSQL is ridden through (--retry-for). */
+  retryForMs: number;
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -86,6 +89,7 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
   }
   const metricsPort = str(values, 'metrics-port') === undefined ? null : int(values, 'metrics-port', 0, { min: 0, max: 65_535 });
   return Object.freeze({
+    retryForMs: duration(values, 'retry-for', 5 * 60_000, { minMs: 0 }),
     metrics: metricsPort === null ? null : { host: str(values, 'metrics-host') ?? '127.0.0.1', port: metricsPort },
     brokers,
     databaseUrl,

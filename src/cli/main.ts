@@ -78,6 +78,8 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
   }
 
   const logger = pino({ level: shared.logLevel, base: { cmd: command.name.join('-') } }, pino.destination({ dest: 2, sync: true }));
+  const { configureRetries } = await import('../observability/retry.ts');
+  configureRetries({ retryForMs: shared.retryForMs, logger });
   const controller = new AbortController();
   if (io.signal) {
     if (io.signal.aborted) controller.abort();

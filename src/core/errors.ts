@@ -8,8 +8,12 @@ export const ErrorCodes = {
   BAD_INPUT: { exit: 1, retriable: false },
   LOG_UNAVAILABLE: { exit: 3, retriable: true },
   LOG_ERROR: { exit: 3, retriable: false },
+  /** Kafka stayed unavailable for longer than --retry-for. */
+  LOG_LOST: { exit: 3, retriable: false },
   DB_UNAVAILABLE: { exit: 4, retriable: true },
   DB_ERROR: { exit: 4, retriable: false },
+  /** PostgreSQL stayed unavailable for longer than --retry-for. */
+  DB_LOST: { exit: 4, retriable: false },
   FENCED: { exit: 5, retriable: false },
   UNKNOWN_TOPIC: { exit: 1, retriable: false },
   INFRA: { exit: 6, retriable: false },

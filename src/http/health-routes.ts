@@ -1,6 +1,7 @@
 /** /healthz: the process serves. /readyz: and the database answers with the stocks table readable. */
 import type { FastifyInstance } from 'fastify';
 import type { Queryable } from '../db/types.ts';
+import { currentOutages } from '../observability/retry.ts';
 
 const status = {
   type: 'object',
@@ -12,6 +13,11 @@ export function registerHealthRoutes(app: FastifyInstance, deps: { db: Queryable
   app.get('/healthz', { schema: { summary: 'Liveness', tags: ['operations'], response: { 200: status } } }, async () => ({ status: 'ok' }));
 
   app.get('/readyz', { schema: { summary: 'Readiness: the database is reachable and migrated', tags: ['operations'], response: { 200: status, 503: status } } }, async (request, reply) => {
+    const outages = currentOutages();
+    if (outages.length > 0) {
+      const reason = outages.map((o) => `waiting for ${o.dependency} since ${new Date(o.since).toISOString()} (${o.action}: ${o.lastError})`).join('; ');
+      return reply.status(503).send({ status: 'not ready', reason });
+    }
     const timeoutMs = deps.readyTimeoutMs ?? 2_000;
     let timer: NodeJS.Timeout | undefined;
     try {
