@@ -32,7 +32,8 @@ const STATE_FILE = path.join(BASE, 'cluster.json');
 const LOG4J = path.join(BASE, 'log4j2.yaml');
 const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/tickflow';
 const TEST_DATABASE = 'tickflow_test';
-const BROKER_PORT = 9092;
+/** First broker port; TICKFLOW_KAFKA_PORT moves a second cluster (another checkout) out of the way. */
+const BROKER_PORT = Number(process.env.TICKFLOW_KAFKA_PORT ?? 9092);
 const MAX_BROKERS = 5;
 
 const HELP = `Usage: npm run infra:<up|down|status> [-- options]
@@ -66,6 +67,8 @@ Environment:
   DATABASE_URL    default ${DEFAULT_DATABASE_URL}
   JAVA_HOME       Java 17+ to use (else 'java' on PATH)
   KAFKA_HEAP_OPTS JVM heap flags (default -Xms256m -Xmx768m)
+  TICKFLOW_KAFKA_PORT  first broker port (default 9092; controllers follow it as above)
+  TICKFLOW_INFRA_DIR   state folder (default .tickflow)
 `;
 
 // ---------------------------------------------------------------- output
