@@ -83,31 +83,46 @@ export async function claimPartitions(
   partitions: number[],
   initial?: ReadonlyMap<number, bigint>,
 ): Promise<{ generation: number; offsets: Map<number, bigint> }> {
-  return db.transaction(async (tx) => {
-    // Serialise claims on this consumer/topic so two claimers can never get the same token.
-    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [consumer, topic]);
-    const { rows } = await tx.query<{ generation: number }>(
-      'SELECT coalesce(max(generation), 0) + 1 AS generation FROM stored_offsets WHERE consumer = $1 AND topic = $2',
-      [consumer, topic],
-    );
-    const generation = rows[0].generation;
+  return db.transaction((tx) => claimInTransaction(tx, consumer, topic, partitions, initial));
+}
+
+/**
+ * The claim itself, inside the caller's transaction, so a runtime can load the state it
+ * keeps for the same partitions in that transaction: offsets and state then describe
+ * the same moment.
+ */
+export async function claimInTransaction(
+  tx: Queryable,
+  consumer: string,
+  topic: string,
+  partitions: readonly number[],
+  initial?: ReadonlyMap<number, bigint>,
+): Promise<{ generation: number; offsets: Map<number, bigint> }> {
+  // Serialise claims on this consumer/topic so two claimers can never get the same token.
+  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [consumer, topic]);
+  const { rows } = await tx.query<{ generation: number }>(
+    'SELECT coalesce(max(generation), 0) + 1 AS generation FROM stored_offsets WHERE consumer = $1 AND topic = $2',
+    [consumer, topic],
+  );
+  const generation = rows[0].generation;
+  // A row being written by a previous owner's open transaction makes this wait for it, so
+  // what is read below includes everything it committed and nothing after.
+  await tx.query(
+    'UPDATE stored_offsets SET generation = $4 WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])',
+    [consumer, topic, [...partitions], generation],
+  );
+  const missing = partitions.filter((p) => initial?.has(p));
+  if (missing.length > 0) {
     await tx.query(
-      'UPDATE stored_offsets SET generation = $4 WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])',
-      [consumer, topic, partitions, generation],
+      `INSERT INTO stored_offsets (consumer, topic, partition, next_offset, generation)
+       SELECT $1, $2, p, o, $5 FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
+       ON CONFLICT (consumer, topic, partition) DO NOTHING`,
+      [consumer, topic, missing, missing.map((p) => String(initial!.get(p))), generation],
     );
-    const missing = partitions.filter((p) => initial?.has(p));
-    if (missing.length > 0) {
-      await tx.query(
-        `INSERT INTO stored_offsets (consumer, topic, partition, next_offset, generation)
-         SELECT $1, $2, p, o, $5 FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
-         ON CONFLICT (consumer, topic, partition) DO NOTHING`,
-        [consumer, topic, missing, missing.map((p) => String(initial!.get(p))), generation],
-      );
-    }
-    const offsets = await loadOffsets(tx, consumer, topic);
-    for (const partition of offsets.keys()) if (!partitions.includes(partition)) offsets.delete(partition);
-    return { generation, offsets };
-  });
+  }
+  const offsets = await loadOffsets(tx, consumer, topic);
+  for (const partition of offsets.keys()) if (!partitions.includes(partition)) offsets.delete(partition);
+  return { generation, offsets };
 }
 
 /** Every stored position, for `monitor` and lag reports. */

@@ -4,7 +4,7 @@
  * exactly-once). Offsets and fencing are those of offset-store.ts.
  */
 import type { PartitionSnapshot, TickerWindow } from '../core/stock-windows.ts';
-import { loadOffsets, saveOffsets } from './offset-store.ts';
+import { claimInTransaction, saveOffsets } from './offset-store.ts';
 import { addCounts } from './pipeline-counts.ts';
 import type { PartitionCounts } from './pipeline-counts.ts';
 import type { Database, Queryable } from './types.ts';
@@ -20,32 +20,15 @@ export interface StockPartitionClaim {
 
 /**
  * Takes over `starts`' partitions (partition → where to start if nothing is stored) for
- * `consumer` with a fresh generation, and returns where each resumes. Unlike
- * `claimPartitions`, it also writes a row for partitions that have none, in the same
- * transaction, so a previous owner that never committed is fenced too (it could
- * otherwise insert its first row after our claim and have its output counted twice).
- * Same advisory lock as `claimPartitions`, so the two never hand out one token twice.
+ * `consumer` with a fresh generation (offset-store's claim, which also writes a row for
+ * partitions that have none, so a previous owner that never committed is fenced too),
+ * and returns where each resumes with its open windows.
  */
 export async function claimStockPartitions(db: Database, consumer: string, topic: string, starts: ReadonlyMap<number, bigint>): Promise<StockPartitionClaim> {
   const partitions = [...starts.keys()];
   return db.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [consumer, topic]);
-    const { rows } = await tx.query<{ generation: number }>(
-      'SELECT coalesce(max(generation), 0) + 1 AS generation FROM stored_offsets WHERE consumer = $1 AND topic = $2',
-      [consumer, topic],
-    );
-    const generation = rows[0].generation;
-    // A row being written by a previous owner's open transaction makes this wait for it,
-    // so what we read below includes everything it committed and nothing after.
-    await tx.query(
-      `INSERT INTO stored_offsets AS s (consumer, topic, partition, next_offset, generation, updated_at)
-       SELECT $1, $2, p, o, $5, now() FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
-       ON CONFLICT (consumer, topic, partition) DO UPDATE SET generation = EXCLUDED.generation`,
-      [consumer, topic, partitions, [...starts.values()].map(String), generation],
-    );
-    const stored = await loadOffsets(tx, consumer, topic);
-    const offsets = new Map(partitions.map((p) => [p, stored.get(p)!]));
-    const snapshots = await loadSnapshots(tx, consumer, topic, partitions);
+    const { generation, offsets } = await claimInTransaction(tx, consumer, topic, partitions, starts);
+    const snapshots = await loadStockSnapshots(tx, consumer, topic, partitions);
     return { generation, offsets, snapshots };
   });
 }
@@ -61,7 +44,8 @@ interface StateRow {
   price_max: string;
 }
 
-async function loadSnapshots(tx: Queryable, consumer: string, topic: string, partitions: number[]): Promise<Map<number, PartitionSnapshot>> {
+/** Stream time and open windows of the partitions, as last committed. */
+export async function loadStockSnapshots(tx: Queryable, consumer: string, topic: string, partitions: number[]): Promise<Map<number, PartitionSnapshot>> {
   const clocks = await tx.query<{ partition: number; stream_time: Date }>(
     'SELECT partition, stream_time FROM stock_partition_clock WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])',
     [consumer, topic, partitions],
@@ -106,46 +90,52 @@ export interface StockCommit {
  * their rows, then the partitions' open windows and stream times replaced.
  */
 export async function commitStockWindows(db: Database, commit: StockCommit): Promise<void> {
-  const { consumer, topic } = commit;
-  const partitions = [...commit.offsets.keys()];
   await db.transaction(async (tx) => {
-    await saveOffsets(tx, consumer, topic, new Map(commit.offsets), commit.generation);
-    if (commit.counts) await addCounts(tx, consumer, topic, commit.counts);
-    if (commit.closed.length > 0) {
-      const c = columns(commit.closed);
-      // Parts of one window from several partitions or members add up; min/max combine.
-      await tx.query(
-        `INSERT INTO stock_windows AS w (ticker, window_start, window_end, sample_count, price_sum, price_min, price_max)
-         SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
-         ON CONFLICT (ticker, window_start) DO UPDATE SET
-           sample_count = w.sample_count + EXCLUDED.sample_count,
-           price_sum    = w.price_sum + EXCLUDED.price_sum,
-           price_min    = least(w.price_min, EXCLUDED.price_min),
-           price_max    = greatest(w.price_max, EXCLUDED.price_max),
-           updated_at   = now()`,
-        [c.tickers, c.starts, c.ends, c.counts, c.sums, c.mins, c.maxes],
-      );
-    }
-    await tx.query('DELETE FROM stock_window_state WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])', [consumer, topic, partitions]);
-    const open = [...commit.snapshots].flatMap(([partition, snapshot]) => snapshot.open.map((w) => ({ partition, w })));
-    if (open.length > 0) {
-      const c = columns(open.map((o) => o.w));
-      await tx.query(
-        `INSERT INTO stock_window_state (consumer, topic, partition, ticker, window_start, window_end, sample_count, price_sum, price_min, price_max)
-         SELECT $1, $2, * FROM unnest($3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])`,
-        [consumer, topic, open.map((o) => o.partition), c.tickers, c.starts, c.ends, c.counts, c.sums, c.mins, c.maxes],
-      );
-    }
-    const clocks = [...commit.snapshots].filter(([, s]) => s.streamTime !== null);
-    if (clocks.length > 0) {
-      await tx.query(
-        `INSERT INTO stock_partition_clock (consumer, topic, partition, stream_time)
-         SELECT $1, $2, * FROM unnest($3::int[], $4::timestamptz[])
-         ON CONFLICT (consumer, topic, partition) DO UPDATE SET stream_time = EXCLUDED.stream_time`,
-        [consumer, topic, clocks.map(([p]) => p), clocks.map(([, s]) => new Date(s.streamTime!).toISOString())],
-      );
-    }
+    await saveOffsets(tx, commit.consumer, commit.topic, new Map(commit.offsets), commit.generation);
+    if (commit.counts) await addCounts(tx, commit.consumer, commit.topic, commit.counts);
+    await writeStockWindows(tx, commit);
   });
+}
+
+/** The closed windows added to their rows, then the partitions' open windows and stream times replaced. */
+export async function writeStockWindows(tx: Queryable, commit: Pick<StockCommit, 'consumer' | 'topic' | 'snapshots' | 'closed'>): Promise<void> {
+  const { consumer, topic } = commit;
+  const partitions = [...commit.snapshots.keys()];
+  if (commit.closed.length > 0) {
+    const c = columns(commit.closed);
+    // Parts of one window from several partitions or members add up; min/max combine.
+    await tx.query(
+      `INSERT INTO stock_windows AS w (ticker, window_start, window_end, sample_count, price_sum, price_min, price_max)
+       SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+       ON CONFLICT (ticker, window_start) DO UPDATE SET
+         sample_count = w.sample_count + EXCLUDED.sample_count,
+         price_sum    = w.price_sum + EXCLUDED.price_sum,
+         price_min    = least(w.price_min, EXCLUDED.price_min),
+         price_max    = greatest(w.price_max, EXCLUDED.price_max),
+         updated_at   = now()`,
+      [c.tickers, c.starts, c.ends, c.counts, c.sums, c.mins, c.maxes],
+    );
+  }
+  if (partitions.length === 0) return;
+  await tx.query('DELETE FROM stock_window_state WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])', [consumer, topic, partitions]);
+  const open = [...commit.snapshots].flatMap(([partition, snapshot]) => snapshot.open.map((w) => ({ partition, w })));
+  if (open.length > 0) {
+    const c = columns(open.map((o) => o.w));
+    await tx.query(
+      `INSERT INTO stock_window_state (consumer, topic, partition, ticker, window_start, window_end, sample_count, price_sum, price_min, price_max)
+       SELECT $1, $2, * FROM unnest($3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])`,
+      [consumer, topic, open.map((o) => o.partition), c.tickers, c.starts, c.ends, c.counts, c.sums, c.mins, c.maxes],
+    );
+  }
+  const clocks = [...commit.snapshots].filter(([, s]) => s.streamTime !== null);
+  if (clocks.length > 0) {
+    await tx.query(
+      `INSERT INTO stock_partition_clock (consumer, topic, partition, stream_time)
+       SELECT $1, $2, * FROM unnest($3::int[], $4::timestamptz[])
+       ON CONFLICT (consumer, topic, partition) DO UPDATE SET stream_time = EXCLUDED.stream_time`,
+      [consumer, topic, clocks.map(([p]) => p), clocks.map(([, s]) => new Date(s.streamTime!).toISOString())],
+    );
+  }
 }
 
 function columns(windows: readonly TickerWindow[]) {

@@ -102,31 +102,65 @@ const defaultRetriable = (error: unknown) => isTickflowError(error) && error.ret
  */
 export async function withRetries<T>(dependency: Dependency, action: string, operation: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
   const isRetriable = options.isRetriable ?? defaultRetriable;
-  let delay = settings.initialDelayMs;
-  let joined = false;
+  const outage = new OutageWatch(dependency, action);
   try {
     for (;;) {
       try {
         const result = await operation();
-        if (joined) recovered(dependency);
-        joined = false;
+        outage.recovered();
         return result;
       } catch (error) {
         if (!isRetriable(error) || options.signal?.aborted) throw error;
-        const outage = noteFailure(dependency, action, error, joined);
-        joined = true;
-        const waited = Date.now() - outage.since;
-        if (waited >= settings.retryForMs) throw gaveUp(dependency, outage, error);
-        retries.inc({ dependency });
-        const pause = Math.min(delay, settings.retryForMs - waited) * (0.8 + Math.random() * 0.4);
-        delay = Math.min(delay * 2, settings.maxDelayMs);
-        await pauseFor(pause, options.signal);
+        await outage.failed(error, options.signal);
         if (options.signal?.aborted) throw error;
         await options.beforeRetry?.(error);
       }
     }
   } finally {
-    if (joined) leave(dependency);
+    outage.leave();
+  }
+}
+
+/**
+ * The same policy for loops that are not one operation (a consumer that rejoins after an
+ * outage): `failed` waits the next backoff step or throws the give-up error once the
+ * outage is older than --retry-for; `recovered` ends the outage after real progress.
+ */
+export class OutageWatch {
+  readonly #dependency: Dependency;
+  readonly #action: string;
+  #delay = settings.initialDelayMs;
+  #joined = false;
+
+  constructor(dependency: Dependency, action: string) {
+    this.#dependency = dependency;
+    this.#action = action;
+  }
+
+  async failed(error: unknown, signal?: AbortSignal): Promise<void> {
+    const outage = noteFailure(this.#dependency, this.#action, error, this.#joined);
+    this.#joined = true;
+    const waited = Date.now() - outage.since;
+    if (waited >= settings.retryForMs) {
+      this.leave();
+      throw gaveUp(this.#dependency, outage, error);
+    }
+    retries.inc({ dependency: this.#dependency });
+    const pause = Math.min(this.#delay, settings.retryForMs - waited) * (0.8 + Math.random() * 0.4);
+    this.#delay = Math.min(this.#delay * 2, settings.maxDelayMs);
+    await pauseFor(pause, signal);
+  }
+
+  recovered(): void {
+    if (!this.#joined) return;
+    recovered(this.#dependency);
+    this.#joined = false;
+    this.#delay = settings.initialDelayMs;
+  }
+
+  leave(): void {
+    if (this.#joined) leave(this.#dependency);
+    this.#joined = false;
   }
 }
 

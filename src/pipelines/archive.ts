@@ -1,22 +1,18 @@
 /**
- * `archive`: every message of some topics → one row each in Postgres.
+ * `archive`: every message of some topics → one row each in Postgres, exactly once.
  *
- * Source: a consumer-group member whose position lives in Postgres. Sink: the
- * `archived_messages` table. Each batch's rows and the next offsets commit in one
- * transaction, so a crash at any moment leaves both or neither: the restart resumes
- * right after the last committed row. The primary key (topic, partition, offset) with
- * ON CONFLICT DO NOTHING makes replays (`--from-beginning`, a second group) harmless too.
+ * A processor on the runtime (src/runtime): it keeps no state, and its checkpoint is the
+ * records since the last commit, written into `archived_messages` in the transaction that
+ * also stores the offsets. The primary key (topic, partition, offset) with ON CONFLICT DO
+ * NOTHING makes replays (`--from-beginning`, a second group) harmless too.
  */
 import type { Logger } from 'pino';
 import { TickflowError } from '../core/errors.ts';
-import { saveOffsets } from '../db/offset-store.ts';
-import { BatchCounts, addCounts, resetCounts } from '../db/pipeline-counts.ts';
-import type { Database } from '../db/types.ts';
+import { archiveRecords } from '../db/archive-store.ts';
+import type { Database, Queryable } from '../db/types.ts';
 import type { Log, LogRecord } from '../log/types.ts';
-import { metrics } from '../observability/metrics.ts';
-import { archiveRecords } from './archive-store.ts';
-import { runStoredOffsetConsumer } from './stored-offset-consumer.ts';
-import type { Claims, StoredOffsetSink } from './stored-offset-consumer.ts';
+import type { Processor } from '../runtime/processor.ts';
+import { runStreamTask } from '../runtime/stream-task.ts';
 
 export interface ArchiveOptions {
   log: Log;
@@ -29,6 +25,9 @@ export interface ArchiveOptions {
   fromBeginning?: boolean;
   /** Return once the end offsets at start are archived (single member). */
   stopAtEnd?: boolean;
+  /** Records larger than this go to the dead-letter topic by reference instead of a row. */
+  maxRecordBytes?: number;
+  deadLetterTopic?: string;
 }
 
 export interface ArchiveReport {
@@ -37,58 +36,56 @@ export interface ArchiveReport {
   inserted: number;
 }
 
-const PIPELINE = 'archive';
+/** Archiving is storing bytes: a record is refused only when PostgreSQL would struggle with it. */
+export const ARCHIVE_MAX_RECORD_BYTES = 64 << 20;
+
+/** Stateless: what to write is every record since the last checkpoint. */
+class ArchiveProcessor implements Processor<LogRecord[]> {
+  #pending: LogRecord[] = [];
+
+  async assign(): Promise<void> {
+    this.#pending = [];
+  }
+
+  process(records: readonly LogRecord[]): void {
+    for (const record of records) this.#pending.push(record);
+  }
+
+  checkpoint(): LogRecord[] | null {
+    if (this.#pending.length === 0) return null;
+    const taken = this.#pending;
+    this.#pending = [];
+    return taken;
+  }
+
+  write(tx: Queryable, records: LogRecord[]): Promise<number> {
+    return archiveRecords(tx, records);
+  }
+
+  revoke(): void {
+    this.#pending = [];
+  }
+}
 
 export async function runArchive(options: ArchiveOptions): Promise<ArchiveReport> {
   await awaitTopics(options);
-  const report: ArchiveReport = { read: 0, inserted: 0 };
-  const sink: StoredOffsetSink = {
-    assigned: async (claims: Claims) => {
-      // Re-reading from the beginning starts the accounting over as well.
-      if (!options.fromBeginning) return;
-      for (const [topic, claim] of claims.topics) await resetCounts(options.db, options.group, topic, claim.partitions);
-    },
-    process: async (records: readonly LogRecord[], claims: Claims) => {
-      const stopTimer = metrics.batchSeconds.startTimer({ pipeline: PIPELINE });
-      const next = new Map<string, Map<number, bigint>>();
-      const read = new Map<string, number>();
-      const counts = new Map<string, BatchCounts>();
-      for (const record of records) {
-        let topicCounts = counts.get(record.topic);
-        if (!topicCounts) counts.set(record.topic, (topicCounts = new BatchCounts()));
-        topicCounts.count(record.partition, record.offset, 'accepted');
-        let partitions = next.get(record.topic);
-        if (!partitions) next.set(record.topic, (partitions = new Map()));
-        partitions.set(record.partition, record.offset + 1n);
-        read.set(record.topic, (read.get(record.topic) ?? 0) + 1);
-      }
-      const inserted = await options.db.transaction(async (tx) => {
-        const rows = await archiveRecords(tx, records);
-        for (const [topic, offsets] of next) {
-          await saveOffsets(tx, options.group, topic, offsets, claims.topics.get(topic)!.generation);
-          await addCounts(tx, options.group, topic, counts.get(topic)!.partitions);
-        }
-        return rows;
-      });
-      report.read += records.length;
-      report.inserted += inserted;
-      for (const [topic, count] of read) metrics.recordsIn.inc({ pipeline: PIPELINE, topic }, count);
-      metrics.recordsOut.inc({ pipeline: PIPELINE, sink: 'archived_messages' }, inserted);
-      stopTimer();
-    },
-  };
-  await runStoredOffsetConsumer({
+  const deadLetterTopic = options.deadLetterTopic ?? 'archive-dead-letters';
+  await options.log.createTopics([{ name: deadLetterTopic, partitions: 1 }]);
+  const report = await runStreamTask({
+    pipeline: 'archive',
     log: options.log,
     db: options.db,
     group: options.group,
     topics: options.topics,
-    sink,
+    processor: new ArchiveProcessor(),
+    deadLetterTopic,
+    maxRecordBytes: options.maxRecordBytes ?? ARCHIVE_MAX_RECORD_BYTES,
     logger: options.logger,
     signal: options.signal,
     fromBeginning: options.fromBeginning,
-    stopAtEnd: options.stopAtEnd,
+    untilEnd: options.stopAtEnd,
   });
-  return report;
+  return { read: report.read, inserted: report.rows };
 }
 
 /** A service may start before its topics exist: wait for them (a batch run fails instead). */

@@ -6,7 +6,7 @@ import type { Database } from '../../src/db/types.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { MemoryLog } from '../../src/log/memory.ts';
 import type { Log, LogRecord, RecordToProduce } from '../../src/log/types.ts';
-import { headersToJson } from '../../src/pipelines/archive-store.ts';
+import { headersToJson } from '../../src/db/archive-store.ts';
 import { runArchive } from '../../src/pipelines/archive.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { messageCount, privateSchema, readAll, startTickflow, uniqueName, waitFor } from '../indicators/fixtures.ts';

@@ -86,8 +86,8 @@ describe('indicators across group members (embedded log, real PostgreSQL)', () =
     };
     const controller = new AbortController();
     let fenced = 0;
-    const counting = pino({ level: 'warn' }, { write: (line: string) => void (line.includes('fenced by a newer member') && fenced++) });
-    const done = runIndicators({ ...topics, log, db: flaky, logger: counting, signal: controller.signal, window: 100, maxBackoffMs: 50 });
+    const counting = pino({ level: 'warn' }, { write: (line: string) => void (line.includes('fenced by a newer owner') && fenced++) });
+    const done = runIndicators({ ...topics, log, db: flaky, logger: counting, signal: controller.signal, window: 100 });
     await produceTicks(log, 'prices', ticks.slice(0, 1000));
     await waitFor('the first part', async () => (await distinctOutputs(log, 'volatility')) === 1000);
     const committed = async () => Number((await schema.query<{ n: string }>('SELECT coalesce(sum(next_offset), 0) AS n FROM stored_offsets WHERE consumer = $1', [topics.group]))[0].n);

@@ -4,7 +4,7 @@
  * saves the consumer's offsets.
  */
 import type { IndicatorSnapshot } from '../core/indicators.ts';
-import type { Queryable } from '../db/types.ts';
+import type { Queryable } from './types.ts';
 
 export interface KeptState {
   partition: number;

@@ -5,7 +5,7 @@
  * still has one row.
  */
 import { isUtf8 } from 'node:buffer';
-import type { Queryable } from '../db/types.ts';
+import type { Queryable } from './types.ts';
 import type { LogRecord } from '../log/types.ts';
 
 /** Rows per statement: bounds the size of one bind message. */

@@ -1,0 +1,73 @@
+/**
+ * What a pipeline writes to run on the tickflow runtime: only its logic. The runtime
+ * (stream-task.ts) owns the loop, the consumer group, fencing, retries, dead letters,
+ * commits, metrics and shutdown — in the spirit of Kafka Streams' StreamTask.
+ *
+ * The life of a processor, per member:
+ *   assign(tx, claims)      partitions taken over, with the state kept for them, read in
+ *                           the same transaction as their offsets
+ *   process(records, ctx)   records of assigned partitions, in offset order per partition;
+ *                           emit outputs, reject records (dead letters), ask for a commit
+ *   onIdle(ctx)             a wall-clock tick, with the partitions that have been quiet
+ *   checkpoint()            what the next commit must write (taken synchronously, together
+ *                           with the offsets of the same records)
+ *   write(tx, checkpoint)   writes it inside the commit transaction, next to the offsets
+ *   revoke()                the assignment is gone (rebalance, fenced, outage): forget
+ *                           everything not committed; the next assign() restores it
+ */
+import type { Queryable } from '../db/types.ts';
+import type { LogRecord, RecordToProduce } from '../log/types.ts';
+
+/** Partitions of one topic handed to the processor, with where each resumes. */
+export interface PartitionClaim {
+  readonly topic: string;
+  readonly partitions: readonly number[];
+  /** The next offset to read, per partition. */
+  readonly offsets: ReadonlyMap<number, bigint>;
+}
+
+/** How a record ended, for the per-partition accounting `monitor` reconciles. */
+export type RejectOutcome = 'invalid' | 'late';
+
+export interface ProcessContext {
+  /** Wall clock (epoch ms) at the start of this batch; pipelines never read the clock themselves. */
+  readonly now: number;
+  /** Sends a record to an output topic; committed after the acknowledgement, before the offsets. */
+  emit(topic: string, record: RecordToProduce): void;
+  /**
+   * Sends the record to the dead-letter topic with a reason (a stable code such as
+   * `bad-json`, `late`) and a one-line error, and counts it as invalid or late.
+   * Extra facts go in `x-` headers.
+   */
+  reject(record: LogRecord, reason: string, error: string, options?: { outcome?: RejectOutcome; headers?: Record<string, string> }): void;
+  /** Counts the record as deliberately discarded (not an error). */
+  drop(record: LogRecord): void;
+  /** Asks for a commit after this batch (e.g. windows closed), whatever the commit interval. */
+  commitSoon(): void;
+}
+
+export interface QuietPartition {
+  readonly topic: string;
+  readonly partition: number;
+  /** Its position has reached the end offset of the log. */
+  readonly caughtUp: boolean;
+}
+
+export interface IdleContext extends Pick<ProcessContext, 'now' | 'emit' | 'commitSoon'> {
+  /** Partitions without a record for at least the idle interval. */
+  readonly quiet: readonly QuietPartition[];
+}
+
+export interface Processor<Checkpoint> {
+  /** Replaces all in-memory state with what is kept for these partitions. */
+  assign(tx: Queryable, claims: readonly PartitionClaim[]): Promise<void>;
+  /** Handles records; synchronous, so batches are processed strictly in order. */
+  process(records: readonly LogRecord[], context: ProcessContext): void;
+  onIdle?(context: IdleContext): void;
+  /** What the next commit writes, or null when there is nothing besides offsets. */
+  checkpoint(): Checkpoint | null;
+  /** Writes a checkpoint inside the commit transaction; returns the rows written. */
+  write(tx: Queryable, checkpoint: Checkpoint): Promise<number>;
+  /** Forgets everything not committed. */
+  revoke(): void;
+}
