@@ -8,6 +8,7 @@ import type { ValueRange } from '../log/types.ts';
 import { priceKeys, scanPriceBytes, SymbolNames } from '../core/price-bytes.ts';
 import type { PriceBytes } from '../core/price-bytes.ts';
 import type { Log, LogRecord } from '../log/types.ts';
+import { DEFAULT_MAX_RECORD_BYTES, TOO_LARGE } from '../runtime/dead-letters.ts';
 
 /**
  * Batch statistics over a fixed snapshot of a topic: every partition from its earliest
@@ -24,6 +25,8 @@ export interface StatsOptions {
   fields?: PriceFields;
   /** Bytes of prices to keep between passes; 0 always takes two passes. */
   memoryBudgetBytes: number;
+  /** Values above this are counted invalid as `too-large` without being parsed (default 1 MiB). */
+  maxRecordBytes?: number;
   signal?: AbortSignal;
   onProgress?: (read: number, total: number) => void;
 }
@@ -107,7 +110,8 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     if (invalidSamples.length < INVALID_SAMPLES) invalidSamples.push({ partition: record.partition, offset: String(record.offset), reason });
   };
 
-  const read1 = readPrice(fields);
+  const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+  const read1 = readPrice(fields, maxRecordBytes);
   for await (const batch of log.readRange(range)) {
     for (const record of batch) {
       const tick = read1(record);
@@ -160,7 +164,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
       }
     }
   } else {
-    const read2 = readPrice(fields);
+    const read2 = readPrice(fields, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
       for (const record of batch) {
         const tick = read2(record);
@@ -197,7 +201,7 @@ interface ReadTick {
  * Returns a reader of one record: the tick (a reused object: copy what you keep), or the
  * reason it is invalid. Common messages are read from their bytes; the rest by JSON.parse.
  */
-function readPrice(fields: PriceFields): (record: LogRecord) => ReadTick | string {
+function readPrice(fields: PriceFields, maxRecordBytes: number): (record: LogRecord) => ReadTick | string {
   const keys = priceKeys(fields);
   const names = new SymbolNames();
   const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
@@ -205,6 +209,7 @@ function readPrice(fields: PriceFields): (record: LogRecord) => ReadTick | strin
   const tick: ReadTick = { symbol: '', price: 0, timeMs: 0 };
   return (record) => {
     if (!valueRange(record, range)) return 'empty value';
+    if (range.end - range.start > maxRecordBytes) return TOO_LARGE;
     if (scanPriceBytes(range.data, range.start, range.end, keys, scanned)) {
       tick.symbol = names.name(range.data, scanned.symbolStart, scanned.symbolEnd);
       tick.price = scanned.price;

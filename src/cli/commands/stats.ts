@@ -4,6 +4,7 @@ import { computeStats } from '../../pipelines/prices-stats.ts';
 import type { StatsReport } from '../../pipelines/prices-stats.ts';
 import { defineCommand } from '../command.ts';
 import { bool, int, num, oneOf, str } from '../flags.ts';
+import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { progressBar } from '../progress.ts';
 
 export const command = defineCommand({
@@ -27,6 +28,7 @@ export const command = defineCommand({
     'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time' },
     'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
     'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price' },
+    'max-record-bytes': { ...MAX_RECORD_BYTES_FLAG, description: 'A message whose value is larger is counted invalid (too-large) without being parsed' },
   },
   examples: ['tickflow stats --brokers 127.0.0.1:9092', 'tickflow stats --json --rule mad --brokers 127.0.0.1:9092', 'tickflow stats --z 2.5 --population'],
   configure(values) {
@@ -38,6 +40,7 @@ export const command = defineCommand({
       topic: str(values, 'topic') ?? 'prices',
       rule,
       memoryBudgetBytes: int(values, 'memory-budget', 256, { min: 0, max: 1 << 20 }) * (1 << 20),
+      maxRecordBytes: maxRecordBytes(values),
       fields: { ts: str(values, 'ts-field') ?? 'ts', symbol: str(values, 'symbol-field') ?? 'symbol', price: str(values, 'price-field') ?? 'price' },
     };
   },
