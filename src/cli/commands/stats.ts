@@ -15,7 +15,9 @@ export const command = defineCommand({
     'them: the answer never depends on committed offsets, and a re-run gives the same answer.',
     'Prints the message count; per symbol count, min, max, mean and SAMPLE standard deviation',
     '(n − 1; --population for n); and the outliers (ts, symbol, price) by the chosen rule.',
-    'Malformed messages are counted and listed, never fatal. Memory stays bounded: prices are',
+    'Malformed messages (by the rules of docs/prices.md: reasons empty, not-json, not-an-object,',
+    'bad-ts, bad-symbol, bad-price; too-large over --max-record-bytes, unparsed) are counted and',
+    'listed, never fatal. Memory stays bounded: prices are',
     'kept for the outlier scan up to --memory-budget, beyond it a second pass re-reads the range.',
   ].join('\n'),
   flags: {
