@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { KafkaLog } from '../src/log/kafka.ts';
-import { decodePrice } from '../src/core/prices.ts';
+import { decodePriceMessage } from '../src/core/price-message.ts';
 import { KAFKA_LIB, NODE, PYTHON, ROOT, flag, measure, report, roundRobin } from './_lib.ts';
 import type { Measured, Row } from './_lib.ts';
 
@@ -77,14 +77,14 @@ export default async function pricesBenchmark(args: string[]): Promise<void> {
     for (const v of values) JSON.parse(v);
     const parseSeconds = (performance.now() - started) / 1000;
     started = performance.now();
-    for (const v of values) decodePrice(v);
+    for (const v of values) decodePriceMessage(v);
     const decodeSeconds = (performance.now() - started) / 1000;
 
     const out = [
       report('Produce 1M price messages (acks=all, idempotent)', produceRows, 'plain KafkaJS'),
       report('Read and compute statistics over the same topic', consumeRows, 'plain KafkaJS stats (eachMessage + JSON.parse)'),
       `JSON decoding alone: JSON.parse ${Math.round(values.length / parseSeconds).toLocaleString('en-US')} msgs/s; ` +
-        `decodePrice (JSON.parse + validation) ${Math.round(values.length / decodeSeconds).toLocaleString('en-US')} msgs/s\n`,
+        `decodePriceMessage (JSON.parse + validation) ${Math.round(values.length / decodeSeconds).toLocaleString('en-US')} msgs/s\n`,
     ];
     console.log(out[2]);
     const perfRate = consumeRows[0].messages / consumeRows[0].seconds;

@@ -78,3 +78,17 @@ export function duration(values: FlagValues, flag: string, fallbackMs: number, r
 }
 
 export { bad as badFlag };
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1000, kb: 1000, kib: 1024, m: 1_000_000, mb: 1_000_000, mib: 1 << 20, g: 1e9, gb: 1e9, gib: 1 << 30 };
+
+/** Sizes like 1048576, 512KiB, 1MiB, 5MB (KB/MB are powers of 1000, KiB/MiB of 1024). Returns bytes. */
+export function bytes(values: FlagValues, flag: string, fallback: number, range: { min?: number; max?: number } = {}): number {
+  const raw = str(values, flag);
+  if (raw === undefined) return fallback;
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim().replaceAll('_', ''));
+  const unit = match ? BYTE_UNITS[match[2]!.toLowerCase()] : undefined;
+  if (!match || unit === undefined) throw bad(flag, `expects a size such as 1048576, 512KiB or 1MiB, got "${raw}"`);
+  const n = Math.floor(Number(match[1]) * unit);
+  checkRange(flag, n, range);
+  return n;
+}

@@ -1,15 +1,18 @@
 /**
  * The fast path for price messages: reads `{"ts": "...", "symbol": "...", "price": N}`
- * straight from the message bytes, without a string or an object per message. Strict:
- * it accepts only a flat JSON object whose values are ASCII strings without escapes or
- * plain numbers, with each wanted key at most once; anything else returns false and the
- * caller takes the full JSON.parse path, so the answer never depends on the path taken.
+ * straight from the message bytes, without a string or an object per message, under the
+ * rules of price-message.ts (one rule set). Strict: it accepts only a valid price in a
+ * flat JSON object whose values are ASCII strings without escapes or plain numbers, with
+ * each wanted key at most once; anything else returns false and the caller takes the full
+ * path (`decodePriceMessage`), which gives the reason, so the answer never depends on the
+ * path taken (fuzzed against each other in test/core/price-bytes.test.ts).
  *
  * Numbers: the digits form an integer mantissa m < 2^53 and a decimal scale 10^k
  * (k ≤ 22), both exact in binary, so m / 10^k is the correctly rounded value — the same
  * double JSON.parse produces. Exponents and longer mantissas fall back.
  */
 
+import { MAX_SYMBOL_LENGTH } from './price-message.ts';
 import { parseTsBytes } from './timestamp-bytes.ts';
 
 export interface PriceBytes {
@@ -81,7 +84,8 @@ export function scanPriceBytes(b: Uint8Array, start: number, end: number, keys: 
         out.timeMs = parseTsBytes(b, valueStart, i);
         if (Number.isNaN(out.timeMs)) return false;
       } else if (which === 2) {
-        if (i === valueStart) return false;
+        // 1..32 characters, no space at either end (other white space is not printable ASCII)
+        if (i === valueStart || i - valueStart > MAX_SYMBOL_LENGTH || b[valueStart] === 32 || b[i - 1] === 32) return false;
         out.symbolStart = valueStart;
         out.symbolEnd = i;
       } else if (which === 4) {
@@ -119,8 +123,12 @@ export function scanPriceBytes(b: Uint8Array, start: number, end: number, keys: 
         }
       }
       if (b[i] === 101 || b[i] === 69 || digits > 15 || scale > 22) return false;
-      if (which === 4) out.price = (negative ? -mantissa : mantissa) / POW10[scale];
-      else if (which !== 0) return false; // a number where a string belongs: the full path reports it
+      if (which === 4) {
+        if (negative || mantissa === 0) return false; // not above 0: the full path reports it
+        out.price = mantissa / POW10[scale];
+      } else if (which !== 0) {
+        return false; // a number where a string belongs: the full path reports it
+      }
     }
     i = skipSpace(b, i, end);
     if (b[i] === 44) {

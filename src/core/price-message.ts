@@ -1,9 +1,21 @@
 /**
- * Decoding of `prices` messages such as
- * `{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.32}`, with the field
- * names configurable. Malformed input is a value with a reason, never a throw, so a
- * pipeline can count and dead-letter it.
+ * The one decoder of `prices` messages, such as
+ * `{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.32}` (field names
+ * configurable), used by `stats` and `indicators` alike (docs/prices.md). One rule set:
+ *
+ * - the value is a JSON object (other fields are ignored; of a repeated key the last counts);
+ * - `ts` is a string `yyyy-mm-dd hh:mm:ss`, `… .fff` or `… .ffffff` in UTC naming a real
+ *   instant (microseconds are truncated to the millisecond in `timeMs`);
+ * - `symbol` is a string of 1 to 32 characters, no control characters, no white space at
+ *   either end;
+ * - `price` is a JSON number, finite and greater than 0.
+ *
+ * The first rule broken, in that order, is the reason: a stable kebab-case code (for
+ * metrics, dead-letter `x-reason`, reports), with a one-line `detail` for people.
+ * Malformed input is a value, never a throw. `scanPriceBytes` (price-bytes.ts) reads the
+ * common shape from bytes under the same rules; what it does not take, this decides.
  */
+import { parseTsBytes } from './timestamp-bytes.ts';
 
 export interface PriceFields {
   readonly symbol: string;
@@ -13,14 +25,22 @@ export interface PriceFields {
 
 export const DEFAULT_PRICE_FIELDS: PriceFields = Object.freeze({ symbol: 'symbol', price: 'price', ts: 'ts' });
 
+/** The longest symbol accepted, in characters. */
+export const MAX_SYMBOL_LENGTH = 32;
+
 export interface PriceMessage {
   readonly symbol: string;
   readonly price: number;
-  /** The event time as it came (string or number), passed through untouched. */
-  readonly ts: string | number;
+  /** The event time exactly as it came. */
+  readonly ts: string;
+  /** The event time in epoch milliseconds (UTC). */
+  readonly timeMs: number;
 }
 
-export type MalformedReason = 'empty' | 'not-json' | 'not-an-object' | 'bad-symbol' | 'bad-price' | 'bad-ts';
+/** Why a message is not a price: the value's shape, then the first field that breaks its rule. */
+export type MalformedReason = 'empty' | 'not-json' | 'not-an-object' | 'bad-ts' | 'bad-symbol' | 'bad-price';
+
+export const MALFORMED_REASONS: readonly MalformedReason[] = ['empty', 'not-json', 'not-an-object', 'bad-ts', 'bad-symbol', 'bad-price'];
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: MalformedReason; detail: string };
 
@@ -36,16 +56,46 @@ export function decodePriceMessage(text: string | null, fields: PriceFields = DE
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return malformed('not-an-object', 'the value is not a JSON object');
   const object = parsed as Record<string, unknown>;
-  const symbol = object[fields.symbol];
-  if (typeof symbol !== 'string' || symbol.length === 0) return malformed('bad-symbol', `"${fields.symbol}" must be a non-empty string`);
-  const price = object[fields.price];
-  // Log returns need a strictly positive price.
-  if (typeof price !== 'number' || !Number.isFinite(price) || price <= 0) return malformed('bad-price', `"${fields.price}" must be a positive number`);
+
   const ts = object[fields.ts];
-  if (!((typeof ts === 'string' && ts.length > 0) || (typeof ts === 'number' && Number.isFinite(ts)))) {
-    return malformed('bad-ts', `"${fields.ts}" must be a string or a number`);
+  if (ts === undefined) return malformed('bad-ts', `"${fields.ts}" is missing`);
+  const timeMs = typeof ts === 'string' ? parseTs(ts) : Number.NaN;
+  if (typeof ts !== 'string' || Number.isNaN(timeMs)) return malformed('bad-ts', `"${fields.ts}" must be a UTC time "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]", got ${quote(ts)}`);
+
+  const symbol = object[fields.symbol];
+  if (symbol === undefined) return malformed('bad-symbol', `"${fields.symbol}" is missing`);
+  if (typeof symbol !== 'string' || !isSymbol(symbol)) {
+    return malformed('bad-symbol', `"${fields.symbol}" must be a string of 1 to ${MAX_SYMBOL_LENGTH} characters without control characters or surrounding spaces, got ${quote(symbol)}`);
   }
-  return { ok: true, value: { symbol, price, ts } };
+
+  const price = object[fields.price];
+  if (price === undefined) return malformed('bad-price', `"${fields.price}" is missing`);
+  if (typeof price !== 'number' || !Number.isFinite(price) || price <= 0) return malformed('bad-price', `"${fields.price}" must be a number greater than 0, got ${quote(price)}`);
+  return { ok: true, value: { symbol, price, ts, timeMs } };
+}
+
+/** Epoch ms of a `ts` (see the rules above), or NaN. */
+export function parseTs(text: string): number {
+  const length = text.length;
+  if (length !== 19 && length !== 23 && length !== 26) return Number.NaN;
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0x7f) return Number.NaN;
+    bytes[i] = c;
+  }
+  return parseTsBytes(bytes, 0, length);
+}
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+export function isSymbol(symbol: string): boolean {
+  return symbol.length >= 1 && symbol.length <= MAX_SYMBOL_LENGTH && symbol.trim() === symbol && !CONTROL.test(symbol);
+}
+
+function quote(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 
 export interface IndicatorMessage {

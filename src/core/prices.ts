@@ -1,5 +1,9 @@
-import { parseTsBytes } from './timestamp-bytes.ts';
 import type { Random } from './random.ts';
+
+/**
+ * Price ticks as `produce prices` makes them: the generator and the wire encoding. They
+ * are read back by the one decoder, price-message.ts.
+ */
 
 /** One market tick on the `prices` topic. */
 export interface PriceTick {
@@ -42,17 +46,6 @@ export function formatTs(epochMs: number): string {
   return cachedPrefix + MILLIS[ms - second * 1000];
 }
 
-/**
- * Parses `yyyy-mm-dd hh:mm:ss.fff` (UTC) to epoch ms; NaN unless the text is exactly that
- * and names a real date (no 2021-02-30).
- */
-export function parseTs(text: string): number {
-  if (text.length !== 23 || /[^\x00-\x7f]/.test(text)) return Number.NaN;
-  const bytes = new Uint8Array(23);
-  for (let i = 0; i < 23; i++) bytes[i] = text.charCodeAt(i);
-  return parseTsBytes(bytes, 0, 23);
-}
-
 export interface PriceGeneratorOptions {
   count: number;
   symbols: readonly SymbolModel[];
@@ -89,40 +82,4 @@ export function encodePrice(tick: PriceTick): string {
     if (symbolJson.size < 10_000) symbolJson.set(tick.symbol, symbol);
   }
   return `{"ts":"${tick.ts}","symbol":${symbol},"price":${tick.price.toFixed(2)}}`;
-}
-
-export type PriceDecodeResult = { ok: true; tick: PriceTick; timeMs: number } | { ok: false; reason: string };
-
-export interface PriceFields {
-  ts: string;
-  symbol: string;
-  price: string;
-}
-
-export const DEFAULT_PRICE_FIELDS: PriceFields = { ts: 'ts', symbol: 'symbol', price: 'price' };
-
-/**
- * Decodes and validates one message; the reason names what is wrong. (The hot path reads
- * the common shape from bytes first: see price-bytes.ts; this is the full path.)
- */
-export function decodePrice(text: string | null, fields: PriceFields = DEFAULT_PRICE_FIELDS): PriceDecodeResult {
-  if (text === null) return { ok: false, reason: 'empty value' };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return { ok: false, reason: 'not JSON' };
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'not a JSON object' };
-  const record = value as Record<string, unknown>;
-  return validate(record[fields.ts], record[fields.symbol], record[fields.price], fields);
-}
-
-function validate(ts: unknown, symbol: unknown, price: unknown, fields: PriceFields): PriceDecodeResult {
-  if (typeof ts !== 'string') return { ok: false, reason: ts === undefined ? `missing ${fields.ts}` : `${fields.ts} is not a string` };
-  const timeMs = parseTs(ts);
-  if (Number.isNaN(timeMs)) return { ok: false, reason: `${fields.ts} is not yyyy-mm-dd hh:mm:ss.fff` };
-  if (typeof symbol !== 'string' || symbol === '') return { ok: false, reason: symbol === undefined ? `missing ${fields.symbol}` : `${fields.symbol} is not a non-empty string` };
-  if (typeof price !== 'number' || !Number.isFinite(price)) return { ok: false, reason: price === undefined ? `missing ${fields.price}` : `${fields.price} is not a number` };
-  return { ok: true, tick: { ts, symbol, price }, timeMs };
 }

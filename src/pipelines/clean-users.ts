@@ -10,10 +10,14 @@ import { SendQueue } from '../log/send-queue.ts';
 import { valueText } from '../log/types.ts';
 import type { GroupConsumer, Log, LogRecord, RecordToProduce, TopicPartitionOffset } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
+import { withDeadLetterFallback } from '../runtime/dead-letter-producer.ts';
+import { TOO_LARGE, deadLetter, tooLarge, tooLargeRejection } from '../runtime/dead-letters.ts';
+import type { Rejection } from '../runtime/dead-letters.ts';
 
 /**
  * clean-users: user records from a topic → conformed records on the output topic, or the
- * original bytes on the dead-letter topic with the reason (headers x-reason, x-error) →
+ * original bytes on the dead-letter topic with the reason (runtime/dead-letters.ts; a
+ * value over maxRecordBytes is rejected as too-large without being parsed) →
  * per tumbling window of record time (when the record was written to the log), the most
  * and least represented countries and the number of distinct users, printed and sent to
  * the stats topic. Every record read lands on exactly one of the output and dead-letter
@@ -32,6 +36,8 @@ export interface CleanUsersConfig {
   idleTimeoutMs: number;
   dateOrder?: DateOrder;
   partitions: number;
+  /** Values above this are dead-lettered as `too-large` unparsed (--max-record-bytes). */
+  maxRecordBytes: number;
 }
 
 export interface CountryWindow extends CountrySummary {
@@ -42,7 +48,7 @@ export interface CleanUsersSummary {
   read: number;
   clean: number;
   deadLettered: number;
-  reasons: Partial<Record<RejectReason, number>>;
+  reasons: Partial<Record<RejectReason | typeof TOO_LARGE, number>>;
   windows: number;
   /** Records whose window had already been reported (counted in no window). */
   lateForStats: number;
@@ -83,28 +89,25 @@ class UserCleaner {
 
   record(record: LogRecord): void {
     this.summary.read++;
+    if (tooLarge(record, this.#config.maxRecordBytes)) {
+      this.reject(tooLargeRejection(record, this.#config.maxRecordBytes), TOO_LARGE);
+      return;
+    }
     const text = valueText(record);
     const result = cleanUserJson(text ?? 'null', this.#options);
     if (!result.ok) {
-      this.summary.deadLettered++;
-      this.summary.reasons[result.reason] = (this.summary.reasons[result.reason] ?? 0) + 1;
-      this.dead.push({
-        key: record.key,
-        value: record.value,
-        headers: {
-          'x-reason': result.reason,
-          'x-error': result.detail,
-          'x-pipeline': PIPELINE,
-          'x-source-topic': record.topic,
-          'x-source-partition': String(record.partition),
-          'x-source-offset': String(record.offset),
-        },
-      });
+      this.reject({ record, reason: result.reason, error: result.detail }, result.reason);
       return;
     }
     this.summary.clean++;
     this.clean.push({ key: String(result.user.id), value: JSON.stringify(result.user) });
     if (!this.windows.add(Number(record.timestamp), ALL, result.user)) this.summary.lateForStats++;
+  }
+
+  reject(rejection: Rejection, reason: RejectReason | typeof TOO_LARGE): void {
+    this.summary.deadLettered++;
+    this.summary.reasons[reason] = (this.summary.reasons[reason] ?? 0) + 1;
+    this.dead.push(deadLetter(PIPELINE, rejection));
   }
 
   describe(closed: ClosedWindow<string, CountryTally>[]): CountryWindow[] {
@@ -127,7 +130,8 @@ export async function runCleanUsers(config: CleanUsersConfig, deps: CleanUsersDe
   const { log, logger, signal } = deps;
   const now = deps.now ?? Date.now;
   await log.createTopics([config.output, config.deadLetterTopic, config.statsTopic].map((name) => ({ name, partitions: name === config.statsTopic ? 1 : config.partitions })));
-  const producer = log.producer();
+  // A dead-letter topic that takes less than Kafka's default gets references instead.
+  const producer = withDeadLetterFallback(log.producer(), [config.deadLetterTopic]);
   const cleaner = new UserCleaner(config);
   // Clean records, dead letters and window reports go out while the next batch is cleaned.
   const sends = new SendQueue(producer, {

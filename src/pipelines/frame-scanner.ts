@@ -59,16 +59,19 @@ const BUFFER_BYTES = 17 << 20;
  * counts. The main thread copies a batch's frames into a buffer and moves it (no copy) to
  * the worker, which answers with, per frame, the problem or the ts and where the uid lies,
  * and moves the buffer back; `release` returns it for a later batch. A batch of more than
- * 17 MiB is not accepted (`submit` returns null): the caller reads it itself.
+ * 17 MiB, or with a frame over `maxFrameBytes` (which must not be parsed at all), is not
+ * accepted (`submit` returns null): the caller reads it itself.
  */
 export class FrameScanner {
   readonly #worker: Worker;
   readonly #pending = new Map<number, { resolve: (r: ScanResult) => void; reject: (e: unknown) => void }>();
   readonly #free: ArrayBuffer[] = [];
+  readonly #maxFrameBytes: number;
   #next = 0;
   #failure: unknown = null;
 
-  constructor(strict: boolean) {
+  constructor(strict: boolean, maxFrameBytes = Number.POSITIVE_INFINITY) {
+    this.#maxFrameBytes = maxFrameBytes;
     this.#worker = new Worker(new URL('./frame-scan-worker.ts', import.meta.url), { workerData: { strict } });
     this.#worker.on('message', (result: ScanResult) => {
       const waiter = this.#pending.get(result.id);
@@ -90,7 +93,7 @@ export class FrameScanner {
       let length = 0;
       if (valueRange(records[i]!, range)) {
         length = range.end - range.start;
-        if (at + length > BUFFER_BYTES) {
+        if (at + length > BUFFER_BYTES || length > this.#maxFrameBytes) {
           this.#free.push(buffer);
           return null;
         }

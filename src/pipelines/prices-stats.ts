@@ -1,5 +1,6 @@
-import { decodePrice, formatTs, DEFAULT_PRICE_FIELDS } from '../core/prices.ts';
-import type { PriceFields } from '../core/prices.ts';
+import { formatTs } from '../core/prices.ts';
+import { DEFAULT_PRICE_FIELDS, decodePriceMessage } from '../core/price-message.ts';
+import type { PriceFields } from '../core/price-message.ts';
 import { RunningStats, ValueCounts } from '../core/stats.ts';
 import { outlierTest } from '../core/outliers.ts';
 import type { OutlierRule } from '../core/outliers.ts';
@@ -8,6 +9,7 @@ import type { ValueRange } from '../log/types.ts';
 import { priceKeys, scanPriceBytes, SymbolNames } from '../core/price-bytes.ts';
 import type { PriceBytes } from '../core/price-bytes.ts';
 import type { Log, LogRecord } from '../log/types.ts';
+import { DEFAULT_MAX_RECORD_BYTES, TOO_LARGE } from '../runtime/dead-letters.ts';
 
 /**
  * Batch statistics over a fixed snapshot of a topic: every partition from its earliest
@@ -24,6 +26,8 @@ export interface StatsOptions {
   fields?: PriceFields;
   /** Bytes of prices to keep between passes; 0 always takes two passes. */
   memoryBudgetBytes: number;
+  /** Values above this are counted invalid as `too-large` without being parsed (default 1 MiB). */
+  maxRecordBytes?: number;
   signal?: AbortSignal;
   onProgress?: (read: number, total: number) => void;
 }
@@ -46,7 +50,9 @@ export interface Outlier {
 export interface InvalidSample {
   partition: number;
   offset: string;
+  /** A reason code of price-message.ts, or `too-large`. */
   reason: string;
+  detail: string;
 }
 
 export interface StatsReport {
@@ -101,18 +107,19 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   let invalid = 0;
   let read = 0;
 
-  const onInvalid = (record: LogRecord, reason: string) => {
+  const onInvalid = (record: LogRecord, { reason, detail }: Problem) => {
     invalid++;
     invalidReasons[reason] = (invalidReasons[reason] ?? 0) + 1;
-    if (invalidSamples.length < INVALID_SAMPLES) invalidSamples.push({ partition: record.partition, offset: String(record.offset), reason });
+    if (invalidSamples.length < INVALID_SAMPLES) invalidSamples.push({ partition: record.partition, offset: String(record.offset), reason, detail });
   };
 
-  const read1 = readPrice(fields);
+  const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+  const read1 = priceReader(fields, maxRecordBytes);
   for await (const batch of log.readRange(range)) {
     for (const record of batch) {
-      const tick = read1(record);
-      if (typeof tick === 'string') {
-        onInvalid(record, tick);
+      const tick = read1.read(record);
+      if (tick === null) {
+        onInvalid(record, read1.problem);
         continue;
       }
       const { symbol, price } = tick;
@@ -160,11 +167,11 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
       }
     }
   } else {
-    const read2 = readPrice(fields);
+    const read2 = priceReader(fields, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
       for (const record of batch) {
-        const tick = read2(record);
-        if (typeof tick !== 'string' && tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
+        const tick = read2.read(record);
+        if (tick !== null && tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
       }
     }
   }
@@ -193,29 +200,49 @@ interface ReadTick {
   timeMs: number;
 }
 
+interface Problem {
+  reason: string;
+  detail: string;
+}
+
+interface PriceReader {
+  /** The tick (a reused object: copy what you keep), or null with `problem` set. */
+  read(record: LogRecord): ReadTick | null;
+  readonly problem: Problem;
+}
+
 /**
- * Returns a reader of one record: the tick (a reused object: copy what you keep), or the
- * reason it is invalid. Common messages are read from their bytes; the rest by JSON.parse.
+ * Reads records by the rules of price-message.ts: common messages from their bytes
+ * (price-bytes.ts), the rest by `decodePriceMessage`, which names the reason. A value over
+ * `maxRecordBytes` is `too-large`, unread.
  */
-function readPrice(fields: PriceFields): (record: LogRecord) => ReadTick | string {
+function priceReader(fields: PriceFields, maxRecordBytes: number): PriceReader {
   const keys = priceKeys(fields);
   const names = new SymbolNames();
   const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
   const scanned: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };
   const tick: ReadTick = { symbol: '', price: 0, timeMs: 0 };
-  return (record) => {
-    if (!valueRange(record, range)) return 'empty value';
+  const problem: Problem = { reason: '', detail: '' };
+  const fail = (reason: string, detail: string) => {
+    problem.reason = reason;
+    problem.detail = detail;
+    return null;
+  };
+  const read = (record: LogRecord): ReadTick | null => {
+    if (!valueRange(record, range)) return fail('empty', 'the message has no value');
+    if (range.end - range.start > maxRecordBytes) return fail(TOO_LARGE, `value of ${range.end - range.start} bytes is over --max-record-bytes ${maxRecordBytes}; not parsed`);
     if (scanPriceBytes(range.data, range.start, range.end, keys, scanned)) {
       tick.symbol = names.name(range.data, scanned.symbolStart, scanned.symbolEnd);
       tick.price = scanned.price;
       tick.timeMs = scanned.timeMs;
       return tick;
     }
-    const decoded = decodePrice(range.data.toString('utf8', range.start, range.end), fields);
-    if (!decoded.ok) return decoded.reason;
-    tick.symbol = decoded.tick.symbol;
-    tick.price = decoded.tick.price;
-    tick.timeMs = decoded.timeMs;
+    const decoded = decodePriceMessage(range.data.toString('utf8', range.start, range.end), fields);
+    if (!decoded.ok) return fail(decoded.reason, decoded.detail);
+    tick.symbol = decoded.value.symbol;
+    tick.price = decoded.value.price;
+    tick.timeMs = decoded.value.timeMs;
     return tick;
   };
+  return { read, problem };
 }

@@ -14,13 +14,16 @@ import { valueRange } from '../log/types.ts';
 import { SendQueue } from '../log/send-queue.ts';
 import type { Log, LogRecord, Producer, TopicPartitionOffset, ValueRange } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
+import { withDeadLetterFallback } from '../runtime/dead-letter-producer.ts';
+import { TOO_LARGE, deadLetter } from '../runtime/dead-letters.ts';
 import type { ByteSource } from './byte-source.ts';
 
 /**
  * unique-users: frames from a topic (or stdin) → distinct root `uid` per minute of root
  * `ts` → one JSON record per minute on a topic (or stdout). Late frames go to a side topic
- * with how late they were; frames without a usable uid/ts go to the dead-letter topic with
- * the reason. Three ways to read:
+ * with how late they were; frames without a usable uid/ts, and frames over
+ * maxRecordBytes (not parsed), go to the dead-letter topic with the reason. Both in the
+ * one dead-letter format (runtime/dead-letters.ts). Three ways to read:
  *
  * - bounded (`untilEnd`): every partition from its earliest offset to the end offsets seen
  *   at start, no consumer group; the answer depends only on the data, so a re-run prints
@@ -51,6 +54,8 @@ export interface UniqueUsersConfig {
   /** With 2, a bounded read (`untilEnd`) reads frames' root fields on a second thread. */
   threads: number;
   format: JsonRecordFormat;
+  /** Frames above this many bytes are dead-lettered as `too-large` unparsed (--max-record-bytes). */
+  maxRecordBytes: number;
 }
 
 export interface UniqueUsersDeps {
@@ -72,7 +77,7 @@ export interface UniqueUsersSummary {
   counted: number;
   late: number;
   invalid: number;
-  invalidReasons: Partial<Record<FrameProblem, number>>;
+  invalidReasons: Partial<Record<FrameProblem | typeof TOO_LARGE, number>>;
   /** Frames of minutes an earlier run already emitted (group mode, after a restart). */
   alreadyEmitted: number;
   minutes: number;
@@ -83,7 +88,8 @@ export interface UniqueUsersSummary {
 
 const PIPELINE = 'unique-users';
 
-type FrameSource = LogRecord | { line: number };
+/** Where a frame came from: a record of the input topic, or stdin's line and 0-based index. */
+type FrameSource = LogRecord | { line: number; index: number };
 
 class FrameCounter {
   readonly summary: UniqueUsersSummary;
@@ -121,18 +127,25 @@ class FrameCounter {
 
   /** The hot path: one frame's bytes [start, end) of `data`. */
   frame(partition: number, data: Uint8Array, start: number, end: number, source: FrameSource): void {
+    if (end - start > this.#config.maxRecordBytes) {
+      this.tooLarge(data, start, end, source);
+      return;
+    }
     const reader = this.#reader;
     this.count(partition, data, start, end, source, reader, reader.read(data, start, end));
+  }
+
+  /** A frame over maxRecordBytes: dead-lettered without being read. */
+  tooLarge(data: Uint8Array, start: number, end: number, source: FrameSource): void {
+    this.summary.frames++;
+    this.#reject(data, start, end, source, TOO_LARGE, `value of ${end - start} bytes is over --max-record-bytes ${this.#config.maxRecordBytes}; not parsed`);
   }
 
   /** Counts a frame whose root fields were read (`ok`: it has a usable uid and ts). */
   count(partition: number, data: Uint8Array, start: number, end: number, source: FrameSource, reader: FrameView, ok: boolean): void {
     this.summary.frames++;
     if (!ok) {
-      this.summary.invalid++;
-      const problem = reader.problem!;
-      this.summary.invalidReasons[problem] = (this.summary.invalidReasons[problem] ?? 0) + 1;
-      this.sends.add(this.#config.deadLetterTopic, [{ value: copy(data, start, end), headers: { 'x-reason': problem, 'x-error': reader.detail, 'x-pipeline': PIPELINE, ...origin(source) } }]);
+      this.#reject(data, start, end, source, reader.problem!, reader.detail);
       return;
     }
     const offset = this.#trackOffsets && 'offset' in source ? source.offset : undefined;
@@ -146,19 +159,30 @@ class FrameCounter {
       return;
     }
     this.summary.late++;
-    this.sends.add(this.#config.lateTopic, [{
-      key: reader.uid,
-      value: copy(data, start, end),
+    const lateBy = verdict.lateByMs / 1000;
+    const allowed = this.#config.allowedLatenessMs / 1000;
+    const eventMinute = minuteIso(Math.floor((reader.ts * 1000) / 60_000) * 60_000);
+    const error = verdict.reason === 'beyond-lateness'
+      ? `ts ${reader.ts} is ${lateBy} s behind its partition's newest ts, more than the allowed ${allowed} s`
+      : `minute ${eventMinute} was already emitted`;
+    this.sends.add(this.#config.lateTopic, [deadLetter(PIPELINE, {
+      record: asRecord(source, data, start, end),
+      reason: verdict.reason,
+      error,
       headers: {
-        'x-late-by-seconds': String(verdict.lateByMs / 1000),
-        'x-late-reason': verdict.reason,
+        'x-late-by-seconds': String(lateBy),
         'x-watermark': minuteIsoish(verdict.watermarkMs),
-        'x-allowed-lateness-seconds': String(this.#config.allowedLatenessMs / 1000),
-        'x-event-minute': minuteIso(Math.floor((reader.ts * 1000) / 60_000) * 60_000),
-        'x-pipeline': PIPELINE,
-        ...origin(source),
+        'x-allowed-lateness-seconds': String(allowed),
+        'x-event-minute': eventMinute,
+        ...lineOf(source),
       },
-    }]);
+    })]);
+  }
+
+  #reject(data: Uint8Array, start: number, end: number, source: FrameSource, reason: FrameProblem | typeof TOO_LARGE, error: string): void {
+    this.summary.invalid++;
+    this.summary.invalidReasons[reason] = (this.summary.invalidReasons[reason] ?? 0) + 1;
+    this.sends.add(this.#config.deadLetterTopic, [deadLetter(PIPELINE, { record: asRecord(source, data, start, end), reason, error, headers: lineOf(source) })]);
   }
 
   /** After a batch: waits only if too many side and minute records are unacknowledged. */
@@ -183,9 +207,18 @@ function minuteIsoish(ms: number): string {
   return Number.isFinite(ms) ? new Date(ms).toISOString() : String(ms);
 }
 
-function origin(source: FrameSource): Record<string, string> {
-  if ('line' in source) return { 'x-source': 'stdin', 'x-source-line': String(source.line) };
-  return { 'x-source-topic': source.topic, 'x-source-partition': String(source.partition), 'x-source-offset': String(source.offset) };
+/**
+ * The record a frame came from. A frame of stdin becomes a record of topic "-" (as
+ * `--input -` names it), partition 0, offset its 0-based index in the stream.
+ */
+function asRecord(source: FrameSource, data: Uint8Array, start: number, end: number): LogRecord {
+  if (!('line' in source)) return source;
+  return { topic: '-', partition: 0, offset: BigInt(source.index), timestamp: 0n, key: null, value: copy(data, start, end), headers: [] };
+}
+
+/** Where in stdin a frame began, as an extra fact. */
+function lineOf(source: FrameSource): Record<string, string> | undefined {
+  return 'line' in source ? { 'x-source-line': String(source.line) } : undefined;
 }
 
 function copy(data: Uint8Array, start: number, end: number): Buffer {
@@ -218,7 +251,8 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
   // Created while the first frames are read: only the first send waits for them.
   const ready = log.createTopics(topics.map((name) => ({ name, partitions: name === config.output ? 1 : config.partitions })));
   ready.catch(() => undefined);
-  const producer = log.producer();
+  // A late or dead-letter topic that takes less than Kafka's default gets references instead.
+  const producer = withDeadLetterFallback(log.producer(), [config.lateTopic, config.deadLetterTopic]);
   const counter = new FrameCounter(config, deps, producer, !config.untilEnd && config.input !== '-', ready);
   const emit = minuteSink(config, deps, counter);
   const now = deps.now ?? Date.now;
@@ -246,7 +280,7 @@ async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
   if (!deps.stdin) throw new Error('stdin source missing');
   counter.operator.expect(0, now());
   const splitter = new JsonRecordSplitter(
-    (data, start, end, line) => counter.frame(0, data, start, end, { line }),
+    (data, start, end, line, index) => counter.frame(0, data, start, end, { line, index }),
     (problem, line) => deps.logger.warn({ line }, problem),
     { format: config.format },
   );
@@ -291,7 +325,7 @@ async function readBounded(config: UniqueUsersConfig, deps: UniqueUsersDeps, cou
   };
   // The root fields are read on a second thread while this one fetches and counts: up to
   // two batches wait in the worker while the oldest is counted here, in order.
-  const scanner = config.threads > 1 ? new FrameScanner(config.strict) : null;
+  const scanner = config.threads > 1 ? new FrameScanner(config.strict, config.maxRecordBytes) : null;
   const countScanned = async (scanning: ScanningBatch) => {
     const result = await scanning.result;
     const view = new ScannedFrames(result);

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { priceKeys, scanPriceBytes, SymbolNames } from '../../src/core/price-bytes.ts';
 import type { PriceBytes } from '../../src/core/price-bytes.ts';
-import { decodePrice, DEFAULT_PRICE_FIELDS } from '../../src/core/prices.ts';
+import { decodePriceMessage, DEFAULT_PRICE_FIELDS } from '../../src/core/price-message.ts';
 import { seededRandom } from '../../src/core/random.ts';
 
 const keys = priceKeys(DEFAULT_PRICE_FIELDS);
@@ -23,11 +23,16 @@ describe('scanPriceBytes (the byte fast path)', () => {
   });
 
   it('accepts whitespace, any key order and extra flat fields', () => {
-    assert.deepEqual(scan(' { "price" : -0.5 , "extra": "x", "n": 3, "symbol":"B", "ts":"2000-02-29 00:00:00.000" } '), {
+    assert.deepEqual(scan(' { "price" : 0.5 , "extra": "x", "n": -3, "symbol":"B", "ts":"2000-02-29 00:00:00.000" } '), {
       timeMs: Date.UTC(2000, 1, 29),
-      price: -0.5,
+      price: 0.5,
       symbol: 'B',
     });
+  });
+
+  it('reads ts with six or no fractional digits, as the rules say', () => {
+    assert.deepEqual(scan('{"ts":"2026-11-30 19:31:43.015327","symbol":"AAPL","price":1}'), { timeMs: Date.UTC(2026, 10, 30, 19, 31, 43, 15), price: 1, symbol: 'AAPL' });
+    assert.deepEqual(scan('{"ts":"2026-11-30 19:31:43","symbol":"AAPL","price":1}'), { timeMs: Date.UTC(2026, 10, 30, 19, 31, 43), price: 1, symbol: 'AAPL' });
   });
 
   const fallbacks = [
@@ -42,19 +47,31 @@ describe('scanPriceBytes (the byte fast path)', () => {
     '{"ts":"2021-02-30 16:21:32.000","symbol":"AAPL","price":1}', // no such date
     '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":1,}',
     '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":01}',
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":-1}', // not above 0
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":0.00}',
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":-0}',
+    '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL ","price":1}', // space at an end
+    '{"ts":"2021-03-10 16:21:32.000","symbol":" AAPL","price":1}',
+    `{"ts":"2021-03-10 16:21:32.000","symbol":"${'A'.repeat(33)}","price":1}`, // over 32 characters
+    '{"ts":"2021-03-10 16:21:32.00","symbol":"AAPL","price":1}',
+    '{"ts":"2021-03-10 16:21:32.0153","symbol":"AAPL","price":1}',
     '{}',
   ];
   for (const text of fallbacks) {
     it(`leaves ${text} to the full path`, () => assert.equal(scan(text), undefined));
   }
 
-  it('never disagrees with decodePrice (JSON.parse) on 100,000 mutated messages', () => {
+  it('never disagrees with decodePriceMessage (JSON.parse) on 100,000 mutated messages', () => {
     const r = seededRandom('price-bytes');
-    const base = '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":238.32}';
+    const bases = [
+      '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":238.32}',
+      '{"ts":"2026-11-30 19:31:43.015327","symbol":"BRK.B","price":0.5}',
+      '{"ts":"2026-11-30 19:31:43","symbol":"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345","price":1}',
+    ];
     const alphabet = '{}[]":,.-+eE0123456789 \\tnulAPLsymbolpricets';
     let fast = 0;
     for (let i = 0; i < 100_000; i++) {
-      const chars = [...base];
+      const chars = [...bases[i % bases.length]!];
       for (let k = r.int(1, 3); k > 0; k--) {
         const at = r.int(0, chars.length - 1);
         const op = r.int(0, 2);
@@ -67,16 +84,16 @@ describe('scanPriceBytes (the byte fast path)', () => {
       const scanned = scan(text);
       if (scanned === undefined) continue;
       fast++;
-      const full = decodePrice(text);
+      const full = decodePriceMessage(text);
       assert.ok(full.ok, `fast path accepted what the full path refuses: ${text}`);
-      assert.deepEqual(scanned, { timeMs: full.timeMs, price: full.tick.price, symbol: full.tick.symbol }, text);
+      assert.deepEqual(scanned, { timeMs: full.value.timeMs, price: full.value.price, symbol: full.value.symbol }, text);
     }
     assert.ok(fast > 1000, `the fast path was exercised (${fast})`);
   });
 
   it('gives the correctly rounded double for every two-decimal price up to 100,000', () => {
     const out: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };
-    for (let cents = 0; cents <= 10_000_000; cents += 7) {
+    for (let cents = 1; cents <= 10_000_000; cents += 7) { // prices above 0
       const text = (cents / 100).toFixed(2);
       const bytes = Buffer.from(`{"ts":"2021-03-10 16:21:32.000","symbol":"A","price":${text}}`);
       assert.ok(scanPriceBytes(bytes, 0, bytes.length, keys, out));

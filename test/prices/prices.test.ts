@@ -100,28 +100,35 @@ describe('prices ETL on the real Kafka', () => {
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.3' },
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "price": 238.32}' },
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": "9999.99"}' },
+      // A valid price padded to 2 KiB: over --max-record-bytes 1KiB below, never parsed there.
+      { key: 'AAPL', value: `{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 9999.99, "pad": "${'x'.repeat(2000)}"}` },
     ]);
     await producer.close();
     await log.close();
-    const run = await tickflow(['stats', '--topic', topic, '--json', ...brokers]);
+    const run = await tickflow(['stats', '--topic', topic, '--json', '--max-record-bytes', '1KiB', ...brokers]);
     const stats: Stats = JSON.parse(run.stdout);
-    assert.equal(stats.count, 5003);
-    assert.equal(stats.invalid, 3);
+    assert.equal(stats.count, 5004);
+    assert.equal(stats.invalid, 4);
     assert.deepEqual(stats.symbols, first.symbols);
     assert.deepEqual(stats.outliers, first.outliers);
-    const human = await tickflow(['stats', '--topic', topic, ...brokers]);
-    assert.match(human.stdout, /invalid messages: 3/);
-    assert.match(human.stdout, /1 +not JSON/);
-    assert.match(human.stdout, /1 +missing symbol/);
-    assert.match(human.stdout, /1 +price is not a number/);
+    const human = await tickflow(['stats', '--topic', topic, '--max-record-bytes', '1KiB', ...brokers]);
+    assert.match(human.stdout, /invalid messages: 4/);
+    assert.match(human.stdout, /1 +not-json/);
+    assert.match(human.stdout, /1 +bad-symbol/);
+    assert.match(human.stdout, /1 +bad-price/);
+    assert.match(human.stdout, /1 +too-large/);
+    // With the default limit (1 MiB) the padded price is read like any other.
+    const unlimited: Stats = JSON.parse((await tickflow(['stats', '--topic', topic, '--json', ...brokers])).stdout);
+    assert.equal(unlimited.invalid, 3);
+    assert.equal(unlimited.symbols.find((s) => s.symbol === 'AAPL')!.count, first.symbols.find((s) => s.symbol === 'AAPL')!.count + 1);
   });
 
   it('adds exactly 5000 more with a second produce', async () => {
     const result = await tickflow(['produce', 'prices', '--topic', topic, '--seed', '43', ...brokers]);
     assert.equal(result.code, 0, result.stderr);
     const stats: Stats = JSON.parse((await tickflow(['stats', '--topic', topic, '--json', ...brokers])).stdout);
-    assert.equal(stats.count, 10_003);
-    assert.equal(stats.symbols.reduce((n, s) => n + s.count, 0), 10_000);
+    assert.equal(stats.count, 10_004);
+    assert.equal(stats.symbols.reduce((n, s) => n + s.count, 0), 10_001, 'the padded price counts under the default --max-record-bytes');
   });
 });
 

@@ -177,7 +177,9 @@ describe('unique-users on real Kafka', () => {
       'every late frame, with how late it was',
     );
     for (const r of late) {
-      assert.equal(r.headers['x-late-reason'], 'beyond-lateness');
+      assert.equal(r.headers['x-reason'], 'beyond-lateness');
+      assert.match(r.headers['x-error'], /behind its partition's newest ts/);
+      assert.equal(r.headers['x-pipeline'], 'unique-users');
       assert.equal(r.headers['x-source-topic'], topic);
       assert.ok(Number(r.headers['x-late-by-seconds']) > 5);
       assert.equal(r.value, stored.find((s, i) => s.partition === Number(r.headers['x-source-partition']) && offsets[i] === BigInt(r.headers['x-source-offset']))!.text, 'the original frame bytes');

@@ -3,6 +3,7 @@ import { runCleanUsers } from '../../pipelines/clean-users.ts';
 import type { CleanUsersSummary, CountryWindow } from '../../pipelines/clean-users.ts';
 import { defineCommand } from '../command.ts';
 import { badFlag, bool, duration, int, oneOf, str } from '../flags.ts';
+import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 
 export const command = defineCommand({
   name: ['clean-users'],
@@ -14,9 +15,12 @@ export const command = defineCommand({
     'ISO 8601 (every format that reads one way only; 03/04/2020 needs --date-order); e-mail and IP',
     '(v4 or v6) validated. Records that cannot be conformed go, byte for byte, to --dead-letter-topic',
     'with headers x-reason (not-json, not-an-object, missing-id, bad-email, bad-ip, bad-date,',
-    'ambiguous-date, missing-country) and x-error. Per tumbling --window of record time, prints and',
-    'sends to --stats-topic the most and least represented countries (ties listed) and the number',
-    'of distinct users (by id). --until-end: a bounded run up to the end offsets seen at start.',
+    'ambiguous-date, missing-country, too-large), x-error, x-source-topic, x-source-partition,',
+    'x-source-offset and x-pipeline; a value over --max-record-bytes is not parsed (too-large), and',
+    'a dead letter too large for its topic goes as a reference (docs/dead-letters.md).',
+    'Per tumbling --window of record time, prints and sends to --stats-topic the most and least',
+    'represented countries (ties listed) and the number of distinct users (by id).',
+    '--until-end: a bounded run up to the end offsets seen at start.',
   ].join('\n'),
   flags: {
     input: { type: 'string', value: 'TOPIC', default: 'users', description: 'Topic of raw user records' },
@@ -30,6 +34,7 @@ export const command = defineCommand({
     'idle-timeout': { type: 'string', value: 'DURATION', default: '30s', description: 'Report open windows after this long without records' },
     'date-order': { type: 'string', value: 'ORDER', description: 'dmy or mdy: how to read numeric dates such as 03/04/2020 (default: reject as ambiguous)' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for the output topics if they have to be created' },
+    'max-record-bytes': MAX_RECORD_BYTES_FLAG,
   },
   examples: [
     'tickflow clean-users --brokers 127.0.0.1:9092',
@@ -58,6 +63,7 @@ export const command = defineCommand({
       idleTimeoutMs: duration(values, 'idle-timeout', 30_000, { minMs: 100 }),
       dateOrder: order,
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
+      maxRecordBytes: maxRecordBytes(values),
     };
   },
   async run({ config, shared, out, signal, logger, openLog }) {

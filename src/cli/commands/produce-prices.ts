@@ -1,4 +1,5 @@
 import { DEFAULT_SYMBOLS } from '../../core/prices.ts';
+import { MAX_SYMBOL_LENGTH, isSymbol } from '../../core/price-message.ts';
 import type { SymbolModel } from '../../core/prices.ts';
 import { TickflowError } from '../../core/errors.ts';
 import { producePrices } from '../../pipelines/produce-prices.ts';
@@ -17,6 +18,7 @@ export function parseSymbolModels(values: FlagValues, flag: string): SymbolModel
     const known = DEFAULT_SYMBOLS.find((s) => s.symbol === match[1]);
     const mean = match[2] !== undefined ? Number(match[2]) : known?.mean ?? 100;
     const stddev = match[3] !== undefined ? Number(match[3]) : known?.stddev ?? mean * 0.02;
+    if (!isSymbol(match[1]!)) throw badFlag(flag, `symbol ${match[1]} is longer than ${MAX_SYMBOL_LENGTH} characters`);
     if (!(mean > 0)) throw badFlag(flag, `mean of ${match[1]} must be positive`);
     return { symbol: match[1], mean, stddev };
   });

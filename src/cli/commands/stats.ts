@@ -4,6 +4,7 @@ import { computeStats } from '../../pipelines/prices-stats.ts';
 import type { StatsReport } from '../../pipelines/prices-stats.ts';
 import { defineCommand } from '../command.ts';
 import { bool, int, num, oneOf, str } from '../flags.ts';
+import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { progressBar } from '../progress.ts';
 
 export const command = defineCommand({
@@ -14,7 +15,9 @@ export const command = defineCommand({
     'them: the answer never depends on committed offsets, and a re-run gives the same answer.',
     'Prints the message count; per symbol count, min, max, mean and SAMPLE standard deviation',
     '(n − 1; --population for n); and the outliers (ts, symbol, price) by the chosen rule.',
-    'Malformed messages are counted and listed, never fatal. Memory stays bounded: prices are',
+    'Malformed messages (by the rules of docs/prices.md: reasons empty, not-json, not-an-object,',
+    'bad-ts, bad-symbol, bad-price; too-large over --max-record-bytes, unparsed) are counted and',
+    'listed, never fatal. Memory stays bounded: prices are',
     'kept for the outlier scan up to --memory-budget, beyond it a second pass re-reads the range.',
   ].join('\n'),
   flags: {
@@ -27,6 +30,7 @@ export const command = defineCommand({
     'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time' },
     'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
     'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price' },
+    'max-record-bytes': { ...MAX_RECORD_BYTES_FLAG, description: 'A message whose value is larger is counted invalid (too-large) without being parsed' },
   },
   examples: ['tickflow stats --brokers 127.0.0.1:9092', 'tickflow stats --json --rule mad --brokers 127.0.0.1:9092', 'tickflow stats --z 2.5 --population'],
   configure(values) {
@@ -38,6 +42,7 @@ export const command = defineCommand({
       topic: str(values, 'topic') ?? 'prices',
       rule,
       memoryBudgetBytes: int(values, 'memory-budget', 256, { min: 0, max: 1 << 20 }) * (1 << 20),
+      maxRecordBytes: maxRecordBytes(values),
       fields: { ts: str(values, 'ts-field') ?? 'ts', symbol: str(values, 'symbol-field') ?? 'symbol', price: str(values, 'price-field') ?? 'price' },
     };
   },

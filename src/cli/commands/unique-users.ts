@@ -3,6 +3,7 @@ import { runUniqueUsers } from '../../pipelines/unique-users.ts';
 import type { UniqueUsersSummary } from '../../pipelines/unique-users.ts';
 import { defineCommand } from '../command.ts';
 import { badFlag, bool, duration, int, oneOf, str } from '../flags.ts';
+import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 
 export const command = defineCommand({
   name: ['unique-users'],
@@ -14,9 +15,11 @@ export const command = defineCommand({
     'goes to --output: {"minute","start","uniqueUsers","frames","late"}.',
     '',
     'Each partition has a watermark, its newest ts minus --allowed-lateness; a frame below it is late',
-    'and goes to --late-topic with how late it was (headers x-late-by-seconds, x-late-reason). A minute',
+    'and goes to --late-topic with how late it was (headers x-reason, x-late-by-seconds). A minute',
     'is emitted once the lowest watermark of the partitions still delivering passes its end. Frames',
-    'without a usable uid or ts go to --dead-letter-topic with the reason (header x-reason).',
+    'without a usable uid or ts go to --dead-letter-topic with the reason (header x-reason); frames',
+    'over --max-record-bytes are not parsed (x-reason too-large). Side records are the original',
+    'bytes with x-reason, x-error, x-source-topic, x-source-partition, x-source-offset, x-pipeline.',
     '',
     'With --until-end: reads every partition up to the end offsets seen at start, flushes the last',
     'minutes and exits (a batch run; the same input always gives the same output). Without it: a',
@@ -40,6 +43,7 @@ export const command = defineCommand({
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for the side topics if they have to be created' },
     format: { type: 'string', value: 'F', default: 'auto', description: 'For --input -: auto, lines or array' },
     threads: { type: 'string', value: 'N', default: '2', description: 'With --until-end: 2 reads frames on a second thread while this one fetches and counts; 1 does all on one' },
+    'max-record-bytes': MAX_RECORD_BYTES_FLAG,
   },
   examples: [
     'tickflow unique-users --brokers 127.0.0.1:9092',
@@ -71,6 +75,7 @@ export const command = defineCommand({
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       format: oneOf(values, 'format', ['auto', 'lines', 'array'] as const, 'auto'),
       threads: int(values, 'threads', 2, { min: 1, max: 2 }),
+      maxRecordBytes: maxRecordBytes(values),
     };
   },
   async run({ config, shared, out, signal, logger, openLog }) {
