@@ -26,7 +26,8 @@ import type { Database, Queryable } from '../db/types.ts';
 import type { Assignment, GroupConsumer, Log, LogRecord, Producer, RecordToProduce, TopicPartitionOffset } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
 import { OutageWatch, withRetries } from '../observability/retry.ts';
-import { DEFAULT_DEAD_LETTER_LIMIT, DEFAULT_MAX_RECORD_BYTES, deadLetter, recordBytes } from './dead-letters.ts';
+import { withDeadLetterFallback } from './dead-letter-producer.ts';
+import { DEFAULT_DEAD_LETTER_LIMIT, DEFAULT_MAX_RECORD_BYTES, deadLetter, tooLarge, tooLargeRejection } from './dead-letters.ts';
 import type { IdleContext, PartitionClaim, ProcessContext, Processor, QuietPartition, RejectOutcome } from './processor.ts';
 
 export interface TaskLogger {
@@ -142,7 +143,8 @@ class StreamTask<Checkpoint> {
   constructor(options: StreamTaskOptions<Checkpoint>) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    this.#producer = options.log.producer();
+    const producer = options.log.producer();
+    this.#producer = options.deadLetterTopic ? withDeadLetterFallback(producer, [options.deadLetterTopic]) : producer;
     this.#commitIntervalMs = options.commitIntervalMs ?? 0;
     this.#maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
     this.#sliceRecords = options.sliceRecords ?? 50_000;
@@ -308,8 +310,9 @@ class StreamTask<Checkpoint> {
       last.lastRecordWall = now;
       const counts = this.#countsOf(record.topic);
       counts.observe(record.partition, record.offset);
-      if (recordBytes(record) > this.#maxRecordBytes) {
-        this.#reject(record, 'too-large', `record of ${recordBytes(record)} bytes exceeds --max-record-bytes ${this.#maxRecordBytes}`, 'invalid');
+      if (tooLarge(record, this.#maxRecordBytes)) {
+        const rejection = tooLargeRejection(record, this.#maxRecordBytes);
+        this.#reject(record, rejection.reason, rejection.error, 'invalid', rejection.headers);
         continue;
       }
       counts.count(record.partition, record.offset, 'accepted');

@@ -70,8 +70,18 @@ describe('indicators on the real Kafka and PostgreSQL', () => {
     assert.equal(check.records, ticks.length, 'no duplicates without a crash');
 
     const dead = await readAll(log, topics.deadLetterTopic);
-    const reasons = dead.map((r) => r.headers.find(([name]) => name === 'reason')![1].toString()).sort();
+    const header = (r: (typeof dead)[number], name: string) => r.headers.find(([n]) => n === name)?.[1].toString();
+    const reasons = dead.map((r) => header(r, 'x-reason')).sort();
     assert.deepEqual(reasons, ['bad-price', 'empty', 'not-json']);
+    const input = await readAll(log, topics.inputTopic);
+    for (const letter of dead) {
+      assert.equal(header(letter, 'x-pipeline'), 'indicators');
+      assert.equal(header(letter, 'x-source-topic'), topics.inputTopic);
+      const source = input.find((r) => r.partition === Number(header(letter, 'x-source-partition')) && r.offset === BigInt(header(letter, 'x-source-offset')!));
+      assert.ok(source, 'the dead letter names its source record');
+      assert.deepEqual(letter.value, source.value, 'the original bytes');
+      assert.ok(header(letter, 'x-error'));
+    }
     assert.equal((await schema.query<{ n: string }>('SELECT count(DISTINCT symbol) AS n FROM indicator_state WHERE consumer = $1', [topics.group]))[0].n, '20');
   });
 

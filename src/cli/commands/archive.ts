@@ -1,6 +1,7 @@
 import { runArchive } from '../../pipelines/archive.ts';
 import { defineCommand } from '../command.ts';
 import { badFlag, bool, list, str } from '../flags.ts';
+import { maxRecordBytes, MAX_RECORD_BYTES_FLAG } from '../max-record-bytes.ts';
 
 const NAME = /^[A-Za-z0-9._-]{1,249}$/;
 
@@ -19,6 +20,8 @@ export const command = defineCommand({
     group: { type: 'string', value: 'NAME', description: 'Consumer group (default: tickflow-archive-<topics>)' },
     'from-beginning': { type: 'boolean', description: 'Read every partition again from its earliest offset (existing rows are kept, not duplicated)' },
     'stop-at-end': { type: 'boolean', description: 'Exit once everything in the topics at start is archived (single member)' },
+    'dead-letter-topic': { type: 'string', value: 'NAME', default: 'archive-dead-letters', description: 'Where records over --max-record-bytes go, by reference' },
+    'max-record-bytes': { ...MAX_RECORD_BYTES_FLAG, default: '64MiB', description: 'A record whose value is larger is dead-lettered by reference instead of archived' },
   },
   examples: [
     'tickflow archive --topic prices --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
@@ -30,7 +33,10 @@ export const command = defineCommand({
     for (const topic of topics) if (!NAME.test(topic)) throw badFlag('topic', `"${topic}" is not a valid topic name (letters, digits, . _ -)`);
     const group = str(values, 'group') ?? `tickflow-archive-${topics.join('+')}`;
     if (group.trim() === '') throw badFlag('group', 'must not be empty');
-    return { topics, group, fromBeginning: bool(values, 'from-beginning'), stopAtEnd: bool(values, 'stop-at-end') };
+    const deadLetterTopic = str(values, 'dead-letter-topic') ?? 'archive-dead-letters';
+    if (!NAME.test(deadLetterTopic)) throw badFlag('dead-letter-topic', `"${deadLetterTopic}" is not a valid topic name (letters, digits, . _ -)`);
+    if (topics.includes(deadLetterTopic)) throw badFlag('dead-letter-topic', 'must not be one of the archived topics');
+    return { topics, group, deadLetterTopic, fromBeginning: bool(values, 'from-beginning'), stopAtEnd: bool(values, 'stop-at-end'), maxRecordBytes: maxRecordBytes(values) };
   },
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
     const log = await openLog();

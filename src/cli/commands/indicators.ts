@@ -2,6 +2,7 @@ import { runIndicators } from '../../pipelines/indicators.ts';
 import { defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
 import { badFlag, bool, int, str } from '../flags.ts';
+import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 
 const NAME = /^[A-Za-z0-9._-]{1,249}$/;
 
@@ -28,7 +29,9 @@ export const command = defineCommand({
   flags: {
     topic: { type: 'string', value: 'NAME', default: 'prices', description: 'Input topic' },
     'output-topic': { type: 'string', value: 'NAME', default: 'volatility', description: 'Output topic' },
-    'dlq-topic': { type: 'string', value: 'NAME', description: 'Dead-letter topic for malformed prices (default: <topic>-dlq)' },
+    'dead-letter-topic': { type: 'string', value: 'NAME', description: 'Dead-letter topic for malformed prices (default: <topic>-dlq)' },
+    'dlq-topic': { type: 'string', value: 'NAME', description: 'Deprecated alias of --dead-letter-topic' },
+    'max-record-bytes': MAX_RECORD_BYTES_FLAG,
     group: { type: 'string', value: 'NAME', default: 'tickflow-indicators', description: 'Consumer group (also names the kept state)' },
     window: { type: 'string', value: 'N', default: '100', description: 'Points in the EMA and volatility window (at least 3)' },
     'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time (passed through)' },
@@ -52,9 +55,10 @@ export const command = defineCommand({
     }
     if (new Set(Object.values(fields)).size < 3) throw badFlag('price-field', 'the ts, symbol and price fields must be three different names');
     const outputTopic = topicName(values, 'output-topic', 'volatility');
-    const deadLetterTopic = topicName(values, 'dlq-topic', `${topic}-dlq`);
+    const deadLetterFlag = str(values, 'dead-letter-topic') !== undefined ? 'dead-letter-topic' : 'dlq-topic';
+    const deadLetterTopic = topicName(values, deadLetterFlag, `${topic}-dlq`);
     if (outputTopic === topic) throw badFlag('output-topic', 'must differ from --topic');
-    if (deadLetterTopic === topic || deadLetterTopic === outputTopic) throw badFlag('dlq-topic', 'must differ from --topic and --output-topic');
+    if (deadLetterTopic === topic || deadLetterTopic === outputTopic) throw badFlag(deadLetterFlag, 'must differ from --topic and --output-topic');
     return {
       inputTopic: topic,
       outputTopic,
@@ -64,6 +68,7 @@ export const command = defineCommand({
       fields,
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       stopAtEnd: bool(values, 'stop-at-end'),
+      maxRecordBytes: maxRecordBytes(values),
     };
   },
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
