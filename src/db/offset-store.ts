@@ -41,17 +41,17 @@ export async function loadOffsets(db: Queryable, consumer: string, topic: string
  * fencing check with no read-then-write window. Throws FENCED if any partition is
  * held by a newer generation (the caller's transaction must then roll back).
  */
-export async function saveOffsets(tx: Queryable, consumer: string, topic: string, offsets: Map<number, bigint>, generation: number): Promise<void> {
+export async function saveOffsets(tx: Queryable, consumer: string, topic: string, offsets: Map<number, bigint>, generation: number, commitId: string | null = null): Promise<void> {
   if (offsets.size === 0) return;
   const partitions = [...offsets.keys()];
   const nextOffsets = [...offsets.values()].map(String); // pg cannot bind a bigint; text casts exactly
   const { rowCount } = await tx.query(
-    `INSERT INTO stored_offsets AS s (consumer, topic, partition, next_offset, generation, updated_at)
-     SELECT $1, $2, p, o, $5, now() FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
+    `INSERT INTO stored_offsets AS s (consumer, topic, partition, next_offset, generation, updated_at, commit_id)
+     SELECT $1, $2, p, o, $5, now(), $6 FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
      ON CONFLICT (consumer, topic, partition) DO UPDATE
-       SET next_offset = EXCLUDED.next_offset, generation = EXCLUDED.generation, updated_at = EXCLUDED.updated_at
+       SET next_offset = EXCLUDED.next_offset, generation = EXCLUDED.generation, updated_at = EXCLUDED.updated_at, commit_id = EXCLUDED.commit_id
        WHERE s.generation <= EXCLUDED.generation`,
-    [consumer, topic, partitions, nextOffsets, generation],
+    [consumer, topic, partitions, nextOffsets, generation, commitId],
   );
   if (rowCount === offsets.size) return;
   const { rows } = await tx.query<OffsetRow>(
@@ -123,6 +123,12 @@ export async function claimInTransaction(
   const offsets = await loadOffsets(tx, consumer, topic);
   for (const partition of offsets.keys()) if (!partitions.includes(partition)) offsets.delete(partition);
   return { generation, offsets };
+}
+
+/** Whether a commit with this id has landed (its offsets rows carry it until the next commit). */
+export async function commitLanded(tx: Queryable, consumer: string, commitId: string): Promise<boolean> {
+  const { rows } = await tx.query('SELECT 1 FROM stored_offsets WHERE consumer = $1 AND commit_id = $2 LIMIT 1', [consumer, commitId]);
+  return rows.length > 0;
 }
 
 /** Every stored position, for `monitor` and lag reports. */

@@ -78,6 +78,7 @@ export async function runArchive(options: ArchiveOptions): Promise<ArchiveReport
     group: options.group,
     topics: options.topics,
     processor: new ArchiveProcessor(),
+    sink: 'archived_messages',
     deadLetterTopic,
     maxRecordBytes: options.maxRecordBytes ?? ARCHIVE_MAX_RECORD_BYTES,
     logger: options.logger,

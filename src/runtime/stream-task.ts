@@ -19,7 +19,8 @@
  * the new assignment. Ctrl-C: commit what was processed, leave the group.
  */
 import { TickflowError, isTickflowError } from '../core/errors.ts';
-import { claimInTransaction, saveOffsets } from '../db/offset-store.ts';
+import { randomUUID } from 'node:crypto';
+import { claimInTransaction, commitLanded, saveOffsets } from '../db/offset-store.ts';
 import { BatchCounts, addCounts, resetCounts } from '../db/pipeline-counts.ts';
 import type { PartitionCounts } from '../db/pipeline-counts.ts';
 import type { Database, Queryable } from '../db/types.ts';
@@ -57,6 +58,8 @@ export interface StreamTaskOptions<Checkpoint> {
   commitIntervalMs?: number;
   /** A partition is quiet after this long without records (onIdle, lag); default 5 s. */
   idleMs?: number;
+  /** Names the rows the processor writes in `tickflow_records_out_total` (default: postgres). */
+  sink?: string;
   /** Records above this size are dead-lettered as `too-large` without being processed. */
   maxRecordBytes?: number;
   /** Records processed and committed together (bounds the output held in memory). */
@@ -98,6 +101,8 @@ interface CommitUnit<Checkpoint> {
   counts: Map<string, ReadonlyMap<number, PartitionCounts>>;
   checkpoint: Checkpoint | null;
   read: number;
+  /** Tells a retry whether an attempt whose answer was lost did commit. */
+  id: string;
 }
 
 /**
@@ -401,7 +406,7 @@ class StreamTask<Checkpoint> {
   }
 
   #hasWork(): boolean {
-    if (this.#deadLetters.length > 0 || this.#outputs.size > 0) return true;
+    if (this.#commitRequested || this.#deadLetters.length > 0 || this.#outputs.size > 0) return true;
     for (const p of this.#positions.values()) if (p.dirty) return true;
     return false;
   }
@@ -462,8 +467,9 @@ class StreamTask<Checkpoint> {
 
   #take(): CommitUnit<Checkpoint> {
     const offsets = new Map<string, { generation: number; next: Map<number, bigint> }>();
+    // Every assigned partition, changed or not: the fencing check then covers the whole
+    // commit (a checkpoint can change state without new records, e.g. windows closed on idle).
     for (const p of this.#positions.values()) {
-      if (!p.dirty) continue;
       let topic = offsets.get(p.topic);
       if (!topic) offsets.set(p.topic, (topic = { generation: p.generation, next: new Map() }));
       topic.next.set(p.partition, p.next);
@@ -478,6 +484,7 @@ class StreamTask<Checkpoint> {
       counts,
       checkpoint: this.#o.processor.checkpoint(),
       read: this.#read,
+      id: randomUUID(),
     };
     this.#outputs = new Map();
     this.#deadLetters = [];
@@ -495,10 +502,13 @@ class StreamTask<Checkpoint> {
   async #write(unit: CommitUnit<Checkpoint>): Promise<void> {
     const { db, group, processor, pipeline, signal } = this.#o;
     const what = [...unit.offsets.keys()].join(',') || 'state';
+    let attempts = 0;
     const rows = await withRetries('postgres', `commit ${pipeline} offsets of ${what}`, () =>
       db.transaction(async (tx: Queryable) => {
+        // A retry after a lost answer: the first attempt may have committed.
+        if (attempts++ > 0 && (await commitLanded(tx, group, unit.id))) return 0;
         // Offsets first: a fenced commit fails before writing anything else.
-        for (const [topic, { generation, next }] of unit.offsets) await saveOffsets(tx, group, topic, next, generation);
+        for (const [topic, { generation, next }] of unit.offsets) await saveOffsets(tx, group, topic, next, generation, unit.id);
         for (const [topic, counts] of unit.counts) await addCounts(tx, group, topic, counts);
         return unit.checkpoint === null ? 0 : processor.write(tx, unit.checkpoint);
       }), { signal, isRetriable: isRetriableDbError });
@@ -506,6 +516,7 @@ class StreamTask<Checkpoint> {
     report.commits++;
     report.read += unit.read;
     report.rows += rows;
+    if (rows > 0) metrics.recordsOut.inc({ pipeline, sink: this.#o.sink ?? 'postgres' }, rows);
     for (const [topic, records] of unit.outputs) {
       report.published += records.length;
       metrics.recordsOut.inc({ pipeline, sink: topic }, records.length);

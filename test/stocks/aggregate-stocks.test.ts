@@ -87,11 +87,11 @@ describe('aggregate stocks on Kafka and PostgreSQL', () => {
     const letters = await readAll(log, `${topic}-dlq`);
     const header = (r: (typeof letters)[number], name: string) => r.headers.find(([k]) => k === name)?.[1].toString();
     assert.deepEqual(
-      new Map(letters.map((r) => [recordId(Number(header(r, 'source-partition')), header(r, 'source-offset')!), header(r, 'reason')])),
+      new Map(letters.map((r) => [recordId(Number(header(r, 'x-source-partition')), header(r, 'x-source-offset')!), header(r, 'x-reason')])),
       injected,
     );
-    const late = letters.find((r) => header(r, 'reason') === 'late')!;
-    assert.ok(Number(header(late, 'lateness-ms')) > 2_000);
+    const late = letters.find((r) => header(r, 'x-reason') === 'late')!;
+    assert.ok(Number(header(late, 'x-lateness-ms')) > 2_000);
 
     const all = await readAll(log, topic);
     const windows = recompute(all, 250, new Set(injected.keys()));

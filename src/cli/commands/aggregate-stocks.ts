@@ -1,6 +1,7 @@
 import { aggregateStocks } from '../../pipelines/aggregate-stocks.ts';
 import { defineCommand } from '../command.ts';
 import { badFlag, duration, int, str } from '../flags.ts';
+import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 
 export const command = defineCommand({
   name: ['aggregate', 'stocks'],
@@ -12,7 +13,7 @@ export const command = defineCommand({
     'time follows the wall clock. Closed windows are added to stock_windows in the same Postgres',
     'transaction as the open windows and the consumed offsets, so a restart or rebalance resumes',
     'exactly where the last commit left off. Malformed and late records go to the dead-letter',
-    'topic with a reason header. See docs/stocks.md.',
+    'topic in the one dead-letter format (x-reason, x-error, x-source-*). See docs/stocks.md.',
   ].join('\n'),
   flags: {
     topic: { type: 'string', value: 'NAME', default: 'stocks', description: 'Topic to read' },
@@ -24,6 +25,7 @@ export const command = defineCommand({
     'idle-flush': { type: 'string', value: 'TIME', default: '5s', description: 'Quiet time after which stream time follows the wall clock' },
     'commit-interval': { type: 'string', value: 'TIME', default: '1s', description: 'Commit open windows and offsets at least this often' },
     'session-timeout': { type: 'string', value: 'TIME', default: '10s', description: 'Consumer-group session timeout' },
+    'max-record-bytes': MAX_RECORD_BYTES_FLAG,
   },
   examples: [
     'tickflow aggregate stocks --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
@@ -47,6 +49,7 @@ export const command = defineCommand({
       idleFlushMs: duration(values, 'idle-flush', 5_000, { minMs: 100 }),
       commitIntervalMs: duration(values, 'commit-interval', 1_000, { minMs: 10 }),
       sessionTimeoutMs: duration(values, 'session-timeout', 10_000, { minMs: 1_000 }),
+      maxRecordBytes: maxRecordBytes(values),
     };
   },
   async run({ config, shared, logger, signal, out, openLog, openDatabase }) {

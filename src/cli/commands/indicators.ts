@@ -24,7 +24,7 @@ export const command = defineCommand({
     'State and position are kept in Postgres per input partition, committed together after each',
     'batch is published: a restart continues where it stopped. Output is at-least-once with',
     'deterministic values (a replayed batch repeats the same records). Malformed prices go to the',
-    'dead-letter topic with a "reason" header. Run several members with the same --group to scale.',
+    'dead-letter topic (headers x-reason, x-error, x-source-*). Run several members with the same --group to scale.',
   ].join('\n'),
   flags: {
     topic: { type: 'string', value: 'NAME', default: 'prices', description: 'Input topic' },
