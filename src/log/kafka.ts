@@ -461,14 +461,16 @@ export class KafkaLog implements Log {
  */
 export function topicSettings(spec: TopicSpec, brokers: number): { replicas: number; configs: Record<string, string> } {
   const replicas = spec.replicationFactor ?? Math.max(1, Math.min(DEFAULT_REPLICAS, brokers));
-  if (!Number.isInteger(replicas) || replicas < 1) throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: replication factor must be a positive integer, got ${replicas}`);
+  if (!Number.isInteger(replicas) || replicas < 1) {
+    throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: replication factor must be a positive integer, got ${replicas}`, { topic: spec.name, setting: 'replicationFactor' });
+  }
   if (brokers > 0 && replicas > brokers) {
-    throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: replication factor ${replicas} exceeds the ${brokers} broker(s) of the cluster`, { topic: spec.name });
+    throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: replication factor ${replicas} exceeds the ${brokers} broker(s) of the cluster`, { topic: spec.name, setting: 'replicationFactor' });
   }
   const explicitMinIsr = spec.minInsyncReplicas ?? spec.configs?.['min.insync.replicas'];
   const minIsr = explicitMinIsr === undefined ? Math.max(1, replicas - 1) : Number(explicitMinIsr);
   if (!Number.isInteger(minIsr) || minIsr < 1 || minIsr > replicas) {
-    throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: min.insync.replicas must be between 1 and the replication factor ${replicas}, got ${explicitMinIsr}`, { topic: spec.name });
+    throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: min.insync.replicas must be between 1 and the replication factor ${replicas}, got ${explicitMinIsr}`, { topic: spec.name, setting: 'minInsyncReplicas' });
   }
   return { replicas, configs: { ...spec.configs, 'min.insync.replicas': String(minIsr) } };
 }
