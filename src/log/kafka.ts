@@ -276,22 +276,39 @@ export class KafkaLog implements Log {
       };
     });
     const reader = this.#readerClient();
-    const round = () => this.#fetchRound(reader, positions, `fetch ${options.topic}`, options.signal);
+    // Ends the fetch still in flight (and its retries) when the caller stops early.
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    const round = () => {
+      const fetching = this.#fetchRound(reader, positions, `fetch ${options.topic}`, signal);
+      fetching.catch(() => undefined); // awaited below; an early stop must not leave it unhandled
+      return fetching;
+    };
     positions = positions.filter((p) => p.next < p.end!);
-    // Double-buffered: the next fetch is in flight while the caller handles this batch.
-    let pending = positions.length > 0 ? round() : null;
-    while (pending) {
-      if (options.signal?.aborted) return;
-      const outcome = await pending;
-      if (outcome.outOfRange.length > 0) {
-        const first = outcome.outOfRange.map((p) => `${p.partition}@${p.next}`).join(', ');
-        throw new TickflowError('LOG_ERROR', `offsets out of range in ${options.topic}: ${first} (deleted by retention?)`);
+    try {
+      // Double-buffered: the next fetch is in flight while the caller handles this batch.
+      let pending = positions.length > 0 ? round() : null;
+      while (pending) {
+        if (options.signal?.aborted) return;
+        let outcome: FetchOutcome;
+        try {
+          outcome = await pending;
+        } catch (error) {
+          if (options.signal?.aborted) return; // stopped while waiting for Kafka: not a failure
+          throw error;
+        }
+        if (outcome.outOfRange.length > 0) {
+          const first = outcome.outOfRange.map((p) => `${p.partition}@${p.next}`).join(', ');
+          throw new TickflowError('LOG_ERROR', `offsets out of range in ${options.topic}: ${first} (deleted by retention?)`);
+        }
+        positions = positions.filter((p) => p.next < p.end!);
+        const fatal = outcome.failure && !outcome.failure.retriable ? outcome.failure : null;
+        pending = positions.length > 0 && !fatal ? round() : null;
+        if (outcome.records.length > 0) yield outcome.records;
+        if (fatal) throw fatal;
       }
-      positions = positions.filter((p) => p.next < p.end!);
-      const fatal = outcome.failure && !outcome.failure.retriable ? outcome.failure : null;
-      pending = positions.length > 0 && !fatal ? round() : null;
-      if (outcome.records.length > 0) yield outcome.records;
-      if (fatal) throw fatal;
+    } finally {
+      stop.abort();
     }
   }
 
@@ -421,6 +438,9 @@ export class KafkaLog implements Log {
           if (outcome.records.length > 0) yield { generation, records: outcome.records };
           if (outcome.failure && !outcome.failure.retriable) throw outcome.failure;
         }
+      } catch (error) {
+        if (closed || signal?.aborted) return; // stopped while waiting for Kafka: not a failure
+        throw error;
       } finally {
         await close();
       }
