@@ -1,5 +1,5 @@
 import { Admin, Consumer, ListOffsetTimestamps, Producer as KafkaProducer, ProduceAcks } from '@platformatic/kafka';
-import type { ConnectionOptions, GroupAssignment } from '@platformatic/kafka';
+import type { ConnectionOptions } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
 import { DEFAULT_FETCH, fetchOnce } from './kafka-fetch.ts';
@@ -7,20 +7,8 @@ import type { FetchOutcome, FetchPosition, FetchTuning, KafkaClassifier } from '
 import { classifyKafkaError, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
 import type { KafkaErrorContext } from './kafka-errors.ts';
 import { FastProduce } from './kafka-produce.ts';
-import { Wakeup } from './wakeup.ts';
-import type {
-  Assignment,
-  GroupConsumer,
-  Log,
-  LogRecord,
-  PartitionOffsets,
-  Producer,
-  RangeReadOptions,
-  RecordBatch,
-  SubscribeOptions,
-  TopicPartitionOffset,
-  TopicSpec,
-} from './types.ts';
+import { groupMember } from './kafka-group.ts';
+import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec } from './types.ts';
 
 export interface KafkaLogOptions {
   brokers: readonly string[];
@@ -33,7 +21,6 @@ export interface KafkaLogOptions {
   maxRequestBytes?: number;
 }
 
-const IDLE_WAIT_MS = 200;
 /** Replicas of a topic tickflow creates, when its spec does not say: min(this, brokers). */
 const DEFAULT_REPLICAS = 3;
 /** How long a produce request may wait for all in-sync replicas; the socket waits longer. */
@@ -335,128 +322,14 @@ export class KafkaLog implements Log {
   }
 
   subscribe(options: SubscribeOptions): GroupConsumer {
-    const consumer = new Consumer({
-      ...this.#base(`group-${options.group}`),
-      groupId: options.group,
-      sessionTimeout: options.sessionTimeoutMs ?? 10_000,
-      heartbeatInterval: options.heartbeatIntervalMs ?? 1000,
-      rebalanceTimeout: Math.max(options.sessionTimeoutMs ?? 10_000, 15_000),
-      autocommit: false,
+    const member = groupMember(options, {
+      clientOptions: this.#base(`group-${options.group}`),
+      fetchRound: (client, positions, action, signal) => this.#fetchRound(client, positions, action, signal),
+      classify: (error, action, topics) => this.#classifyGroupError(error, action, topics),
+      onClose: () => this.#closables.delete(member),
     });
-    const wakeup = new Wakeup();
-    let version = 0;
-    let assignment: Assignment = { generation: 0, partitions: [] };
-    // Membership is lost and must be won back by a join of ours: at the start, and after the
-    // library's own rejoin (on a failed heartbeat) gave up, which it reports as 'error'.
-    let mustJoin = true;
-    consumer.on('error', () => {
-      mustJoin = true;
-      wakeup.notify();
-    });
-    consumer.on('consumer:group:join', () => {
-      assignment = { generation: consumer.generationId, partitions: flatten(consumer.assignments ?? []) };
-      version++;
-      wakeup.notify();
-    });
-    let closed = false;
-    let closing: Promise<void> | null = null;
-    const close = () => {
-      closed = true;
-      wakeup.notify();
-      closing ??= (async () => {
-        this.#closables.delete(handle);
-        if (consumer.memberId) await Promise.resolve(consumer.leaveGroup()).catch(() => undefined);
-        await consumer.close().catch(() => undefined);
-      })();
-      return closing;
-    };
-    const signal = options.signal;
-    const retrying = <T>(action: string, operation: () => Promise<T>) =>
-      withRetries(
-        'kafka',
-        action,
-        async () => {
-          try {
-            return await operation();
-          } catch (error) {
-            throw await this.#classifyGroupError(error, action, options.topics);
-          }
-        },
-        { ...(signal ? { signal } : {}), beforeRetry: () => consumer.clearMetadata() },
-      );
-    const startPositions = async (current: Assignment): Promise<FetchPosition[]> => {
-      const stored = (await options.onAssign?.(current)) ?? [];
-      const missing = current.partitions.filter((tp) => !stored.some((s) => s.topic === tp.topic && s.partition === tp.partition));
-      const [committed, fallback] = missing.length === 0
-        ? [new Map<string, bigint[]>(), new Map<string, bigint[]>()]
-        : await retrying(`look up offsets of group ${options.group}`, () =>
-          Promise.all([
-            consumer.listCommittedOffsets({ topics: group(missing) }),
-            consumer.listOffsets({
-              topics: [...new Set(missing.map((tp) => tp.topic))],
-              timestamp: options.fallback === 'latest' ? ListOffsetTimestamps.LATEST : ListOffsetTimestamps.EARLIEST,
-            }),
-          ]),
-        );
-      const positions: FetchPosition[] = [];
-      for (const tp of current.partitions) {
-        const fromStore = stored.find((s) => s.topic === tp.topic && s.partition === tp.partition)?.offset;
-        const fromGroup = committed.get(tp.topic)?.[tp.partition];
-        const next = fromStore ?? (fromGroup !== undefined && fromGroup >= 0n ? fromGroup : fallback.get(tp.topic)?.[tp.partition] ?? 0n);
-        positions.push({ topic: tp.topic, partition: tp.partition, next });
-      }
-      return positions;
-    };
-    const fetchRound = (positions: FetchPosition[]) => this.#fetchRound(consumer, positions, `fetch for group ${options.group}`, signal);
-
-    async function* batches(): AsyncGenerator<RecordBatch> {
-      try {
-        consumer.topics.trackAll(...options.topics);
-        let seen = -1;
-        let positions: FetchPosition[] = [];
-        while (!closed && !signal?.aborted) {
-          if (mustJoin) {
-            mustJoin = false;
-            // A rebalance is no error: the join completes with the new assignment ('consumer:group:join').
-            await retrying(`join group ${options.group}`, () => consumer.joinGroup({}));
-            continue;
-          }
-          if (version !== seen) {
-            seen = version;
-            const current = assignment;
-            positions = await startPositions(current);
-            if (version !== seen) continue;
-          }
-          if (positions.length === 0) {
-            await wakeup.wait(IDLE_WAIT_MS, signal);
-            continue;
-          }
-          const generation = assignment.generation;
-          const outcome = await fetchRound(positions);
-          if (version !== seen || closed) continue; // rebalanced meanwhile: these partitions may be gone
-          for (const p of outcome.outOfRange) p.next = 0n; // retention removed them: restart at the log start
-          if (outcome.records.length > 0) yield { generation, records: outcome.records };
-          if (outcome.failure && !outcome.failure.retriable) throw outcome.failure;
-        }
-      } catch (error) {
-        if (closed || signal?.aborted) return; // stopped while waiting for Kafka: not a failure
-        throw error;
-      } finally {
-        await close();
-      }
-    }
-
-    const iterator = batches();
-    const handle: GroupConsumer = {
-      assignment: () => assignment,
-      commit: async (offsets: readonly TopicPartitionOffset[]) => {
-        await retrying(`commit offsets of group ${options.group}`, () => consumer.commit({ offsets: offsets.map((o) => ({ ...o, leaderEpoch: -1 })) }));
-      },
-      close,
-      [Symbol.asyncIterator]: () => iterator,
-    };
-    this.#closables.add(handle);
-    return handle;
+    this.#closables.add(member);
+    return member;
   }
 
   /** A group call's error; a subscribed topic that fresh metadata does not list makes it UNKNOWN_TOPIC. */
@@ -502,16 +375,4 @@ export function topicSettings(spec: TopicSpec, brokers: number): { replicas: num
 function quiet<T extends { on(event: 'error', listener: (error: Error) => void): unknown }>(client: T): T {
   client.on('error', () => undefined);
   return client;
-}
-
-function flatten(assignments: GroupAssignment[]) {
-  return assignments
-    .flatMap((a) => a.partitions.map((partition) => ({ topic: a.topic, partition })))
-    .sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
-}
-
-function group(partitions: { topic: string; partition: number }[]): GroupAssignment[] {
-  const byTopic = new Map<string, number[]>();
-  for (const tp of partitions) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
-  return [...byTopic].map(([topic, list]) => ({ topic, partitions: list }));
 }
