@@ -57,6 +57,27 @@ export function list(values: FlagValues, flag: string, fallback: readonly string
   return items;
 }
 
+/** A flag given any number of times (`multiple: true`); absent means none. */
+export function strings(values: FlagValues, flag: string): string[] {
+  const v = values[flag];
+  if (v === undefined) return [];
+  if (Array.isArray(v)) return v;
+  if (typeof v !== 'string') throw bad(flag, 'expects a value');
+  return [v];
+}
+
+/** Repeated `--flag KEY=VALUE` pairs; a key given twice is refused. */
+export function keyValues(values: FlagValues, flag: string): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const item of strings(values, flag)) {
+    const match = /^([^=\s]+)=(.*)$/s.exec(item);
+    if (!match) throw bad(flag, `expects KEY=VALUE, got "${item}"`);
+    if (Object.hasOwn(result, match[1])) throw bad(flag, `sets ${match[1]} twice`);
+    result[match[1]] = match[2];
+  }
+  return result;
+}
+
 export function oneOf<T extends string>(values: FlagValues, flag: string, choices: readonly T[], fallback: T): T {
   const raw = str(values, flag);
   if (raw === undefined) return fallback;

@@ -1,14 +1,13 @@
 import { fetchV17 } from '@platformatic/kafka';
-import type { Consumer, Reader } from '@platformatic/kafka';
+import type { Connection, Consumer, Reader } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
+import { KafkaCode, errorForCode } from './kafka-errors.ts';
+import type { KafkaErrorContext } from './kafka-errors.ts';
 import { decodeBatches } from './kafka-records.ts';
 import type { LogRecord } from './types.ts';
 
 /** Batches with this attribute bit are transaction markers, not data. */
 const IS_CONTROL = 0b10_0000;
-/** Errors that a metadata refresh and a retry cure (leader moved, not yet elected, ...). */
-const RETRIABLE_FETCH_ERRORS = new Set([3, 5, 6, 9, 13, 74, 75, 100]);
-const OFFSET_OUT_OF_RANGE = 1;
 
 export interface FetchPosition {
   topic: string;
@@ -27,34 +26,57 @@ export interface FetchTuning {
 
 export const DEFAULT_FETCH: FetchTuning = { maxWaitMs: 500, maxBytes: 16 << 20, partitionMaxBytes: 4 << 20 };
 
+/** Classifies an error (kafka-errors), asking fresh metadata whether a topic is really missing. */
+export type KafkaClassifier = (error: unknown, context: KafkaErrorContext) => Promise<TickflowError>;
+
 export interface FetchOutcome {
   records: LogRecord[];
-  /** Partitions whose leader must be looked up again before the next fetch. */
-  stale: boolean;
   /** Partitions whose position fell outside the log (deleted by retention). */
   outOfRange: FetchPosition[];
+  /**
+   * Why some partitions returned nothing this round (a lost broker, a leader election, a
+   * stale leader): their positions did not move. Retriable failures call for fresh
+   * metadata and another round.
+   */
+  failure: TickflowError | null;
 }
 
 /**
  * One fetch round: a Fetch request per leader broker for the given positions. Decodes the
  * record batches into LogRecords, skips control batches and records before the position
  * (a batch can start earlier), stops at `end`, and advances each position in place.
+ *
+ * It throws only before any position moved (metadata could not be had). Once requests are
+ * out, a broker that fails leaves its partitions' positions where they were and is reported
+ * in `failure`, next to the records the other brokers delivered: the caller yields those
+ * and fetches the failed partitions again from the same offsets, so nothing is skipped or
+ * read twice.
  */
-export async function fetchOnce(
-  consumer: Consumer,
-  positions: FetchPosition[],
-  tuning: FetchTuning,
-  refreshMetadata = false,
-): Promise<FetchOutcome> {
+export async function fetchOnce(consumer: Consumer, positions: FetchPosition[], tuning: FetchTuning, classify: KafkaClassifier): Promise<FetchOutcome> {
   const topics = [...new Set(positions.map((p) => p.topic))];
-  const metadata = await consumer.metadata({ topics, forceUpdate: refreshMetadata });
+  const action = `fetch ${topics.join(', ')}`;
+  let metadata: Awaited<ReturnType<Consumer['metadata']>>;
+  let raw: boolean;
+  try {
+    metadata = await consumer.metadata({ topics });
+    raw = await supportsRawFetch(consumer);
+  } catch (error) {
+    throw await classify(error, { action, ...(topics.length === 1 ? { topic: topics[0] } : {}) });
+  }
+  const outcome: FetchOutcome = { records: [], outOfRange: [], failure: null };
+  const fail = (failure: TickflowError) => {
+    if (!outcome.failure || (outcome.failure.retriable && !failure.retriable)) outcome.failure = failure;
+  };
   const byNode = new Map<number, Map<string, FetchPosition[]>>();
   const topicNames = new Map<string, string>();
   for (const position of positions) {
     const topicMetadata = metadata.topics.get(position.topic);
-    if (!topicMetadata) throw new TickflowError('UNKNOWN_TOPIC', `topic ${position.topic} does not exist`, { topic: position.topic });
+    const leader = topicMetadata?.partitions[position.partition]?.leader ?? -1;
+    if (!topicMetadata || leader < 0 || !metadata.brokers.has(leader)) {
+      fail(new TickflowError('LOG_UNAVAILABLE', `fetch ${position.topic} [partition ${position.partition}]: no leader known yet`, { topic: position.topic, partition: position.partition, staleMetadata: true }));
+      continue;
+    }
     topicNames.set(topicMetadata.id, position.topic);
-    const leader = topicMetadata.partitions[position.partition]?.leader ?? -1;
     let topicsForNode = byNode.get(leader);
     if (!topicsForNode) byNode.set(leader, (topicsForNode = new Map()));
     const list = topicsForNode.get(topicMetadata.id) ?? [];
@@ -62,14 +84,8 @@ export async function fetchOnce(
     topicsForNode.set(topicMetadata.id, list);
   }
 
-  const outcome: FetchOutcome = { records: [], stale: false, outOfRange: [] };
-  const raw = await supportsRawFetch(consumer);
   await Promise.all(
     [...byNode].map(async ([node, topicsForNode]) => {
-      if (node < 0) {
-        outcome.stale = true;
-        return;
-      }
       const request = [...topicsForNode].map(([topicId, list]) => ({
         topicId,
         partitions: list.map((p) => ({
@@ -80,23 +96,25 @@ export async function fetchOnce(
           lastFetchedEpoch: -1,
         })),
       }));
-      const partitions = raw
-        ? await rawFetch(consumer, metadata.brokers.get(node), request, tuning)
-        : await libraryFetch(consumer, node, request, tuning);
+      let partitions: PartitionResult[];
+      try {
+        partitions = raw ? await rawFetch(consumer, metadata.brokers.get(node)!, request, tuning) : await libraryFetch(consumer, node, request, tuning);
+      } catch (error) {
+        fail(await classify(error, { action, ...(topics.length === 1 ? { topic: topics[0] } : {}) }));
+        return;
+      }
       for (const result of partitions) {
         const topic = topicNames.get(result.topicId)!;
         const position = topicsForNode.get(result.topicId)?.find((p) => p.partition === result.partition);
         if (!position) continue;
-        if (result.errorCode === OFFSET_OUT_OF_RANGE) {
+        if (result.errorCode === KafkaCode.OFFSET_OUT_OF_RANGE) {
           outcome.outOfRange.push(position);
           continue;
         }
-        if (result.errorCode !== 0) {
-          if (RETRIABLE_FETCH_ERRORS.has(result.errorCode)) {
-            outcome.stale = true;
-            continue;
-          }
-          throw new TickflowError('LOG_ERROR', `fetch ${topic}[${position.partition}] failed with Kafka error code ${result.errorCode}`);
+        if (result.errorCode !== KafkaCode.NONE) {
+          const context = { action: `fetch ${topic}`, topic, partition: position.partition };
+          fail(await classify(errorForCode(result.errorCode, context), context));
+          continue;
         }
         if (result.records) decodeBatches(result.records, position, outcome.records);
         else if (result.batches) decodeInto(outcome.records, topic, position, result.batches);
@@ -120,14 +138,15 @@ type FetchRequestTopics = Parameters<typeof fetchV17.createRequest>[6];
 
 const rawSupport = new WeakMap<Consumer, Promise<boolean>>();
 
-/** Fetch v17 (Kafka 3.9+) lets us read record bytes ourselves; older brokers use the library's decoder. */
+/**
+ * Fetch v17 (Kafka 3.9+) lets us read record bytes ourselves; older brokers use the
+ * library's decoder. Only an answer is remembered: a failed lookup is asked again.
+ */
 function supportsRawFetch(consumer: Consumer): Promise<boolean> {
   let known = rawSupport.get(consumer);
   if (!known) {
-    known = consumer
-      .listApis()
-      .then((apis) => apis.some((api) => api.apiKey === 1 && api.minVersion <= 17 && api.maxVersion >= 17))
-      .catch(() => false);
+    known = consumer.listApis().then((apis) => apis.some((api) => api.apiKey === 1 && api.minVersion <= 17 && api.maxVersion >= 17));
+    known.catch(() => rawSupport.delete(consumer));
     rawSupport.set(consumer, known);
   }
   return known;
@@ -139,14 +158,8 @@ function supportsRawFetch(consumer: Consumer): Promise<boolean> {
  * decodeBatches) instead of building an object per record or copying them into one buffer.
  * A full fetch: no incremental fetch session (id 0, epoch -1).
  */
-async function rawFetch(
-  consumer: Consumer,
-  broker: { host: string; port: number } | undefined,
-  topics: FetchRequestTopics,
-  tuning: FetchTuning,
-): Promise<PartitionResult[]> {
-  if (!broker) return [];
-  const connection = await consumer.connections.get(broker);
+async function rawFetch(consumer: Consumer, broker: { host: string; port: number }, topics: FetchRequestTopics, tuning: FetchTuning): Promise<PartitionResult[]> {
+  const connection: Connection = await consumer.connections.get(broker);
   return new Promise((resolve, reject) => {
     connection.send(
       1,
@@ -165,7 +178,7 @@ function parseRawFetchResponse(_correlationId: number, _apiKey: number, _apiVers
   reader.readInt32(); // throttle_time_ms
   const errorCode = reader.readInt16();
   reader.readInt32(); // session_id
-  if (errorCode !== 0) throw new TickflowError('LOG_ERROR', `fetch failed with Kafka error code ${errorCode}`);
+  if (errorCode !== KafkaCode.NONE) throw errorForCode(errorCode, { action: 'fetch' });
   const topicCount = reader.readUnsignedVarInt() - 1;
   for (let t = 0; t < topicCount; t++) {
     const topicId = reader.readUUID();

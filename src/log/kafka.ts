@@ -1,23 +1,14 @@
 import { Admin, Consumer, ListOffsetTimestamps, Producer as KafkaProducer, ProduceAcks } from '@platformatic/kafka';
-import type { ConnectionOptions, GroupAssignment } from '@platformatic/kafka';
+import type { ConnectionOptions } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
+import { withRetries } from '../observability/retry.ts';
 import { DEFAULT_FETCH, fetchOnce } from './kafka-fetch.ts';
+import type { FetchOutcome, FetchPosition, FetchTuning, KafkaClassifier } from './kafka-fetch.ts';
+import { classifyKafkaError, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
+import type { KafkaErrorContext } from './kafka-errors.ts';
 import { FastProduce } from './kafka-produce.ts';
-import type { FetchPosition, FetchTuning } from './kafka-fetch.ts';
-import { Wakeup } from './wakeup.ts';
-import type {
-  Assignment,
-  GroupConsumer,
-  Log,
-  LogRecord,
-  PartitionOffsets,
-  Producer,
-  RangeReadOptions,
-  RecordBatch,
-  SubscribeOptions,
-  TopicPartitionOffset,
-  TopicSpec,
-} from './types.ts';
+import { groupMember } from './kafka-group.ts';
+import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec } from './types.ts';
 
 export interface KafkaLogOptions {
   brokers: readonly string[];
@@ -30,9 +21,20 @@ export interface KafkaLogOptions {
   maxRequestBytes?: number;
 }
 
-const IDLE_WAIT_MS = 200;
+/** Replicas of a topic tickflow creates, when its spec does not say: min(this, brokers). */
+const DEFAULT_REPLICAS = 3;
+/** How long a produce request may wait for all in-sync replicas; the socket waits longer. */
+const PRODUCE_TIMEOUT_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 45_000;
 
-/** The Kafka adapter, on @platformatic/kafka. Only this folder imports the Kafka library. */
+/**
+ * The Kafka adapter, on @platformatic/kafka. Only this folder imports the Kafka library.
+ *
+ * Every call rides through faults (a broker lost, a leader election, a coordinator move,
+ * stale metadata): errors are classified once (kafka-errors.ts), and the retriable ones are
+ * retried under the one fault policy (`withRetries`, until --retry-for) with the cached
+ * metadata dropped before each retry.
+ */
 export class KafkaLog implements Log {
   readonly kind = 'kafka' as const;
   readonly description: string;
@@ -41,6 +43,7 @@ export class KafkaLog implements Log {
   #admin: Admin | null = null;
   #reader: Consumer | null = null;
   #closables = new Set<{ close(): Promise<void> }>();
+  readonly #classify: KafkaClassifier = (error, context) => this.#classifyError(error, context);
 
   constructor(options: KafkaLogOptions) {
     if (options.brokers.length === 0) throw new TickflowError('BAD_CONFIG', 'no Kafka brokers given');
@@ -56,98 +59,154 @@ export class KafkaLog implements Log {
       bootstrapBrokers: [...this.#options.brokers],
       ...(tls ? { tls: tls === true ? {} : tls } : {}),
       ...(sasl ? { sasl } : {}),
-      retries: 5,
+      // The library's own short retries absorb a blip; withRetries rides out the rest.
+      retries: 3,
       retryDelay: 250,
       connectTimeout: 5000,
+      requestTimeout: REQUEST_TIMEOUT_MS,
       metadataMaxAge: 5000,
     };
   }
 
   #adminClient(): Admin {
-    this.#admin ??= new Admin(this.#base('admin'));
+    this.#admin ??= quiet(new Admin(this.#base('admin')));
     return this.#admin;
   }
 
   /** A consumer used only for metadata, offsets and group-less fetches; it never joins a group. */
   #readerClient(): Consumer {
-    this.#reader ??= new Consumer({ ...this.#base('reader'), groupId: `tickflow-reader-${process.pid}` });
+    this.#reader ??= quiet(new Consumer({ ...this.#base('reader'), groupId: `tickflow-reader-${process.pid}` }));
     return this.#reader;
   }
 
+  /** Drops cached metadata (leaders, brokers, controller) so the next call asks the cluster. */
+  #refreshMetadata(): void {
+    this.#admin?.clearMetadata();
+    this.#reader?.clearMetadata();
+  }
+
+  /**
+   * Runs one Kafka call under the fault policy: its errors classified, the retriable ones
+   * retried after a metadata refresh until --retry-for.
+   */
+  #call<T>(action: string, operation: () => Promise<T>, options: { topic?: string; signal?: AbortSignal } = {}): Promise<T> {
+    const context: KafkaErrorContext = { action, ...(options.topic === undefined ? {} : { topic: options.topic }) };
+    return withRetries(
+      'kafka',
+      action,
+      async () => {
+        try {
+          return await operation();
+        } catch (error) {
+          throw await this.#classify(error, context);
+        }
+      },
+      { ...(options.signal ? { signal: options.signal } : {}), beforeRetry: () => this.#refreshMetadata() },
+    );
+  }
+
+  /**
+   * Classifies an error; one that may mean a missing topic (a broker's UNKNOWN_TOPIC_OR_PARTITION,
+   * which is also what a broker says right after a leader move) becomes UNKNOWN_TOPIC only when
+   * fresh metadata confirms that the topic does not exist.
+   */
+  async #classifyError(error: unknown, context: KafkaErrorContext): Promise<TickflowError> {
+    const classified = classifyKafkaError(error, context);
+    if (context.topic === undefined || !topicMayBeMissing(classified)) return classified;
+    const exists = await this.#topicExists(context.topic);
+    return exists === false ? unknownTopic(context.topic, error) : classified;
+  }
+
+  /** Whether fresh metadata lists the topic; undefined when the cluster cannot be asked now. */
+  async #topicExists(topic: string): Promise<boolean | undefined> {
+    try {
+      return (await this.#adminClient().listTopics()).includes(topic);
+    } catch {
+      return undefined;
+    }
+  }
+
   async createTopics(specs: readonly TopicSpec[]): Promise<void> {
+    if (specs.length === 0) return;
     const existing = new Set(await this.listTopics());
     const missing = specs.filter((s) => !existing.has(s.name));
+    if (missing.length === 0) return;
+    const brokers = await this.#call('describe the cluster', async () => (await this.#readerClient().metadata({ topics: [], forceUpdate: true })).brokers.size);
     for (const spec of missing) {
-      try {
-        await this.#adminClient().createTopics({
-          topics: [spec.name],
-          partitions: spec.partitions ?? 1,
-          replicas: spec.replicationFactor ?? 1,
-          configs: Object.entries(spec.configs ?? {}).map(([name, value]) => ({ name, value })),
-        });
-      } catch (error) {
-        // Another process created it between our list and create: that is what we wanted.
-        if (!String((error as Error)?.message ?? '').includes('already exists') && !hasKafkaCode(error, 36)) {
-          throw wrap(error, `create topic ${spec.name}`);
-        }
-      }
+      const { replicas, configs } = topicSettings(spec, brokers);
+      await this.#call(
+        `create topic ${spec.name}`,
+        async () => {
+          try {
+            await this.#adminClient().createTopics({
+              topics: [spec.name],
+              partitions: spec.partitions ?? 1,
+              replicas,
+              configs: Object.entries(configs).map(([name, value]) => ({ name, value })),
+            });
+          } catch (error) {
+            // Another process (or our own earlier attempt whose answer was lost) created it: that is what we wanted.
+            if (classifyKafkaError(error, { action: 'create' }).details.kafkaCode !== 'TOPIC_ALREADY_EXISTS') throw error;
+          }
+        },
+      );
     }
-    if (missing.length > 0) await this.#awaitTopics(missing.map((s) => s.name));
+    await this.#awaitLeaders(missing.map((s) => s.name));
   }
 
   /** Topic creation is asynchronous on the controller: wait until every partition has a leader. */
-  async #awaitTopics(names: string[]): Promise<void> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const metadata = await this.#readerClient().metadata({ topics: names, forceUpdate: true }).catch(() => null);
-      const ready = metadata && names.every((n) => metadata.topics.get(n)?.partitions.every((p) => p.leader >= 0));
-      if (ready) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new TickflowError('LOG_ERROR', `topics ${names.join(', ')} did not get leaders in time`);
+  async #awaitLeaders(names: string[]): Promise<void> {
+    await this.#call(`wait for leaders of ${names.join(', ')}`, async () => {
+      const metadata = await this.#readerClient().metadata({ topics: names, forceUpdate: true });
+      const ready = names.every((n) => metadata.topics.get(n)?.partitions.every((p) => p.leader >= 0));
+      if (!ready) throw new TickflowError('LOG_UNAVAILABLE', `topics ${names.join(', ')} have no leaders yet`, { staleMetadata: true });
+    });
   }
 
   async deleteTopics(names: readonly string[]): Promise<void> {
     const existing = new Set(await this.listTopics());
     const present = names.filter((n) => existing.has(n));
-    if (present.length > 0) await this.#adminClient().deleteTopics({ topics: present }).catch((e) => Promise.reject(wrap(e, 'delete topics')));
+    if (present.length === 0) return;
+    await this.#call('delete topics', async () => {
+      try {
+        await this.#adminClient().deleteTopics({ topics: present });
+      } catch (error) {
+        // Gone already (an earlier attempt whose answer was lost): done.
+        if (classifyKafkaError(error, { action: 'delete' }).details.kafkaCode !== 'UNKNOWN_TOPIC_OR_PARTITION') throw error;
+      }
+    });
   }
 
   async listTopics(): Promise<string[]> {
-    try {
-      return (await this.#adminClient().listTopics()).sort();
-    } catch (error) {
-      throw wrap(error, 'list topics');
-    }
+    return this.#call('list topics', async () => (await this.#adminClient().listTopics()).sort());
   }
 
   async offsets(topic: string): Promise<PartitionOffsets[]> {
-    const reader = this.#readerClient();
-    try {
-      const [earliest, latest] = await Promise.all([
-        reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.EARLIEST }),
-        reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST }),
-      ]);
-      const first = earliest.get(topic) ?? [];
-      const last = latest.get(topic) ?? [];
-      return last.map((end, partition) => ({ partition, earliest: first[partition] ?? 0n, latest: end }));
-    } catch (error) {
-      throw wrap(error, `list offsets of ${topic}`, topic);
-    }
+    return this.#call(
+      `list offsets of ${topic}`,
+      async () => {
+        const reader = this.#readerClient();
+        const [earliest, latest] = await Promise.all([
+          reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.EARLIEST }),
+          reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST }),
+        ]);
+        const first = earliest.get(topic) ?? [];
+        const last = latest.get(topic) ?? [];
+        return last.map((end, partition) => ({ partition, earliest: first[partition] ?? 0n, latest: end }));
+      },
+      { topic },
+    );
   }
 
   async groups(): Promise<string[]> {
-    try {
-      return [...(await this.#adminClient().listGroups()).keys()].sort();
-    } catch (error) {
-      throw wrap(error, 'list consumer groups');
-    }
+    return this.#call('list consumer groups', async () => [...(await this.#adminClient().listGroups()).keys()].sort());
   }
 
   async committed(group: string, topic: string): Promise<Map<number, bigint>> {
     const partitions = (await this.offsets(topic)).map((p) => p.partition);
-    const answer = await this.#adminClient()
-      .listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: partitions }] }] })
-      .catch((e) => Promise.reject(wrap(e, `list offsets of group ${group}`)));
+    const answer = await this.#call(`list offsets of group ${group}`, () =>
+      this.#adminClient().listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: partitions }] }] }),
+    );
     const result = new Map<number, bigint>();
     for (const g of answer) {
       for (const t of g.topics) {
@@ -159,24 +218,24 @@ export class KafkaLog implements Log {
 
   producer(): Producer {
     // The client provides connections, metadata and the producer id; batches are ours.
-    const client = new KafkaProducer<Buffer, Buffer, Buffer, Buffer>({
-      ...this.#base('producer'),
-      idempotent: true,
-      acks: ProduceAcks.ALL,
-      autocreateTopics: false,
+    const client = quiet(
+      new KafkaProducer<Buffer, Buffer, Buffer, Buffer>({
+        ...this.#base('producer'),
+        idempotent: true,
+        acks: ProduceAcks.ALL,
+        autocreateTopics: false,
+      }),
+    );
+    const fast = new FastProduce(client, {
+      maxBatchBytes: this.#options.maxRequestBytes ?? 900_000,
+      timeoutMs: PRODUCE_TIMEOUT_MS,
+      classify: this.#classify,
     });
-    const fast = new FastProduce(client, { maxBatchBytes: this.#options.maxRequestBytes ?? 900_000, timeoutMs: 30_000 });
     // Sends are serialised so that one producer keeps its records in order on every partition.
     let tail: Promise<unknown> = Promise.resolve();
     const producer: Producer = {
       send: (topic, records) => {
-        const run = tail.then(async () => {
-          try {
-            await fast.send(topic, records);
-          } catch (error) {
-            throw wrap(error, `produce to ${topic}`, topic);
-          }
-        });
+        const run = tail.then(() => fast.send(topic, records));
         tail = run.catch(() => undefined);
         return run;
       },
@@ -204,119 +263,81 @@ export class KafkaLog implements Log {
       };
     });
     const reader = this.#readerClient();
-    let refresh = false;
+    // Ends the fetch still in flight (and its retries) when the caller stops early.
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    const round = () => {
+      const fetching = this.#fetchRound(reader, positions, `fetch ${options.topic}`, signal);
+      fetching.catch(() => undefined); // awaited below; an early stop must not leave it unhandled
+      return fetching;
+    };
     positions = positions.filter((p) => p.next < p.end!);
-    // Double-buffered: the next fetch is in flight while the caller handles this batch.
-    let pending = positions.length > 0 ? fetchOnce(reader, positions, this.#fetch, refresh) : null;
-    while (pending) {
-      if (options.signal?.aborted) return;
-      const outcome = await pending.catch((e) => Promise.reject(wrap(e, `fetch ${options.topic}`, options.topic)));
-      refresh = outcome.stale;
-      if (outcome.outOfRange.length > 0) {
-        const first = outcome.outOfRange.map((p) => `${p.partition}@${p.next}`).join(', ');
-        throw new TickflowError('LOG_ERROR', `offsets out of range in ${options.topic}: ${first} (deleted by retention?)`);
+    try {
+      // Double-buffered: the next fetch is in flight while the caller handles this batch.
+      let pending = positions.length > 0 ? round() : null;
+      while (pending) {
+        if (options.signal?.aborted) return;
+        let outcome: FetchOutcome;
+        try {
+          outcome = await pending;
+        } catch (error) {
+          if (options.signal?.aborted) return; // stopped while waiting for Kafka: not a failure
+          throw error;
+        }
+        if (outcome.outOfRange.length > 0) {
+          const first = outcome.outOfRange.map((p) => `${p.partition}@${p.next}`).join(', ');
+          throw new TickflowError('LOG_ERROR', `offsets out of range in ${options.topic}: ${first} (deleted by retention?)`);
+        }
+        positions = positions.filter((p) => p.next < p.end!);
+        const fatal = outcome.failure && !outcome.failure.retriable ? outcome.failure : null;
+        pending = positions.length > 0 && !fatal ? round() : null;
+        if (outcome.records.length > 0) yield outcome.records;
+        if (fatal) throw fatal;
       }
-      positions = positions.filter((p) => p.next < p.end!);
-      pending = positions.length > 0 ? fetchOnce(reader, positions, this.#fetch, refresh) : null;
-      if (outcome.records.length > 0) yield outcome.records;
+    } finally {
+      stop.abort();
     }
   }
 
-  subscribe(options: SubscribeOptions): GroupConsumer {
-    const consumer = new Consumer({
-      ...this.#base(`group-${options.group}`),
-      groupId: options.group,
-      sessionTimeout: options.sessionTimeoutMs ?? 10_000,
-      heartbeatInterval: options.heartbeatIntervalMs ?? 1000,
-      rebalanceTimeout: Math.max(options.sessionTimeoutMs ?? 10_000, 15_000),
-      autocommit: false,
-    });
-    const wakeup = new Wakeup();
-    let version = 0;
-    let assignment: Assignment = { generation: 0, partitions: [] };
-    consumer.on('consumer:group:join', () => {
-      assignment = { generation: consumer.generationId, partitions: flatten(consumer.assignments ?? []) };
-      version++;
-      wakeup.notify();
-    });
-    let closed = false;
-    let closing: Promise<void> | null = null;
-    const close = () => {
-      closed = true;
-      wakeup.notify();
-      closing ??= (async () => {
-        this.#closables.delete(handle);
-        if (consumer.memberId) await Promise.resolve(consumer.leaveGroup()).catch(() => undefined);
-        await consumer.close().catch(() => undefined);
-      })();
-      return closing;
-    };
-    const fetchTuning = this.#fetch;
-    const startPositions = async (current: Assignment): Promise<FetchPosition[]> => {
-      const stored = (await options.onAssign?.(current)) ?? [];
-      const positions: FetchPosition[] = [];
-      const missing = current.partitions.filter((tp) => !stored.some((s) => s.topic === tp.topic && s.partition === tp.partition));
-      const committed = missing.length > 0 ? await consumer.listCommittedOffsets({ topics: group(missing) }) : new Map();
-      const fallback = missing.length > 0
-        ? await consumer.listOffsets({
-          topics: [...new Set(missing.map((tp) => tp.topic))],
-          timestamp: options.fallback === 'latest' ? ListOffsetTimestamps.LATEST : ListOffsetTimestamps.EARLIEST,
-        })
-        : new Map();
-      for (const tp of current.partitions) {
-        const fromStore = stored.find((s) => s.topic === tp.topic && s.partition === tp.partition)?.offset;
-        const fromGroup = committed.get(tp.topic)?.[tp.partition];
-        const next = fromStore ?? (fromGroup !== undefined && fromGroup >= 0n ? fromGroup : fallback.get(tp.topic)?.[tp.partition] ?? 0n);
-        positions.push({ topic: tp.topic, partition: tp.partition, next });
-      }
-      return positions;
-    };
-
-    async function* batches(): AsyncGenerator<RecordBatch> {
-      try {
-        consumer.topics.trackAll(...options.topics);
-        await consumer.joinGroup({}).catch((e) => Promise.reject(wrap(e, `join group ${options.group}`)));
-        let seen = -1;
-        let positions: FetchPosition[] = [];
-        let refresh = false;
-        while (!closed && !options.signal?.aborted) {
-          if (version !== seen) {
-            seen = version;
-            const current = assignment;
-            positions = await startPositions(current);
-            if (version !== seen) continue;
-          }
-          if (positions.length === 0) {
-            await wakeup.wait(IDLE_WAIT_MS, options.signal);
-            continue;
-          }
-          const generation = assignment.generation;
-          const outcome = await fetchOnce(consumer, positions, fetchTuning, refresh);
-          refresh = outcome.stale;
-          if (version !== seen || closed) continue; // rebalanced meanwhile: these partitions may be gone
-          for (const p of outcome.outOfRange) p.next = 0n; // retention removed them: restart at the log start
-          if (outcome.records.length > 0) yield { generation, records: outcome.records };
+  /**
+   * One fetch round under the fault policy. A round in which every partition failed is
+   * retried (after a metadata refresh) until --retry-for; a round that delivered something
+   * returns it, with the failure of the other partitions, which the next round retries from
+   * the same positions.
+   */
+  #fetchRound(client: Consumer, positions: FetchPosition[], action: string, signal?: AbortSignal): Promise<FetchOutcome> {
+    return withRetries(
+      'kafka',
+      action,
+      async () => {
+        const outcome = await fetchOnce(client, positions, this.#fetch, this.#classify);
+        if (outcome.failure) {
+          client.clearMetadata();
+          if (outcome.records.length === 0 && outcome.outOfRange.length === 0) throw outcome.failure;
         }
-      } finally {
-        await close();
-      }
-    }
-
-    const iterator = batches();
-    const handle: GroupConsumer = {
-      assignment: () => assignment,
-      commit: async (offsets: readonly TopicPartitionOffset[]) => {
-        try {
-          await consumer.commit({ offsets: offsets.map((o) => ({ ...o, leaderEpoch: -1 })) });
-        } catch (error) {
-          throw wrap(error, `commit offsets of group ${options.group}`);
-        }
+        return outcome;
       },
-      close,
-      [Symbol.asyncIterator]: () => iterator,
-    };
-    this.#closables.add(handle);
-    return handle;
+      { ...(signal ? { signal } : {}), beforeRetry: () => client.clearMetadata() },
+    );
+  }
+
+  subscribe(options: SubscribeOptions): GroupConsumer {
+    const member = groupMember(options, {
+      clientOptions: this.#base(`group-${options.group}`),
+      fetchRound: (client, positions, action, signal) => this.#fetchRound(client, positions, action, signal),
+      classify: (error, action, topics) => this.#classifyGroupError(error, action, topics),
+      onClose: () => this.#closables.delete(member),
+    });
+    this.#closables.add(member);
+    return member;
+  }
+
+  /** A group call's error; a subscribed topic that fresh metadata does not list makes it UNKNOWN_TOPIC. */
+  async #classifyGroupError(error: unknown, action: string, topics: readonly string[]): Promise<TickflowError> {
+    const classified = classifyKafkaError(error, { action });
+    if (classified.retriable && !classified.details.staleMetadata) return classified;
+    for (const topic of topics) if ((await this.#topicExists(topic)) === false) return unknownTopic(topic, error);
+    return classified;
   }
 
   async close(): Promise<void> {
@@ -327,36 +348,31 @@ export class KafkaLog implements Log {
   }
 }
 
-function flatten(assignments: GroupAssignment[]) {
-  return assignments
-    .flatMap((a) => a.partitions.map((partition) => ({ topic: a.topic, partition })))
-    .sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
-}
-
-function group(partitions: { topic: string; partition: number }[]): GroupAssignment[] {
-  const byTopic = new Map<string, number[]>();
-  for (const tp of partitions) byTopic.set(tp.topic, [...(byTopic.get(tp.topic) ?? []), tp.partition]);
-  return [...byTopic].map(([topic, list]) => ({ topic, partitions: list }));
-}
-
-function hasKafkaCode(error: unknown, code: number): boolean {
-  const seen = new Set<unknown>();
-  const visit = (e: unknown): boolean => {
-    if (!e || typeof e !== 'object' || seen.has(e)) return false;
-    seen.add(e);
-    const record = e as { apiCode?: number; errors?: unknown[]; cause?: unknown };
-    return record.apiCode === code || (record.errors ?? []).some(visit) || visit(record.cause);
-  };
-  return visit(error);
-}
-
-/** Unknown topic or partition (3) becomes UNKNOWN_TOPIC; network failures LOG_UNAVAILABLE. */
-function wrap(error: unknown, action: string, topic?: string): TickflowError {
-  if (error instanceof TickflowError) return error;
-  const message = (error as Error)?.message ?? String(error);
-  if (topic && (hasKafkaCode(error, 3) || /unknown topic/i.test(message))) {
-    return new TickflowError('UNKNOWN_TOPIC', `topic ${topic} does not exist (create it first)`, { topic }, { cause: error });
+/**
+ * Replicas and configs of a topic to create: min(3, brokers) replicas and
+ * min.insync.replicas one less (at least 1), unless the spec says otherwise.
+ */
+export function topicSettings(spec: TopicSpec, brokers: number): { replicas: number; configs: Record<string, string> } {
+  const replicas = spec.replicationFactor ?? Math.max(1, Math.min(DEFAULT_REPLICAS, brokers));
+  if (!Number.isInteger(replicas) || replicas < 1) {
+    throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: replication factor must be a positive integer, got ${replicas}`, { topic: spec.name, setting: 'replicationFactor' });
   }
-  const network = /ECONNREFUSED|ETIMEDOUT|ENOTFOUND|ECONNRESET|Network|connect|timed out/i.test(message + JSON.stringify((error as { errors?: unknown })?.errors?.toString?.() ?? ''));
-  return new TickflowError(network ? 'LOG_UNAVAILABLE' : 'LOG_ERROR', `${action}: ${message}`, {}, { cause: error });
+  if (brokers > 0 && replicas > brokers) {
+    throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: replication factor ${replicas} exceeds the ${brokers} broker(s) of the cluster`, { topic: spec.name, setting: 'replicationFactor' });
+  }
+  const explicitMinIsr = spec.minInsyncReplicas ?? spec.configs?.['min.insync.replicas'];
+  const minIsr = explicitMinIsr === undefined ? Math.max(1, replicas - 1) : Number(explicitMinIsr);
+  if (!Number.isInteger(minIsr) || minIsr < 1 || minIsr > replicas) {
+    throw new TickflowError('BAD_CONFIG', `topic ${spec.name}: min.insync.replicas must be between 1 and the replication factor ${replicas}, got ${explicitMinIsr}`, { topic: spec.name, setting: 'minInsyncReplicas' });
+  }
+  return { replicas, configs: { ...spec.configs, 'min.insync.replicas': String(minIsr) } };
+}
+
+/**
+ * The library reports errors of calls as rejections; it also emits 'error' (a group rejoin
+ * that gave up). An EventEmitter without a listener would crash the process on it.
+ */
+function quiet<T extends { on(event: 'error', listener: (error: Error) => void): unknown }>(client: T): T {
+  client.on('error', () => undefined);
+  return client;
 }

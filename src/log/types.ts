@@ -29,7 +29,11 @@ export interface RecordToProduce {
 export interface TopicSpec {
   name: string;
   partitions?: number;
+  /** Default min(3, brokers in the cluster). The embedded log ignores it. */
   replicationFactor?: number;
+  /** Default one less than the replication factor, at least 1. The embedded log ignores it. */
+  minInsyncReplicas?: number;
+  /** Topic configs (e.g. retention.ms). The embedded log ignores them. */
   configs?: Record<string, string>;
 }
 

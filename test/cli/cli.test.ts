@@ -53,6 +53,39 @@ describe('tickflow CLI', () => {
   });
 });
 
+describe('tickflow topics --create', () => {
+  const embedded = { env: { KAFKA_BROKERS: '' } };
+
+  it('takes replication, min ISR and configs; the embedded log accepts and ignores them', async () => {
+    const result = await tickflow(['topics', '--create', 'gamma', '--replication-factor', '3', '--min-insync-replicas', '2', '--config', 'retention.ms=60000', '--config', 'cleanup.policy=delete', '--json'], embedded);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).topics.map((t: { name: string }) => t.name), ['gamma']);
+  });
+
+  it('keeps --replication as a deprecated alias', async () => {
+    const result = await tickflow(['topics', '--create', 'delta', '--replication', '2', '--json'], embedded);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /--replication is deprecated: use --replication-factor/);
+  });
+
+  const bad: Array<[string[], string]> = [
+    [['--replication-factor', '0'], '--replication-factor: must be at least 1, got 0'],
+    [['--replication-factor', 'three'], '--replication-factor: expects an integer, got "three"'],
+    [['--replication-factor', '2', '--replication', '2'], '--replication: is the deprecated alias of --replication-factor: give only --replication-factor'],
+    [['--replication-factor', '2', '--min-insync-replicas', '3'], '--min-insync-replicas: must not exceed the replication factor 2, got 3'],
+    [['--config', 'retention.ms'], '--config: expects KEY=VALUE, got "retention.ms"'],
+    [['--config', 'a=1', '--config', 'a=2'], '--config: sets a twice'],
+    [['--config', 'min.insync.replicas=2', '--min-insync-replicas', '2'], '--config: sets min.insync.replicas, which --min-insync-replicas sets too'],
+  ];
+  for (const [flags, message] of bad) {
+    it(`refuses ${flags.join(' ')} with one line naming the flag`, async () => {
+      const result = await tickflow(['topics', '--create', 'x', ...flags], embedded);
+      assert.equal(result.code, 2);
+      assert.equal(result.stderr, `tickflow topics: ${message} (see --help)\n`);
+    });
+  }
+});
+
 describe('command registry', () => {
   it('finds every command from its words alone, loading only its file', async () => {
     const { loadCommandFor, loadCommands } = await import('../../src/cli/registry.ts');
