@@ -71,6 +71,12 @@ export async function migrate(db: Database, options: { dir?: string; logger?: Db
   return applied;
 }
 
+/** The migrations applied to the database, oldest first (for `tickflow migrate`). */
+export async function appliedMigrations(db: Queryable): Promise<Array<{ version: number; name: string }>> {
+  const { rows } = await db.query<{ version: number; name: string }>('SELECT version, name FROM tickflow_migrations ORDER BY version');
+  return rows;
+}
+
 async function lock(tx: Queryable): Promise<void> {
   await tx.query('SELECT pg_advisory_xact_lock($1, $2)', LOCK_KEY);
 }

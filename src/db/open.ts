@@ -9,7 +9,6 @@ import { connectWithRetry } from './connect-retry.ts';
 import type { RetryOptions } from './connect-retry.ts';
 import { toDbError } from './db-errors.ts';
 import { migrate } from './migrations.ts';
-import { openPglite } from './pglite.ts';
 import { createPostgresDatabase } from './postgres.ts';
 import type { PostgresOptions } from './postgres.ts';
 import { resolveTls } from './tls.ts';
@@ -31,7 +30,7 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   const { logger } = options;
   const db = options.url
     ? createPostgresDatabase(options.url, { ...options.postgres, tls: options.tls, logger })
-    : await openPglite({ dataDir: options.dataDir, logger });
+    : await (await import('./pglite.ts')).openPglite({ dataDir: options.dataDir, logger }); // loaded only when embedded
   try {
     if (db.kind === 'postgres') await connectWithRetry(db, { ...options.retry, logger });
     await migrate(db, { logger });

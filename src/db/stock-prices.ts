@@ -112,3 +112,8 @@ export function toRow(row: RawRow): StockWindowRow {
     priceSum: Number(row.price_sum),
   };
 }
+
+/** Resolves once the stocks table is readable (the database answers and is migrated); for /readyz. */
+export async function probeStockWindows(db: Queryable): Promise<void> {
+  await db.query('SELECT 1 FROM stock_windows LIMIT 0');
+}

@@ -1,5 +1,6 @@
 /** /healthz: the process serves. /readyz: and the database answers with the stocks table readable. */
 import type { FastifyInstance } from 'fastify';
+import { probeStockWindows } from '../db/stock-prices.ts';
 import type { Queryable } from '../db/types.ts';
 import { currentOutages } from '../observability/retry.ts';
 
@@ -22,7 +23,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: { db: Queryable
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        deps.db.query('SELECT 1 FROM stock_windows LIMIT 0'),
+        probeStockWindows(deps.db),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs}ms`)), timeoutMs);
         }),

@@ -13,8 +13,8 @@ import { latestIndicatorStates, recentStockWindows } from '../db/dashboard-queri
 import type { KeptIndicatorState, RecentWindow } from '../db/dashboard-queries.ts';
 import type { Queryable } from '../db/types.ts';
 import type { Log } from '../log/types.ts';
-import { collectSnapshot } from '../pipelines/monitor.ts';
-import type { Problem } from '../pipelines/monitor.ts';
+import { collectSnapshot } from '../observability/reconciliation.ts';
+import type { Problem } from '../observability/reconciliation.ts';
 import { ThroughputHistory } from './live-throughput.ts';
 import type { ThroughputView, TopicTotals } from './live-throughput.ts';
 import { UniqueUsersFeed } from './live-unique-users.ts';

@@ -10,7 +10,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { openDatabase } from '../../src/db/open.ts';
 import { saveOffsets } from '../../src/db/offset-store.ts';
 import { BatchCounts, addCounts } from '../../src/db/pipeline-counts.ts';
-import { collectSnapshot } from '../../src/pipelines/monitor.ts';
+import { collectSnapshot } from '../../src/observability/reconciliation.ts';
 import type { Database } from '../../src/db/types.ts';
 import type { RecordBatch } from '../../src/log/types.ts';
 import { KAFKA_BROKERS, TEST_DATABASE_URL } from '../helpers/env.ts';

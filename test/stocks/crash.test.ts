@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import type { Database } from '../../src/db/types.ts';
-import { collectSnapshot } from '../../src/pipelines/monitor.ts';
+import { collectSnapshot } from '../../src/observability/reconciliation.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { BIN } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';

@@ -1,4 +1,4 @@
-import { loadMigrations } from '../../db/migrations.ts';
+import { appliedMigrations, loadMigrations } from '../../db/migrations.ts';
 import { defineCommand } from '../command.ts';
 
 export const command = defineCommand({
@@ -10,7 +10,7 @@ export const command = defineCommand({
   configure: () => ({}),
   async run({ shared, out, openDatabase }) {
     const db = await openDatabase();
-    const { rows } = await db.query<{ version: number; name: string }>('SELECT version, name FROM tickflow_migrations ORDER BY version');
+    const rows = await appliedMigrations(db);
     const known = loadMigrations().length;
     if (shared.json) out.write(`${JSON.stringify({ database: db.description, applied: rows, known })}\n`);
     else out.write(`${db.description}: ${rows.length} of ${known} migrations applied (latest ${rows.at(-1)?.version ?? 'none'} ${rows.at(-1)?.name ?? ''})\n`);

@@ -1,5 +1,5 @@
-import { collectSnapshot } from '../../pipelines/monitor.ts';
-import type { MonitorSnapshot } from '../../pipelines/monitor.ts';
+import { collectSnapshot } from '../../observability/reconciliation.ts';
+import type { MonitorSnapshot } from '../../observability/reconciliation.ts';
 import type { Queryable } from '../../db/types.ts';
 import { defineCommand } from '../command.ts';
 import { bool, duration, list, str } from '../flags.ts';
