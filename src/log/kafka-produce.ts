@@ -153,8 +153,14 @@ export class FastProduce {
         renewed = true;
         continue;
       }
-      const failure = await this.#attempt(topic, heads.filter((b) => !b.sequenceRefused));
-      for (const q of queues) while (q.next < q.batches.length && q.batches[q.next].acknowledged) q.next++;
+      let failure: TickflowError | null;
+      try {
+        failure = await this.#attempt(topic, heads.filter((b) => !b.sequenceRefused));
+      } finally {
+        // Also when another partition's batch failed fatally in the same request: what was
+        // acknowledged is in the log, and its sequence must never be handed out again.
+        for (const q of queues) while (q.next < q.batches.length && q.batches[q.next].acknowledged) q.next++;
+      }
       if (failure) throw failure;
     }
   }

@@ -99,6 +99,8 @@ class FakeCluster {
       }
       if (fault?.kind === 'code') {
         if (fault.moveLeaderTo) this.leaders[partition] = fault.moveLeaderTo;
+        // A batch refused for its size is never written: the producer may send other bytes under its sequence.
+        if (fault.code === KafkaCode.RECORD_LIST_TOO_LARGE || fault.code === KafkaCode.MESSAGE_TOO_LARGE) this.sentBytes.delete(key);
         responses.push({ index: partition, errorCode: fault.code });
         continue;
       }
@@ -214,6 +216,8 @@ describe('FastProduce under faults (scripted broker)', () => {
     await assert.rejects(producer.send(TOPIC, records(0, 10)), (e) => isTooLarge(e) && isTickflowError(e, 'LOG_ERROR') && e.details.partition === 0);
     await producer.send(TOPIC, records(0, 10));
     assert.deepEqual(cluster.values(0), expected(0, 10));
+    // Partition 1's batch of the failed send was written: the second send follows it, not over it.
+    assert.deepEqual(cluster.values(1), [...expected(1, 10), ...expected(1, 10)]);
   });
 
   it('gives up after --retry-for naming Kafka, and the next send continues without a gap', async () => {

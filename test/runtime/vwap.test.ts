@@ -287,6 +287,36 @@ describe('examples/vwap.ts on the real Kafka and PostgreSQL', () => {
       await db.close();
     }
   });
+  it('a COMMIT whose answer is lost (committed, then the connection drops) is not written twice', async () => {
+    const { db, group, deadLetterTopic } = await fresh('lost-commit');
+    try {
+      let rowCommits = 0;
+      let lost = 0;
+      // The transaction commits, then the caller hears "connection lost": the commit is in doubt.
+      const inDoubt: Database = {
+        kind: db.kind,
+        description: db.description,
+        query: (sql, params) => db.query(sql, params),
+        close: () => db.close(),
+        transaction: async (fn) => {
+          const result = await db.transaction(fn);
+          if (typeof result === 'number' && result > 0 && ++rowCommits === 2) {
+            lost++;
+            throw new TickflowError('DB_UNAVAILABLE', 'injected: connection lost after COMMIT');
+          }
+          return result;
+        },
+      };
+      await runVwap({ log, db: inDoubt, topic, group, deadLetterTopic, logger: quiet, signal: new AbortController().signal, untilEnd: true, allowedLatenessMs: LATENESS_MS, sliceRecords: 250 });
+      assert.equal(lost, 1, 'the lost answer was injected');
+      // vwap adds minute parts into their rows: a second write would double them.
+      await assertRows(db, expected);
+      await assertState(db, group, expected);
+      await assertAccounting(log, db, topic, group, expected);
+    } finally {
+      await db.close();
+    }
+  });
 });
 
 describe('examples/vwap.ts as two members of one group (embedded log, real PostgreSQL)', () => {
