@@ -2,7 +2,10 @@
  * Poison records on real Kafka: a 5 MB record among good ones, on an input topic that
  * allows it (max.message.bytes = 10 MB), never stops a pipeline. Each run dead-letters it
  * by reference (the dead-letter topic keeps Kafka's default limit) and processes every good
- * record; the service commits past it.
+ * record; the service commits past it (in its consumer group, or in PostgreSQL for the
+ * pipelines that keep their offsets there). Cases: clean-users, unique-users, indicators,
+ * aggregate stocks (a service only), archive (with --max-record-bytes 1 MiB: by default it
+ * archives records up to 64 MiB).
  *
  * One row per pipeline in POISON_CASES: how to make good records and the poison, the
  * command and its topic flags, and how to check the outputs against counts computed here.
@@ -20,6 +23,8 @@ import type { CliResult } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { BROKERS, readAll, unique } from '../users/helpers.ts';
 import type { ReadRecord } from '../users/helpers.ts';
+import { isolatedDatabase } from '../stocks/fixtures.ts';
+import type { IsolatedDatabase } from '../stocks/fixtures.ts';
 
 const POISON_BYTES = 5 * 1024 * 1024;
 const TEN_MB = '10485760';
@@ -32,12 +37,20 @@ interface RunTopics {
   /** Other topics of the run by role (output, late, stats…). */
   other: Record<string, string>;
   group: string;
+  /** The run's own PostgreSQL schema, for the pipelines that keep state there. */
+  db?: IsolatedDatabase;
 }
 
 interface PoisonCase {
   name: string;
   /** The command words, e.g. ['clean-users'] or ['aggregate', 'stocks']. */
   command: readonly string[];
+  /** x-pipeline of its dead letters (default: name). */
+  pipeline?: string;
+  /** The flag of a bounded run, or null when the pipeline is a service only. */
+  bounded: string | null;
+  /** Keeps its state and offsets in PostgreSQL (then the offsets are checked there, not in the group). */
+  database?: boolean;
   /** Good records for the input: valid, on time, each one processed. */
   good(count: number): RecordToProduce[];
   /** A record of `bytes` that the pipeline would accept if it parsed it. */
@@ -66,6 +79,25 @@ function frames(count: number): RecordToProduce[] {
   return Array.from({ length: count }, (_, i) => ({ key: `u${i % 40}`, value: JSON.stringify({ uid: `u${i % 40}`, ts: FRAMES_START + i, page: '/home' }) }));
 }
 
+/** Good prices: 4 symbols keyed by symbol, one a second from 2026-01-05 10:00. */
+function prices(count: number): RecordToProduce[] {
+  const symbols = ['AAPL', 'MSFT', 'AMZN', 'GOOG'];
+  return Array.from({ length: count }, (_, i) => {
+    const symbol = symbols[i % symbols.length]!;
+    const ts = new Date(Date.UTC(2026, 0, 5, 10, 0, i)).toISOString().replace('T', ' ').slice(0, 19);
+    return { key: symbol, value: JSON.stringify({ ts, symbol, price: 100 + (i % 13) + 0.25 }) };
+  });
+}
+
+/** Good stock ticks: one ticker each, 6 tickers keyed by name, 100 ms apart. */
+const STOCKS_START = Date.UTC(2026, 0, 5, 10, 0, 0);
+function stocks(count: number): RecordToProduce[] {
+  return Array.from({ length: count }, (_, i) => {
+    const name = `T${i % 6}`;
+    return { key: name, value: JSON.stringify({ tickers: [{ name, price: 100 + (i % 17) }], ts: new Date(STOCKS_START + i * 100).toISOString() }) };
+  });
+}
+
 /** A valid-looking JSON record padded to exactly `bytes`. */
 function padded(fields: Record<string, unknown>, bytes: number): Buffer {
   const head = JSON.stringify({ ...fields, pad: '' });
@@ -92,6 +124,7 @@ export const POISON_CASES: PoisonCase[] = [
   {
     name: 'clean-users',
     command: ['clean-users'],
+    bounded: '--until-end',
     roles: ['output', 'stats'],
     good: users,
     poison: (bytes) => ({ key: 'poison', value: padded({ id: 999_999, email: 'p@example.com', ip_address: '1.2.3.4', date: '2020-01-01', country: 'Peru' }, bytes) }),
@@ -110,6 +143,7 @@ export const POISON_CASES: PoisonCase[] = [
   {
     name: 'unique-users',
     command: ['unique-users'],
+    bounded: '--until-end',
     roles: ['output', 'late'],
     good: frames,
     poison: (bytes) => ({ key: 'poison', value: padded({ uid: 'poison', ts: FRAMES_START + 1 }, bytes) }),
@@ -121,6 +155,72 @@ export const POISON_CASES: PoisonCase[] = [
       if (minutes.length < expected.length) return `${minutes.length} of ${expected.length} minutes`;
       assert.deepEqual(minutes.map(({ start, uniqueUsers, frames }) => ({ start, uniqueUsers, frames })), expected, 'the poison frame (user "poison") counted nowhere');
       assert.equal((await readAll(log, t.other.late!)).length, 0);
+      return null;
+    },
+  },
+  {
+    name: 'indicators',
+    command: ['indicators'],
+    bounded: '--stop-at-end',
+    database: true,
+    roles: ['output'],
+    good: prices,
+    poison: (bytes) => ({ key: 'poison', value: padded({ ts: '2026-01-05 10:00:00', symbol: 'POISON', price: 1 }, bytes) }),
+    args: (t) => ['--topic', t.input, '--output-topic', t.other.output!, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url],
+    processed: async (log, t, good) => {
+      const outputs = await readAll(log, t.other.output!);
+      if (outputs.length < good.length) return `${outputs.length} of ${good.length} indicator records`;
+      // One output per good price, in order per symbol: the points count up 1, 2, 3… per symbol.
+      assert.equal(outputs.length, good.length, 'one output per good price, nothing for the poison');
+      const perSymbol = new Map<string, number[]>();
+      for (const r of outputs) {
+        const { symbol, points } = JSON.parse(r.value) as { symbol: string; points: number };
+        perSymbol.set(symbol, [...(perSymbol.get(symbol) ?? []), points]);
+      }
+      const expected = new Map<string, number>();
+      for (const r of good) expected.set(String(r.key), (expected.get(String(r.key)) ?? 0) + 1);
+      assert.deepEqual(new Map([...perSymbol].map(([s, points]) => [s, points.length])), expected);
+      for (const points of perSymbol.values()) assert.deepEqual(points, points.map((_, i) => Math.min(i + 1, 100)));
+      return null;
+    },
+  },
+  {
+    name: 'aggregate stocks',
+    command: ['aggregate', 'stocks'],
+    pipeline: 'aggregate-stocks',
+    bounded: null,
+    database: true,
+    roles: [],
+    good: stocks,
+    poison: (bytes) => ({ key: 'poison', value: padded({ tickers: [{ name: 'POISON', price: 1 }], ts: new Date(STOCKS_START + 1000).toISOString() }, bytes) }),
+    args: (t) => ['--topic', t.input, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url],
+    serviceArgs: ['--idle-flush', '1s'],
+    processed: async (_log, t, good) => {
+      const { rows } = await t.db!.admin(`SELECT ticker, sum(sample_count)::int AS n FROM ${t.db!.schema}.stock_windows GROUP BY ticker ORDER BY ticker`);
+      const open = await t.db!.admin(`SELECT count(*)::int AS n FROM ${t.db!.schema}.stock_window_state`);
+      const expected = new Map<string, number>();
+      for (const r of good) expected.set(String(r.key), (expected.get(String(r.key)) ?? 0) + 1);
+      const stored = new Map(rows.map((r: { ticker: string; n: number }) => [r.ticker, r.n]));
+      const total = [...stored.values()].reduce((a, b) => a + b, 0);
+      if (total < good.length || open.rows[0].n > 0) return `${total} of ${good.length} samples in closed windows, ${open.rows[0].n} windows open`;
+      assert.deepEqual(stored, new Map([...expected].sort(([a], [b]) => (a < b ? -1 : 1))), 'every good sample in a window once, none of the poison');
+      return null;
+    },
+  },
+  {
+    name: 'archive',
+    command: ['archive'],
+    bounded: '--stop-at-end',
+    database: true,
+    roles: [],
+    good: prices,
+    poison: (bytes) => ({ key: 'poison', value: padded({ ts: '2026-01-05 10:00:00', symbol: 'POISON', price: 1 }, bytes) }),
+    args: (t) => ['--topic', t.input, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url, '--max-record-bytes', '1048576'],
+    processed: async (_log, t, good) => {
+      const { rows } = await t.db!.admin(`SELECT key, value FROM ${t.db!.schema}.archived_messages WHERE topic = $1`, [t.input]);
+      if (rows.length < good.length) return `${rows.length} of ${good.length} archived`;
+      const archived = rows.map((r: { key: Buffer; value: Buffer }) => `${r.key.toString()} ${r.value.toString()}`).sort();
+      assert.deepEqual(archived, good.map((r) => `${String(r.key)} ${String(r.value)}`).sort(), 'every good record byte for byte, once; not the poison');
       return null;
     },
   },
@@ -138,7 +238,7 @@ describe('poison records on real Kafka', () => {
 
   for (const c of POISON_CASES) {
     it(`${c.name}: a 5 MB record is dead-lettered by reference, every good record processed, bounded and as a service`, async () => {
-      const input = unique(`poison-${c.name}`);
+      const input = unique(`poison-${c.name.replace(' ', '-')}`);
       await log.createTopics([{ name: input, partitions: 3, configs: { 'max.message.bytes': TEN_MB } }]);
       const good = c.good(GOOD);
       const poison = c.poison(POISON_BYTES);
@@ -152,35 +252,54 @@ describe('poison records on real Kafka', () => {
       assert.equal(stored[0]!.value.length, POISON_BYTES, 'the broker holds the 5 MB record');
       const ends = new Map((await log.offsets(input)).map((p) => [p.partition, p.latest]));
 
-      const topicsFor = (run: string): RunTopics => ({
-        input,
-        deadLetters: unique(`poison-${c.name}-${run}-dlq`),
-        other: Object.fromEntries(c.roles.map((role) => [role, unique(`poison-${c.name}-${run}-${role}`)])),
-        group: unique(`poison-${c.name}-${run}`),
-      });
+      const name = c.name.replace(' ', '-');
+      const schemas: IsolatedDatabase[] = [];
+      const topicsFor = async (run: string): Promise<RunTopics> => {
+        const db = c.database ? await isolatedDatabase(`poison_${run}`) : undefined;
+        if (db) schemas.push(db);
+        return {
+          input,
+          deadLetters: unique(`poison-${name}-${run}-dlq`),
+          other: Object.fromEntries(c.roles.map((role) => [role, unique(`poison-${name}-${run}-${role}`)])),
+          group: unique(`poison-${name}-${run}`),
+          db,
+        };
+      };
+      /** The next offsets the run has committed: in its PostgreSQL schema, or in its consumer group. */
+      const committedOf = async (t: RunTopics): Promise<Map<number, bigint>> => {
+        if (!t.db) return log.committed(t.group, input);
+        const { rows } = await t.db.admin(`SELECT partition, next_offset FROM ${t.db.schema}.stored_offsets WHERE consumer = $1 AND topic = $2`, [t.group, input]);
+        return new Map(rows.map((r: { partition: number; next_offset: string }) => [r.partition, BigInt(r.next_offset)]));
+      };
+      const pipeline = c.pipeline ?? c.name;
 
-      // Bounded.
-      const bounded = topicsFor('bounded');
-      const result = await cli([...c.command, '--until-end', ...c.args(bounded), ...BROKERS]);
-      assert.equal(result.code, 0, result.stderr);
-      assert.equal(await c.processed(log, bounded, good), null, 'a bounded run processes every good record');
-      checkReference(await readAll(log, bounded.deadLetters), stored[0]!, input, c.name);
-
-      // Service: it must read past the poison, process what follows and commit past it.
-      const service = topicsFor('service');
-      const running = startCli([...c.command, ...c.args(service), ...(c.serviceArgs ?? []), ...BROKERS]);
       try {
-        await eventually(async () => {
-          const missing = await c.processed(log, service, good);
-          const committed = await log.committed(service.group, input);
-          const behind = [...ends].filter(([p, end]) => (committed.get(p) ?? -1n) < end);
-          return missing ?? (behind.length > 0 ? `group behind on partitions ${behind.map(([p]) => p).join(',')}` : null);
-        }, running);
+        if (c.bounded) {
+          const bounded = await topicsFor('bounded');
+          const result = await cli([...c.command, c.bounded, ...c.args(bounded), ...BROKERS]);
+          assert.equal(result.code, 0, result.stderr);
+          assert.equal(await c.processed(log, bounded, good), null, 'a bounded run processes every good record');
+          checkReference(await readAll(log, bounded.deadLetters), stored[0]!, input, pipeline);
+        }
+
+        // Service: it must read past the poison, process what follows and commit past it.
+        const service = await topicsFor('service');
+        const running = startCli([...c.command, ...c.args(service), ...(c.serviceArgs ?? []), ...BROKERS]);
+        try {
+          await eventually(async () => {
+            const missing = await c.processed(log, service, good);
+            const committed = await committedOf(service);
+            const behind = [...ends].filter(([p, end]) => (committed.get(p) ?? -1n) < end);
+            return missing ?? (behind.length > 0 ? `behind on partitions ${behind.map(([p]) => p).join(',')}` : null);
+          }, running);
+        } finally {
+          const stopped = await running.stop();
+          assert.equal(stopped.code, 0, stopped.stderr);
+        }
+        checkReference(await readAll(log, service.deadLetters), stored[0]!, input, pipeline);
       } finally {
-        const stopped = await running.stop();
-        assert.equal(stopped.code, 0, stopped.stderr);
+        for (const db of schemas) await db.drop();
       }
-      checkReference(await readAll(log, service.deadLetters), stored[0]!, input, c.name);
     });
   }
 });
@@ -305,7 +424,8 @@ async function eventually(check: () => Promise<string | null>, running: Running,
       const r = await running.done;
       assert.fail(`the service exited (code ${r.code}) before it was done: ${r.stderr}`);
     }
-    missing = await check();
+    // A topic the service has not created yet reads as "not there yet".
+    missing = await check().catch((error: unknown) => `not readable yet: ${error instanceof Error ? error.message : String(error)}`);
     if (missing === null) return;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
