@@ -67,8 +67,10 @@ export class FaultRun {
     this.fault = fault;
   }
 
+  /** Starts `tickflow ARGS`; its log is test-artifacts/faults/<pipeline>--<fault>--<name>.log. */
   async start(name: string, args: readonly string[]): Promise<TickflowProcess> {
-    const started = await startTickflow(name, args);
+    const slug = (text: string) => text.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '');
+    const started = await startTickflow(`${slug(this.pipeline)}--${slug(this.fault)}--${name}`, args);
     this.processes.push(started);
     return started;
   }
@@ -147,6 +149,11 @@ export class FaultRun {
       this.#fail(firstLine((error as Error).message));
       throw error;
     }
+  }
+
+  /** Adds a fact worth a look to the row's note (duplicates the guarantee allows, say). */
+  observe(note: string): void {
+    this.#fail(note);
   }
 
   /** Always, in `finally`: stops what still runs, waits for the fault to be healed, appends the row. */
