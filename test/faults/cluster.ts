@@ -159,3 +159,14 @@ function alive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** Messages in a topic now (end − earliest offsets), asked with KafkaJS. */
+export async function messageCount(topic: string): Promise<number> {
+  const admin = new kafkajs.Kafka({ clientId: 'tickflow-faults-count', brokers: FAULT_BROKERS, logLevel: kafkajs.logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    return (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
