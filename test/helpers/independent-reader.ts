@@ -10,6 +10,7 @@ export interface RawMessage {
   offset: string;
   key: string | null;
   value: string | null;
+  headers: Record<string, string>;
 }
 
 export async function readTopicIndependently(brokers: string[], topic: string): Promise<RawMessage[]> {
@@ -42,7 +43,8 @@ export async function forEachMessageIndependently(brokers: string[], topic: stri
           if (end === undefined) return;
           for (const message of batch.messages) {
             if (BigInt(message.offset) >= end) break;
-            onMessage({ partition: batch.partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value?.toString() ?? null });
+            const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
+            onMessage({ partition: batch.partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value?.toString() ?? null, headers });
             count++;
             resolveOffset(message.offset);
             if (BigInt(message.offset) + 1n >= end) remaining.delete(batch.partition);
