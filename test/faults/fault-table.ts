@@ -42,7 +42,8 @@ const seconds = (value: number | null) => (value === null ? '-' : `${value.toFix
 
 export function formatTable(results: readonly FaultResult[]): string {
   const header = ['FAULT', 'PIPELINE', 'SURVIVED', 'PROGRESS AGAIN AFTER', 'TOTAL', 'EXACT', 'NOTE'];
-  const rows = results.map((r) => [r.fault, r.pipeline, yesNo(r.survived), seconds(r.progressAgainSeconds), seconds(r.totalSeconds), yesNo(r.exact), r.note ?? '']);
+  const note = (text = '') => (text.length > 140 ? `${text.slice(0, 139)}…` : text);
+  const rows = results.map((r) => [r.fault, r.pipeline, yesNo(r.survived), seconds(r.progressAgainSeconds), seconds(r.totalSeconds), yesNo(r.exact), note(r.note)]);
   const right = [false, false, false, true, true, false, false];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();

@@ -9,7 +9,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { startPostgresServer } from '../helpers/postgres-server.ts';
 import type { PostgresServer } from '../helpers/postgres-server.ts';
-import { FAULT_BROKERS, checkCluster, restartBrokers } from './cluster.ts';
+import { FAULT_BROKERS, checkCluster, restartBrokers, waitForFullIsr } from './cluster.ts';
 import { formatTable, readResults } from './fault-table.ts';
 import { ARTIFACTS } from './tickflow-process.ts';
 
@@ -18,6 +18,7 @@ const started = Date.now();
 
 export async function globalSetup(): Promise<void> {
   await checkCluster();
+  await waitForFullIsr(60_000);
   mkdirSync(ARTIFACTS, { recursive: true });
   const results = path.join(ARTIFACTS, 'results.jsonl');
   rmSync(results, { force: true });
