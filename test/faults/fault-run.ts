@@ -200,7 +200,7 @@ export class FaultRun {
   }
 }
 
-const firstLine = (text: string) => text.split('\n')[0].slice(0, 160);
+const firstLine = (text: string) => text.split('\n')[0].slice(0, 400);
 
 function lastLine(text: string): string {
   const lines = text.trim().split('\n');

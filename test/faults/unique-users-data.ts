@@ -55,11 +55,11 @@ export function minutesProblem(minutes: readonly ReferenceMinute[], expected: re
   }
   const missing = expected.filter((m) => !seen.has(m.start)).map((m) => m.minute);
   const parts = [];
+  if (lateFrames > 0) parts.push(`${lateFrames} frames sent to the late topic`);
   if (wrong.length > 0) parts.push(`${wrong.length} of ${expected.length} minutes with other counts: ${wrong.slice(0, 3).join(', ')}${wrong.length > 3 ? ', …' : ''}`);
   if (twice.length > 0) parts.push(`${twice.length} minutes out twice (${twice.slice(0, 3).join(', ')})`);
   if (missing.length > 0) parts.push(`${missing.length} minutes missing (${missing.slice(0, 3).join(', ')})`);
   if (unexpected.length > 0) parts.push(`${unexpected.length} unexpected minutes`);
-  if (lateFrames > 0) parts.push(`${lateFrames} frames sent to the late topic`);
   if (parts.length === 0 && minutes.length !== expected.length) parts.push(`${minutes.length} minutes out, expected ${expected.length}`);
   return parts.join('; ');
 }

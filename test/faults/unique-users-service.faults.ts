@@ -43,7 +43,7 @@ describe('fault: unique-users (service)', () => {
         await forEachMessageIndependently(FAULT_BROKERS, output, (m) => void minutes.push(JSON.parse(m.value!) as ReferenceMinute));
         const lateFrames = await forEachMessageIndependently(FAULT_BROKERS, late, () => undefined);
         const problem = minutesProblem(minutes, expected, lateFrames);
-        assert.ok(problem === '', `not every minute once, complete, with nothing late: ${problem}`);
+        assert.ok(problem === '', `minutes differ from the recomputation: ${problem}`);
         assert.deepEqual(minutes, expected, 'in order');
       });
     } finally {
