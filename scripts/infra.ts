@@ -102,14 +102,14 @@ interface ClusterState {
   createdAt: string;
 }
 
-function topology(brokers: number): NodeSpec[] {
+function topology(brokers: number, firstPort = BROKER_PORT): NodeSpec[] {
   return Array.from({ length: brokers }, (_, i) => {
     const id = i + 1;
     const dir = path.join(BASE, `broker-${id}`);
     return {
       id,
-      port: BROKER_PORT + i,
-      controllerPort: brokers === 1 ? BROKER_PORT + 1 : BROKER_PORT + 100 + i,
+      port: firstPort + i,
+      controllerPort: brokers === 1 ? firstPort + 1 : firstPort + 100 + i,
       dir,
       dataDir: path.join(dir, 'data'),
       props: path.join(dir, 'server.properties'),
@@ -141,6 +141,28 @@ function kafkaUuid(): string {
 function kafkaVersionFromPom(): string {
   const m = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(POM, 'utf8'));
   return m ? m[1].trim() : fail(`no <kafka.version> in ${rel(POM)}`);
+}
+
+// ---------------------------------------------------------------- for the fault suite
+
+export interface LocalBroker {
+  /** Kafka's node.id. */
+  id: number;
+  port: number;
+  /** The broker's JVM while it runs (checked against its command line), else undefined. */
+  pid: number | undefined;
+  logFile: string;
+}
+
+/**
+ * The brokers of the cluster `up` formatted in this checkout, as they run now: the fault
+ * suite (test/faults) kills one by pid and brings it back with `up`. `firstPort` is the
+ * first broker's port (TICKFLOW_KAFKA_PORT when it started them).
+ */
+export function localBrokers(firstPort = BROKER_PORT): LocalBroker[] {
+  const state = readState();
+  if (!state) return [];
+  return topology(state.brokers, firstPort).map((n) => ({ id: n.id, port: n.port, pid: runningPid(n), logFile: n.logFile }));
 }
 
 // ---------------------------------------------------------------- processes
@@ -788,14 +810,16 @@ async function main(argv: string[]): Promise<void> {
   else await status({ json: values.json, postgres: !values['no-postgres'] });
 }
 
-try {
-  await main(process.argv.slice(2));
-} catch (e) {
-  if (isTickflowError(e)) {
-    console.error(`infra: error: ${e.message}`);
-    process.exitCode = e.exitCode;
-  } else {
-    console.error(`infra: error: ${(e as Error).stack ?? String(e)}`);
-    process.exitCode = 70;
+if (import.meta.main) {
+  try {
+    await main(process.argv.slice(2));
+  } catch (e) {
+    if (isTickflowError(e)) {
+      console.error(`infra: error: ${e.message}`);
+      process.exitCode = e.exitCode;
+    } else {
+      console.error(`infra: error: ${(e as Error).stack ?? String(e)}`);
+      process.exitCode = 70;
+    }
   }
 }

@@ -12,6 +12,8 @@ export const ErrorCodes = {
   LOG_LOST: { exit: 3, retriable: false },
   DB_UNAVAILABLE: { exit: 4, retriable: true },
   DB_ERROR: { exit: 4, retriable: false },
+  /** A transaction lost a race (serialization failure, deadlock) and was rolled back: run it again. */
+  DB_CONFLICT: { exit: 4, retriable: true },
   /** PostgreSQL stayed unavailable for longer than --retry-for. */
   DB_LOST: { exit: 4, retriable: false },
   FENCED: { exit: 5, retriable: false },

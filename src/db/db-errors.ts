@@ -2,6 +2,12 @@
  * Maps whatever the pg driver throws onto the tickflow error catalogue, so callers branch
  * on `code`/`retriable` and, for database errors, on Postgres's SQLSTATE in
  * `details.code` — never on message text.
+ *
+ * Retriable: the server unreachable or going away (DB_UNAVAILABLE: class 08, 57P0x, a
+ * dropped socket — including one dropped while a COMMIT was answered, which leaves the
+ * commit in doubt: callers that retry such a transaction must be able to tell whether it
+ * landed, as the runtime does with its commit id) and a transaction that lost a race
+ * (DB_CONFLICT: 40001, 40P01). Everything else is a DB_ERROR, not retried.
  */
 import { TickflowError, isTickflowError } from '../core/errors.ts';
 
@@ -17,6 +23,15 @@ const UNAVAILABLE_SQLSTATES = new Set([
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now (starting up, recovery)
   '53300', // too_many_connections
+]);
+
+/**
+ * SQLSTATEs of a transaction the server rolled back because it lost a race with another
+ * one: running it again is the documented cure.
+ */
+const CONFLICT_SQLSTATES = new Set([
+  '40001', // serialization_failure
+  '40P01', // deadlock_detected
 ]);
 
 /**
@@ -59,6 +74,9 @@ export function toDbError(error: unknown, where: string): TickflowError {
   const details: Record<string, unknown> = { database: where };
   for (const key of ['code', 'constraint', 'detail', 'table', 'column', 'schema', 'severity'] as const) {
     if (fields[key] !== undefined) details[key] = fields[key];
+  }
+  if (fields.code !== undefined && CONFLICT_SQLSTATES.has(fields.code)) {
+    return new TickflowError('DB_CONFLICT', `database conflict ${fields.code} on ${where} (the transaction was rolled back): ${reason}`, details, { cause: error });
   }
   const prefix = fields.code ? `database error ${fields.code}` : 'database error';
   return new TickflowError('DB_ERROR', `${prefix} on ${where}: ${reason}`, details, { cause: error });

@@ -23,6 +23,7 @@ export class PoolDatabase implements Database {
   readonly description: string;
   readonly #pool: pg.Pool;
   readonly #onClose?: () => Promise<void>;
+  readonly #logger?: DbLogger;
   /** Marks code running inside one of our transactions, to catch self-deadlocks on a pool of one. */
   readonly #inTransaction = new AsyncLocalStorage<{ open: boolean }>();
   #closing?: Promise<void>;
@@ -32,6 +33,7 @@ export class PoolDatabase implements Database {
     this.description = options.description;
     this.#pool = options.pool;
     this.#onClose = options.onClose;
+    this.#logger = options.logger;
     // An idle client losing its server emits 'error' on the pool; unhandled, that event
     // would crash the process. The pool drops the client; the next query reconnects.
     this.#pool.on('error', (error) => {
@@ -57,9 +59,18 @@ export class PoolDatabase implements Database {
     } catch (error) {
       throw toDbError(error, this.description);
     }
+    // A checked-out client is the pool's no longer: losing its server between two queries
+    // (a restart, a killed backend) emits 'error' on the client itself, which, unheard,
+    // would crash the process. Heard, the next query fails (DB_UNAVAILABLE, retriable) and
+    // the client is destroyed instead of going back to the pool.
+    let broken = false;
+    const onClientError = (error: Error) => {
+      broken = true;
+      this.#logger?.warn({ database: this.description, err: toDbError(error, this.description).message }, 'database connection lost during a transaction');
+    };
+    client.on('error', onClientError);
     const tx = clientQueryable(client, this.description);
     const scope = { open: true };
-    let broken = false;
     try {
       await tx.query('BEGIN');
       const result = await this.#inTransaction.run(scope, () => fn(tx));
@@ -77,6 +88,7 @@ export class PoolDatabase implements Database {
       throw error;
     } finally {
       scope.open = false;
+      client.off('error', onClientError);
       client.release(broken);
     }
   }

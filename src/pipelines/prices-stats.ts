@@ -9,6 +9,7 @@ import type { ValueRange } from '../log/types.ts';
 import { priceKeys, scanPriceBytes, SymbolNames } from '../core/price-bytes.ts';
 import type { PriceBytes } from '../core/price-bytes.ts';
 import type { Log, LogRecord } from '../log/types.ts';
+import { metrics } from '../observability/metrics.ts';
 import { DEFAULT_MAX_RECORD_BYTES, TOO_LARGE } from '../runtime/dead-letters.ts';
 
 /**
@@ -145,6 +146,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
       }
     }
     read += batch.length;
+    metrics.recordsIn.inc({ pipeline: 'stats', topic: options.topic }, batch.length);
     options.onProgress?.(read, total);
   }
 
@@ -169,6 +171,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   } else {
     const read2 = priceReader(fields, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
+      metrics.recordsIn.inc({ pipeline: 'stats', topic: options.topic }, batch.length);
       for (const record of batch) {
         const tick = read2.read(record);
         if (tick !== null && tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });

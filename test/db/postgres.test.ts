@@ -78,6 +78,19 @@ describe('error mapping', () => {
       assert.doesNotMatch(mapped.message, /\n/);
     });
   }
+  for (const code of ['40001', '40P01']) {
+    it(`${code} (a race PostgreSQL settled by a rollback) → DB_CONFLICT, retriable, SQLSTATE kept`, () => {
+      const mapped = toDbError(Object.assign(new Error('could not serialize access due to concurrent update'), { code, severity: 'ERROR' }), where);
+      assert.equal(mapped.code, 'DB_CONFLICT');
+      assert.equal(mapped.retriable, true);
+      assert.equal(mapped.details.code, code);
+      assert.match(mapped.message, new RegExp(`^database conflict ${code} on postgres://u:\\*\\*\\*@db/x `));
+    });
+  }
+  it('other SQLSTATEs → DB_ERROR, not retriable', () => {
+    const mapped = toDbError(Object.assign(new Error('duplicate key value'), { code: '23505', constraint: 'marks_pkey' }), where);
+    assert.deepEqual([mapped.code, mapped.retriable, mapped.details.constraint], ['DB_ERROR', false, 'marks_pkey']);
+  });
   it('leaves tickflow errors alone', () => {
     const fenced = toDbError(Object.assign(new Error('x'), { code: '23505' }), where);
     assert.equal(toDbError(fenced, where), fenced);

@@ -10,33 +10,50 @@ export interface RawMessage {
   offset: string;
   key: string | null;
   value: string | null;
+  headers: Record<string, string>;
 }
 
 export async function readTopicIndependently(brokers: string[], topic: string): Promise<RawMessage[]> {
+  const messages: RawMessage[] = [];
+  await forEachMessageIndependently(brokers, topic, (m) => void messages.push(m));
+  return messages;
+}
+
+/**
+ * Every message up to the end offsets at the start, handed over one by one (a topic of
+ * millions need not be held), partition by partition in offset order; returns the count.
+ */
+export async function forEachMessageIndependently(brokers: string[], topic: string, onMessage: (message: RawMessage) => void): Promise<number> {
   const kafka = new kafkajs.Kafka({ clientId: 'independent-reader', brokers, logLevel: kafkajs.logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
   const ends = await admin.fetchTopicOffsets(topic);
   await admin.disconnect();
   const remaining = new Map(ends.filter((p) => p.high !== p.low).map((p) => [p.partition, BigInt(p.high)]));
-  const messages: RawMessage[] = [];
-  if (remaining.size === 0) return messages;
-  const consumer = kafka.consumer({ groupId: `independent-${randomUUID()}` });
+  let count = 0;
+  if (remaining.size === 0) return count;
+  const consumer = kafka.consumer({ groupId: `independent-${randomUUID()}`, maxBytes: 32 << 20, maxBytesPerPartition: 8 << 20 });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   await new Promise<void>((resolve, reject) => {
     consumer
       .run({
-        eachMessage: async ({ partition, message }) => {
-          const end = remaining.get(partition);
-          if (end === undefined || BigInt(message.offset) >= end) return;
-          messages.push({ partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value?.toString() ?? null });
-          if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
+        eachBatch: async ({ batch, resolveOffset }) => {
+          const end = remaining.get(batch.partition);
+          if (end === undefined) return;
+          for (const message of batch.messages) {
+            if (BigInt(message.offset) >= end) break;
+            const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
+            onMessage({ partition: batch.partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value?.toString() ?? null, headers });
+            count++;
+            resolveOffset(message.offset);
+            if (BigInt(message.offset) + 1n >= end) remaining.delete(batch.partition);
+          }
           if (remaining.size === 0) resolve();
         },
       })
       .catch(reject);
   });
   await consumer.disconnect();
-  return messages;
+  return count;
 }

@@ -2,6 +2,7 @@ import { DEFAULT_SYMBOLS } from '../../core/prices.ts';
 import { MAX_SYMBOL_LENGTH, isSymbol } from '../../core/price-message.ts';
 import type { SymbolModel } from '../../core/prices.ts';
 import { TickflowError } from '../../core/errors.ts';
+import { metrics } from '../../observability/metrics.ts';
 import { producePrices } from '../../pipelines/produce-prices.ts';
 import { defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
@@ -84,7 +85,16 @@ export const command = defineCommand({
     const log = await openLog();
     if (log.kind === 'memory') logger.warn('no --brokers: producing into the embedded log, which lives only in this process');
     const progress = progressBar('produced', { total: config.count, unit: 'msgs' });
-    const summary = await producePrices(log, { ...config, signal, onProgress: (sent) => progress.update(sent) });
+    let counted = 0;
+    const summary = await producePrices(log, {
+      ...config,
+      signal,
+      onProgress: (sent) => {
+        metrics.recordsOut.inc({ pipeline: 'produce-prices', sink: config.topic }, sent - counted);
+        counted = sent;
+        progress.update(sent);
+      },
+    });
     progress.finish();
     const rate = summary.seconds > 0 ? summary.messages / summary.seconds : 0;
     if (shared.json) {
