@@ -3,7 +3,8 @@
  *
  * Write a Processor (only your logic), hand it to `runStreamTask` with a Log and a commit
  * strategy (by default a Database: rows + state + offsets in one PostgreSQL transaction,
- * fenced; or offsets to the Kafka consumer group after every output is acknowledged), and it runs with the runtime's guarantees:
+ * fenced; or offsets to the Kafka consumer group after every output is acknowledged; or
+ * offsets derived from what was emitted), and it runs with the runtime's guarantees:
  * retries, dead letters, accounting, metrics, shutdown (docs/runtime.md, examples/vwap.ts).
  *
  * Importing this module starts nothing (no connection, timer or server) and loads no
@@ -15,8 +16,8 @@
 export { runStreamTask } from './runtime/stream-task.ts';
 export type { StreamTaskOptions, StreamTaskReport, TaskLogger } from './runtime/stream-task.ts';
 export type { EndContext, IdleContext, PartitionClaim, ProcessContext, Processor, QuietPartition, RejectOutcome } from './runtime/processor.ts';
-// Commit strategies: exactly once into PostgreSQL, or at least once to Kafka.
-export { kafkaGroupAfterAck, pgTransaction } from './runtime/commit-strategy.ts';
+// Commit strategies: exactly once into PostgreSQL, at least once to Kafka, or each output once.
+export { kafkaGroupAfterAck, outputDerived, pgTransaction } from './runtime/commit-strategy.ts';
 export type { CommitStrategy } from './runtime/commit-strategy.ts';
 
 // Dead letters: one format for every pipeline (docs/dead-letters.md).

@@ -11,7 +11,7 @@ import type { Claimed, ClaimRequest, Committer, CommitterContext, CommitUnit } f
 import { NO_DATABASE } from './commit-strategy.ts';
 
 export class GroupAfterAckCommitter<Checkpoint> implements Committer<Checkpoint> {
-  readonly kind = 'kafka-group-after-ack';
+  readonly kind: 'kafka-group-after-ack' | 'output-derived' = 'kafka-group-after-ack';
   readonly boundedWithoutGroup = true;
   protected readonly context: CommitterContext<Checkpoint>;
 

@@ -1,6 +1,6 @@
 /**
- * How a stream task makes its progress durable: a commit strategy, chosen per pipeline
- * (docs/runtime.md, "Commit strategies").
+ * How a stream task makes its progress durable: one of three commit strategies, chosen per
+ * pipeline (docs/runtime.md, "Commit strategies").
  *
  *   pg-transaction         rows + state + offsets + accounting in ONE PostgreSQL
  *                          transaction, fenced by a claim generation: exactly once into
@@ -8,6 +8,10 @@
  *   kafka-group-after-ack  offsets committed to the Kafka consumer group once everything
  *                          emitted before them is acknowledged: at least once, nothing lost
  *                          (clean-users).
+ *   output-derived         offsets derived from what was emitted: per partition the lowest
+ *                          offset that state not yet emitted still needs; on every
+ *                          assignment the output topic's newest records tell the processor
+ *                          what is already out: no output lost or repeated (unique-users).
  *
  * Each strategy is one file implementing `Committer`; the runtime (stream-task.ts) only
  * asks it where assigned partitions resume and to make a commit unit durable.
@@ -20,7 +24,8 @@ import type { PartitionClaim, Processor } from './processor.ts';
 
 export type CommitStrategy =
   | { readonly kind: 'pg-transaction'; readonly db: Database }
-  | { readonly kind: 'kafka-group-after-ack' };
+  | { readonly kind: 'kafka-group-after-ack' }
+  | { readonly kind: 'output-derived'; readonly outputTopic: string | null };
 
 /** Rows + state + offsets + accounting in one PostgreSQL transaction (exactly once into PostgreSQL). */
 export function pgTransaction(db: Database): CommitStrategy {
@@ -30,6 +35,14 @@ export function pgTransaction(db: Database): CommitStrategy {
 /** Offsets to the Kafka consumer group after every output is acknowledged (at least once). */
 export function kafkaGroupAfterAck(): CommitStrategy {
   return { kind: 'kafka-group-after-ack' };
+}
+
+/**
+ * Offsets from what `outputTopic` holds and what open state still needs (each output
+ * once). Null: the outputs go elsewhere (stdout); nothing is skipped on start.
+ */
+export function outputDerived(outputTopic: string | null): CommitStrategy {
+  return { kind: 'output-derived', outputTopic };
 }
 
 /** What one commit makes durable, taken synchronously so offsets, counts and checkpoint agree. */

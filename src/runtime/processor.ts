@@ -20,9 +20,11 @@
  *   revoke()                the assignment is gone (rebalance, fenced, outage): forget
  *                           everything not committed; the next assign() restores it
  *
+ * With the output-derived strategy, two more: resume(lastOutputs) before every assign, and
+ * neededOffsets() whenever a commit is taken.
  */
 import type { Queryable } from '../db/types.ts';
-import type { LogRecord, RecordToProduce, TopicPartition } from '../log/types.ts';
+import type { LogRecord, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
 
 /** Partitions of one topic handed to the processor, with where each resumes. */
 export interface PartitionClaim {
@@ -97,4 +99,15 @@ export interface Processor<Checkpoint, Prepared = unknown> {
   write(tx: Queryable, checkpoint: Checkpoint): Promise<number>;
   /** Forgets everything not committed. */
   revoke(): void;
+  /**
+   * Output-derived commits: per partition, the lowest offset that state not yet emitted
+   * still needs (partitions not listed need nothing before the read position). Taken
+   * together with the outputs of the same commit.
+   */
+  neededOffsets?(): readonly TopicPartitionOffset[];
+  /**
+   * Output-derived commits: before every assign, the newest record of each partition of
+   * the output topic as earlier runs left it, so that what it covers is not emitted again.
+   */
+  resume?(lastOutputs: readonly LogRecord[]): void;
 }

@@ -2,8 +2,9 @@
  * The one place that runs a pipeline: a source (a consumer-group member, or a bounded
  * range to the end offsets seen at start) feeding a Processor, with its progress made
  * durable by a commit strategy (commit-strategy.ts): rows + state + offsets + accounting
- * in ONE PostgreSQL transaction (exactly once into PostgreSQL), or offsets to the consumer
- * group after every output is acknowledged (at least once).
+ * in ONE PostgreSQL transaction (exactly once into PostgreSQL), offsets to the consumer
+ * group after every output is acknowledged (at least once), or offsets derived from what
+ * was emitted (each output once).
  *
  * Per assignment: the strategy says where each partition resumes and the processor's
  * state is restored (for pg-transaction: a fresh fencing generation and the state, read in
@@ -29,6 +30,7 @@ import type { Assignment, GroupConsumer, Log, LogRecord, Producer, RecordToProdu
 import { metrics } from '../observability/metrics.ts';
 import { OutageWatch } from '../observability/retry.ts';
 import { GroupAfterAckCommitter } from './commit-group-after-ack.ts';
+import { OutputDerivedCommitter } from './commit-output-derived.ts';
 import { PgTransactionCommitter } from './commit-pg-transaction.ts';
 import { NO_DATABASE } from './commit-strategy.ts';
 import type { Claimed, CommitStrategy, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
@@ -153,6 +155,8 @@ function committerFor<Checkpoint>(options: StreamTaskOptions<Checkpoint, never>)
       return new PgTransactionCommitter(strategy.db, context);
     case 'kafka-group-after-ack':
       return new GroupAfterAckCommitter(context);
+    case 'output-derived':
+      return new OutputDerivedCommitter(strategy.outputTopic, context);
   }
 }
 
