@@ -62,7 +62,10 @@ export interface QuietPartition {
 }
 
 export interface IdleContext extends Pick<ProcessContext, 'now' | 'emit' | 'commitSoon'> {
-  /** Partitions without a record for at least the idle interval. */
+  /**
+   * Partitions fetched without a record for at least the idle interval. A partition that
+   * cannot be fetched (its leader lost) is never quiet: its records may be waiting.
+   */
   readonly quiet: readonly QuietPartition[];
   /** Every assigned partition is quiet. */
   readonly allQuiet: boolean;

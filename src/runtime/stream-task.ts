@@ -18,7 +18,8 @@
  * Faults: a lost database is retried (the transaction rolled back, so running it again is
  * safe) and a lost broker is retried by the log adapter, both under the one policy of
  * `withRetries`; an outage the adapter could not ride through makes the member rejoin
- * from the stored state. Fenced by a newer owner: drop what is uncommitted and wait for the new assignment.
+ * from the stored state. A partition the log cannot fetch (its leader lost) is never
+ * idle. Fenced by a newer owner: drop what is uncommitted and wait for the new assignment.
  * Ctrl-C: commit what was processed while still a member, then leave the group.
  */
 import { TickflowError, isTickflowError } from '../core/errors.ts';
@@ -569,15 +570,21 @@ class StreamTask<Checkpoint, Prepared> {
     }
   }
 
-  /** End offsets of the topics with partitions that look quiet. */
+  /** End offsets of the topics with partitions that look quiet and can be fetched. */
   async #quietEnds(idleMs: number): Promise<Map<string, bigint>> {
     const ends = new Map<string, bigint>();
     if (!this.#assigned || this.#fencedAt !== null) return ends;
     const now = this.#now();
+    const unreachable = this.#unreachable();
     const topics = new Set<string>();
     for (const p of this.#positions.values()) if (now - p.lastRecordWall >= idleMs) topics.add(p.topic);
+    for (const k of unreachable) topics.delete(this.#positions.get(k)?.topic ?? '');
     for (const topic of topics) for (const p of await this.#o.log.offsets(topic)) ends.set(key(topic, p.partition), p.latest);
     return ends;
+  }
+
+  #unreachable(): Set<string> {
+    return new Set((this.#consumer?.unreachable() ?? []).map((tp) => key(tp.topic, tp.partition)));
   }
 
   async #idle(idleMs: number, ends: Map<string, bigint>): Promise<void> {
@@ -592,6 +599,11 @@ class StreamTask<Checkpoint, Prepared> {
     if (!this.#assigned || this.#positions.size === 0 || this.#o.signal.aborted) return;
     await this.#drainPending();
     const now = this.#now();
+    // A partition the log cannot fetch is not idle: its records may be waiting behind a lost leader.
+    for (const k of this.#unreachable()) {
+      const position = this.#positions.get(k);
+      if (position) position.lastRecordWall = now;
+    }
     const quiet: QuietPartition[] = [];
     for (const p of this.#positions.values()) {
       if (now - p.lastRecordWall < idleMs) continue;

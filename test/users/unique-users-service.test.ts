@@ -1,5 +1,6 @@
 /**
- * The unique-users service on the runtime, on the embedded log: restarts. In process, no broker.
+ * The unique-users service on the runtime, on the embedded log: idle partitions and
+ * partitions that cannot be fetched (a lost leader), restarts. In process, no broker.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -69,6 +70,30 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 10
 }
 
 describe('unique-users service on the runtime (embedded log)', () => {
+  it('a partition that cannot be fetched is not idle: no minute closes without its users, none twice once it is back', async () => {
+    const log = new MemoryLog();
+    await log.createTopics([{ name: 'frames', partitions: PARTITIONS }]);
+    const all = frames();
+    const producer = log.producer();
+    for (const f of all) await producer.send('frames', [{ value: JSON.stringify({ uid: f.uid, ts: f.ts }), partition: f.partition }]);
+    // Partition 2's leader is lost: its frames are in the log but cannot be fetched.
+    log.setReachable('frames', 2, false);
+    const running = service(log);
+    try {
+      await sleep(2000); // partitions 0 and 1 are read at once, then idle for many idle timeouts; partition 2 is only unreachable
+      assert.deepEqual(await minutesIn(log, 'minutes'), [], 'no minute is emitted while partition 2 cannot be fetched');
+      log.setReachable('frames', 2, true);
+      const expected = expectedMinutes(all);
+      await until(async () => (await minutesIn(log, 'minutes')).length >= expected.length, 'every minute');
+      await sleep(700);
+      assert.deepEqual(await minutesIn(log, 'minutes'), expected, 'every minute once, with every partition\'s users');
+    } finally {
+      running.stop();
+    }
+    const summary = await running.done;
+    assert.deepEqual([summary.frames, summary.counted, summary.late, summary.minutes], [all.length, all.length, 0, 3]);
+  });
+
   it('a restart with minutes open emits each minute once, complete (offsets derived from the output)', async () => {
     const log = new MemoryLog();
     await log.createTopics([{ name: 'frames', partitions: PARTITIONS }]);
