@@ -248,6 +248,8 @@ class StreamTask<Checkpoint, Prepared> {
     }
     await this.#serial(async () => {
       await this.#drainPending();
+      // Stopped early (Ctrl-C): what was read is all there is; the processor flushes it.
+      if (signal.aborted) this.#reportEnds(this.#now(), true);
       await this.#commit(true);
     });
     if (this.#failure) throw this.#failure;
@@ -263,7 +265,10 @@ class StreamTask<Checkpoint, Prepared> {
         const done = new AbortController();
         // Stopping: commit what was processed while still a member, then leave (the Kafka
         // strategies commit through the membership).
-        const stop = () => void this.#serial(() => this.#commit(true)).catch((error) => this.#fail(error)).finally(() => done.abort());
+        const stop = () => void this.#serial(async () => {
+          await this.#drainPending();
+          await this.#commit(true);
+        }).catch((error) => this.#fail(error)).finally(() => done.abort());
         signal.addEventListener('abort', stop, { once: true });
         const consumer = log.subscribe({
           group,
@@ -493,13 +498,13 @@ class StreamTask<Checkpoint, Prepared> {
     if (this.#commitRequested || this.#now() - this.#lastCommit >= this.#commitIntervalMs) await this.#commit(false);
   }
 
-  /** Bounded runs: tells the processor which partitions reached their end. */
-  #reportEnds(now: number): void {
+  /** Bounded runs: tells the processor which partitions reached their end (`stopped`: all of them, as they are). */
+  #reportEnds(now: number, stopped = false): void {
     if (!this.#ends) return;
     const ended: TopicPartition[] = [];
     let finished = true;
     for (const p of this.#positions.values()) {
-      if (!p.ended && p.end !== null && p.next >= p.end) {
+      if (!p.ended && p.end !== null && (stopped || p.next >= p.end)) {
         p.ended = true;
         ended.push({ topic: p.topic, partition: p.partition });
       }
