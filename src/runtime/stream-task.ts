@@ -558,7 +558,7 @@ class StreamTask<Checkpoint, Prepared> {
     else metrics.invalid.inc({ pipeline, reason });
     let list = this.#deadLetters.get(topic);
     if (!list) this.#deadLetters.set(topic, (list = []));
-    list.push(deadLetter(pipeline, { record, reason, error, headers }, DEFAULT_DEAD_LETTER_LIMIT));
+    list.push(detached(deadLetter(pipeline, { record, reason, error, headers }, DEFAULT_DEAD_LETTER_LIMIT)));
   }
 
   /** The idle timer: partitions' end offsets are looked up outside the serial queue, so a slow lookup never holds up batches. */
@@ -742,4 +742,14 @@ class StreamTask<Checkpoint, Prepared> {
     const committed = [...unit.offsets].flatMap(([topic, { next }]) => [...next].map(([partition, offset]) => ({ topic, partition, offset })));
     this.#o.onCommitted?.({ offsets: committed, rows });
   }
+}
+
+/**
+ * A dead letter's bytes copied out of the fetched buffers: a view would keep a whole fetch
+ * response alive until the letter is sent (dead letters wait for the next commit).
+ */
+function detached(letter: RecordToProduce): RecordToProduce {
+  const copy = <T>(value: T): T => (Buffer.isBuffer(value) ? (Buffer.from(value) as T) : value);
+  const headers = letter.headers && Object.fromEntries(Object.entries(letter.headers).map(([name, value]) => [name, copy(value)]));
+  return { ...letter, key: copy(letter.key), value: copy(letter.value), ...(headers ? { headers } : {}) };
 }
