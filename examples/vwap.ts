@@ -13,7 +13,7 @@
  */
 import { parseArgs } from 'node:util';
 import { KafkaLog, TumblingWindows, Watermark, WindowAggregator, isSymbol, openDatabase, parseTs, runStreamTask, valueText } from 'tickflow';
-import type { LogRecord, PartitionClaim, ProcessContext, Processor, Queryable, StreamTaskOptions, StreamTaskReport } from 'tickflow';
+import type { Database, LogRecord, PartitionClaim, ProcessContext, Processor, Queryable, StreamTaskOptions, StreamTaskReport } from 'tickflow';
 
 /** One symbol's trades in one minute. Sums of integers (cents), so exact. */
 interface Sums { trades: number; volume: number; notionalCents: number }
@@ -156,8 +156,10 @@ function parseTrade(text: string | null): Trade | { reason: string; error: strin
   return { time, symbol, cents: Math.round(cents), qty };
 }
 
-export interface VwapOptions extends Omit<StreamTaskOptions<Checkpoint>, 'pipeline' | 'topics' | 'processor'> {
+export interface VwapOptions extends Omit<StreamTaskOptions<Checkpoint>, 'pipeline' | 'topics' | 'processor' | 'db' | 'commit'> {
   topic: string;
+  /** Rows, state and offsets are committed here in one transaction. */
+  db: Database;
   /** How long after a minute's end its late trades still count (event time). */
   allowedLatenessMs?: number;
 }

@@ -1,10 +1,11 @@
 /**
  * tickflow's public API: `import { runStreamTask, KafkaLog, openDatabase } from 'tickflow'`.
  *
- * Write a Processor (only your logic), hand it to `runStreamTask` with a Log and a
- * Database, and it runs with the runtime's guarantees: rows + state + offsets in one
- * PostgreSQL transaction, fencing, retries, dead letters, accounting (docs/runtime.md,
- * examples/vwap.ts).
+ * Write a Processor (only your logic), hand it to `runStreamTask` with a Log and a commit
+ * strategy (by default a Database: rows + state + offsets in one PostgreSQL transaction,
+ * fenced; or offsets to the Kafka consumer group after every output is acknowledged; or
+ * offsets derived from what was emitted), and it runs with the runtime's guarantees:
+ * retries, dead letters, accounting, metrics, shutdown (docs/runtime.md, examples/vwap.ts).
  *
  * Importing this module starts nothing (no connection, timer or server) and loads no
  * HTTP stack; the command line (`src/cli`) and the API server (`src/http`) are not part
@@ -14,7 +15,10 @@
 // The runtime.
 export { runStreamTask } from './runtime/stream-task.ts';
 export type { StreamTaskOptions, StreamTaskReport, TaskLogger } from './runtime/stream-task.ts';
-export type { IdleContext, PartitionClaim, ProcessContext, Processor, QuietPartition, RejectOutcome } from './runtime/processor.ts';
+export type { EndContext, IdleContext, PartitionClaim, ProcessContext, Processor, QuietPartition, RejectOutcome } from './runtime/processor.ts';
+// Commit strategies: exactly once into PostgreSQL, at least once to Kafka, or each output once.
+export { kafkaGroupAfterAck, outputDerived, pgTransaction } from './runtime/commit-strategy.ts';
+export type { CommitStrategy } from './runtime/commit-strategy.ts';
 
 // Dead letters: one format for every pipeline (docs/dead-letters.md).
 export { DEFAULT_MAX_RECORD_BYTES, deadLetter, tooLarge, tooLargeRejection } from './runtime/dead-letters.ts';

@@ -12,9 +12,10 @@ import type { AsciiText, DistinctCounter } from './hyperloglog.ts';
  * on-time frames are at or above its own watermark, and that is at or above the minimum,
  * an on-time frame never finds its minute already emitted — so the result depends only on
  * each partition's order, not on how partitions interleave, and a re-run gives the same
- * answer. Partitions that have finished (end of a bounded read) or that delivered nothing
- * for `idleTimeoutMs` no longer hold the minimum back; a frame that later arrives for an
- * emitted minute is late too ("window-closed").
+ * answer. Partitions that have finished (end of a bounded read) or that were declared idle
+ * (`idle`: the caller saw them deliver nothing for a while, though they could be fetched)
+ * no longer hold the minimum back, until their next frame; a frame that later arrives for
+ * an emitted minute is late too ("window-closed").
  *
  * State is the open minutes only: the spread of event time between partitions plus the
  * lateness, in minutes, plus one.
@@ -24,8 +25,6 @@ export interface UniqueUsersOptions {
   allowedLatenessMs: number;
   /** Window size; a minute unless told otherwise. */
   windowMs?: number;
-  /** A partition with no frames for this long (wall clock) stops holding the watermark back. */
-  idleTimeoutMs?: number;
   /** A fresh distinct counter for a new minute (exact Set or HyperLogLog). */
   counter: () => DistinctCounter;
 }
@@ -59,8 +58,8 @@ export const ALREADY_EMITTED = Object.freeze({ reason: 'already-emitted' as cons
 interface PartitionState {
   watermark: Watermark;
   finished: boolean;
-  lastActiveMs: number;
-  changed: boolean;
+  /** Declared idle and no frame since: does not hold the watermark back. */
+  idle: boolean;
 }
 
 interface MinuteState {
@@ -84,7 +83,6 @@ export class UniqueUsersPerMinute {
   #closedThrough = Number.NEGATIVE_INFINITY;
   /** Minutes starting at or before this were emitted by an earlier run. */
   #emittedBefore = Number.NEGATIVE_INFINITY;
-  #nowMs = 0;
 
   constructor(options: UniqueUsersOptions) {
     if (!(options.allowedLatenessMs >= 0)) throw new RangeError(`allowed lateness must be >= 0, got ${options.allowedLatenessMs}`);
@@ -105,10 +103,20 @@ export class UniqueUsersPerMinute {
    * Declares a partition that will deliver frames: until it does (or finishes, or idles),
    * it holds the combined watermark back. Bounded reads declare all partitions up front.
    */
-  expect(partition: number, nowMs = this.#nowMs): void {
+  expect(partition: number): void {
     if (!this.#partitions.has(partition)) {
-      this.#partitions.set(partition, { watermark: new Watermark(this.#options.allowedLatenessMs), finished: false, lastActiveMs: nowMs, changed: false });
+      this.#partitions.set(partition, { watermark: new Watermark(this.#options.allowedLatenessMs), finished: false, idle: false });
     }
+  }
+
+  /**
+   * The partition delivered nothing for a while although it could be fetched: it stops
+   * holding the combined watermark back until its next frame. (A partition that cannot be
+   * fetched is not idle: its frames may be waiting.)
+   */
+  idle(partition: number): void {
+    const state = this.#partitions.get(partition);
+    if (state) state.idle = true;
   }
 
   /** The partition has no more frames (end of a bounded read). */
@@ -141,7 +149,7 @@ export class UniqueUsersPerMinute {
     const watermark = state.watermark;
     const start = this.#windows.windowFor(eventTimeMs).start;
     if (start <= this.#emittedBefore) return ALREADY_EMITTED;
-    state.changed = true;
+    state.idle = false;
     const end = start + this.#windows.sizeMs;
     if (eventTimeMs < watermark.current) {
       // Counted in its minute's record only while its own partition has not passed that
@@ -173,20 +181,14 @@ export class UniqueUsersPerMinute {
   }
 
   /** Emits, oldest first, the minutes the combined watermark has passed. */
-  close(nowMs: number): MinuteCount[] {
-    this.#nowMs = nowMs;
+  close(): MinuteCount[] {
     let minimum = Number.POSITIVE_INFINITY;
     let maximum = Number.NEGATIVE_INFINITY;
     let holding = false;
-    const idle = this.#options.idleTimeoutMs;
     for (const state of this.#partitions.values()) {
-      if (state.changed) {
-        state.lastActiveMs = nowMs;
-        state.changed = false;
-      }
       const current = state.watermark.current;
       if (current > maximum) maximum = current;
-      if (state.finished || (idle !== undefined && nowMs - state.lastActiveMs > idle)) continue;
+      if (state.finished || state.idle) continue;
       holding = true;
       if (current < minimum) minimum = current;
     }

@@ -102,6 +102,11 @@ export class BatchCounts {
     this.#entry(partition, offset)[outcome]++;
   }
 
+  /** Counts `n` records of one outcome at once (a run of records starting at `offset`). */
+  add(partition: number, offset: bigint, outcome: 'accepted' | 'invalid' | 'late' | 'dropped', n: number): void {
+    this.#entry(partition, offset)[outcome] += n;
+  }
+
   get partitions(): ReadonlyMap<number, PartitionCounts> {
     return this.#byPartition;
   }

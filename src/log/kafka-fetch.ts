@@ -26,6 +26,9 @@ export interface FetchTuning {
 
 export const DEFAULT_FETCH: FetchTuning = { maxWaitMs: 500, maxBytes: 16 << 20, partitionMaxBytes: 4 << 20 };
 
+/** Sees each fetch attempt's outcome for its positions; null when none of them could be fetched. */
+export type FetchObserver = (positions: readonly FetchPosition[], outcome: FetchOutcome | null) => void;
+
 /** Classifies an error (kafka-errors), asking fresh metadata whether a topic is really missing. */
 export type KafkaClassifier = (error: unknown, context: KafkaErrorContext) => Promise<TickflowError>;
 
@@ -39,6 +42,8 @@ export interface FetchOutcome {
    * metadata and another round.
    */
   failure: TickflowError | null;
+  /** The partitions that failed this round (their positions did not move). */
+  failed: FetchPosition[];
 }
 
 /**
@@ -63,9 +68,10 @@ export async function fetchOnce(consumer: Consumer, positions: FetchPosition[], 
   } catch (error) {
     throw await classify(error, { action, ...(topics.length === 1 ? { topic: topics[0] } : {}) });
   }
-  const outcome: FetchOutcome = { records: [], outOfRange: [], failure: null };
-  const fail = (failure: TickflowError) => {
+  const outcome: FetchOutcome = { records: [], outOfRange: [], failure: null, failed: [] };
+  const fail = (failure: TickflowError, failed: readonly FetchPosition[]) => {
     if (!outcome.failure || (outcome.failure.retriable && !failure.retriable)) outcome.failure = failure;
+    outcome.failed.push(...failed);
   };
   const byNode = new Map<number, Map<string, FetchPosition[]>>();
   const topicNames = new Map<string, string>();
@@ -73,7 +79,7 @@ export async function fetchOnce(consumer: Consumer, positions: FetchPosition[], 
     const topicMetadata = metadata.topics.get(position.topic);
     const leader = topicMetadata?.partitions[position.partition]?.leader ?? -1;
     if (!topicMetadata || leader < 0 || !metadata.brokers.has(leader)) {
-      fail(new TickflowError('LOG_UNAVAILABLE', `fetch ${position.topic} [partition ${position.partition}]: no leader known yet`, { topic: position.topic, partition: position.partition, staleMetadata: true }));
+      fail(new TickflowError('LOG_UNAVAILABLE', `fetch ${position.topic} [partition ${position.partition}]: no leader known yet`, { topic: position.topic, partition: position.partition, staleMetadata: true }), [position]);
       continue;
     }
     topicNames.set(topicMetadata.id, position.topic);
@@ -100,7 +106,7 @@ export async function fetchOnce(consumer: Consumer, positions: FetchPosition[], 
       try {
         partitions = raw ? await rawFetch(consumer, metadata.brokers.get(node)!, request, tuning) : await libraryFetch(consumer, node, request, tuning);
       } catch (error) {
-        fail(await classify(error, { action, ...(topics.length === 1 ? { topic: topics[0] } : {}) }));
+        fail(await classify(error, { action, ...(topics.length === 1 ? { topic: topics[0] } : {}) }), [...topicsForNode.values()].flat());
         return;
       }
       for (const result of partitions) {
@@ -113,7 +119,7 @@ export async function fetchOnce(consumer: Consumer, positions: FetchPosition[], 
         }
         if (result.errorCode !== KafkaCode.NONE) {
           const context = { action: `fetch ${topic}`, topic, partition: position.partition };
-          fail(await classify(errorForCode(result.errorCode, context), context));
+          fail(await classify(errorForCode(result.errorCode, context), context), [position]);
           continue;
         }
         if (result.records) decodeBatches(result.records, position, outcome.records);

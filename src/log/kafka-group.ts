@@ -2,7 +2,7 @@ import { Consumer, ListOffsetTimestamps } from '@platformatic/kafka';
 import type { ConsumerOptions, GroupAssignment } from '@platformatic/kafka';
 import type { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
-import type { FetchOutcome, FetchPosition } from './kafka-fetch.ts';
+import type { FetchObserver, FetchOutcome, FetchPosition } from './kafka-fetch.ts';
 import { Wakeup } from './wakeup.ts';
 import type { Assignment, GroupConsumer, RecordBatch, SubscribeOptions, TopicPartitionOffset } from './types.ts';
 
@@ -12,7 +12,7 @@ export interface GroupMemberDeps {
   /** Connection settings of the member's client (brokers, TLS, SASL, timeouts). */
   clientOptions: Omit<ConsumerOptions<Buffer, Buffer, Buffer, Buffer>, 'groupId'>;
   /** One fetch round under the fault policy (KafkaLog). */
-  fetchRound(client: Consumer, positions: FetchPosition[], action: string, signal?: AbortSignal): Promise<FetchOutcome>;
+  fetchRound(client: Consumer, positions: FetchPosition[], action: string, signal?: AbortSignal, observe?: FetchObserver): Promise<FetchOutcome>;
   /** Classifies a group call's error, telling a missing subscribed topic (KafkaLog). */
   classify(error: unknown, action: string, topics: readonly string[]): Promise<TickflowError>;
   onClose(): void;
@@ -42,6 +42,13 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
   /** The client's coordinator left the cluster: a new client must find the new one. */
   let coordinatorLost = false;
   let closed = false;
+  /** Partitions whose last fetch attempt failed, as `topic/partition`. */
+  const unreachable = new Set<string>();
+  const observe: FetchObserver = (positions, outcome) => {
+    const failed = outcome === null ? positions : outcome.failed;
+    for (const p of positions) unreachable.delete(`${p.topic}/${p.partition}`);
+    for (const p of failed) unreachable.add(`${p.topic}/${p.partition}`);
+  };
 
   const createClient = (): Consumer => {
     const client = new Consumer({
@@ -168,7 +175,7 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
           continue;
         }
         const generation = assignment.generation;
-        const outcome = await deps.fetchRound(consumer, positions, `fetch for group ${options.group}`, signal);
+        const outcome = await deps.fetchRound(consumer, positions, `fetch for group ${options.group}`, signal, observe);
         if (version !== seen || closed) continue; // rebalanced meanwhile: these partitions may be gone
         for (const p of outcome.outOfRange) p.next = 0n; // retention removed them: restart at the log start
         if (outcome.records.length > 0) yield { generation, records: outcome.records };
@@ -185,6 +192,7 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
   const iterator = batches();
   return {
     assignment: () => assignment,
+    unreachable: () => assignment.partitions.filter((tp) => unreachable.has(`${tp.topic}/${tp.partition}`)),
     commit: async (offsets: readonly TopicPartitionOffset[]) => {
       await retrying(`commit offsets of group ${options.group}`, () => consumer.commit({ offsets: offsets.map((o) => ({ ...o, leaderEpoch: -1 })) }));
     },

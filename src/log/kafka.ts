@@ -3,7 +3,7 @@ import type { ConnectionOptions } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
 import { DEFAULT_FETCH, fetchOnce } from './kafka-fetch.ts';
-import type { FetchOutcome, FetchPosition, FetchTuning, KafkaClassifier } from './kafka-fetch.ts';
+import type { FetchObserver, FetchOutcome, FetchPosition, FetchTuning, KafkaClassifier } from './kafka-fetch.ts';
 import { classifyKafkaError, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
 import type { KafkaErrorContext } from './kafka-errors.ts';
 import { FastProduce } from './kafka-produce.ts';
@@ -303,14 +303,22 @@ export class KafkaLog implements Log {
    * One fetch round under the fault policy. A round in which every partition failed is
    * retried (after a metadata refresh) until --retry-for; a round that delivered something
    * returns it, with the failure of the other partitions, which the next round retries from
-   * the same positions.
+   * the same positions. `observe` sees every attempt (null: none of the positions could be
+   * fetched), so a group member knows which partitions are unreachable while it waits.
    */
-  #fetchRound(client: Consumer, positions: FetchPosition[], action: string, signal?: AbortSignal): Promise<FetchOutcome> {
+  #fetchRound(client: Consumer, positions: FetchPosition[], action: string, signal?: AbortSignal, observe?: FetchObserver): Promise<FetchOutcome> {
     return withRetries(
       'kafka',
       action,
       async () => {
-        const outcome = await fetchOnce(client, positions, this.#fetch, this.#classify);
+        let outcome: FetchOutcome;
+        try {
+          outcome = await fetchOnce(client, positions, this.#fetch, this.#classify);
+        } catch (error) {
+          observe?.(positions, null);
+          throw error;
+        }
+        observe?.(positions, outcome);
         if (outcome.failure) {
           client.clearMetadata();
           if (outcome.records.length === 0 && outcome.outOfRange.length === 0) throw outcome.failure;
@@ -324,7 +332,7 @@ export class KafkaLog implements Log {
   subscribe(options: SubscribeOptions): GroupConsumer {
     const member = groupMember(options, {
       clientOptions: this.#base(`group-${options.group}`),
-      fetchRound: (client, positions, action, signal) => this.#fetchRound(client, positions, action, signal),
+      fetchRound: (client, positions, action, signal, observe) => this.#fetchRound(client, positions, action, signal, observe),
       classify: (error, action, topics) => this.#classifyGroupError(error, action, topics),
       onClose: () => this.#closables.delete(member),
     });

@@ -57,6 +57,19 @@ export class MemoryLog implements Log {
   #groups = new Map<string, Group>();
   #wakeup = new Wakeup();
   #nextMember = 0;
+  /** Partitions that cannot be fetched (a simulated lost leader). */
+  #unreachable = new Set<string>();
+
+  /**
+   * Fault injection for tests: an unreachable partition keeps taking records but group
+   * members cannot fetch it (as when its leader is lost) and report it `unreachable()`.
+   */
+  setReachable(topic: string, partition: number, reachable: boolean): void {
+    this.#partition(topic, partition);
+    if (reachable) this.#unreachable.delete(tpKey(topic, partition));
+    else this.#unreachable.add(tpKey(topic, partition));
+    this.#wakeup.notify();
+  }
 
   async createTopics(specs: readonly TopicSpec[]): Promise<void> {
     for (const spec of specs) {
@@ -167,6 +180,7 @@ export class MemoryLog implements Log {
     const startPositions = this.#startPositions.bind(this, group);
     const topics = this.#topics;
     const wakeup = this.#wakeup;
+    const unreachable = this.#unreachable;
     async function* batches(): AsyncGenerator<RecordBatch> {
       let seenVersion = -1;
       let positions = new Map<string, { tp: TopicPartition; next: number }>();
@@ -180,7 +194,8 @@ export class MemoryLog implements Log {
             positions = startPositions(assignment.partitions, stored, options.fallback ?? 'earliest');
           }
           const records: LogRecord[] = [];
-          for (const position of positions.values()) {
+          for (const [k, position] of positions) {
+            if (unreachable.has(k)) continue;
             const source = topics.get(position.tp.topic)?.[position.tp.partition]?.records ?? [];
             const take = Math.min(source.length - position.next, MAX_BATCH - records.length);
             for (let i = 0; i < take; i++) records.push(source[position.next + i]);
@@ -197,6 +212,7 @@ export class MemoryLog implements Log {
     const iterator = batches();
     return {
       assignment: () => member.assignment,
+      unreachable: () => member.assignment.partitions.filter((tp) => this.#unreachable.has(tpKey(tp.topic, tp.partition))),
       commit: async (offsets: readonly TopicPartitionOffset[]) => {
         for (const { topic, partition, offset } of offsets) group.committed.set(tpKey(topic, partition), offset);
       },

@@ -105,6 +105,12 @@ export interface GroupConsumer extends AsyncIterable<RecordBatch> {
   assignment(): Assignment;
   /** Commits next-offsets to the group (for consumers that keep offsets in the log). */
   commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
+  /**
+   * Assigned partitions whose last fetch failed (a lost leader, no leader elected yet):
+   * their records may be waiting, so they are not idle. A partition leaves the list with
+   * its next successful fetch.
+   */
+  unreachable(): readonly TopicPartition[];
   /** Leaves the group; iteration ends. */
   close(): Promise<void>;
 }

@@ -9,13 +9,16 @@ import type { MinuteCount } from '../core/unique-users.ts';
 import { UserFrameReader } from '../core/user-frame.ts';
 import type { FrameProblem } from '../core/user-frame.ts';
 import { FrameScanner, ScannedFrames } from './frame-scanner.ts';
-import type { FrameView, ScanningBatch } from './frame-scanner.ts';
+import type { FrameView, ScanResult } from './frame-scanner.ts';
 import { valueRange } from '../log/types.ts';
 import { SendQueue } from '../log/send-queue.ts';
-import type { Log, LogRecord, Producer, TopicPartitionOffset, ValueRange } from '../log/types.ts';
+import type { Log, LogRecord, TopicPartitionOffset, ValueRange } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
+import { outputDerived } from '../runtime/commit-strategy.ts';
 import { withDeadLetterFallback } from '../runtime/dead-letter-producer.ts';
 import { TOO_LARGE, deadLetter } from '../runtime/dead-letters.ts';
+import type { EndContext, IdleContext, PartitionClaim, ProcessContext, Processor } from '../runtime/processor.ts';
+import { runStreamTask } from '../runtime/stream-task.ts';
 import type { ByteSource } from './byte-source.ts';
 
 /**
@@ -25,13 +28,17 @@ import type { ByteSource } from './byte-source.ts';
  * maxRecordBytes (not parsed), go to the dead-letter topic with the reason. Both in the
  * one dead-letter format (runtime/dead-letters.ts). Three ways to read:
  *
- * - bounded (`untilEnd`): every partition from its earliest offset to the end offsets seen
- *   at start, no consumer group; the answer depends only on the data, so a re-run prints
- *   the same minutes.
- * - group (the service): a consumer-group member that commits, per partition, the lowest
- *   offset an unemitted minute still needs, and on start skips minutes that the output
- *   topic already holds, so a restart neither loses nor repeats a minute.
- * - stdin: one JSON Lines (or JSON array) stream as a single partition.
+ * - bounded (`untilEnd`, on the runtime): every partition from its earliest offset to the
+ *   end offsets seen at start, no consumer group; the answer depends only on the data, so
+ *   a re-run prints the same minutes. With two threads the frames' root fields are read
+ *   on a worker (the processor's `prepare`) while the loop fetches and counts.
+ * - group (the service, on the runtime with the output-derived commit strategy): commits,
+ *   per partition, the lowest offset an unemitted minute still needs, and on every
+ *   assignment skips minutes that the output topic already holds, so a restart neither
+ *   loses nor repeats a minute. A partition idle for --idle-timeout (fetched, nothing
+ *   new) stops holding minutes back; one that cannot be fetched is not idle.
+ * - stdin: one JSON Lines (or JSON array) stream as a single partition, read here over
+ *   the same counting core.
  */
 
 export interface UniqueUsersConfig {
@@ -91,61 +98,68 @@ const PIPELINE = 'unique-users';
 /** Where a frame came from: a record of the input topic, or stdin's line and 0-based index. */
 type FrameSource = LogRecord | { line: number; index: number };
 
+/** Where the counting core puts its side records. */
+interface SideRecords {
+  late(source: FrameSource, data: Uint8Array, start: number, end: number, reason: string, error: string, headers: Record<string, string>): void;
+  invalid(source: FrameSource, data: Uint8Array, start: number, end: number, reason: FrameProblem | typeof TOO_LARGE, error: string): void;
+}
+
+/** The counting core: frames in, verdicts counted, late and invalid frames to `side`. */
 class FrameCounter {
   readonly summary: UniqueUsersSummary;
-  readonly operator: UniqueUsersPerMinute;
+  operator: UniqueUsersPerMinute;
+  side: SideRecords | null = null;
   readonly #config: UniqueUsersConfig;
-  readonly #deps: UniqueUsersDeps;
   readonly #reader: UserFrameReader;
-  /** Late, dead-lettered and minute records, sent while the next frames are read. */
-  readonly sends: SendQueue;
   readonly #trackOffsets: boolean;
   readonly #started = performance.now();
 
-  constructor(config: UniqueUsersConfig, deps: UniqueUsersDeps, producer: Producer, trackOffsets: boolean, ready: Promise<void>) {
+  constructor(config: UniqueUsersConfig, trackOffsets: boolean) {
     this.#config = config;
-    this.#deps = deps;
     this.#trackOffsets = trackOffsets;
-    this.sends = new SendQueue(producer, {
-      ready,
-      onSent: (topic, count) => {
-        if (topic === config.lateTopic) {
-          metrics.late.inc({ pipeline: PIPELINE }, count);
-          metrics.deadLettered.inc({ pipeline: PIPELINE, topic }, count);
-        } else if (topic === config.deadLetterTopic) {
-          metrics.deadLettered.inc({ pipeline: PIPELINE, topic }, count);
-        } else {
-          metrics.recordsOut.inc({ pipeline: PIPELINE, sink: topic }, count);
-        }
-      },
-    });
     this.#reader = new UserFrameReader({ decode: decodeUtf8, validateStrings: config.strict });
-    const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new ExactDistinct();
-    this.operator = new UniqueUsersPerMinute({ allowedLatenessMs: config.allowedLatenessMs, idleTimeoutMs: config.idleTimeoutMs, counter });
+    this.operator = this.#newOperator();
     this.summary = { frames: 0, counted: 0, late: 0, invalid: 0, invalidReasons: {}, alreadyEmitted: 0, minutes: 0, seconds: 0, framesPerSecond: 0, approximate: config.approx };
+  }
+
+  /** Forgets every open minute and partition (a revoked assignment). */
+  reset(): void {
+    this.operator = this.#newOperator();
+  }
+
+  #newOperator(): UniqueUsersPerMinute {
+    const config = this.#config;
+    const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new ExactDistinct();
+    return new UniqueUsersPerMinute({ allowedLatenessMs: config.allowedLatenessMs, counter });
   }
 
   /** The hot path: one frame's bytes [start, end) of `data`. */
   frame(partition: number, data: Uint8Array, start: number, end: number, source: FrameSource): void {
     if (end - start > this.#config.maxRecordBytes) {
-      this.tooLarge(data, start, end, source);
+      this.tooLarge(1);
+      const error = `value of ${end - start} bytes is over --max-record-bytes ${this.#config.maxRecordBytes}; not parsed`;
+      this.side!.invalid(source, data, start, end, TOO_LARGE, error);
       return;
     }
     const reader = this.#reader;
     this.count(partition, data, start, end, source, reader, reader.read(data, start, end));
   }
 
-  /** A frame over maxRecordBytes: dead-lettered without being read. */
-  tooLarge(data: Uint8Array, start: number, end: number, source: FrameSource): void {
-    this.summary.frames++;
-    this.#reject(data, start, end, source, TOO_LARGE, `value of ${end - start} bytes is over --max-record-bytes ${this.#config.maxRecordBytes}; not parsed`);
+  /** Frames over maxRecordBytes, dead-lettered without being read. */
+  tooLarge(n: number): void {
+    this.summary.frames += n;
+    this.summary.invalid += n;
+    if (n > 0) this.summary.invalidReasons[TOO_LARGE] = (this.summary.invalidReasons[TOO_LARGE] ?? 0) + n;
   }
 
   /** Counts a frame whose root fields were read (`ok`: it has a usable uid and ts). */
   count(partition: number, data: Uint8Array, start: number, end: number, source: FrameSource, reader: FrameView, ok: boolean): void {
     this.summary.frames++;
     if (!ok) {
-      this.#reject(data, start, end, source, reader.problem!, reader.detail);
+      const reason = reader.problem!;
+      this.summary.invalid++;
+      this.summary.invalidReasons[reason] = (this.summary.invalidReasons[reason] ?? 0) + 1;
+      this.side!.invalid(source, data, start, end, reason, reader.detail);
       return;
     }
     const offset = this.#trackOffsets && 'offset' in source ? source.offset : undefined;
@@ -165,34 +179,13 @@ class FrameCounter {
     const error = verdict.reason === 'beyond-lateness'
       ? `ts ${reader.ts} is ${lateBy} s behind its partition's newest ts, more than the allowed ${allowed} s`
       : `minute ${eventMinute} was already emitted`;
-    this.sends.add(this.#config.lateTopic, [deadLetter(PIPELINE, {
-      record: asRecord(source, data, start, end),
-      reason: verdict.reason,
-      error,
-      headers: {
-        'x-late-by-seconds': String(lateBy),
-        'x-watermark': minuteIsoish(verdict.watermarkMs),
-        'x-allowed-lateness-seconds': String(allowed),
-        'x-event-minute': eventMinute,
-        ...lineOf(source),
-      },
-    })]);
-  }
-
-  #reject(data: Uint8Array, start: number, end: number, source: FrameSource, reason: FrameProblem | typeof TOO_LARGE, error: string): void {
-    this.summary.invalid++;
-    this.summary.invalidReasons[reason] = (this.summary.invalidReasons[reason] ?? 0) + 1;
-    this.sends.add(this.#config.deadLetterTopic, [deadLetter(PIPELINE, { record: asRecord(source, data, start, end), reason, error, headers: lineOf(source) })]);
-  }
-
-  /** After a batch: waits only if too many side and minute records are unacknowledged. */
-  sendSideRecords(): Promise<void> {
-    return this.sends.room();
-  }
-
-  /** Waits until every record handed over so far is acknowledged. */
-  settle(): Promise<void> {
-    return this.sends.drain();
+    this.side!.late(source, data, start, end, verdict.reason, error, {
+      'x-late-by-seconds': String(lateBy),
+      'x-watermark': minuteIsoish(verdict.watermarkMs),
+      'x-allowed-lateness-seconds': String(allowed),
+      'x-event-minute': eventMinute,
+      ...lineOf(source),
+    });
   }
 
   finish(): UniqueUsersSummary {
@@ -229,10 +222,10 @@ function decodeUtf8(data: Uint8Array, start: number, end: number): string {
   return (data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('utf8', start, end);
 }
 
-/** Writes minute records to stdout, or queues them for the output topic. */
+/** Minute records to stdout, or as records for the output topic. */
 function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter) {
   const encode = (m: MinuteCount) => JSON.stringify(config.approx ? { ...m, approximate: true } : m);
-  return async (minutes: MinuteCount[]) => {
+  return (minutes: MinuteCount[], send: (topic: string, records: { key: string; value: string }[]) => void) => {
     if (minutes.length === 0) return;
     counter.summary.minutes += minutes.length;
     for (const m of minutes) deps.onMinute?.(m);
@@ -240,8 +233,132 @@ function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: F
       deps.stdout.write(minutes.map((m) => `${encode(m)}\n`).join(''));
       metrics.recordsOut.inc({ pipeline: PIPELINE, sink: 'stdout' }, minutes.length);
     } else {
-      counter.sends.add(config.output, minutes.map((m) => ({ key: m.minute, value: encode(m) })));
+      send(config.output, minutes.map((m) => ({ key: m.minute, value: encode(m) })));
     }
+  };
+}
+
+type MinuteSink = ReturnType<typeof minuteSink>;
+
+/** What `prepare` hands to `process`: the worker's answer for the batch's frames. */
+interface ScannedBatch {
+  frames: Int32Array;
+  result: ScanResult;
+}
+
+/**
+ * unique-users as a Processor: only the logic. The runtime reads (a bounded range or the
+ * group), guards sizes, sends side records and minutes, and commits; with the
+ * output-derived strategy it asks `neededOffsets()` what to commit and hands `resume()` the
+ * newest minute records before every assignment.
+ */
+class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
+  readonly #config: UniqueUsersConfig;
+  readonly #counter: FrameCounter;
+  readonly #emit: MinuteSink;
+  readonly #scanner: FrameScanner | null;
+  readonly #logger: Logger;
+  readonly #range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
+
+  constructor(config: UniqueUsersConfig, counter: FrameCounter, emit: MinuteSink, scanner: FrameScanner | null, logger: Logger) {
+    this.#config = config;
+    this.#counter = counter;
+    this.#emit = emit;
+    this.#scanner = scanner;
+    this.#logger = logger;
+  }
+
+  resume(lastOutputs: readonly LogRecord[]): void {
+    let newest: number | null = null;
+    for (const record of lastOutputs) {
+      try {
+        const start = (JSON.parse(record.value?.toString('utf8') ?? 'null') as { start?: unknown })?.start;
+        if (typeof start === 'number' && (newest === null || start > newest)) newest = start;
+      } catch {
+        // Not one of ours: ignore.
+      }
+    }
+    if (newest === null) return;
+    this.#counter.operator.resumeAfter(newest * 1000);
+    this.#logger.info({ minute: minuteIso(newest * 1000) }, 'resuming after the last minute in the output topic');
+  }
+
+  async assign(_tx: unknown, claims: readonly PartitionClaim[]): Promise<void> {
+    for (const claim of claims) for (const partition of claim.partitions) this.#counter.operator.expect(partition);
+  }
+
+  prepare(records: readonly LogRecord[]): Promise<ScannedBatch> | null {
+    const scanning = this.#scanner?.submit(records as LogRecord[]) ?? null;
+    return scanning === null ? null : scanning.result.then((result) => ({ frames: scanning.frames, result }));
+  }
+
+  process(records: readonly LogRecord[], context: ProcessContext, prepared?: ScannedBatch): void {
+    const counter = this.#counter;
+    counter.side = sideRecordsOf(context);
+    if (prepared) {
+      const view = new ScannedFrames(prepared.result);
+      const { frames } = prepared;
+      const bytes = view.bytes;
+      for (let i = 0; i < records.length; i++) {
+        const record = records[i]!;
+        counter.count(record.partition, bytes, frames[2 * i]!, frames[2 * i + 1]!, record, view, view.at(i));
+      }
+      this.#scanner!.release(prepared.result);
+    } else {
+      const range = this.#range;
+      for (const record of records) {
+        if (valueRange(record, range)) counter.frame(record.partition, range.data, range.start, range.end, record);
+        else counter.frame(record.partition, EMPTY, 0, 0, record);
+      }
+    }
+    this.#emitMinutes(counter.operator.close(), context);
+    if (Number.isFinite(counter.operator.watermarkMs)) metrics.watermarkLagSeconds.set({ pipeline: PIPELINE }, (context.now - counter.operator.watermarkMs) / 1000);
+  }
+
+  /** Partitions fetched without frames for --idle-timeout stop holding minutes back; all of them quiet: flush. */
+  onIdle(context: IdleContext): void {
+    const operator = this.#counter.operator;
+    for (const { partition } of context.quiet) operator.idle(partition);
+    this.#emitMinutes(context.allQuiet ? [...operator.close(), ...operator.flush()] : operator.close(), context);
+  }
+
+  onEnd(context: EndContext): void {
+    const operator = this.#counter.operator;
+    for (const { partition } of context.ended) operator.finish(partition);
+    this.#emitMinutes(context.finished ? [...operator.close(), ...operator.flush()] : operator.close(), context);
+  }
+
+  neededOffsets(): TopicPartitionOffset[] {
+    return [...this.#counter.operator.pendingOffsets()].map(([partition, offset]) => ({ topic: this.#config.input, partition, offset }));
+  }
+
+  checkpoint(): null {
+    return null;
+  }
+
+  async write(): Promise<number> {
+    return 0;
+  }
+
+  revoke(): void {
+    // Open minutes are recomputed from the committed offsets; emitted ones are skipped by resume().
+    this.#counter.reset();
+  }
+
+  #emitMinutes(minutes: MinuteCount[], context: Pick<ProcessContext, 'emit'>): void {
+    this.#emit(minutes, (topic, records) => {
+      for (const record of records) context.emit(topic, record);
+    });
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Side records through the runtime: late frames to the late topic, the others to dead letters. */
+function sideRecordsOf(context: ProcessContext): SideRecords {
+  return {
+    late: (source, _data, _start, _end, reason, error, headers) => context.reject(source as LogRecord, reason, error, { outcome: 'late', headers }),
+    invalid: (source, _data, _start, _end, reason, error) => context.reject(source as LogRecord, reason, error),
   };
 }
 
@@ -251,226 +368,97 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
   // Created while the first frames are read: only the first send waits for them.
   const ready = log.createTopics(topics.map((name) => ({ name, partitions: name === config.output ? 1 : config.partitions })));
   ready.catch(() => undefined);
-  // A late or dead-letter topic that takes less than Kafka's default gets references instead.
-  const producer = withDeadLetterFallback(log.producer(), [config.lateTopic, config.deadLetterTopic]);
-  const counter = new FrameCounter(config, deps, producer, !config.untilEnd && config.input !== '-', ready);
+  const counter = new FrameCounter(config, !config.untilEnd && config.input !== '-');
   const emit = minuteSink(config, deps, counter);
-  const now = deps.now ?? Date.now;
   const progress = setInterval(() => {
     const s = counter.summary;
     deps.logger.info({ frames: s.frames, late: s.late, invalid: s.invalid, openMinutes: counter.operator.openMinutes, watermark: minuteIsoish(counter.operator.watermarkMs) }, 'unique-users progress');
   }, 10_000);
   progress.unref();
   try {
-    if (config.input === '-') await readStdin(config, deps, counter, emit, now);
-    else if (config.untilEnd) await readBounded(config, deps, counter, emit, now);
-    else await readGroup(config, deps, counter, emit, now);
-    await counter.settle();
+    if (config.input === '-') await readStdin(config, deps, counter, emit, ready);
+    else await onRuntime(config, deps, counter, emit, ready);
     await ready;
   } finally {
     clearInterval(progress);
-    await producer.close();
   }
   return counter.finish();
 }
 
-type Emit = (minutes: MinuteCount[]) => Promise<void>;
-
-async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: Emit, now: () => number): Promise<void> {
-  if (!deps.stdin) throw new Error('stdin source missing');
-  counter.operator.expect(0, now());
-  const splitter = new JsonRecordSplitter(
-    (data, start, end, line, index) => counter.frame(0, data, start, end, { line, index }),
-    (problem, line) => deps.logger.warn({ line }, problem),
-    { format: config.format },
-  );
-  for await (const chunk of deps.stdin.chunks()) {
-    const before = counter.summary.frames;
-    splitter.push(chunk);
-    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: 'stdin' }, counter.summary.frames - before);
-    await emit(counter.operator.close(now()));
-    await counter.sendSideRecords();
-    if (deps.signal.aborted) break;
-  }
-  splitter.end();
-  counter.operator.finish(0);
-  await emit(counter.operator.close(now()));
-  await emit(counter.operator.flush());
-}
-
-async function readBounded(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: Emit, now: () => number): Promise<void> {
-  const { log } = deps;
-  const offsets = await log.offsets(config.input);
-  const ends = new Map(offsets.map((p) => [p.partition, p.latest]));
-  for (const p of offsets) {
-    counter.operator.expect(p.partition, now());
-    if (p.latest <= p.earliest) counter.operator.finish(p.partition);
-  }
-  const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
-  const afterBatch = async (batch: LogRecord[]) => {
-    metrics.recordsIn.inc({ pipeline: PIPELINE, topic: config.input }, batch.length);
-    await emit(counter.operator.close(now()));
-    await counter.sendSideRecords();
-  };
-  const readHere = async (batch: LogRecord[]) => {
-    let last: LogRecord | null = null;
-    for (const record of batch) {
-      if (last !== null && record.partition !== last.partition) finishIfDone(counter, last, ends);
-      last = record;
-      if (valueRange(record, range)) counter.frame(record.partition, range.data, range.start, range.end, record);
-      else counter.frame(record.partition, EMPTY, 0, 0, record);
-    }
-    if (last !== null) finishIfDone(counter, last, ends);
-    await afterBatch(batch);
-  };
-  // The root fields are read on a second thread while this one fetches and counts: up to
-  // two batches wait in the worker while the oldest is counted here, in order.
-  const scanner = config.threads > 1 ? new FrameScanner(config.strict, config.maxRecordBytes) : null;
-  const countScanned = async (scanning: ScanningBatch) => {
-    const result = await scanning.result;
-    const view = new ScannedFrames(result);
-    const { records, frames } = scanning;
-    const bytes = view.bytes;
-    let last: LogRecord | null = null;
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i]!;
-      if (last !== null && record.partition !== last.partition) finishIfDone(counter, last, ends);
-      last = record;
-      counter.count(record.partition, bytes, frames[2 * i]!, frames[2 * i + 1]!, record, view, view.at(i));
-    }
-    if (last !== null) finishIfDone(counter, last, ends);
-    scanner?.release(result);
-    await afterBatch(records);
-  };
-  const scanning: ScanningBatch[] = [];
+async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: MinuteSink, ready: Promise<void>): Promise<void> {
+  // The service reads the output topic before its first assignment: it must exist.
+  if (!config.untilEnd) await ready;
+  // The root fields are read on a second thread while this one fetches and counts.
+  const scanner = config.untilEnd && config.threads > 1 ? new FrameScanner(config.strict, config.maxRecordBytes) : null;
   try {
-    for await (const batch of log.readRange({ topic: config.input, to: ends, signal: deps.signal })) {
-      const next = scanner?.submit(batch) ?? null;
-      if (next) {
-        scanning.push(next);
-        while (scanning.length > 2) await countScanned(scanning.shift()!);
-      } else {
-        while (scanning.length > 0) await countScanned(scanning.shift()!);
-        await readHere(batch);
-      }
-    }
-    while (scanning.length > 0) await countScanned(scanning.shift()!);
+    const report = await runStreamTask({
+      pipeline: PIPELINE,
+      log: deps.log,
+      commit: outputDerived(config.output === '-' ? null : config.output),
+      group: config.group,
+      topics: [config.input],
+      processor: new UniqueUsersProcessor(config, counter, emit, scanner, deps.logger),
+      deadLetterTopic: config.deadLetterTopic,
+      lateTopic: config.lateTopic,
+      logger: deps.logger,
+      signal: deps.signal,
+      untilEnd: config.untilEnd,
+      commitIntervalMs: 1000,
+      idleMs: config.idleTimeoutMs,
+      maxRecordBytes: config.maxRecordBytes,
+      outputsReady: ready,
+      now: deps.now,
+    });
+    counter.tooLarge(report.tooLarge);
   } finally {
     await scanner?.close();
   }
-  for (const p of offsets) counter.operator.finish(p.partition);
-  await emit([...counter.operator.close(now()), ...counter.operator.flush()]);
 }
 
-const EMPTY = new Uint8Array(0);
-
-function finishIfDone(counter: FrameCounter, last: LogRecord, ends: Map<number, bigint>): void {
-  const end = ends.get(last.partition);
-  if (end !== undefined && last.offset + 1n >= end) counter.operator.finish(last.partition);
-}
-
-/** The newest minute the output topic already holds (what an earlier run emitted). */
-async function lastEmittedMinute(log: Log, output: string, signal: AbortSignal): Promise<number | null> {
-  const offsets = await log.offsets(output);
-  let newest: number | null = null;
-  for (const p of offsets) {
-    if (p.latest <= p.earliest) continue;
-    const from = new Map([[p.partition, p.latest - 1n]]);
-    for await (const batch of log.readRange({ topic: output, partitions: [p.partition], from, signal })) {
-      for (const record of batch) {
-        try {
-          const start = (JSON.parse(record.value?.toString('utf8') ?? 'null') as { start?: unknown })?.start;
-          if (typeof start === 'number' && (newest === null || start > newest)) newest = start;
-        } catch {
-          // Not one of ours: ignore.
-        }
+/** stdin: one stream as partition 0, minutes to stdout or the output topic, side records through a send queue. */
+async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: MinuteSink, ready: Promise<void>): Promise<void> {
+  if (!deps.stdin) throw new Error('stdin source missing');
+  // A late or dead-letter topic that takes less than Kafka's default gets references instead.
+  const producer = withDeadLetterFallback(deps.log.producer(), [config.lateTopic, config.deadLetterTopic]);
+  const sends = new SendQueue(producer, {
+    ready,
+    onSent: (topic, count) => {
+      if (topic === config.lateTopic) {
+        metrics.late.inc({ pipeline: PIPELINE }, count);
+        metrics.deadLettered.inc({ pipeline: PIPELINE, topic }, count);
+      } else if (topic === config.deadLetterTopic) {
+        metrics.deadLettered.inc({ pipeline: PIPELINE, topic }, count);
+      } else {
+        metrics.recordsOut.inc({ pipeline: PIPELINE, sink: topic }, count);
       }
-    }
-  }
-  return newest;
-}
-
-async function readGroup(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: Emit, now: () => number): Promise<void> {
-  const { log, logger, signal } = deps;
-  if (config.output !== '-') {
-    const newest = await lastEmittedMinute(log, config.output, signal);
-    if (newest !== null) {
-      counter.operator.resumeAfter(newest * 1000);
-      logger.info({ minute: minuteIso(newest * 1000) }, 'resuming after the last minute in the output topic');
-    }
-  }
-  const assigned = new Set<number>();
-  /** Next offset to read per partition (what has been handed to the operator). */
-  const positions = new Map<number, bigint>();
-  const consumer = log.subscribe({
-    group: config.group,
-    topics: [config.input],
-    signal,
-    onAssign: async (assignment) => {
-      const now_ = now();
-      const partitions = new Set(assignment.partitions.filter((tp) => tp.topic === config.input).map((tp) => tp.partition));
-      for (const p of assigned) {
-        if (partitions.has(p)) continue;
-        counter.operator.release(p);
-        positions.delete(p);
-      }
-      for (const p of partitions) counter.operator.expect(p, now_);
-      assigned.clear();
-      for (const p of partitions) assigned.add(p);
     },
   });
-  let lastFrameAt = now();
-  let lastCommitAt = 0;
-  // Batches and the idle timer take turns: the operator and the producer are not shared concurrently.
-  let turn: Promise<unknown> = Promise.resolve();
-  const serial = <T>(work: () => Promise<T>): Promise<T> => {
-    const next = turn.then(work);
-    turn = next.catch(() => undefined);
-    return next;
+  counter.side = {
+    late: (source, data, start, end, reason, error, headers) => sends.add(config.lateTopic, [deadLetter(PIPELINE, { record: asRecord(source, data, start, end), reason, error, headers })]),
+    invalid: (source, data, start, end, reason, error) => sends.add(config.deadLetterTopic, [deadLetter(PIPELINE, { record: asRecord(source, data, start, end), reason, error, headers: lineOf(source) })]),
   };
-  const commit = async (force = false) => {
-    if (!force && now() - lastCommitAt < 1000) return;
-    lastCommitAt = now();
-    await counter.settle();
-    const pending = counter.operator.pendingOffsets();
-    const offsets: TopicPartitionOffset[] = [];
-    for (const [partition, next] of positions) offsets.push({ topic: config.input, partition, offset: pending.get(partition) ?? next });
-    if (offsets.length > 0) await consumer.commit(offsets);
-  };
-  const idle = setInterval(() => {
-    void serial(async () => {
-      const quiet = now() - lastFrameAt >= config.idleTimeoutMs;
-      await emit(quiet ? counter.operator.flush() : counter.operator.close(now()));
-      await commit(quiet);
-    }).catch((error: unknown) => logger.error({ err: error }, 'idle flush failed'));
-  }, Math.min(1000, config.idleTimeoutMs));
-  const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
+  const send = (topic: string, records: { key: string; value: string }[]) => sends.add(topic, records);
   try {
-    for await (const { records } of consumer) {
-      await serial(async () => {
-        let last: LogRecord | null = null;
-        for (const record of records) {
-          if (last !== null && record.partition !== last.partition) positions.set(last.partition, last.offset + 1n);
-          last = record;
-          if (valueRange(record, range)) counter.frame(record.partition, range.data, range.start, range.end, record);
-          else counter.frame(record.partition, EMPTY, 0, 0, record);
-        }
-        if (last !== null) positions.set(last.partition, last.offset + 1n);
-        metrics.recordsIn.inc({ pipeline: PIPELINE, topic: config.input }, records.length);
-        lastFrameAt = now();
-        await emit(counter.operator.close(now()));
-        if (Number.isFinite(counter.operator.watermarkMs)) metrics.watermarkLagSeconds.set({ pipeline: PIPELINE }, (now() - counter.operator.watermarkMs) / 1000);
-        await counter.sendSideRecords();
-        await commit();
-      });
+    const operator = counter.operator;
+    operator.expect(0);
+    const splitter = new JsonRecordSplitter(
+      (data, start, end, line, index) => counter.frame(0, data, start, end, { line, index }),
+      (problem, line) => deps.logger.warn({ line }, problem),
+      { format: config.format },
+    );
+    for await (const chunk of deps.stdin.chunks()) {
+      const before = counter.summary.frames;
+      splitter.push(chunk);
+      metrics.recordsIn.inc({ pipeline: PIPELINE, topic: 'stdin' }, counter.summary.frames - before);
+      emit(operator.close(), send);
+      await sends.room();
+      if (deps.signal.aborted) break;
     }
+    splitter.end();
+    operator.finish(0);
+    emit([...operator.close(), ...operator.flush()], send);
+    await sends.drain();
   } finally {
-    clearInterval(idle);
-    await turn;
-    // Shutting down: what is open stays uncommitted and is recomputed by the next run.
-    await counter.settle().catch((error: unknown) => logger.error({ err: error }, 'side records not sent'));
-    // The consumer may already have left the group (signal): the last periodic commit stands.
-    await commit(true).catch((error: unknown) => logger.debug({ err: error }, 'final commit skipped'));
-    await consumer.close();
+    await producer.close();
   }
 }

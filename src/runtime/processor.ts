@@ -1,22 +1,30 @@
 /**
  * What a pipeline writes to run on the tickflow runtime: only its logic. The runtime
  * (stream-task.ts) owns the loop, the consumer group, fencing, retries, dead letters,
- * commits, metrics and shutdown — in the spirit of Kafka Streams' StreamTask.
+ * commits, metrics and shutdown — in the spirit of Kafka Streams' StreamTask. How a commit
+ * is made durable is the commit strategy's (commit-strategy.ts); the contract is the same
+ * for all of them.
  *
  * The life of a processor, per member:
  *   assign(tx, claims)      partitions taken over, with the state kept for them, read in
  *                           the same transaction as their offsets
+ *   prepare(records)        (optional) work off the loop's thread, started as soon as the
+ *                           records are fetched; its answer is handed to process()
  *   process(records, ctx)   records of assigned partitions, in offset order per partition;
  *                           emit outputs, reject records (dead letters), ask for a commit
  *   onIdle(ctx)             a wall-clock tick, with the partitions that have been quiet
+ *   onEnd(ctx)              (bounded runs) partitions that reached their end offset
  *   checkpoint()            what the next commit must write (taken synchronously, together
  *                           with the offsets of the same records)
  *   write(tx, checkpoint)   writes it inside the commit transaction, next to the offsets
  *   revoke()                the assignment is gone (rebalance, fenced, outage): forget
  *                           everything not committed; the next assign() restores it
+ *
+ * With the output-derived strategy, two more: resume(lastOutputs) before every assign, and
+ * neededOffsets() whenever a commit is taken.
  */
 import type { Queryable } from '../db/types.ts';
-import type { LogRecord, RecordToProduce } from '../log/types.ts';
+import type { LogRecord, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
 
 /** Partitions of one topic handed to the processor, with where each resumes. */
 export interface PartitionClaim {
@@ -37,7 +45,7 @@ export interface ProcessContext {
   /**
    * Sends the record to the dead-letter topic with a reason (a stable code such as
    * `bad-json`, `late`) and a one-line error, and counts it as invalid or late.
-   * Extra facts go in `x-` headers.
+   * Extra facts go in `x-` headers. A late one goes to the task's `lateTopic` when it has one.
    */
   reject(record: LogRecord, reason: string, error: string, options?: { outcome?: RejectOutcome; headers?: Record<string, string> }): void;
   /** Counts the record as deliberately discarded (not an error). */
@@ -54,20 +62,55 @@ export interface QuietPartition {
 }
 
 export interface IdleContext extends Pick<ProcessContext, 'now' | 'emit' | 'commitSoon'> {
-  /** Partitions without a record for at least the idle interval. */
+  /**
+   * Partitions fetched without a record for at least the idle interval. A partition that
+   * cannot be fetched (its leader lost) is never quiet: its records may be waiting.
+   */
   readonly quiet: readonly QuietPartition[];
+  /** Every assigned partition is quiet. */
+  readonly allQuiet: boolean;
 }
 
-export interface Processor<Checkpoint> {
-  /** Replaces all in-memory state with what is kept for these partitions. */
+export interface EndContext extends Pick<ProcessContext, 'now' | 'emit' | 'commitSoon'> {
+  /** Partitions that just reached the end offset they had at the start of a bounded run. */
+  readonly ended: readonly TopicPartition[];
+  /** Every partition has: the run commits and returns after this call. */
+  readonly finished: boolean;
+}
+
+export interface Processor<Checkpoint, Prepared = unknown> {
+  /**
+   * Replaces all in-memory state with what is kept for these partitions. `tx` is the claim
+   * transaction with the pg-transaction strategy; the Kafka strategies keep no database
+   * and hand a `tx` that refuses every query.
+   */
   assign(tx: Queryable, claims: readonly PartitionClaim[]): Promise<void>;
+  /**
+   * Optional: starts work on fetched records off the loop's thread (a worker parsing
+   * them); the answer is handed to `process` with the same records. Up to two batches are
+   * prepared ahead while the oldest is processed. Null: nothing prepared for these.
+   */
+  prepare?(records: readonly LogRecord[]): Promise<Prepared> | null;
   /** Handles records; synchronous, so batches are processed strictly in order. */
-  process(records: readonly LogRecord[], context: ProcessContext): void;
+  process(records: readonly LogRecord[], context: ProcessContext, prepared?: Prepared): void;
   onIdle?(context: IdleContext): void;
+  /** Bounded runs (`untilEnd`): partitions reached their end; flush what they held open. */
+  onEnd?(context: EndContext): void;
   /** What the next commit writes, or null when there is nothing besides offsets. */
   checkpoint(): Checkpoint | null;
   /** Writes a checkpoint inside the commit transaction; returns the rows written. */
   write(tx: Queryable, checkpoint: Checkpoint): Promise<number>;
   /** Forgets everything not committed. */
   revoke(): void;
+  /**
+   * Output-derived commits: per partition, the lowest offset that state not yet emitted
+   * still needs (partitions not listed need nothing before the read position). Taken
+   * together with the outputs of the same commit.
+   */
+  neededOffsets?(): readonly TopicPartitionOffset[];
+  /**
+   * Output-derived commits: before every assign, the newest record of each partition of
+   * the output topic as earlier runs left it, so that what it covers is not emitted again.
+   */
+  resume?(lastOutputs: readonly LogRecord[]): void;
 }

@@ -1,35 +1,43 @@
 /**
- * The one place that runs a pipeline whose results live in PostgreSQL: a consumer-group
- * member (or a bounded run to the end offsets seen at start) feeding a Processor, with
- * rows + state + offsets + accounting committed in ONE transaction. Exactly once: after
- * any crash, rebalance or outage a member resumes from what that transaction stored.
+ * The one place that runs a pipeline: a source (a consumer-group member, or a bounded
+ * range to the end offsets seen at start) feeding a Processor, with its progress made
+ * durable by a commit strategy (commit-strategy.ts): rows + state + offsets + accounting
+ * in ONE PostgreSQL transaction (exactly once into PostgreSQL), offsets to the consumer
+ * group after every output is acknowledged (at least once), or offsets derived from what
+ * was emitted (each output once).
  *
- * Per assignment: claim the partitions in `stored_offsets` (a fresh fencing generation)
- * and restore the processor's state in the same transaction; resume at the stored
- * offsets. Per batch: guard the size of each record, process in slices, and commit:
- * outputs and dead letters are sent first and acknowledged (at least once, deterministic
- * values), then the transaction writes the checkpoint, the offsets (fenced: a newer
- * owner rolls it back) and the counts. A slice is computed and its outputs sent while
- * the previous slice's commit runs; commits stay in order.
+ * Per assignment: the strategy says where each partition resumes and the processor's
+ * state is restored (for pg-transaction: a fresh fencing generation and the state, read in
+ * the claim transaction). Per batch: guard the size of each record, process in slices,
+ * and commit: outputs and side records are sent first and acknowledged (at least once,
+ * deterministic values), then the strategy stores the offsets (pg-transaction: with the
+ * checkpoint and counts, fenced: a newer owner rolls it back). A slice is computed and its
+ * outputs sent while the previous slice's commit runs; commits stay in order. A processor
+ * may prepare batches off the loop's thread (`prepare`): up to two are prepared ahead.
  *
  * Faults: a lost database is retried (the transaction rolled back, so running it again is
  * safe) and a lost broker is retried by the log adapter, both under the one policy of
  * `withRetries`; an outage the adapter could not ride through makes the member rejoin
- * from the stored state. Fenced by a newer owner: drop what is uncommitted and wait for
- * the new assignment. Ctrl-C: commit what was processed, leave the group.
+ * from the stored state. A partition the log cannot fetch (its leader lost) is never
+ * idle. Fenced by a newer owner: drop what is uncommitted and wait for the new assignment.
+ * Ctrl-C: commit what was processed while still a member, then leave the group.
  */
 import { TickflowError, isTickflowError } from '../core/errors.ts';
 import { randomUUID } from 'node:crypto';
-import { claimInTransaction, commitLanded, saveOffsets } from '../db/offset-store.ts';
-import { BatchCounts, addCounts, resetCounts } from '../db/pipeline-counts.ts';
+import { BatchCounts } from '../db/pipeline-counts.ts';
 import type { PartitionCounts } from '../db/pipeline-counts.ts';
-import type { Database, Queryable } from '../db/types.ts';
-import type { Assignment, GroupConsumer, Log, LogRecord, Producer, RecordToProduce, TopicPartitionOffset } from '../log/types.ts';
+import type { Database } from '../db/types.ts';
+import type { Assignment, GroupConsumer, Log, LogRecord, Producer, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
-import { OutageWatch, withRetries } from '../observability/retry.ts';
+import { OutageWatch } from '../observability/retry.ts';
+import { GroupAfterAckCommitter } from './commit-group-after-ack.ts';
+import { OutputDerivedCommitter } from './commit-output-derived.ts';
+import { PgTransactionCommitter } from './commit-pg-transaction.ts';
+import { NO_DATABASE } from './commit-strategy.ts';
+import type { Claimed, CommitStrategy, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
 import { withDeadLetterFallback } from './dead-letter-producer.ts';
 import { DEFAULT_DEAD_LETTER_LIMIT, DEFAULT_MAX_RECORD_BYTES, deadLetter, tooLarge, tooLargeRejection } from './dead-letters.ts';
-import type { IdleContext, PartitionClaim, ProcessContext, Processor, QuietPartition, RejectOutcome } from './processor.ts';
+import type { EndContext, IdleContext, ProcessContext, Processor, QuietPartition, RejectOutcome } from './processor.ts';
 
 export interface TaskLogger {
   debug(obj: Record<string, unknown>, msg: string): void;
@@ -37,20 +45,29 @@ export interface TaskLogger {
   warn(obj: Record<string, unknown>, msg: string): void;
 }
 
-export interface StreamTaskOptions<Checkpoint> {
+export interface StreamTaskOptions<Checkpoint, Prepared = unknown> {
   /** Names the pipeline in metrics, logs and the `x-pipeline` dead-letter header. */
   pipeline: string;
   log: Log;
-  db: Database;
+  /** The database of the pg-transaction strategy (the default strategy when `commit` is not given). */
+  db?: Database;
+  /** How progress is made durable; default `pgTransaction(db)`. */
+  commit?: CommitStrategy;
   /** Consumer group, and the consumer name of its rows in `stored_offsets`. */
   group: string;
   topics: readonly string[];
-  processor: Processor<Checkpoint>;
+  processor: Processor<Checkpoint, Prepared>;
   /** Where rejected records go; required when the processor rejects or records can be too large. */
   deadLetterTopic?: string;
+  /** Where rejections with outcome `late` go (default: the dead-letter topic). */
+  lateTopic?: string;
   logger: TaskLogger;
   signal: AbortSignal;
-  /** Return once every partition reached the end offset it had at start (a bounded run). */
+  /**
+   * Return once every partition reached the end offset it had at start (a bounded run).
+   * With pg-transaction a group member that stores its offsets; with the Kafka strategies
+   * a plain read from the earliest offsets, without the group, storing none.
+   */
   untilEnd?: boolean;
   /** Read every partition from its earliest offset on the first assignment, and start the accounting over. */
   fromBeginning?: boolean;
@@ -65,6 +82,8 @@ export interface StreamTaskOptions<Checkpoint> {
   /** Records processed and committed together (bounds the output held in memory). */
   sliceRecords?: number;
   sessionTimeoutMs?: number;
+  /** Awaited before the first send (output topics being created while the first records are read). */
+  outputsReady?: Promise<unknown>;
   /** Wall clock, epoch ms; injectable for tests. */
   now?: () => number;
   /** Observers, for tests and dashboards. */
@@ -78,6 +97,8 @@ export interface StreamTaskReport {
   rows: number;
   published: number;
   deadLettered: number;
+  /** Of those, records over `maxRecordBytes`, rejected unparsed. */
+  tooLarge: number;
   commits: number;
   fenced: number;
 }
@@ -88,23 +109,33 @@ interface Position {
   generation: number;
   /** Next offset to process. */
   next: bigint;
+  /** Next offset fetched (ahead of `next` while batches are being prepared). */
+  fetched: bigint;
+  /** Exclusive end of a bounded run. */
+  end: bigint | null;
+  ended: boolean;
   /** Processed since the last commit was taken. */
   dirty: boolean;
   lastRecordWall: number;
 }
 
-/** What one commit writes, taken synchronously so offsets, counts and checkpoint agree. */
-interface CommitUnit<Checkpoint> {
-  outputs: Map<string, RecordToProduce[]>;
-  deadLetters: RecordToProduce[];
-  offsets: Map<string, { generation: number; next: Map<number, bigint> }>;
-  counts: Map<string, ReadonlyMap<number, PartitionCounts>>;
-  checkpoint: Checkpoint | null;
-  read: number;
-  /** Tells a retry whether an attempt whose answer was lost did commit. */
-  id: string;
+/** Consecutive records of one partition in a batch. */
+interface Run {
+  position: Position;
+  first: bigint;
+  next: bigint;
+  accepted: number;
 }
 
+/** A slice checked against the positions: what the processor gets, and what is too large. */
+interface Admitted {
+  runs: Run[];
+  accepted: LogRecord[];
+  oversized: LogRecord[];
+}
+
+/** Batches prepared off the loop's thread while the oldest is processed. */
+const PREPARE_AHEAD = 2;
 /**
  * Fenced means a newer member claimed our partitions: a rebalance is under way and our
  * new assignment usually follows within a heartbeat. If none comes, rejoin the group.
@@ -112,26 +143,45 @@ interface CommitUnit<Checkpoint> {
 const FENCED_REJOIN_MS = 3_000;
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
-export async function runStreamTask<Checkpoint>(options: StreamTaskOptions<Checkpoint>): Promise<StreamTaskReport> {
+export async function runStreamTask<Checkpoint, Prepared = unknown>(options: StreamTaskOptions<Checkpoint, Prepared>): Promise<StreamTaskReport> {
   return new StreamTask(options).run();
 }
 
-class StreamTask<Checkpoint> {
-  readonly #o: StreamTaskOptions<Checkpoint>;
+function committerFor<Checkpoint>(options: StreamTaskOptions<Checkpoint, never>): Committer<Checkpoint> {
+  const strategy = options.commit ?? (options.db ? { kind: 'pg-transaction' as const, db: options.db } : null);
+  if (!strategy) throw new TickflowError('BAD_CONFIG', `${options.pipeline}: give a database (db) or another commit strategy (commit)`);
+  const context: CommitterContext<Checkpoint> = { pipeline: options.pipeline, group: options.group, log: options.log, processor: options.processor, signal: options.signal };
+  switch (strategy.kind) {
+    case 'pg-transaction':
+      return new PgTransactionCommitter(strategy.db, context);
+    case 'kafka-group-after-ack':
+      return new GroupAfterAckCommitter(context);
+    case 'output-derived':
+      return new OutputDerivedCommitter(strategy.outputTopic, context);
+  }
+}
+
+class StreamTask<Checkpoint, Prepared> {
+  readonly #o: StreamTaskOptions<Checkpoint, Prepared>;
+  readonly #committer: Committer<Checkpoint>;
   readonly #now: () => number;
   readonly #producer: Producer;
   readonly #commitIntervalMs: number;
   readonly #maxRecordBytes: number;
   readonly #sliceRecords: number;
+  /** A bounded run read without the group: no idle ticks, no offsets stored. */
+  readonly #range: boolean;
   readonly #positions = new Map<string, Position>();
-  readonly #report: StreamTaskReport = { read: 0, rows: 0, published: 0, deadLettered: 0, commits: 0, fenced: 0 };
+  readonly #report: StreamTaskReport = { read: 0, rows: 0, published: 0, deadLettered: 0, tooLarge: 0, commits: 0, fenced: 0 };
   /** Uncommitted work since the last commit unit was taken. */
   #outputs = new Map<string, RecordToProduce[]>();
-  #deadLetters: RecordToProduce[] = [];
+  #deadLetters = new Map<string, RecordToProduce[]>();
   #counts = new Map<string, BatchCounts>();
   #read = 0;
   #commitRequested = false;
   #lastCommit = 0;
+  /** Batches admitted and being prepared, oldest first. */
+  #pending: Array<{ admitted: Admitted; prepared: Promise<Prepared> }> = [];
   /** The commit in flight (at most one; the next slice is computed meanwhile). */
   #committing: Promise<void> | null = null;
   #assigned = false;
@@ -142,49 +192,104 @@ class StreamTask<Checkpoint> {
   #ends: Map<string, bigint> | null = null;
   #consumer: GroupConsumer | null = null;
   #failure: unknown = null;
+  #ticking = false;
   /** Everything touching the state runs one at a time: batches, idle ticks, assignments. */
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(options: StreamTaskOptions<Checkpoint>) {
+  constructor(options: StreamTaskOptions<Checkpoint, Prepared>) {
     this.#o = options;
+    this.#committer = committerFor(options as StreamTaskOptions<Checkpoint, never>);
     this.#now = options.now ?? Date.now;
     const producer = options.log.producer();
-    this.#producer = options.deadLetterTopic ? withDeadLetterFallback(producer, [options.deadLetterTopic]) : producer;
+    const sideTopics = [options.deadLetterTopic, options.lateTopic].filter((t): t is string => t !== undefined);
+    this.#producer = sideTopics.length > 0 ? withDeadLetterFallback(producer, sideTopics) : producer;
     this.#commitIntervalMs = options.commitIntervalMs ?? 0;
     this.#maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
     this.#sliceRecords = options.sliceRecords ?? 50_000;
     this.#fromBeginning = options.fromBeginning ?? false;
+    this.#range = (options.untilEnd ?? false) && this.#committer.boundedWithoutGroup;
   }
 
   async run(): Promise<StreamTaskReport> {
-    const { signal, logger, log, topics, group } = this.#o;
-    if (this.#o.untilEnd) {
-      this.#ends = new Map();
-      for (const topic of topics) for (const p of await log.offsets(topic)) this.#ends.set(key(topic, p.partition), p.latest);
+    const { log, topics } = this.#o;
+    try {
+      if (this.#o.untilEnd) {
+        this.#ends = new Map();
+        for (const topic of topics) for (const p of await log.offsets(topic)) this.#ends.set(key(topic, p.partition), p.latest);
+      }
+      if (this.#range) await this.#runRange();
+      else await this.#runGroup();
+    } finally {
+      await this.#queue.catch(() => undefined);
+      await this.#committing?.catch(() => undefined);
+      await this.#producer.close().catch(() => undefined);
     }
+    return { ...this.#report };
+  }
+
+  /** A bounded run without the group: every partition from its earliest offset to its end at start. */
+  async #runRange(): Promise<void> {
+    const { log, topics, signal } = this.#o;
+    const claims: Claimed[] = [];
+    for (const topic of topics) {
+      const offsets = await log.offsets(topic);
+      claims.push({ topic, partitions: offsets.map((p) => p.partition), offsets: new Map(offsets.map((p) => [p.partition, p.earliest])), generation: 0 });
+    }
+    await this.#serial(async () => {
+      await this.#o.processor.assign(NO_DATABASE, claims);
+      this.#install(claims, null);
+    });
+    for (const claim of claims) {
+      const to = new Map(claim.partitions.map((p) => [p, this.#ends!.get(key(claim.topic, p))!]));
+      for await (const batch of log.readRange({ topic: claim.topic, from: claim.offsets, to, signal })) {
+        await this.#serial(() => this.#ingest(batch));
+        if (this.#failure) throw this.#failure;
+      }
+    }
+    await this.#serial(async () => {
+      await this.#drainPending();
+      // Stopped early (Ctrl-C): what was read is all there is; the processor flushes it.
+      if (signal.aborted) this.#reportEnds(this.#now(), true);
+      await this.#commit(true);
+    });
+    if (this.#failure) throw this.#failure;
+  }
+
+  async #runGroup(): Promise<void> {
+    const { signal, logger, log, topics, group } = this.#o;
     const idleMs = this.#o.idleMs ?? 5_000;
-    const timer = setInterval(() => void this.#serial(() => this.#idle(idleMs)).catch((error) => this.#fail(error)), Math.min(1000, Math.max(50, Math.floor(idleMs / 4))));
+    const timer = setInterval(() => void this.#tick(idleMs), Math.min(1000, Math.max(50, Math.floor(idleMs / 4))));
     const kafka = new OutageWatch('kafka', `consume ${topics.join(',')} as ${group}`);
     try {
       while (!signal.aborted) {
         const done = new AbortController();
+        // Stopping: commit what was processed while still a member, then leave (the Kafka
+        // strategies commit through the membership).
+        const stop = () => void this.#serial(async () => {
+          await this.#drainPending();
+          await this.#commit(true);
+        }).catch((error) => this.#fail(error)).finally(() => done.abort());
+        signal.addEventListener('abort', stop, { once: true });
         const consumer = log.subscribe({
           group,
           topics,
           sessionTimeoutMs: this.#o.sessionTimeoutMs,
-          signal: AbortSignal.any([signal, done.signal]),
+          signal: done.signal,
           onAssign: (assignment) => this.#serial(() => this.#assign(assignment, done)),
         });
         this.#consumer = consumer;
         try {
           for await (const batch of consumer) {
-            await this.#serial(() => this.#ingest(batch.records, batch.generation));
+            await this.#serial(() => this.#ingest(batch.records));
             kafka.recovered();
             if (this.#caughtUp()) done.abort();
           }
           if (this.#failure) throw this.#failure;
           // Shutting down or caught up: keep what was processed.
-          await this.#serial(() => this.#commit(true));
+          await this.#serial(async () => {
+            await this.#drainPending();
+            await this.#commit(true);
+          });
           if (this.#failure) throw this.#failure;
           if (done.signal.aborted || signal.aborted) break;
         } catch (error) {
@@ -196,6 +301,7 @@ class StreamTask<Checkpoint> {
           this.#failure = null;
           await kafka.failed(error, signal);
         } finally {
+          signal.removeEventListener('abort', stop);
           this.#consumer = null;
           await consumer.close().catch(() => undefined);
         }
@@ -203,11 +309,7 @@ class StreamTask<Checkpoint> {
     } finally {
       kafka.leave();
       clearInterval(timer);
-      await this.#queue.catch(() => undefined);
-      await this.#committing?.catch(() => undefined);
-      await this.#producer.close().catch(() => undefined);
     }
-    return { ...this.#report };
   }
 
   #serial<T>(task: () => Promise<T>): Promise<T> {
@@ -238,8 +340,9 @@ class StreamTask<Checkpoint> {
   #revoke(): void {
     this.#o.processor.revoke();
     this.#positions.clear();
+    this.#pending = [];
     this.#outputs = new Map();
-    this.#deadLetters = [];
+    this.#deadLetters = new Map();
     this.#counts = new Map();
     this.#read = 0;
     this.#commitRequested = false;
@@ -247,8 +350,9 @@ class StreamTask<Checkpoint> {
   }
 
   async #assign(assignment: Assignment, done: AbortController): Promise<TopicPartitionOffset[]> {
-    const { db, log, group, processor, logger, topics } = this.#o;
+    const { log, group, logger, topics } = this.#o;
     // Save what we have under the old claim; if someone else owns it now, that is FENCED and harmless.
+    await this.#drainPending();
     await this.#commit(true).catch((error) => {
       if (!isTickflowError(error, 'FENCED')) throw error;
     });
@@ -258,77 +362,158 @@ class StreamTask<Checkpoint> {
     for (const { topic, partition } of assignment.partitions) if (topics.includes(topic)) byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
     const earliest = new Map<string, Map<number, bigint>>();
     for (const topic of byTopic.keys()) earliest.set(topic, new Map((await log.offsets(topic)).map((p) => [p.partition, p.earliest])));
+    const claims = await this.#committer.claim({ partitions: byTopic, earliest, fromBeginning: this.#fromBeginning });
+    const starts = this.#install(claims, done);
+    logger.info({ group, generation: assignment.generation, partitions: starts.map((s) => `${s.topic}/${s.partition}@${s.offset}`) }, starts.length > 0 ? 'partitions claimed; resuming from stored offsets' : 'no partitions assigned');
+    return starts;
+  }
+
+  /** Takes over claimed partitions at their offsets. */
+  #install(claims: readonly Claimed[], done: AbortController | null): TopicPartitionOffset[] {
     const fromBeginning = this.#fromBeginning;
-    const claims = await withRetries('postgres', `claim partitions of ${[...byTopic.keys()].join(',') || 'nothing'} for ${group}`, () =>
-      db.transaction(async (tx) => {
-        const claimed: (PartitionClaim & { generation: number })[] = [];
-        for (const [topic, partitions] of byTopic) {
-          const starts = earliest.get(topic)!;
-          const claim = await claimInTransaction(tx, group, topic, partitions, starts);
-          if (fromBeginning) await resetCounts(tx, group, topic, partitions);
-          const offsets = new Map(partitions.map((p) => [p, fromBeginning ? (starts.get(p) ?? 0n) : (claim.offsets.get(p) ?? starts.get(p) ?? 0n)]));
-          claimed.push({ topic, partitions, offsets, generation: claim.generation });
-        }
-        await processor.assign(tx, claimed);
-        return claimed;
-      }), { signal: this.#o.signal, isRetriable: isRetriableDbError });
     this.#fromBeginning = false; // a rejoin resumes from what this run stored
     const now = this.#now();
     const starts: TopicPartitionOffset[] = [];
     for (const claim of claims) {
       for (const partition of claim.partitions) {
         const next = claim.offsets.get(partition)!;
-        this.#positions.set(key(claim.topic, partition), { topic: claim.topic, partition, generation: claim.generation, next, dirty: fromBeginning, lastRecordWall: now });
+        const k = key(claim.topic, partition);
+        const end = this.#ends?.get(k) ?? null;
+        this.#positions.set(k, { topic: claim.topic, partition, generation: claim.generation, next, fetched: next, end, ended: false, dirty: fromBeginning, lastRecordWall: now });
         starts.push({ topic: claim.topic, partition, offset: next });
       }
     }
     this.#assigned = true;
     this.#lastCommit = now;
-    logger.info({ group, generation: assignment.generation, partitions: starts.map((s) => `${s.topic}/${s.partition}@${s.offset}`) }, starts.length > 0 ? 'partitions claimed; resuming from stored offsets' : 'no partitions assigned');
     this.#o.onAssigned?.({ partitions: starts, generation: claims[0]?.generation ?? null });
-    if (this.#caughtUp()) done.abort();
+    this.#reportEnds(now);
+    if (done && this.#caughtUp()) done.abort();
     return starts;
   }
 
-  async #ingest(records: readonly LogRecord[], _generation: number): Promise<void> {
-    if (!this.#assigned || this.#fencedAt !== null) return;
+  async #ingest(records: readonly LogRecord[]): Promise<void> {
+    if (!this.#assigned || this.#fencedAt !== null || this.#o.signal.aborted) return;
     const started = performance.now();
+    const { processor } = this.#o;
     for (let from = 0; from < records.length; from += this.#sliceRecords) {
       const slice = from === 0 && records.length <= this.#sliceRecords ? records : records.slice(from, from + this.#sliceRecords);
-      this.#processSlice(slice);
-      if (this.#commitRequested || this.#now() - this.#lastCommit >= this.#commitIntervalMs) await this.#commit(false);
+      const admitted = this.#admit(slice);
+      if (admitted.runs.length === 0) continue;
+      const prepared = admitted.accepted.length > 0 ? (processor.prepare?.(admitted.accepted) ?? null) : null;
+      if (prepared) {
+        prepared.catch(() => undefined); // awaited in turn; a revoke may drop it
+        this.#pending.push({ admitted, prepared });
+        while (this.#pending.length > PREPARE_AHEAD) await this.#applyOldest();
+      } else {
+        await this.#drainPending();
+        await this.#apply(admitted, undefined);
+      }
     }
+    // A bounded run fetched everything: nothing more comes to push the pending batches out.
+    if (this.#ends && this.#pending.length > 0 && [...this.#positions.values()].every((p) => p.end === null || p.fetched >= p.end)) await this.#drainPending();
     metrics.batchSeconds.observe({ pipeline: this.#o.pipeline }, (performance.now() - started) / 1000);
   }
 
-  #processSlice(records: readonly LogRecord[]): void {
-    const { processor, pipeline } = this.#o;
-    const now = this.#now();
-    // Records of partitions not (or no longer) ours, or already processed, are skipped.
-    const accepted: LogRecord[] = [];
-    let last: Position | undefined;
+  /**
+   * Checks a slice against the positions: records of partitions not (or no longer) ours,
+   * or already fetched, are skipped; records over the size guard are set apart. Offsets
+   * grow within a partition's run, so only the first record of a run is compared.
+   */
+  #admit(records: readonly LogRecord[]): Admitted {
+    const admitted: Admitted = { runs: [], accepted: [], oversized: [] };
+    let run: Run | null = null;
+    let skipping = false;
+    let last: LogRecord | null = null;
     for (const record of records) {
-      if (!last || last.partition !== record.partition || last.topic !== record.topic) last = this.#positions.get(key(record.topic, record.partition));
-      if (!last || record.offset < last.next) continue;
-      last.next = record.offset + 1n;
-      last.dirty = true;
-      last.lastRecordWall = now;
-      const counts = this.#countsOf(record.topic);
-      counts.observe(record.partition, record.offset);
+      if (last === null || record.partition !== last.partition || record.topic !== last.topic) {
+        if (run !== null && last !== null) this.#closeRun(run, last);
+        run = null;
+        skipping = false;
+        const position = this.#positions.get(key(record.topic, record.partition));
+        const offset = record.offset;
+        if (!position || offset < position.fetched) skipping = true;
+        else admitted.runs.push((run = { position, first: offset, next: offset, accepted: 0 }));
+      }
+      last = record;
+      if (skipping) {
+        // Within a run that started below the position: take up where the position is.
+        const position = this.#positions.get(key(record.topic, record.partition));
+        if (!position || record.offset < position.fetched) continue;
+        skipping = false;
+        admitted.runs.push((run = { position, first: record.offset, next: record.offset, accepted: 0 }));
+      }
       if (tooLarge(record, this.#maxRecordBytes)) {
-        const rejection = tooLargeRejection(record, this.#maxRecordBytes);
-        this.#reject(record, rejection.reason, rejection.error, 'invalid', rejection.headers);
+        admitted.oversized.push(record);
         continue;
       }
-      counts.count(record.partition, record.offset, 'accepted');
-      accepted.push(record);
+      run!.accepted++;
+      admitted.accepted.push(record);
     }
-    this.#read += accepted.length;
-    if (accepted.length === 0) return;
-    const byTopic = new Map<string, number>();
-    for (const r of accepted) byTopic.set(r.topic, (byTopic.get(r.topic) ?? 0) + 1);
-    for (const [topic, n] of byTopic) metrics.recordsIn.inc({ pipeline, topic }, n);
-    processor.process(accepted, this.#context(now));
+    if (run !== null && last !== null) this.#closeRun(run, last);
+    return admitted;
+  }
+
+  #closeRun(run: Run, last: LogRecord): void {
+    run.next = last.offset + 1n;
+    run.position.fetched = run.next;
+  }
+
+  async #applyOldest(): Promise<void> {
+    const { admitted, prepared } = this.#pending.shift()!;
+    const result = await prepared;
+    await this.#apply(admitted, result);
+  }
+
+  async #drainPending(): Promise<void> {
+    while (this.#pending.length > 0) await this.#applyOldest();
+  }
+
+  /** Processes an admitted slice: positions, counts, the size guard's dead letters, the processor; then commits when due. */
+  async #apply(admitted: Admitted, prepared: Prepared | undefined): Promise<void> {
+    if (!this.#assigned) return; // revoked while it was being prepared
+    const { processor, pipeline } = this.#o;
+    const now = this.#now();
+    const inByTopic = new Map<string, number>();
+    for (const run of admitted.runs) {
+      const { position } = run;
+      if (run.next > position.next) position.next = run.next;
+      position.dirty = true;
+      position.lastRecordWall = now;
+      const counts = this.#countsOf(position.topic);
+      counts.observe(position.partition, run.first);
+      if (run.accepted > 0) {
+        counts.add(position.partition, run.first, 'accepted', run.accepted);
+        inByTopic.set(position.topic, (inByTopic.get(position.topic) ?? 0) + run.accepted);
+      }
+    }
+    for (const record of admitted.oversized) {
+      const rejection = tooLargeRejection(record, this.#maxRecordBytes);
+      this.#report.tooLarge++;
+      this.#reject(record, rejection.reason, rejection.error, 'invalid', rejection.headers);
+    }
+    this.#read += admitted.accepted.length;
+    for (const [topic, n] of inByTopic) metrics.recordsIn.inc({ pipeline, topic }, n);
+    if (admitted.accepted.length > 0) processor.process(admitted.accepted, this.#context(now), prepared);
+    this.#reportEnds(now);
+    if (this.#commitRequested || this.#now() - this.#lastCommit >= this.#commitIntervalMs) await this.#commit(false);
+  }
+
+  /** Bounded runs: tells the processor which partitions reached their end (`stopped`: all of them, as they are). */
+  #reportEnds(now: number, stopped = false): void {
+    if (!this.#ends) return;
+    const ended: TopicPartition[] = [];
+    let finished = true;
+    for (const p of this.#positions.values()) {
+      if (!p.ended && p.end !== null && (stopped || p.next >= p.end)) {
+        p.ended = true;
+        ended.push({ topic: p.topic, partition: p.partition });
+      }
+      if (!p.ended) finished = false;
+    }
+    if (ended.length === 0 || !this.#o.processor.onEnd) return;
+    const { now: _, ...context } = this.#context(now);
+    const endContext: EndContext = { now, ...context, ended, finished };
+    this.#o.processor.onEnd(endContext);
   }
 
   #countsOf(topic: string): BatchCounts {
@@ -365,15 +550,49 @@ class StreamTask<Checkpoint> {
   }
 
   #reject(record: LogRecord, reason: string, error: string, outcome: RejectOutcome, headers?: Record<string, string>): void {
-    const { pipeline, deadLetterTopic } = this.#o;
-    if (!deadLetterTopic) throw new TickflowError('INTERNAL', `${pipeline} rejected a record but has no dead-letter topic`);
+    const { pipeline, deadLetterTopic, lateTopic } = this.#o;
+    const topic = outcome === 'late' && lateTopic !== undefined ? lateTopic : deadLetterTopic;
+    if (!topic) throw new TickflowError('INTERNAL', `${pipeline} rejected a record but has no dead-letter topic`);
     this.#countsOf(record.topic).count(record.partition, record.offset, outcome);
     if (outcome === 'late') metrics.late.inc({ pipeline });
     else metrics.invalid.inc({ pipeline, reason });
-    this.#deadLetters.push(deadLetter(pipeline, { record, reason, error, headers }, DEFAULT_DEAD_LETTER_LIMIT));
+    let list = this.#deadLetters.get(topic);
+    if (!list) this.#deadLetters.set(topic, (list = []));
+    list.push(detached(deadLetter(pipeline, { record, reason, error, headers }, DEFAULT_DEAD_LETTER_LIMIT)));
   }
 
-  async #idle(idleMs: number): Promise<void> {
+  /** The idle timer: partitions' end offsets are looked up outside the serial queue, so a slow lookup never holds up batches. */
+  async #tick(idleMs: number): Promise<void> {
+    if (this.#ticking) return;
+    this.#ticking = true;
+    try {
+      const ends = await this.#quietEnds(idleMs);
+      await this.#serial(() => this.#idle(idleMs, ends));
+    } catch (error) {
+      this.#fail(error);
+    } finally {
+      this.#ticking = false;
+    }
+  }
+
+  /** End offsets of the topics with partitions that look quiet and can be fetched. */
+  async #quietEnds(idleMs: number): Promise<Map<string, bigint>> {
+    const ends = new Map<string, bigint>();
+    if (!this.#assigned || this.#fencedAt !== null) return ends;
+    const now = this.#now();
+    const unreachable = this.#unreachable();
+    const topics = new Set<string>();
+    for (const p of this.#positions.values()) if (now - p.lastRecordWall >= idleMs) topics.add(p.topic);
+    for (const k of unreachable) topics.delete(this.#positions.get(k)?.topic ?? '');
+    for (const topic of topics) for (const p of await this.#o.log.offsets(topic)) ends.set(key(topic, p.partition), p.latest);
+    return ends;
+  }
+
+  #unreachable(): Set<string> {
+    return new Set((this.#consumer?.unreachable() ?? []).map((tp) => key(tp.topic, tp.partition)));
+  }
+
+  async #idle(idleMs: number, ends: Map<string, bigint>): Promise<void> {
     if (this.#fencedAt !== null) {
       if (this.#now() - this.#fencedAt > FENCED_REJOIN_MS) {
         this.#o.logger.warn({}, 'fenced and no new assignment came: rejoining the group');
@@ -382,31 +601,34 @@ class StreamTask<Checkpoint> {
       }
       return;
     }
-    if (!this.#assigned || this.#positions.size === 0) return;
+    if (!this.#assigned || this.#positions.size === 0 || this.#o.signal.aborted) return;
+    await this.#drainPending();
     const now = this.#now();
-    const quietPositions = [...this.#positions.values()].filter((p) => now - p.lastRecordWall >= idleMs);
+    // A partition the log cannot fetch is not idle: its records may be waiting behind a lost leader.
+    for (const k of this.#unreachable()) {
+      const position = this.#positions.get(k);
+      if (position) position.lastRecordWall = now;
+    }
     const quiet: QuietPartition[] = [];
-    if (quietPositions.length > 0) {
-      const ends = new Map<string, bigint>();
-      for (const topic of new Set(quietPositions.map((p) => p.topic))) {
-        for (const p of await this.#o.log.offsets(topic)) ends.set(key(topic, p.partition), p.latest);
-      }
-      for (const p of quietPositions) {
-        const end = ends.get(key(p.topic, p.partition)) ?? 0n;
-        metrics.consumerLag.set({ pipeline: this.#o.pipeline, topic: p.topic, partition: String(p.partition) }, Number(end > p.next ? end - p.next : 0n));
-        quiet.push({ topic: p.topic, partition: p.partition, caughtUp: p.next >= end });
-      }
+    for (const p of this.#positions.values()) {
+      if (now - p.lastRecordWall < idleMs) continue;
+      const end = ends.get(key(p.topic, p.partition));
+      if (end !== undefined) metrics.consumerLag.set({ pipeline: this.#o.pipeline, topic: p.topic, partition: String(p.partition) }, Number(end > p.next ? end - p.next : 0n));
+      quiet.push({ topic: p.topic, partition: p.partition, caughtUp: end !== undefined && p.next >= end });
     }
     if (this.#o.processor.onIdle) {
-      const context: IdleContext = { ...this.#context(now), quiet };
+      const context: IdleContext = { ...this.#context(now), quiet, allQuiet: quiet.length === this.#positions.size };
       this.#o.processor.onIdle(context);
     }
-    const due = now - this.#lastCommit >= Math.max(this.#commitIntervalMs, idleMs);
-    if (this.#commitRequested || (due && this.#hasWork())) await this.#commit(false);
+    // Outputs and side records go out at the commit interval even when no records flow;
+    // offsets alone wait for the idle interval.
+    const since = now - this.#lastCommit;
+    const sending = since >= this.#commitIntervalMs && (this.#outputs.size > 0 || this.#deadLetters.size > 0);
+    if (this.#commitRequested || sending || (since >= Math.max(this.#commitIntervalMs, idleMs) && this.#hasWork())) await this.#commit(false);
   }
 
   #hasWork(): boolean {
-    if (this.#commitRequested || this.#deadLetters.length > 0 || this.#outputs.size > 0) return true;
+    if (this.#commitRequested || this.#deadLetters.size > 0 || this.#outputs.size > 0) return true;
     for (const p of this.#positions.values()) if (p.dirty) return true;
     return false;
   }
@@ -466,12 +688,12 @@ class StreamTask<Checkpoint> {
   }
 
   #take(): CommitUnit<Checkpoint> {
-    const offsets = new Map<string, { generation: number; next: Map<number, bigint> }>();
+    const processed = new Map<string, { generation: number; next: Map<number, bigint> }>();
     // Every assigned partition, changed or not: the fencing check then covers the whole
     // commit (a checkpoint can change state without new records, e.g. windows closed on idle).
     for (const p of this.#positions.values()) {
-      let topic = offsets.get(p.topic);
-      if (!topic) offsets.set(p.topic, (topic = { generation: p.generation, next: new Map() }));
+      let topic = processed.get(p.topic);
+      if (!topic) processed.set(p.topic, (topic = { generation: p.generation, next: new Map() }));
       topic.next.set(p.partition, p.next);
       p.dirty = false;
     }
@@ -480,38 +702,29 @@ class StreamTask<Checkpoint> {
     const unit: CommitUnit<Checkpoint> = {
       outputs: this.#outputs,
       deadLetters: this.#deadLetters,
-      offsets,
+      offsets: this.#committer.offsets(processed),
       counts,
       checkpoint: this.#o.processor.checkpoint(),
       read: this.#read,
       id: randomUUID(),
     };
     this.#outputs = new Map();
-    this.#deadLetters = [];
+    this.#deadLetters = new Map();
     this.#read = 0;
     return unit;
   }
 
   async #send(unit: CommitUnit<Checkpoint>): Promise<void> {
+    if (this.#o.outputsReady && (unit.outputs.size > 0 || unit.deadLetters.size > 0)) await this.#o.outputsReady;
     const sends: Promise<void>[] = [];
     for (const [topic, records] of unit.outputs) sends.push(this.#producer.send(topic, records));
-    if (unit.deadLetters.length > 0) sends.push(this.#producer.send(this.#o.deadLetterTopic!, unit.deadLetters));
+    for (const [topic, records] of unit.deadLetters) sends.push(this.#producer.send(topic, records));
     await Promise.all(sends);
   }
 
   async #write(unit: CommitUnit<Checkpoint>): Promise<void> {
-    const { db, group, processor, pipeline, signal } = this.#o;
-    const what = [...unit.offsets.keys()].join(',') || 'state';
-    let attempts = 0;
-    const rows = await withRetries('postgres', `commit ${pipeline} offsets of ${what}`, () =>
-      db.transaction(async (tx: Queryable) => {
-        // A retry after a lost answer: the first attempt may have committed.
-        if (attempts++ > 0 && (await commitLanded(tx, group, unit.id))) return 0;
-        // Offsets first: a fenced commit fails before writing anything else.
-        for (const [topic, { generation, next }] of unit.offsets) await saveOffsets(tx, group, topic, next, generation, unit.id);
-        for (const [topic, counts] of unit.counts) await addCounts(tx, group, topic, counts);
-        return unit.checkpoint === null ? 0 : processor.write(tx, unit.checkpoint);
-      }), { signal, isRetriable: isRetriableDbError });
+    const { pipeline } = this.#o;
+    const rows = await this.#committer.commit(unit, this.#range ? null : this.#consumer);
     const report = this.#report;
     report.commits++;
     report.read += unit.read;
@@ -521,9 +734,9 @@ class StreamTask<Checkpoint> {
       report.published += records.length;
       metrics.recordsOut.inc({ pipeline, sink: topic }, records.length);
     }
-    if (unit.deadLetters.length > 0) {
-      report.deadLettered += unit.deadLetters.length;
-      metrics.deadLettered.inc({ pipeline, topic: this.#o.deadLetterTopic! }, unit.deadLetters.length);
+    for (const [topic, records] of unit.deadLetters) {
+      report.deadLettered += records.length;
+      metrics.deadLettered.inc({ pipeline, topic }, records.length);
     }
     this.#o.logger.debug({ rows, read: unit.read, offsets: [...unit.offsets.keys()] }, 'committed');
     const committed = [...unit.offsets].flatMap(([topic, { next }]) => [...next].map(([partition, offset]) => ({ topic, partition, offset })));
@@ -531,9 +744,12 @@ class StreamTask<Checkpoint> {
   }
 }
 
-/** A rolled-back transaction is safe to run again when the database went away or lost a race. */
-function isRetriableDbError(error: unknown): boolean {
-  if (!isTickflowError(error)) return false;
-  if (error.retriable) return true;
-  return error.code === 'DB_ERROR' && ['40001', '40P01'].includes(String(error.details.code));
+/**
+ * A dead letter's bytes copied out of the fetched buffers: a view would keep a whole fetch
+ * response alive until the letter is sent (dead letters wait for the next commit).
+ */
+function detached(letter: RecordToProduce): RecordToProduce {
+  const copy = <T>(value: T): T => (Buffer.isBuffer(value) ? (Buffer.from(value) as T) : value);
+  const headers = letter.headers && Object.fromEntries(Object.entries(letter.headers).map(([name, value]) => [name, copy(value)]));
+  return { ...letter, key: copy(letter.key), value: copy(letter.value), ...(headers ? { headers } : {}) };
 }

@@ -10,8 +10,8 @@ import { referenceUniqueUsers } from '../users/reference.ts';
 const T0 = 1468244340; // 2016-07-11T13:39:00Z, a minute boundary
 const s = (seconds: number) => (T0 + seconds) * 1000;
 
-function operator(options: { latenessS?: number; idleMs?: number } = {}) {
-  return new UniqueUsersPerMinute({ allowedLatenessMs: (options.latenessS ?? 5) * 1000, idleTimeoutMs: options.idleMs, counter: () => new ExactDistinct() });
+function operator(options: { latenessS?: number } = {}) {
+  return new UniqueUsersPerMinute({ allowedLatenessMs: (options.latenessS ?? 5) * 1000, counter: () => new ExactDistinct() });
 }
 
 const minute = (offset: number, uniqueUsers: number, frames: number, late = 0): MinuteCount => ({
@@ -25,11 +25,11 @@ const minute = (offset: number, uniqueUsers: number, frames: number, late = 0): 
 describe('UniqueUsersPerMinute', () => {
   it('counts distinct uids per minute and emits a minute once the watermark passes its end', () => {
     const op = operator();
-    op.expect(0, 0);
+    op.expect(0);
     for (const [t, uid] of [[0, 'a'], [10, 'b'], [20, 'a'], [59, 'c'], [62, 'a']] as const) assert.equal(op.add(0, s(t), uid), null);
-    assert.deepEqual(op.close(0), [], 'watermark 62 − 5 = 57 has not passed 60');
+    assert.deepEqual(op.close(), [], 'watermark 62 − 5 = 57 has not passed 60');
     op.add(0, s(65), 'b');
-    assert.deepEqual(op.close(0), [minute(0, 3, 4)], 'watermark 60 closes the first minute');
+    assert.deepEqual(op.close(), [minute(0, 3, 4)], 'watermark 60 closes the first minute');
     assert.equal(op.openMinutes, 1);
     assert.deepEqual(op.flush(), [minute(60, 2, 2)]);
     assert.equal(op.openMinutes, 0);
@@ -42,48 +42,51 @@ describe('UniqueUsersPerMinute', () => {
     assert.deepEqual(op.add(0, s(24.5), 'c'), { reason: 'beyond-lateness', lateByMs: 5500, watermarkMs: s(25) });
     op.add(0, s(90), 'd');
     assert.deepEqual(op.add(0, s(40), 'e'), { reason: 'beyond-lateness', lateByMs: 50_000, watermarkMs: s(85) });
-    assert.deepEqual(op.close(0), [minute(0, 2, 2, 1)], 'only the late frame that came before its partition passed the minute is in its count');
+    assert.deepEqual(op.close(), [minute(0, 2, 2, 1)], 'only the late frame that came before its partition passed the minute is in its count');
   });
 
   it('keeps one watermark per partition: a partition far ahead does not make another one late', () => {
     const op = operator();
-    op.expect(0, 0);
-    op.expect(1, 0);
+    op.expect(0);
+    op.expect(1);
     op.add(1, s(300), 'x');
     assert.equal(op.add(0, s(10), 'a'), null);
-    assert.deepEqual(op.close(0), [], 'partition 0 holds the combined watermark at 5 s');
+    assert.deepEqual(op.close(), [], 'partition 0 holds the combined watermark at 5 s');
     op.add(0, s(70), 'a');
-    assert.deepEqual(op.close(0), [minute(0, 1, 1)]);
+    assert.deepEqual(op.close(), [minute(0, 1, 1)]);
     op.finish(0);
-    assert.deepEqual(op.close(0), [minute(60, 1, 1)], 'a finished partition no longer holds anything back');
+    assert.deepEqual(op.close(), [minute(60, 1, 1)], 'a finished partition no longer holds anything back');
     assert.deepEqual(op.flush(), [minute(300, 1, 1)]);
   });
 
   it('lets a declared partition hold the watermark until it delivers or finishes', () => {
     const op = operator();
-    op.expect(0, 0);
-    op.expect(1, 0);
+    op.expect(0);
+    op.expect(1);
     op.add(0, s(200), 'a');
-    assert.deepEqual(op.close(0), [], 'partition 1 has delivered nothing yet');
+    assert.deepEqual(op.close(), [], 'partition 1 has delivered nothing yet');
     op.add(1, s(10), 'b');
-    assert.deepEqual(op.close(0), [], 'partition 1 is at 10 − 5');
+    assert.deepEqual(op.close(), [], 'partition 1 is at 10 − 5');
     op.finish(1);
-    assert.deepEqual(op.close(0), [minute(0, 1, 1)]);
+    assert.deepEqual(op.close(), [minute(0, 1, 1)]);
   });
 
-  it('stops waiting for a partition idle longer than the idle timeout; its later frames for emitted minutes are late', () => {
-    const op = operator({ idleMs: 1000 });
-    op.expect(0, 0);
-    op.expect(1, 0);
+  it('stops waiting for a partition declared idle until its next frame; its later frames for emitted minutes are late', () => {
+    const op = operator();
+    op.expect(0);
+    op.expect(1);
     op.add(0, s(10), 'a');
     op.add(1, s(10), 'b');
-    assert.deepEqual(op.close(0), []);
+    assert.deepEqual(op.close(), []);
     op.add(0, s(130), 'a');
-    assert.deepEqual(op.close(500), [], 'partition 1 was active 500 ms ago');
+    assert.deepEqual(op.close(), [], 'partition 1 holds the watermark at 5 s');
+    op.idle(1);
     op.add(0, s(131), 'a');
-    assert.deepEqual(op.close(1600), [minute(0, 2, 2)], 'partition 1 idle for 1.6 s: only partition 0 counts');
+    assert.deepEqual(op.close(), [minute(0, 2, 2)], 'partition 1 idle: only partition 0 counts');
     assert.deepEqual(op.add(1, s(59), 'c'), { reason: 'window-closed', lateByMs: 0, watermarkMs: s(126) });
     assert.equal(op.add(1, s(126), 'c'), null, 'its frames for open minutes still count');
+    op.add(0, s(200), 'a');
+    assert.deepEqual(op.close(), [], 'a frame made partition 1 active again: it holds the watermark at 121 s');
   });
 
   it('after a flush, frames of the flushed minutes are late (window closed)', () => {
@@ -102,7 +105,7 @@ describe('UniqueUsersPerMinute', () => {
     op.add(0, s(70), 'd', 102n);
     assert.deepEqual(op.pendingOffsets(), new Map([[0, 100n], [1, 7n]]));
     op.add(1, s(80), 'e', 8n);
-    assert.deepEqual(op.close(0).map((m) => m.start), [T0]);
+    assert.deepEqual(op.close().map((m) => m.start), [T0]);
     assert.deepEqual(op.pendingOffsets(), new Map([[0, 102n], [1, 8n]]));
   });
 
@@ -135,7 +138,7 @@ describe('UniqueUsersPerMinute', () => {
     for (const seed of ['a', 'b', 'c']) {
       const order = seededRandom(`unique-users/order/${seed}`);
       const op = operator();
-      for (let p = 0; p < partitions; p++) op.expect(p, 0);
+      for (let p = 0; p < partitions; p++) op.expect(p);
       const next = new Array(partitions).fill(0);
       const emitted: MinuteCount[] = [];
       let late = 0;
@@ -147,7 +150,7 @@ describe('UniqueUsersPerMinute', () => {
           if (op.add(p, Number(frame.ts) * 1000, frame.uid) !== null) late++;
         }
         if (next[p] === perPartition[p].length) op.finish(p);
-        emitted.push(...op.close(0));
+        emitted.push(...op.close());
       }
       emitted.push(...op.flush());
       assert.equal(late, expected.late.length, `late frames, order ${seed}`);

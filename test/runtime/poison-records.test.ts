@@ -13,6 +13,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { isTickflowError } from '../../src/core/errors.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import type { RecordToProduce } from '../../src/log/types.ts';
 import { DEFAULT_DEAD_LETTER_LIMIT, recordBytes } from '../../src/runtime/dead-letters.ts';
@@ -424,8 +425,12 @@ async function eventually(check: () => Promise<string | null>, running: Running,
       const r = await running.done;
       assert.fail(`the service exited (code ${r.code}) before it was done: ${r.stderr}`);
     }
-    // A topic the service has not created yet reads as "not there yet".
-    missing = await check().catch((error: unknown) => `not readable yet: ${error instanceof Error ? error.message : String(error)}`);
+    // The service creates its output topics and its tables as it starts: until then there is nothing to check.
+    missing = await check().catch((error: unknown) => {
+      if (isTickflowError(error, 'UNKNOWN_TOPIC')) return `topic ${String(error.details.topic)} not created yet`;
+      if ((error as { code?: string }).code === '42P01') return 'tables not created yet';
+      throw error;
+    });
     if (missing === null) return;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }

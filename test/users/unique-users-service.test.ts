@@ -1,0 +1,127 @@
+/**
+ * The unique-users service on the runtime, on the embedded log: idle partitions and
+ * partitions that cannot be fetched (a lost leader), restarts. In process, no broker.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { MemoryLog } from '../../src/log/memory.ts';
+import { runUniqueUsers } from '../../src/pipelines/unique-users.ts';
+import type { UniqueUsersConfig, UniqueUsersSummary } from '../../src/pipelines/unique-users.ts';
+
+const T0 = 1_468_244_340; // a minute boundary
+const PARTITIONS = 3;
+
+function config(overrides: Partial<UniqueUsersConfig> = {}): UniqueUsersConfig {
+  return {
+    input: 'frames', output: 'minutes', lateTopic: 'late', deadLetterTopic: 'dead', group: 'uu', untilEnd: false,
+    allowedLatenessMs: 5000, idleTimeoutMs: 300, approx: false, precision: 14, strict: false, partitions: 1, threads: 1,
+    format: 'auto', maxRecordBytes: 1 << 20, ...overrides,
+  };
+}
+
+/** Three minutes of frames on every partition, each partition with users of its own. */
+function frames(): Array<{ partition: number; uid: string; ts: number }> {
+  const out: Array<{ partition: number; uid: string; ts: number }> = [];
+  for (let partition = 0; partition < PARTITIONS; partition++) {
+    for (let t = 0; t < 180; t += 2) out.push({ partition, uid: `p${partition}-u${t % 14}`, ts: T0 + t });
+  }
+  return out;
+}
+
+function expectedMinutes(all: ReturnType<typeof frames>) {
+  const minutes = new Map<number, { users: Set<string>; frames: number }>();
+  for (const f of all) {
+    const start = Math.floor(f.ts / 60) * 60;
+    const m = minutes.get(start) ?? { users: new Set(), frames: 0 };
+    m.users.add(f.uid);
+    m.frames++;
+    minutes.set(start, m);
+  }
+  return [...minutes].sort(([a], [b]) => a - b).map(([start, m]) => ({ start, uniqueUsers: m.users.size, frames: m.frames }));
+}
+
+async function minutesIn(log: MemoryLog, topic: string) {
+  const out: Array<{ start: number; uniqueUsers: number; frames: number }> = [];
+  for await (const batch of log.readRange({ topic })) {
+    for (const r of batch) {
+      const { start, uniqueUsers, frames: n } = JSON.parse(r.value!.toString('utf8')) as { start: number; uniqueUsers: number; frames: number };
+      out.push({ start, uniqueUsers, frames: n });
+    }
+  }
+  return out;
+}
+
+function service(log: MemoryLog, overrides: Partial<UniqueUsersConfig> = {}) {
+  const stop = new AbortController();
+  const stdout = new Writable({ write: (_chunk, _encoding, done) => done() });
+  const done: Promise<UniqueUsersSummary> = runUniqueUsers(config(overrides), { log, logger: pino({ level: 'silent' }), signal: stop.signal, stdout });
+  return { done, stop: () => stop.abort() };
+}
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('unique-users service on the runtime (embedded log)', () => {
+  it('a partition that cannot be fetched is not idle: no minute closes without its users, none twice once it is back', async () => {
+    const log = new MemoryLog();
+    await log.createTopics([{ name: 'frames', partitions: PARTITIONS }]);
+    const all = frames();
+    const producer = log.producer();
+    for (const f of all) await producer.send('frames', [{ value: JSON.stringify({ uid: f.uid, ts: f.ts }), partition: f.partition }]);
+    // Partition 2's leader is lost: its frames are in the log but cannot be fetched.
+    log.setReachable('frames', 2, false);
+    const running = service(log);
+    try {
+      await sleep(2000); // partitions 0 and 1 are read at once, then idle for many idle timeouts; partition 2 is only unreachable
+      assert.deepEqual(await minutesIn(log, 'minutes'), [], 'no minute is emitted while partition 2 cannot be fetched');
+      log.setReachable('frames', 2, true);
+      const expected = expectedMinutes(all);
+      await until(async () => (await minutesIn(log, 'minutes')).length >= expected.length, 'every minute');
+      await sleep(700);
+      assert.deepEqual(await minutesIn(log, 'minutes'), expected, 'every minute once, with every partition\'s users');
+    } finally {
+      running.stop();
+    }
+    const summary = await running.done;
+    assert.deepEqual([summary.frames, summary.counted, summary.late, summary.minutes], [all.length, all.length, 0, 3]);
+  });
+
+  it('a restart with minutes open emits each minute once, complete (offsets derived from the output)', async () => {
+    const log = new MemoryLog();
+    await log.createTopics([{ name: 'frames', partitions: PARTITIONS }]);
+    const all = frames();
+    const producer = log.producer();
+    const send = async (list: typeof all) => {
+      for (const f of list) await producer.send('frames', [{ value: JSON.stringify({ uid: f.uid, ts: f.ts }), partition: f.partition }]);
+    };
+    // The first two minutes and a part of the third: the third stays open.
+    await send(all.filter((f) => f.ts < T0 + 150));
+    const first = service(log, { idleTimeoutMs: 60_000 });
+    try {
+      await until(async () => (await minutesIn(log, 'minutes')).length === 2, 'the closed minutes');
+    } finally {
+      first.stop();
+      await first.done;
+    }
+    const committed = await log.committed('uu', 'frames');
+    assert.deepEqual(committed, new Map([[0, 60n], [1, 60n], [2, 60n]]), 'committed: the first frame of the open minute on every partition, not the read position (75)');
+    await send(all.filter((f) => f.ts >= T0 + 150));
+    const second = service(log);
+    try {
+      await until(async () => (await minutesIn(log, 'minutes')).length >= 3, 'the last minute');
+    } finally {
+      second.stop();
+    }
+    const summary = await second.done;
+    assert.deepEqual(await minutesIn(log, 'minutes'), expectedMinutes(all));
+    assert.deepEqual([summary.frames, summary.alreadyEmitted, summary.minutes], [90, 0, 1], 'the second run re-read only the open minute');
+  });
+});
