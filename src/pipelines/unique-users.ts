@@ -318,7 +318,9 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
   /** Partitions fetched without frames for --idle-timeout stop holding minutes back; all of them quiet: flush. */
   onIdle(context: IdleContext): void {
     const operator = this.#counter.operator;
-    for (const { partition } of context.quiet) operator.idle(partition);
+    // Only a partition at its end is idle: one with records waiting (behind a stall of the
+    // pipeline's own, such as an output send being retried) still holds its minutes open.
+    for (const { partition, caughtUp } of context.quiet) if (caughtUp) operator.idle(partition);
     this.#emitMinutes(context.allQuiet ? [...operator.close(), ...operator.flush()] : operator.close(), context);
   }
 

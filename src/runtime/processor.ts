@@ -67,7 +67,7 @@ export interface IdleContext extends Pick<ProcessContext, 'now' | 'emit' | 'comm
    * cannot be fetched (its leader lost) is never quiet: its records may be waiting.
    */
   readonly quiet: readonly QuietPartition[];
-  /** Every assigned partition is quiet. */
+  /** Every assigned partition is quiet and caught up (at the end offset last looked up). */
   readonly allQuiet: boolean;
 }
 

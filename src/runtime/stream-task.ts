@@ -617,7 +617,10 @@ class StreamTask<Checkpoint, Prepared> {
       quiet.push({ topic: p.topic, partition: p.partition, caughtUp: end !== undefined && p.next >= end });
     }
     if (this.#o.processor.onIdle) {
-      const context: IdleContext = { ...this.#context(now), quiet, allQuiet: quiet.length === this.#positions.size };
+      // allQuiet needs every partition at its end too: a partition whose records wait behind
+      // a stall of our own (a produce retried, a slow commit) has no new records, yet it is not idle.
+      const allQuiet = quiet.length === this.#positions.size && quiet.every((q) => q.caughtUp);
+      const context: IdleContext = { ...this.#context(now), quiet, allQuiet };
       this.#o.processor.onIdle(context);
     }
     // Outputs and side records go out at the commit interval even when no records flow;
