@@ -18,7 +18,7 @@ import { FaultRun, KAFKA_LEADER_KILL, killLeader } from './fault-run.ts';
 import { unique } from './suite.ts';
 import { tickflow } from './tickflow-process.ts';
 
-const COUNT = 120_000;
+const COUNT = 80_000;
 
 interface Outputs {
   /** Conformed records, sorted. */
