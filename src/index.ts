@@ -64,7 +64,8 @@ export { MovingVolatility } from './core/volatility.ts';
 export type { VolatilitySnapshot } from './core/volatility.ts';
 export { ExactDistinct, HyperLogLog } from './core/hyperloglog.ts';
 export type { DistinctCounter } from './core/hyperloglog.ts';
-// The price messages' rules (docs/prices.md): `ts` as "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" UTC, symbols.
+// The price messages' rules (docs/prices.md): `ts` layouts (or `{ strictTs: true }`), symbols.
 export { isSymbol, parseTs } from './core/price-message.ts';
+export type { PriceRules } from './core/price-message.ts';
 export { ErrorCodes, TickflowError, isTickflowError } from './core/errors.ts';
 export type { ErrorCode } from './core/errors.ts';

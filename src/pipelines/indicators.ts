@@ -14,7 +14,7 @@
 import type { Logger } from 'pino';
 import { SymbolIndicators } from '../core/indicators.ts';
 import { DEFAULT_PRICE_FIELDS, decodePriceMessage, encodeIndicatorMessage } from '../core/price-message.ts';
-import type { PriceFields } from '../core/price-message.ts';
+import type { PriceFields, PriceRules } from '../core/price-message.ts';
 import { loadIndicatorStates, saveIndicatorStates } from '../db/indicator-state-store.ts';
 import type { KeptState } from '../db/indicator-state-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
@@ -33,6 +33,8 @@ export interface IndicatorsOptions {
   group: string;
   window: number;
   fields?: PriceFields;
+  /** `--strict-ts`: only `yyyy-mm-dd hh:mm:ss[.fff|.ffffff]` UTC strings for `ts`. */
+  strictTs?: boolean;
   /** Partitions of topics this pipeline has to create (input if missing, output, dead letters). */
   partitions?: number;
   /** Return once the input's end offsets at start are processed (single member). */
@@ -76,6 +78,7 @@ export async function runIndicators(options: IndicatorsOptions): Promise<Indicat
 class IndicatorsProcessor implements Processor<KeptState[]> {
   readonly #options: IndicatorsOptions;
   readonly #fields: PriceFields;
+  readonly #rules: PriceRules;
   /** partition → symbol → indicators; only the assigned partitions. */
   #states = new Map<number, Map<string, SymbolIndicators>>();
   #changed = new Map<string, { partition: number; symbol: string; indicators: SymbolIndicators }>();
@@ -83,6 +86,7 @@ class IndicatorsProcessor implements Processor<KeptState[]> {
   constructor(options: IndicatorsOptions) {
     this.#options = options;
     this.#fields = options.fields ?? DEFAULT_PRICE_FIELDS;
+    this.#rules = { strictTs: options.strictTs ?? false };
   }
 
   async assign(tx: Queryable, claims: readonly PartitionClaim[]): Promise<void> {
@@ -100,7 +104,7 @@ class IndicatorsProcessor implements Processor<KeptState[]> {
   process(records: readonly LogRecord[], context: ProcessContext): void {
     const { window, outputTopic } = this.#options;
     for (const record of records) {
-      const decoded = decodePriceMessage(record.value === null ? null : record.value.toString('utf8'), this.#fields);
+      const decoded = decodePriceMessage(record.value === null ? null : record.value.toString('utf8'), this.#fields, this.#rules);
       if (!decoded.ok) {
         context.reject(record, decoded.reason, decoded.detail);
         continue;

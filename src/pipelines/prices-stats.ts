@@ -1,6 +1,6 @@
 import { formatTs } from '../core/prices.ts';
 import { DEFAULT_PRICE_FIELDS, decodePriceMessage } from '../core/price-message.ts';
-import type { PriceFields } from '../core/price-message.ts';
+import type { PriceFields, PriceRules } from '../core/price-message.ts';
 import { RunningStats, ValueCounts } from '../core/stats.ts';
 import { outlierTest } from '../core/outliers.ts';
 import type { OutlierRule } from '../core/outliers.ts';
@@ -24,6 +24,8 @@ export interface StatsOptions {
   topic: string;
   rule: OutlierRule;
   fields?: PriceFields;
+  /** `--strict-ts`: only `yyyy-mm-dd hh:mm:ss[.fff|.ffffff]` UTC strings for `ts`. */
+  strictTs?: boolean;
   /** Bytes of prices to keep between passes; 0 always takes two passes. */
   memoryBudgetBytes: number;
   /** Values above this are counted invalid as `too-large` without being parsed (default 1 MiB). */
@@ -114,7 +116,8 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   };
 
   const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
-  const read1 = priceReader(fields, maxRecordBytes);
+  const rules = { strictTs: options.strictTs ?? false };
+  const read1 = priceReader(fields, rules, maxRecordBytes);
   for await (const batch of log.readRange(range)) {
     for (const record of batch) {
       const tick = read1.read(record);
@@ -167,7 +170,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
       }
     }
   } else {
-    const read2 = priceReader(fields, maxRecordBytes);
+    const read2 = priceReader(fields, rules, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
       for (const record of batch) {
         const tick = read2.read(record);
@@ -216,8 +219,8 @@ interface PriceReader {
  * (price-bytes.ts), the rest by `decodePriceMessage`, which names the reason. A value over
  * `maxRecordBytes` is `too-large`, unread.
  */
-function priceReader(fields: PriceFields, maxRecordBytes: number): PriceReader {
-  const keys = priceKeys(fields);
+function priceReader(fields: PriceFields, rules: PriceRules, maxRecordBytes: number): PriceReader {
+  const keys = priceKeys(fields, rules);
   const names = new SymbolNames();
   const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
   const scanned: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };
@@ -237,7 +240,7 @@ function priceReader(fields: PriceFields, maxRecordBytes: number): PriceReader {
       tick.timeMs = scanned.timeMs;
       return tick;
     }
-    const decoded = decodePriceMessage(range.data.toString('utf8', range.start, range.end), fields);
+    const decoded = decodePriceMessage(range.data.toString('utf8', range.start, range.end), fields, rules);
     if (!decoded.ok) return fail(decoded.reason, decoded.detail);
     tick.symbol = decoded.value.symbol;
     tick.price = decoded.value.price;

@@ -37,6 +37,7 @@ export const command = defineCommand({
     'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time (passed through)' },
     'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
     'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price (> 0)' },
+    'strict-ts': { type: 'boolean', description: 'Accept only ts strings "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" (UTC), as before; by default also T, Z, offsets, 0-9 fractional digits and epoch ms' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions of the input topic if it has to be created' },
     'stop-at-end': { type: 'boolean', description: 'Exit once everything in the input at start is processed (single member)' },
   },
@@ -68,6 +69,7 @@ export const command = defineCommand({
       fields,
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       stopAtEnd: bool(values, 'stop-at-end'),
+      strictTs: bool(values, 'strict-ts'),
       maxRecordBytes: maxRecordBytes(values),
     };
   },

@@ -30,6 +30,7 @@ export const command = defineCommand({
     'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time' },
     'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
     'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price' },
+    'strict-ts': { type: 'boolean', description: 'Accept only ts strings "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" (UTC), as before; by default also T, Z, offsets, 0-9 fractional digits and epoch ms' },
     'max-record-bytes': { ...MAX_RECORD_BYTES_FLAG, description: 'A message whose value is larger is counted invalid (too-large) without being parsed' },
   },
   examples: ['tickflow stats --brokers 127.0.0.1:9092', 'tickflow stats --json --rule mad --brokers 127.0.0.1:9092', 'tickflow stats --z 2.5 --population'],
@@ -44,6 +45,7 @@ export const command = defineCommand({
       memoryBudgetBytes: int(values, 'memory-budget', 256, { min: 0, max: 1 << 20 }) * (1 << 20),
       maxRecordBytes: maxRecordBytes(values),
       fields: { ts: str(values, 'ts-field') ?? 'ts', symbol: str(values, 'symbol-field') ?? 'symbol', price: str(values, 'price-field') ?? 'price' },
+      strictTs: bool(values, 'strict-ts'),
     };
   },
   async run({ config, shared, out, signal, openLog }) {
