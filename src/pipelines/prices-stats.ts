@@ -10,12 +10,15 @@ import { priceKeys, scanPriceBytes, SymbolNames } from '../core/price-bytes.ts';
 import type { PriceBytes } from '../core/price-bytes.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { DEFAULT_MAX_RECORD_BYTES, TOO_LARGE } from '../runtime/dead-letters.ts';
+import { DEFAULT_MAX_PRICE_RATIO, PriceLevel } from '../core/price-level.ts';
+import type { PriceLevelOptions, PriceLevelSink } from '../core/price-level.ts';
 
 /**
  * Batch statistics over a fixed snapshot of a topic: every partition from its earliest
  * offset to the end offset seen at start. Pass one builds per-(partition, symbol)
  * Welford accumulators, merged in partition order (Chan) so the answer is bit-identical
- * on every re-run whatever order the fetches interleave in. Outliers need the final
+ * on every re-run whatever order the fetches interleave in. Implausible prices (far from
+ * their symbol's level, core/price-level.ts) are counted apart and enter no statistic. Outliers need the final
  * statistics: while the prices fit the memory budget they are kept (16 bytes each) and
  * scanned; beyond it they are dropped and a second pass re-reads the same offset range.
  */
@@ -26,6 +29,8 @@ export interface StatsOptions {
   fields?: PriceFields;
   /** `--strict-ts`: only `yyyy-mm-dd hh:mm:ss[.fff|.ffffff]` UTC strings for `ts`. */
   strictTs?: boolean;
+  /** A price more than this factor away from its symbol's level is implausible (default 10). */
+  maxPriceRatio?: number;
   /** Bytes of prices to keep between passes; 0 always takes two passes. */
   memoryBudgetBytes: number;
   /** Values above this are counted invalid as `too-large` without being parsed (default 1 MiB). */
@@ -57,6 +62,12 @@ export interface InvalidSample {
   detail: string;
 }
 
+export interface ImplausibleSample extends InvalidSample {
+  ts: string;
+  symbol: string;
+  price: number;
+}
+
 export interface StatsReport {
   count: number;
   symbols: SymbolStats[];
@@ -64,6 +75,10 @@ export interface StatsReport {
   invalid: number;
   invalidReasons: Record<string, number>;
   invalidSamples: InvalidSample[];
+  /** Well-formed messages set apart, in no statistic: `implausible-price` (and `implausible-time`). */
+  implausible: number;
+  implausibleReasons: Record<string, number>;
+  implausibleSamples: ImplausibleSample[];
   passes: 1 | 2;
   range: Array<{ partition: number; from: string; to: string }>;
 }
@@ -99,14 +114,17 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   const to = new Map(snapshot.map((p) => [p.partition, p.latest]));
   const total = snapshot.reduce((sum, p) => sum + Number(p.latest - p.earliest), 0);
   const range = { topic: options.topic, from, to, signal: options.signal };
+  const levelOptions = { maxRatio: options.maxPriceRatio ?? DEFAULT_MAX_PRICE_RATIO };
 
-  const perPartition = new Map<number, Map<string, RunningStats>>();
   const counts = new Map<string, ValueCounts>();
   let buffers: Map<string, SymbolBuffer> | null = options.memoryBudgetBytes > 0 ? new Map() : null;
   let buffered = 0;
   const invalidReasons: Record<string, number> = {};
   const invalidSamples: InvalidSample[] = [];
+  const implausibleReasons: Record<string, number> = {};
+  const implausibleSamples: ImplausibleSample[] = [];
   let invalid = 0;
+  let implausible = 0;
   let read = 0;
 
   const onInvalid = (record: LogRecord, { reason, detail }: Problem) => {
@@ -114,49 +132,59 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     invalidReasons[reason] = (invalidReasons[reason] ?? 0) + 1;
     if (invalidSamples.length < INVALID_SAMPLES) invalidSamples.push({ partition: record.partition, offset: String(record.offset), reason, detail });
   };
+  const onImplausible = (tick: HeldTick, reason: string, detail: string) => {
+    implausible++;
+    implausibleReasons[reason] = (implausibleReasons[reason] ?? 0) + 1;
+    if (implausibleSamples.length < INVALID_SAMPLES) {
+      implausibleSamples.push({ partition: tick.partition, offset: String(tick.offset), reason, detail, ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
+    }
+  };
+
+  /** A price that counts: into the statistics, the value counts and the kept prices. */
+  const take = (stats: RunningStats, symbol: string, price: number, timeMs: number) => {
+    stats.push(price);
+    if (options.rule.kind === 'mad') {
+      let valueCounts = counts.get(symbol);
+      if (!valueCounts) counts.set(symbol, (valueCounts = new ValueCounts()));
+      valueCounts.push(price);
+    }
+    if (buffers) {
+      if ((buffered + 1) * 16 > options.memoryBudgetBytes) {
+        buffers = null; // over budget: forget them, take a second pass instead
+      } else {
+        let buffer = buffers.get(symbol);
+        if (!buffer) buffers.set(symbol, (buffer = new SymbolBuffer()));
+        buffer.push(price, timeMs);
+        buffered++;
+      }
+    }
+  };
 
   const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   const rules = { strictTs: options.strictTs ?? false };
+  const pass1 = new PlausibilityScreen(levelOptions, {
+    take: (state, tick) => take(state.stats, tick.symbol, tick.price, tick.timeMs),
+    implausible: onImplausible,
+  });
   const read1 = priceReader(fields, rules, maxRecordBytes);
   for await (const batch of log.readRange(range)) {
     for (const record of batch) {
       const tick = read1.read(record);
-      if (tick === null) {
-        onInvalid(record, read1.problem);
-        continue;
-      }
-      const { symbol, price } = tick;
-      let bySymbol = perPartition.get(record.partition);
-      if (!bySymbol) perPartition.set(record.partition, (bySymbol = new Map()));
-      let stats = bySymbol.get(symbol);
-      if (!stats) bySymbol.set(symbol, (stats = new RunningStats()));
-      stats.push(price);
-      if (options.rule.kind === 'mad') {
-        let valueCounts = counts.get(symbol);
-        if (!valueCounts) counts.set(symbol, (valueCounts = new ValueCounts()));
-        valueCounts.push(price);
-      }
-      if (buffers) {
-        if ((buffered + 1) * 16 > options.memoryBudgetBytes) {
-          buffers = null; // over budget: forget them, take a second pass instead
-        } else {
-          let buffer = buffers.get(symbol);
-          if (!buffer) buffers.set(symbol, (buffer = new SymbolBuffer()));
-          buffer.push(price, tick.timeMs);
-          buffered++;
-        }
-      }
+      if (tick === null) onInvalid(record, read1.problem);
+      else pass1.offer(record, tick);
     }
     read += batch.length;
     options.onProgress?.(read, total);
   }
+  pass1.drain();
 
   // Chan merge, partitions in order: the result does not depend on fetch interleaving.
   const merged = new Map<string, RunningStats>();
-  for (const partition of [...perPartition.keys()].sort((a, b) => a - b)) {
-    for (const [symbol, stats] of perPartition.get(partition)!) {
+  for (const [, bySymbol] of [...pass1.partitions].sort((a, b) => a[0] - b[0])) {
+    for (const [symbol, state] of bySymbol) {
+      if (state.stats.count === 0) continue;
       const target = merged.get(symbol) ?? new RunningStats();
-      merged.set(symbol, target.merge(stats));
+      merged.set(symbol, target.merge(state.stats));
     }
   }
   const tests = new Map([...merged].map(([symbol, stats]) => [symbol, outlierTest(options.rule, stats, counts.get(symbol))]));
@@ -170,13 +198,19 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
       }
     }
   } else {
+    // The same decisions again (they depend only on each partition's records, in order).
+    const test = (tick: { symbol: string; price: number; timeMs: number }) => {
+      if (tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
+    };
+    const pass2 = new PlausibilityScreen(levelOptions, { take: (_state, tick) => test(tick), implausible: () => undefined });
     const read2 = priceReader(fields, rules, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
       for (const record of batch) {
         const tick = read2.read(record);
-        if (tick !== null && tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
+        if (tick !== null) pass2.offer(record, tick);
       }
     }
+    pass2.drain();
   }
   outliers.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : a.price - b.price));
 
@@ -192,9 +226,76 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     invalid,
     invalidReasons,
     invalidSamples,
+    implausible,
+    implausibleReasons,
+    implausibleSamples,
     passes: buffers ? 1 : 2,
     range: snapshot.map((p) => ({ partition: p.partition, from: String(p.earliest), to: String(p.latest) })),
   };
+}
+
+/** A price set aside for a decision: a copy, since the reader reuses its tick. */
+interface HeldTick {
+  partition: number;
+  offset: bigint;
+  symbol: string;
+  price: number;
+  timeMs: number;
+}
+
+interface SymbolState {
+  readonly stats: RunningStats;
+  readonly level: PriceLevel<HeldTick>;
+}
+
+interface ScreenSink {
+  take(state: SymbolState, tick: { symbol: string; price: number; timeMs: number }): void;
+  implausible(tick: HeldTick, reason: string, detail: string): void;
+}
+
+/**
+ * The plausibility decisions of one pass, per (partition, symbol) in each partition's
+ * order, so that both passes decide alike: a price far from its symbol's level waits,
+ * and is then taken or refused as `implausible-price` (core/price-level.ts).
+ */
+class PlausibilityScreen {
+  readonly partitions = new Map<number, Map<string, SymbolState>>();
+  readonly #options: PriceLevelOptions;
+  readonly #sink: ScreenSink;
+  readonly #levelSink: PriceLevelSink<HeldTick>;
+
+  constructor(options: PriceLevelOptions, sink: ScreenSink) {
+    this.#options = options;
+    this.#sink = sink;
+    this.#levelSink = {
+      take: (tick) => sink.take(this.#state(tick.partition, tick.symbol), tick),
+      implausible: (tick, price, reference) => {
+        const detail = reference === null
+          ? `price ${price} of ${tick.symbol} disagrees with the symbol's other first prices`
+          : `price ${price} of ${tick.symbol} is more than ${this.#options.maxRatio}x away from its level ${reference}`;
+        sink.implausible(tick, 'implausible-price', detail);
+      },
+    };
+  }
+
+  offer(record: LogRecord, tick: ReadTick): void {
+    const state = this.#state(record.partition, tick.symbol);
+    if (state.level.check(tick.price, this.#levelSink)) this.#sink.take(state, tick);
+    else state.level.wait(tick.price, { partition: record.partition, offset: record.offset, symbol: tick.symbol, price: tick.price, timeMs: tick.timeMs }, this.#levelSink);
+  }
+
+  /** End of input: every waiting price is decided. */
+  drain(): void {
+    for (const [, bySymbol] of [...this.partitions].sort((a, b) => a[0] - b[0])) for (const state of bySymbol.values()) state.level.drain(this.#levelSink);
+  }
+
+  #state(partition: number, symbol: string): SymbolState {
+    let bySymbol = this.partitions.get(partition);
+    if (!bySymbol) this.partitions.set(partition, (bySymbol = new Map()));
+    let state = bySymbol.get(symbol);
+    if (!state) bySymbol.set(symbol, (state = { stats: new RunningStats(), level: new PriceLevel(this.#options) }));
+    return state;
+  }
 }
 
 interface ReadTick {
