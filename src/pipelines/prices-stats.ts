@@ -12,13 +12,16 @@ import type { Log, LogRecord } from '../log/types.ts';
 import { DEFAULT_MAX_RECORD_BYTES, TOO_LARGE } from '../runtime/dead-letters.ts';
 import { DEFAULT_MAX_PRICE_RATIO, PriceLevel } from '../core/price-level.ts';
 import type { PriceLevelOptions, PriceLevelSink } from '../core/price-level.ts';
+import { DEFAULT_MAX_TIME_SKEW_MS, EventTimeGuard, describeSkew } from '../core/event-time-guard.ts';
+import type { EventTimeGuardOptions, EventTimeSink } from '../core/event-time-guard.ts';
 
 /**
  * Batch statistics over a fixed snapshot of a topic: every partition from its earliest
  * offset to the end offset seen at start. Pass one builds per-(partition, symbol)
  * Welford accumulators, merged in partition order (Chan) so the answer is bit-identical
- * on every re-run whatever order the fetches interleave in. Implausible prices (far from
- * their symbol's level, core/price-level.ts) are counted apart and enter no statistic. Outliers need the final
+ * on every re-run whatever order the fetches interleave in. Implausible records (a time
+ * far from its partition's stream, core/event-time-guard.ts; a price far from its symbol's
+ * level, core/price-level.ts) are counted apart and enter no statistic. Outliers need the final
  * statistics: while the prices fit the memory budget they are kept (16 bytes each) and
  * scanned; beyond it they are dropped and a second pass re-reads the same offset range.
  */
@@ -31,6 +34,8 @@ export interface StatsOptions {
   strictTs?: boolean;
   /** A price more than this factor away from its symbol's level is implausible (default 10). */
   maxPriceRatio?: number;
+  /** The event-time guard's bound: a time farther from its partition's stream time is held, then counted or implausible (default 10 min). */
+  maxTimeSkewMs?: number;
   /** Bytes of prices to keep between passes; 0 always takes two passes. */
   memoryBudgetBytes: number;
   /** Values above this are counted invalid as `too-large` without being parsed (default 1 MiB). */
@@ -114,7 +119,9 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   const to = new Map(snapshot.map((p) => [p.partition, p.latest]));
   const total = snapshot.reduce((sum, p) => sum + Number(p.latest - p.earliest), 0);
   const range = { topic: options.topic, from, to, signal: options.signal };
-  const levelOptions = { maxRatio: options.maxPriceRatio ?? DEFAULT_MAX_PRICE_RATIO };
+  const maxSkewMs = options.maxTimeSkewMs ?? DEFAULT_MAX_TIME_SKEW_MS;
+  // No watermark here: the guard only tells plausible times from implausible ones.
+  const screenOptions: ScreenOptions = { level: { maxRatio: options.maxPriceRatio ?? DEFAULT_MAX_PRICE_RATIO }, guard: { maxSkewMs, toleranceMs: maxSkewMs } };
 
   const counts = new Map<string, ValueCounts>();
   let buffers: Map<string, SymbolBuffer> | null = options.memoryBudgetBytes > 0 ? new Map() : null;
@@ -162,7 +169,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
 
   const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   const rules = { strictTs: options.strictTs ?? false };
-  const pass1 = new PlausibilityScreen(levelOptions, {
+  const pass1 = new PlausibilityScreen(screenOptions, {
     take: (state, tick) => take(state.stats, tick.symbol, tick.price, tick.timeMs),
     implausible: onImplausible,
   });
@@ -180,8 +187,8 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
 
   // Chan merge, partitions in order: the result does not depend on fetch interleaving.
   const merged = new Map<string, RunningStats>();
-  for (const [, bySymbol] of [...pass1.partitions].sort((a, b) => a[0] - b[0])) {
-    for (const [symbol, state] of bySymbol) {
+  for (const [, partition] of [...pass1.partitions].sort((a, b) => a[0] - b[0])) {
+    for (const [symbol, state] of partition.symbols) {
       if (state.stats.count === 0) continue;
       const target = merged.get(symbol) ?? new RunningStats();
       merged.set(symbol, target.merge(state.stats));
@@ -202,7 +209,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     const test = (tick: { symbol: string; price: number; timeMs: number }) => {
       if (tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
     };
-    const pass2 = new PlausibilityScreen(levelOptions, { take: (_state, tick) => test(tick), implausible: () => undefined });
+    const pass2 = new PlausibilityScreen(screenOptions, { take: (_state, tick) => test(tick), implausible: () => undefined });
     const read2 = priceReader(fields, rules, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
       for (const record of batch) {
@@ -253,50 +260,95 @@ interface ScreenSink {
   implausible(tick: HeldTick, reason: string, detail: string): void;
 }
 
+interface PartitionScreen {
+  readonly guard: EventTimeGuard<HeldTick>;
+  readonly guardSink: EventTimeSink<HeldTick>;
+  readonly symbols: Map<string, SymbolState>;
+}
+
+export interface ScreenOptions {
+  level: PriceLevelOptions;
+  guard: EventTimeGuardOptions;
+}
+
 /**
- * The plausibility decisions of one pass, per (partition, symbol) in each partition's
- * order, so that both passes decide alike: a price far from its symbol's level waits,
- * and is then taken or refused as `implausible-price` (core/price-level.ts).
+ * The plausibility decisions of one pass, per partition in its order, so that both passes
+ * decide alike: the partition's event-time guard first (a time far from its stream waits,
+ * then counts or is refused as `implausible-time`, core/event-time-guard.ts), then the
+ * symbol's level (a price far from it waits, then counts or is refused as
+ * `implausible-price`, core/price-level.ts).
  */
 class PlausibilityScreen {
-  readonly partitions = new Map<number, Map<string, SymbolState>>();
-  readonly #options: PriceLevelOptions;
+  readonly partitions = new Map<number, PartitionScreen>();
+  readonly #options: ScreenOptions;
   readonly #sink: ScreenSink;
   readonly #levelSink: PriceLevelSink<HeldTick>;
+  #last: PartitionScreen | null = null;
+  #lastPartition = -1;
 
-  constructor(options: PriceLevelOptions, sink: ScreenSink) {
+  constructor(options: ScreenOptions, sink: ScreenSink) {
     this.#options = options;
     this.#sink = sink;
     this.#levelSink = {
-      take: (tick) => sink.take(this.#state(tick.partition, tick.symbol), tick),
+      take: (tick) => sink.take(this.#state(this.#partition(tick.partition), tick.symbol), tick),
       implausible: (tick, price, reference) => {
         const detail = reference === null
           ? `price ${price} of ${tick.symbol} disagrees with the symbol's other first prices`
-          : `price ${price} of ${tick.symbol} is more than ${this.#options.maxRatio}x away from its level ${reference}`;
+          : `price ${price} of ${tick.symbol} is more than ${this.#options.level.maxRatio}x away from its level ${reference}`;
         sink.implausible(tick, 'implausible-price', detail);
       },
     };
   }
 
   offer(record: LogRecord, tick: ReadTick): void {
-    const state = this.#state(record.partition, tick.symbol);
-    if (state.level.check(tick.price, this.#levelSink)) this.#sink.take(state, tick);
-    else state.level.wait(tick.price, { partition: record.partition, offset: record.offset, symbol: tick.symbol, price: tick.price, timeMs: tick.timeMs }, this.#levelSink);
+    const partition = record.partition === this.#lastPartition ? this.#last! : this.#partition(record.partition);
+    if (partition.guard.check(tick.timeMs, partition.guardSink)) this.#price(partition, tick, record.partition, record.offset);
+    else partition.guard.hold(tick.timeMs, held(record.partition, record.offset, tick), partition.guardSink);
   }
 
-  /** End of input: every waiting price is decided. */
+  /** End of input: every held time, then every waiting price, is decided. */
   drain(): void {
-    for (const [, bySymbol] of [...this.partitions].sort((a, b) => a[0] - b[0])) for (const state of bySymbol.values()) state.level.drain(this.#levelSink);
+    const partitions = [...this.partitions].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+    for (const partition of partitions) partition.guard.drain(partition.guardSink);
+    for (const partition of partitions) for (const state of partition.symbols.values()) state.level.drain(this.#levelSink);
   }
 
-  #state(partition: number, symbol: string): SymbolState {
-    let bySymbol = this.partitions.get(partition);
-    if (!bySymbol) this.partitions.set(partition, (bySymbol = new Map()));
-    let state = bySymbol.get(symbol);
-    if (!state) bySymbol.set(symbol, (state = { stats: new RunningStats(), level: new PriceLevel(this.#options) }));
+  /** A time the guard let through: now the price. */
+  #price(partition: PartitionScreen, tick: ReadTick, partitionNumber: number, offset: bigint): void {
+    const state = this.#state(partition, tick.symbol);
+    if (state.level.check(tick.price, this.#levelSink)) this.#sink.take(state, tick);
+    else state.level.wait(tick.price, held(partitionNumber, offset, tick), this.#levelSink);
+  }
+
+  #partition(partition: number): PartitionScreen {
+    let screen = this.partitions.get(partition);
+    if (!screen) {
+      const guardSink: EventTimeSink<HeldTick> = {
+        release: (tick) => this.#price(screen!, tick, tick.partition, tick.offset),
+        implausible: (tick, _eventTime, skewMs) => {
+          const streamTime = screen!.guard.streamTime;
+          const detail = skewMs === null || streamTime === null
+            ? `event time ${formatTs(tick.timeMs)} never agreed with the partition's other records`
+            : `event time ${formatTs(tick.timeMs)} is ${describeSkew(skewMs)} the partition's stream time ${formatTs(streamTime)}`;
+          this.#sink.implausible(tick, 'implausible-time', detail);
+        },
+      };
+      screen = { guard: new EventTimeGuard(this.#options.guard), guardSink, symbols: new Map() };
+      this.partitions.set(partition, screen);
+    }
+    this.#last = screen;
+    this.#lastPartition = partition;
+    return screen;
+  }
+
+  #state(partition: PartitionScreen, symbol: string): SymbolState {
+    let state = partition.symbols.get(symbol);
+    if (!state) partition.symbols.set(symbol, (state = { stats: new RunningStats(), level: new PriceLevel(this.#options.level) }));
     return state;
   }
 }
+
+const held = (partition: number, offset: bigint, tick: ReadTick): HeldTick => ({ partition, offset, symbol: tick.symbol, price: tick.price, timeMs: tick.timeMs });
 
 interface ReadTick {
   symbol: string;

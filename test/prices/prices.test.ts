@@ -102,8 +102,9 @@ describe('prices ETL on the real Kafka', () => {
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.3' },
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "price": 238.32}' },
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": "9999.99"}' },
-      // A valid price padded to 2 KiB: over --max-record-bytes 1KiB below, never parsed there.
-      { key: 'AAPL', value: `{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 299.99, "pad": "${'x'.repeat(2000)}"}` },
+      // A valid price padded to 2 KiB: over --max-record-bytes 1KiB below, never parsed there
+      // (at a time of the seeded stream, 16:00:00 to 16:08:20: a later one would be implausible).
+      { key: 'AAPL', value: `{"ts": "2021-03-10 16:08:00.000", "symbol": "AAPL", "price": 299.99, "pad": "${'x'.repeat(2000)}"}` },
     ]);
     await producer.close();
     await log.close();

@@ -3,7 +3,7 @@ import type { OutlierRule } from '../../core/outliers.ts';
 import { computeStats } from '../../pipelines/prices-stats.ts';
 import type { StatsReport } from '../../pipelines/prices-stats.ts';
 import { defineCommand } from '../command.ts';
-import { bool, int, num, oneOf, str } from '../flags.ts';
+import { bool, duration, int, num, oneOf, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { progressBar } from '../progress.ts';
 
@@ -18,8 +18,10 @@ export const command = defineCommand({
     'Malformed messages (by the rules of docs/prices.md: reasons empty, not-json, not-an-object,',
     'bad-ts, bad-symbol, bad-price; too-large over --max-record-bytes, unparsed) are counted and',
     'listed, never fatal. Implausible ones (implausible-price: more than --max-price-ratio away from',
-    'the symbol\'s level, which a majority of its first 5 prices sets) are counted and listed apart,',
-    'and enter no statistic and no outlier list. Memory stays bounded: prices are',
+    'the symbol\'s level, which a majority of its first 5 prices sets; implausible-time: more than',
+    '--max-time-skew from the partition\'s stream time, which only times the next two records agree',
+    'with set) are counted and listed apart, and enter no statistic and no outlier list.',
+    'Memory stays bounded: prices are',
     'kept for the outlier scan up to --memory-budget, beyond it a second pass re-reads the range.',
   ].join('\n'),
   flags: {
@@ -33,6 +35,7 @@ export const command = defineCommand({
     'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
     'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price' },
     'max-price-ratio': { type: 'string', value: 'K', default: '10', description: 'A price more than K times above or below its symbol\'s level is implausible: counted apart, in no statistic' },
+    'max-time-skew': { type: 'string', value: 'TIME', default: '10m', description: 'A ts farther than this from its partition\'s stream time is held, then counted or implausible-time (docs/event-time.md)' },
     'strict-ts': { type: 'boolean', description: 'Accept only ts strings "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" (UTC), as before; by default also T, Z, offsets, 0-9 fractional digits and epoch ms' },
     'max-record-bytes': { ...MAX_RECORD_BYTES_FLAG, description: 'A message whose value is larger is counted invalid (too-large) without being parsed' },
   },
@@ -50,6 +53,7 @@ export const command = defineCommand({
       fields: { ts: str(values, 'ts-field') ?? 'ts', symbol: str(values, 'symbol-field') ?? 'symbol', price: str(values, 'price-field') ?? 'price' },
       strictTs: bool(values, 'strict-ts'),
       maxPriceRatio: num(values, 'max-price-ratio', 10, { exclusiveMin: 1 }),
+      maxTimeSkewMs: duration(values, 'max-time-skew', 600_000, { minMs: 1 }),
     };
   },
   async run({ config, shared, out, signal, openLog }) {
