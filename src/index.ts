@@ -52,7 +52,7 @@ export type { Database, DbLogger, Queryable, QueryResult } from './db/types.ts';
 export { configureRetries, withRetries } from './observability/retry.ts';
 export type { Dependency, RetryLogger, RetryOptions, RetrySettings } from './observability/retry.ts';
 export { collectSnapshot } from './observability/reconciliation.ts';
-export type { MonitorOptions, MonitorSnapshot, Problem } from './observability/reconciliation.ts';
+export type { LateView, MonitorOptions, MonitorSnapshot, Problem } from './observability/reconciliation.ts';
 
 // Core operators: pure, no I/O, time passed in.
 export { TumblingWindows, Watermark, WindowAggregator } from './core/window.ts';

@@ -17,12 +17,15 @@ import type { HeldTick, PartitionSnapshot, StockTickSink, TickerWindow } from '.
 import { loadEventTimeGuards, saveEventTimeGuards } from '../db/event-time-guards.ts';
 import type { KeptGuard } from '../db/event-time-guards.ts';
 import { loadHeldRecords, replaceHeldRecords } from '../db/held-records.ts';
+import { ReasonCounts, addRejectionCounts } from '../db/rejection-counts.ts';
+import type { ReasonsByPartition } from '../db/rejection-counts.ts';
 import { loadStockSnapshots, writeStockWindows } from '../db/stock-window-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
 import type { IdleContext, PartitionClaim, ProcessContext, Processor } from '../runtime/processor.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
+import { countingRejections } from './counted-rejections.ts';
 import type { TaskLogger } from '../runtime/stream-task.ts';
 
 export interface AggregateStocksOptions {
@@ -67,6 +70,8 @@ const PIPELINE = 'aggregate-stocks';
 const IMPLAUSIBLE_TIME = 'implausible-time';
 
 interface StockCheckpoint {
+  /** Records dead-lettered, by partition and reason. */
+  reasons: ReasonsByPartition;
   closed: TickerWindow[];
   snapshots: Map<number, PartitionSnapshot<LogRecord>>;
   /** Partitions whose held records changed, with the records they hold now. */
@@ -111,6 +116,7 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
   /** The held-records version of each partition as last checkpointed. */
   #savedHeld = new Map<number, number>();
   #closed: TickerWindow[] = [];
+  readonly #reasons = new ReasonCounts();
 
   constructor(options: AggregateStocksOptions) {
     this.#options = options;
@@ -138,7 +144,8 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
     }
   }
 
-  process(records: readonly LogRecord[], context: ProcessContext): void {
+  process(records: readonly LogRecord[], batch: ProcessContext): void {
+    const context = countingRejections(batch, this.#reasons);
     const sink = this.#sink(context);
     for (const record of records) {
       const windows = this.#parts.get(record.partition)!;
@@ -199,7 +206,7 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
   }
 
   checkpoint(): StockCheckpoint | null {
-    if (this.#dirty.size === 0 && this.#closed.length === 0) return null;
+    if (this.#dirty.size === 0 && this.#closed.length === 0 && !this.#reasons.pending) return null;
     const snapshots = new Map<number, PartitionSnapshot<LogRecord>>();
     const held = new Map<number, LogRecord[]>();
     for (const partition of this.#dirty) {
@@ -211,7 +218,7 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
         this.#savedHeld.set(partition, windows.heldVersion);
       }
     }
-    const checkpoint = { closed: mergeTickerWindows(this.#closed), snapshots, held };
+    const checkpoint = { reasons: this.#reasons.take(), closed: mergeTickerWindows(this.#closed), snapshots, held };
     this.#dirty = new Set();
     this.#closed = [];
     return checkpoint;
@@ -227,6 +234,7 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
     }
     await saveEventTimeGuards(tx, group, topic, guards);
     await replaceHeldRecords(tx, group, topic, checkpoint.held);
+    await addRejectionCounts(tx, group, topic, checkpoint.reasons);
     const now = this.#now();
     for (const window of checkpoint.closed) metrics.windowEmitSeconds.observe({ pipeline: PIPELINE }, Math.max(0, now - window.end) / 1000);
     return checkpoint.closed.length;
@@ -237,6 +245,7 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
     this.#dirty = new Set();
     this.#savedHeld = new Map();
     this.#closed = [];
+    this.#reasons.clear();
   }
 
   #observeWatermark(now: number): void {

@@ -23,12 +23,15 @@ import type { EventTimeGuardOptions, EventTimeSink } from '../core/event-time-gu
 import { loadEventTimeGuards, saveEventTimeGuards } from '../db/event-time-guards.ts';
 import type { KeptGuard } from '../db/event-time-guards.ts';
 import { loadHeldRecords, replaceHeldRecords } from '../db/held-records.ts';
+import { ReasonCounts, addRejectionCounts } from '../db/rejection-counts.ts';
+import type { ReasonsByPartition } from '../db/rejection-counts.ts';
 import { loadIndicatorStates, saveIndicatorStates } from '../db/indicator-state-store.ts';
 import type { KeptState } from '../db/indicator-state-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import type { PartitionClaim, ProcessContext, Processor } from '../runtime/processor.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
+import { countingRejections } from './counted-rejections.ts';
 
 export interface IndicatorsOptions {
   log: Log;
@@ -115,6 +118,8 @@ interface Sinks {
 }
 
 interface IndicatorsCheckpoint {
+  /** Records dead-lettered, by partition and reason. */
+  reasons: ReasonsByPartition;
   states: KeptState[];
   /** The event-time guards of the partitions that changed. */
   guards: Map<number, KeptGuard>;
@@ -146,6 +151,7 @@ class IndicatorsProcessor implements Processor<IndicatorsCheckpoint> {
   #heldChanged = new Set<number>();
   /** Kept held records that no longer decode (the rules changed between runs): refused at the next batch. */
   #undecodable: Undecodable[] = [];
+  readonly #reasons = new ReasonCounts();
 
   constructor(options: IndicatorsOptions, ends: ReadonlyMap<number, bigint> | null) {
     this.#options = options;
@@ -196,9 +202,11 @@ class IndicatorsProcessor implements Processor<IndicatorsCheckpoint> {
     this.#touched = new Set();
     this.#heldChanged = new Set();
     this.#undecodable = undecodable;
+    this.#reasons.clear();
   }
 
-  process(records: readonly LogRecord[], context: ProcessContext): void {
+  process(records: readonly LogRecord[], batch: ProcessContext): void {
+    const context = countingRejections(batch, this.#reasons);
     const sinks = this.#sinks(context);
     for (const { record, reason, detail } of this.#undecodable.splice(0)) {
       context.reject(record, reason, detail);
@@ -227,7 +235,7 @@ class IndicatorsProcessor implements Processor<IndicatorsCheckpoint> {
         state.savedGuardVersion = state.guard.version;
       }
     }
-    if (this.#changed.size === 0 && this.#heldChanged.size === 0 && this.#touched.size === 0) return null;
+    if (this.#changed.size === 0 && this.#heldChanged.size === 0 && this.#touched.size === 0 && !this.#reasons.pending) return null;
     // Snapshots now: the next slice moves the same operators on.
     const states = [...this.#changed.values()].map(({ partition, symbol, entry }) => {
       const level = entry.level.snapshot();
@@ -249,7 +257,7 @@ class IndicatorsProcessor implements Processor<IndicatorsCheckpoint> {
     this.#changed = new Map();
     this.#touched = new Set();
     this.#heldChanged = new Set();
-    return { states, guards, held };
+    return { reasons: this.#reasons.take(), states, guards, held };
   }
 
   async write(tx: Queryable, checkpoint: IndicatorsCheckpoint): Promise<number> {
@@ -257,6 +265,7 @@ class IndicatorsProcessor implements Processor<IndicatorsCheckpoint> {
     await saveIndicatorStates(tx, group, inputTopic, checkpoint.states);
     await saveEventTimeGuards(tx, group, inputTopic, checkpoint.guards);
     await replaceHeldRecords(tx, group, inputTopic, checkpoint.held);
+    await addRejectionCounts(tx, group, inputTopic, checkpoint.reasons);
     return checkpoint.states.length;
   }
 
@@ -266,6 +275,7 @@ class IndicatorsProcessor implements Processor<IndicatorsCheckpoint> {
     this.#touched = new Set();
     this.#heldChanged = new Set();
     this.#undecodable = [];
+    this.#reasons.clear();
   }
 
   #decode(record: LogRecord): Decoded<PriceMessage> {

@@ -15,6 +15,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import type { Log } from '../../src/log/types.ts';
 import { aggregateStocks } from '../../src/pipelines/aggregate-stocks.ts';
 import type { AggregateStocksOptions } from '../../src/pipelines/aggregate-stocks.ts';
+import { tickflow } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { aggregatorCaughtUp, assertSameWindows, isolatedDatabase, readAll, recompute, recordId, storedWindows, uniqueName, waitFor } from './fixtures.ts';
 import type { IsolatedDatabase } from './fixtures.ts';
@@ -141,11 +142,32 @@ describe('aggregate stocks: the event-time guard on Kafka and PostgreSQL', () =>
       await app.close();
     }
 
+    // monitor: one implausible record in 4,501 is within --max-late-share (1%).
+    const monitor = await tickflow(['monitor', '--check', '--topics', topic, '--brokers', KAFKA_BROKERS.join(','), '--database-url', isolated.url]);
+    assert.equal(monitor.code, 0, monitor.stdout + monitor.stderr);
+    assert.match(monitor.stdout, new RegExp(`${group} +${topic} +4501 +0 +1 time +0\\.02%`));
+
     // Accounting: every record of the partition accounted for once.
     const counts = await db.query<{ partition: number; accepted: string; invalid: string; late: string }>('SELECT partition, accepted, invalid, late FROM pipeline_counts WHERE consumer = $1 ORDER BY partition', [group]);
     const ends = await log.offsets(topic);
     for (const row of counts.rows) assert.equal(Number(row.accepted) + Number(row.invalid) + Number(row.late), Number(ends[row.partition].latest));
     assert.equal(counts.rows.find((r) => r.partition === 0)!.invalid, '1');
+  });
+
+  it('monitor --check fails when a stream loses more than 1% of its records as implausible', async () => {
+    const topic = uniqueName('stocks-strays');
+    const group = uniqueName('agg');
+    await log.createTopics([{ name: topic, partitions: 3 }]);
+    const start = START + 60 * DAY;
+    const stream = ticks('strays', 2000, start);
+    const strays = new Set<number>();
+    for (let i = 10; i < 1000; i += 20) strays.add(i); // 50 records a year ahead, never two in a row
+    await produce(log, topic, stream.map((r, i) => (strays.has(i) ? { ...r, value: r.value.replace(/"ts":"(\d{4})/, (_m, y: string) => `"ts":"${Number(y) + 1}`) } : r)));
+    const summary = await run(log, db, topic, group, async () => (await aggregatorCaughtUp(db, log, group, topic)) && (await readAll(log, `${topic}-dlq`).catch(() => [])).length === 50);
+    assert.equal(summary.implausible, 50);
+    const monitor = await tickflow(['monitor', '--check', '--topics', topic, '--brokers', KAFKA_BROKERS.join(','), '--database-url', isolated.url]);
+    assert.equal(monitor.code, 1, monitor.stdout);
+    assert.match(monitor.stdout, new RegExp(`consumer ${group} on ${topic}: 2\\.5% of the 2000 records it read were dead-lettered as late \\(0\\) or implausible \\(implausible-time 50\\)`));
   });
 
   it('(c) a stream that truly jumps a day ahead and continues is followed: nothing dropped after the jump', async () => {
@@ -159,7 +181,7 @@ describe('aggregate stocks: the event-time guard on Kafka and PostgreSQL', () =>
     assert.equal((await readAll(log, `${topic}-dlq`).catch(() => [])).length, 0, 'nothing dead-lettered');
     const all = await readAll(log, topic);
     const expected = recompute(all, WINDOW);
-    assertSameWindows((await storedWindows(db)).filter((w) => w.start >= start), expected);
+    assertSameWindows((await storedWindows(db)).filter((w) => w.start >= start && w.start < start + 2 * DAY), expected);
     assert.ok(expected.some((w) => w.start >= start + DAY) && expected.some((w) => w.start < start + DAY));
   });
 });
