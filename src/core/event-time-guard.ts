@@ -86,12 +86,12 @@ export class EventTimeGuard<T> {
   readonly maxSkewMs: number;
   readonly toleranceMs: number;
   readonly #maxHeld: number;
-  /** The last K − 1 (+ the incoming) record times, a ring. */
+  /** The times of the last K − 1 records, oldest first (#count of them). */
   readonly #ring: Float64Array;
-  #head = 0;
   #count = 0;
-  #streamTime: number | null = null;
-  #judgedAt: number | null = null;
+  /** NaN for none: the fields stay plain doubles (a number | null field costs an allocation per move). */
+  #streamTime = Number.NaN;
+  #judgedAt = Number.NaN;
   #held: Held<T>[] = [];
   #version = 0;
 
@@ -105,10 +105,10 @@ export class EventTimeGuard<T> {
     this.maxSkewMs = options.maxSkewMs;
     this.toleranceMs = options.toleranceMs;
     this.#maxHeld = options.maxHeld ?? DEFAULT_MAX_HELD;
-    this.#ring = new Float64Array(k);
+    this.#ring = new Float64Array(k - 1);
     if (restore) {
-      this.#streamTime = restore.streamTime;
-      this.#judgedAt = restore.judgedAt;
+      this.#streamTime = restore.streamTime ?? Number.NaN;
+      this.#judgedAt = restore.judgedAt ?? Number.NaN;
       for (const t of k > 1 ? restore.recent.slice(-(k - 1)) : []) this.#ring[this.#count++] = t;
       this.#held = restore.held.map((h) => ({ eventTime: h.eventTime, since: h.since, item: h.item }));
     }
@@ -116,7 +116,7 @@ export class EventTimeGuard<T> {
 
   /** The partition's stream time (agreed by K records, or moved by the caller), or null before the first agreement. */
   get streamTime(): number | null {
-    return this.#streamTime;
+    return Number.isNaN(this.#streamTime) ? null : this.#streamTime;
   }
 
   /** Records held now. */
@@ -134,32 +134,32 @@ export class EventTimeGuard<T> {
    * Stream time moves and releases or refusals of held records go to the sink first.
    */
   check(eventTime: number, sink: EventTimeSink<T>): boolean {
+    // The ring holds the K − 1 previous times, oldest first: with this one, the oldest has its K − 1 successors.
     const ring = this.#ring;
-    const k = ring.length;
-    ring[(this.#head + this.#count) % k] = eventTime;
-    if (++this.#count === k) {
-      const t = ring[this.#head];
-      let agreed = true;
-      for (let i = 1; i < k; i++) {
-        const s = ring[(this.#head + i) % k];
-        if (s < t - this.toleranceMs || s > t + this.maxSkewMs) {
-          agreed = false;
-          break;
-        }
-      }
-      this.#head = (this.#head + 1) % k;
-      this.#count--;
-      if (agreed) this.#agree(t, sink);
+    const previous = ring.length;
+    if (this.#count === previous) {
+      const t = previous === 0 ? eventTime : ring[0];
+      const low = t - this.toleranceMs;
+      const high = t + this.maxSkewMs;
+      let agreed = eventTime >= low && eventTime <= high;
+      for (let i = 1; agreed && i < previous; i++) agreed = ring[i] >= low && ring[i] <= high;
+      for (let i = 1; i < previous; i++) ring[i - 1] = ring[i];
+      if (previous > 0) ring[previous - 1] = eventTime;
+      // Agreed: forward, or back when the whole stream moved more than B back (NaN: the first agreement).
+      const streamTime = this.#streamTime;
+      if (agreed && !(t <= streamTime && t >= streamTime - this.maxSkewMs)) this.#move(t, sink);
+    } else {
+      ring[this.#count++] = eventTime;
     }
-    if (this.#held.length > 0 && this.#streamTime !== this.#judgedAt) this.#judge(sink);
-    const streamTime = this.#streamTime;
-    return streamTime !== null && eventTime - streamTime <= this.maxSkewMs && streamTime - eventTime <= this.maxSkewMs;
+    if (this.#held.length > 0 && !sameTime(this.#streamTime, this.#judgedAt)) this.#judge(sink);
+    // NaN (no stream time yet) fails both comparisons: held.
+    return eventTime - this.#streamTime <= this.maxSkewMs && this.#streamTime - eventTime <= this.maxSkewMs;
   }
 
   /** Holds the record `check` just refused. */
   hold(eventTime: number, item: T, sink: EventTimeSink<T>): void {
     if (this.#held.length === 0) this.#judgedAt = this.#streamTime; // nothing held to judge until it moves
-    this.#held.push({ eventTime, since: this.#streamTime, item });
+    this.#held.push({ eventTime, since: this.streamTime, item });
     this.#version++;
     if (this.#held.length > this.#maxHeld) {
       const oldest = this.#held.shift()!;
@@ -172,7 +172,7 @@ export class EventTimeGuard<T> {
    * what is now within the skew. Nothing is refused here: that waits for the next record.
    */
   advanceTo(streamTime: number, sink: EventTimeReleases<T>): void {
-    if (this.#streamTime === null || !(streamTime > this.#streamTime)) return;
+    if (!(streamTime > this.#streamTime)) return; // also when there is no stream time (NaN)
     this.#move(streamTime, sink);
     if (this.#held.length > 0) this.#judge(releasesOnly(sink));
   }
@@ -183,7 +183,7 @@ export class EventTimeGuard<T> {
    * time, and what lies within the skew of it is released.
    */
   settle(sink: EventTimeReleases<T>): void {
-    if (this.#streamTime !== null || this.#held.length === 0) return;
+    if (!Number.isNaN(this.#streamTime) || this.#held.length === 0) return;
     const times = this.#held.map((h) => h.eventTime).sort((a, b) => a - b);
     this.#move(times[(times.length - 1) >> 1], sink);
     this.#judge(releasesOnly(sink));
@@ -192,7 +192,7 @@ export class EventTimeGuard<T> {
   /** End of the input: settles, then every record still held is implausible. */
   drain(sink: EventTimeSink<T>): void {
     this.settle(sink);
-    if (this.#held.length > 0 && this.#streamTime !== this.#judgedAt) this.#judge(sink);
+    if (this.#held.length > 0 && !sameTime(this.#streamTime, this.#judgedAt)) this.#judge(sink);
     const rest = this.#held;
     if (rest.length === 0) return;
     this.#held = [];
@@ -202,8 +202,8 @@ export class EventTimeGuard<T> {
 
   snapshot(): EventTimeGuardSnapshot<T> {
     const recent: number[] = [];
-    for (let i = 0; i < this.#count; i++) recent.push(this.#ring[(this.#head + i) % this.#ring.length]);
-    return { streamTime: this.#streamTime, recent, held: this.#held.map((h) => ({ ...h })), judgedAt: this.#judgedAt };
+    for (let i = 0; i < this.#count; i++) recent.push(this.#ring[i]);
+    return { streamTime: this.streamTime, recent, held: this.#held.map((h) => ({ ...h })), judgedAt: Number.isNaN(this.#judgedAt) ? null : this.#judgedAt };
   }
 
   /** The held records, oldest first (for a caller that saves them). */
@@ -212,24 +212,18 @@ export class EventTimeGuard<T> {
   }
 
   #skew(eventTime: number): number | null {
-    return this.#streamTime === null ? null : eventTime - this.#streamTime;
-  }
-
-  /** K records agree on `t`: forward, or back when the whole stream moved more than B back. */
-  #agree(t: number, sink: EventTimeReleases<T>): void {
-    const streamTime = this.#streamTime;
-    if (streamTime === null || t > streamTime || t < streamTime - this.maxSkewMs) this.#move(t, sink);
+    return Number.isNaN(this.#streamTime) ? null : eventTime - this.#streamTime;
   }
 
   #move(streamTime: number, sink: EventTimeReleases<T>): void {
     const previous = this.#streamTime;
     this.#streamTime = streamTime;
-    sink.moved?.(streamTime, previous);
+    if (sink.moved) sink.moved(streamTime, Number.isNaN(previous) ? null : previous);
   }
 
   /** Releases what lies within the skew of the stream time; with a full sink, refuses what aged out. */
   #judge(sink: EventTimeReleases<T> & Partial<Pick<EventTimeSink<T>, 'implausible'>>): void {
-    const streamTime = this.#streamTime!;
+    const streamTime = this.#streamTime;
     const b = this.maxSkewMs;
     const kept: Held<T>[] = [];
     let changed = false;
@@ -250,6 +244,11 @@ export class EventTimeGuard<T> {
     if (changed) this.#version++;
     if (sink.implausible) this.#judgedAt = streamTime;
   }
+}
+
+/** Equal times, NaN (none) included. */
+function sameTime(a: number, b: number): boolean {
+  return a === b || (Number.isNaN(a) && Number.isNaN(b));
 }
 
 /** The sink without its refusals: what `advanceTo` and `settle` may do. */

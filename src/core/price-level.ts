@@ -64,7 +64,10 @@ export class PriceLevel<T> {
   readonly #agreement: number;
   readonly #block: Float64Array;
   #blockLength = 0;
-  #reference: number | null = null;
+  /** NaN for none: the field stays a plain double. */
+  #reference = Number.NaN;
+  /** Scratch space for the block's median. */
+  readonly #scratch: Float64Array;
   #waiting: WaitingPrice<T>[] = [];
 
   constructor(options: PriceLevelOptions, restore?: PriceLevelSnapshot<T>) {
@@ -72,9 +75,10 @@ export class PriceLevel<T> {
     this.#maxRatio = options.maxRatio;
     this.#agreement = options.agreement ?? DEFAULT_PRICE_AGREEMENT;
     this.#block = new Float64Array(options.block ?? DEFAULT_PRICE_BLOCK);
+    this.#scratch = new Float64Array(this.#block.length);
     if (!(this.#agreement >= 1) || this.#block.length < 1) throw new RangeError('agreement and block must be at least 1');
     if (restore) {
-      this.#reference = restore.reference;
+      this.#reference = restore.reference ?? Number.NaN;
       for (const price of restore.block) this.#block[this.#blockLength++] = price;
       this.#waiting = [...restore.waiting];
     }
@@ -82,7 +86,7 @@ export class PriceLevel<T> {
 
   /** The reference level, or null before the first prices agreed on one. */
   get reference(): number | null {
-    return this.#reference;
+    return Number.isNaN(this.#reference) ? null : this.#reference;
   }
 
   /** Prices waiting for a decision. */
@@ -96,7 +100,8 @@ export class PriceLevel<T> {
    */
   check(price: number, sink: PriceLevelSink<T>): boolean {
     const reference = this.#reference;
-    if (reference === null || price > reference * this.#maxRatio || price * this.#maxRatio < reference) return false;
+    // NaN (no reference yet) fails both comparisons: the price waits.
+    if (!(price <= reference * this.#maxRatio && price * this.#maxRatio >= reference)) return false;
     if (this.#waiting.length > 0) {
       // A plausible price: the level has not moved, the waiting ones were strays.
       for (const w of this.#waiting) sink.implausible(w.item, w.price, reference);
@@ -115,7 +120,7 @@ export class PriceLevel<T> {
   /** End of input: decides every waiting price. */
   drain(sink: PriceLevelSink<T>): void {
     if (this.#waiting.length === 0) return;
-    if (this.#reference === null) {
+    if (Number.isNaN(this.#reference)) {
       this.#decide(sink);
       return;
     }
@@ -124,7 +129,7 @@ export class PriceLevel<T> {
   }
 
   snapshot(): PriceLevelSnapshot<T> {
-    return { reference: this.#reference, block: Array.from(this.#block.subarray(0, this.#blockLength)), waiting: [...this.#waiting] };
+    return { reference: this.reference, block: Array.from(this.#block.subarray(0, this.#blockLength)), waiting: [...this.#waiting] };
   }
 
   #decide(sink: PriceLevelSink<T>): void {
@@ -136,7 +141,7 @@ export class PriceLevel<T> {
     let agreeing = 0;
     for (const w of waiting) if (agrees(w.price)) agreeing++;
     if (agreeing * 2 <= waiting.length) {
-      for (const w of waiting) sink.implausible(w.item, w.price, this.#reference);
+      for (const w of waiting) sink.implausible(w.item, w.price, this.reference);
       return;
     }
     this.#reference = median;
@@ -155,11 +160,35 @@ export class PriceLevel<T> {
     const block = this.#block;
     block[this.#blockLength++] = price;
     if (this.#blockLength === block.length) {
-      const sorted = block.slice().sort(); // a typed array sorts numerically
-      this.#reference = sorted[(sorted.length - 1) >> 1];
+      this.#scratch.set(block);
+      this.#reference = select(this.#scratch, (block.length - 1) >> 1);
       this.#blockLength = 0;
     }
   }
+}
+
+/** The k-th smallest value (Hoare's quickselect, in place): the block's median without sorting it. */
+function select(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
 }
 
 function lowerMedian(values: number[]): number {

@@ -53,22 +53,32 @@ function dateTime(b: Uint8Array, start: number): number {
 
 /** Epoch ms, or NaN when b[start, end) is not a timestamp by the default rules above. */
 export function parseTsBytes(b: Uint8Array, start: number, end: number): number {
-  if (end - start < 19) return Number.NaN;
+  const length = end - start;
+  // What most producers write, without the general scan: `… .fff` (produce prices) and `… .ffffff` (Python).
+  if ((length === 23 || length === 26) && b[start + 19] === 46 && b[start + 10] === 32) {
+    const millis = digits(b, start + 20, 3);
+    if (millis >= 0 && (length === 23 || digits(b, start + 23, 3) >= 0)) return dateTime(b, start) + millis;
+    // else: another layout of that length (`….44Z`): the general path decides
+  }
+  if (length < 19) return Number.NaN;
   const separator = b[start + 10];
   if (separator !== 32 && separator !== 84) return Number.NaN; // ' ' or 'T'
-  const base = dateTime(b, start);
-  if (Number.isNaN(base)) return Number.NaN;
   let i = start + 19;
   let millis = 0;
   if (i < end && b[i] === 46) {
-    // 1 to 9 fractional digits; the first three are the milliseconds.
+    // 1 to 9 fractional digits, in one pass; the first three are the milliseconds.
     const from = ++i;
-    while (i < end && b[i] >= 48 && b[i] <= 57) i++;
+    for (; i < end; i++) {
+      const c = b[i] - 48;
+      if (c < 0 || c > 9) break;
+      if (i - from < 3) millis = millis * 10 + c;
+    }
     const count = i - from;
-    if (count < 1 || count > 9) return Number.NaN;
-    for (let k = 0; k < 3; k++) millis = millis * 10 + (k < count ? b[from + k] - 48 : 0);
+    if (count === 0 || count > 9) return Number.NaN;
+    if (count < 3) millis *= count === 1 ? 100 : 10;
   }
-  if (i === end) return base + millis;
+  const base = dateTime(b, start);
+  if (i === end) return base + millis; // NaN stays NaN
   const zone = b[i];
   if (zone === 90) return i + 1 === end ? base + millis : Number.NaN; // 'Z'
   if ((zone !== 43 && zone !== 45) || end - i !== 6 || b[i + 3] !== 58) return Number.NaN; // ±hh:mm

@@ -170,7 +170,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
   const rules = { strictTs: options.strictTs ?? false };
   const pass1 = new PlausibilityScreen(screenOptions, {
-    take: (state, tick) => take(state.stats, tick.symbol, tick.price, tick.timeMs),
+    take: (state, symbol, price, timeMs) => take(state.stats, symbol, price, timeMs),
     implausible: onImplausible,
   });
   const read1 = priceReader(fields, rules, maxRecordBytes);
@@ -206,10 +206,12 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     }
   } else {
     // The same decisions again (they depend only on each partition's records, in order).
-    const test = (tick: { symbol: string; price: number; timeMs: number }) => {
-      if (tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
-    };
-    const pass2 = new PlausibilityScreen(screenOptions, { take: (_state, tick) => test(tick), implausible: () => undefined });
+    const pass2 = new PlausibilityScreen(screenOptions, {
+      take: (_state, symbol, price, timeMs) => {
+        if (tests.get(symbol)!(price)) outliers.push({ ts: formatTs(timeMs), symbol, price });
+      },
+      implausible: () => undefined,
+    });
     const read2 = priceReader(fields, rules, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
       for (const record of batch) {
@@ -256,7 +258,7 @@ interface SymbolState {
 }
 
 interface ScreenSink {
-  take(state: SymbolState, tick: { symbol: string; price: number; timeMs: number }): void;
+  take(state: SymbolState, symbol: string, price: number, timeMs: number): void;
   implausible(tick: HeldTick, reason: string, detail: string): void;
 }
 
@@ -290,7 +292,7 @@ class PlausibilityScreen {
     this.#options = options;
     this.#sink = sink;
     this.#levelSink = {
-      take: (tick) => sink.take(this.#state(this.#partition(tick.partition), tick.symbol), tick),
+      take: (tick) => sink.take(this.#state(this.#partition(tick.partition), tick.symbol), tick.symbol, tick.price, tick.timeMs),
       implausible: (tick, price, reference) => {
         const detail = reference === null
           ? `price ${price} of ${tick.symbol} disagrees with the symbol's other first prices`
@@ -302,8 +304,9 @@ class PlausibilityScreen {
 
   offer(record: LogRecord, tick: ReadTick): void {
     const partition = record.partition === this.#lastPartition ? this.#last! : this.#partition(record.partition);
-    if (partition.guard.check(tick.timeMs, partition.guardSink)) this.#price(partition, tick, record.partition, record.offset);
-    else partition.guard.hold(tick.timeMs, held(record.partition, record.offset, tick), partition.guardSink);
+    const { symbol, price, timeMs } = tick;
+    if (partition.guard.check(timeMs, partition.guardSink)) this.#price(partition, symbol, price, timeMs, record.partition, record.offset);
+    else partition.guard.hold(timeMs, { partition: record.partition, offset: record.offset, symbol, price, timeMs }, partition.guardSink);
   }
 
   /** End of input: every held time, then every waiting price, is decided. */
@@ -314,17 +317,17 @@ class PlausibilityScreen {
   }
 
   /** A time the guard let through: now the price. */
-  #price(partition: PartitionScreen, tick: ReadTick, partitionNumber: number, offset: bigint): void {
-    const state = this.#state(partition, tick.symbol);
-    if (state.level.check(tick.price, this.#levelSink)) this.#sink.take(state, tick);
-    else state.level.wait(tick.price, held(partitionNumber, offset, tick), this.#levelSink);
+  #price(partition: PartitionScreen, symbol: string, price: number, timeMs: number, partitionNumber: number, offset: bigint): void {
+    const state = partition.symbols.get(symbol) ?? this.#state(partition, symbol);
+    if (state.level.check(price, this.#levelSink)) this.#sink.take(state, symbol, price, timeMs);
+    else state.level.wait(price, { partition: partitionNumber, offset, symbol, price, timeMs }, this.#levelSink);
   }
 
   #partition(partition: number): PartitionScreen {
     let screen = this.partitions.get(partition);
     if (!screen) {
       const guardSink: EventTimeSink<HeldTick> = {
-        release: (tick) => this.#price(screen!, tick, tick.partition, tick.offset),
+        release: (tick) => this.#price(screen!, tick.symbol, tick.price, tick.timeMs, tick.partition, tick.offset),
         implausible: (tick, _eventTime, skewMs) => {
           const streamTime = screen!.guard.streamTime;
           const detail = skewMs === null || streamTime === null
@@ -347,8 +350,6 @@ class PlausibilityScreen {
     return state;
   }
 }
-
-const held = (partition: number, offset: bigint, tick: ReadTick): HeldTick => ({ partition, offset, symbol: tick.symbol, price: tick.price, timeMs: tick.timeMs });
 
 interface ReadTick {
   symbol: string;
