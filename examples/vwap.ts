@@ -147,7 +147,8 @@ function parseTrade(text: string | null): Trade | { reason: string; error: strin
     return { reason: 'not-json', error: 'the value is not JSON' };
   }
   const { ts, symbol, price, qty } = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
-  const time = typeof ts === 'string' ? parseTs(ts) : Number.NaN;
+  // The trades' one layout (the prices' strict rule), not every layout `stats` accepts.
+  const time = typeof ts === 'string' ? parseTs(ts, { strictTs: true }) : Number.NaN;
   if (Number.isNaN(time)) return { reason: 'bad-ts', error: `ts must be a UTC time "yyyy-mm-dd hh:mm:ss[.fff]", got ${JSON.stringify(ts)}` };
   if (typeof symbol !== 'string' || !isSymbol(symbol)) return { reason: 'bad-symbol', error: `symbol must be 1–32 characters, got ${JSON.stringify(symbol)}` };
   const cents = typeof price === 'number' ? price * 100 : Number.NaN;

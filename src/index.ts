@@ -56,7 +56,7 @@ export type { Database, DbLogger, Queryable, QueryResult } from './db/types.ts';
 export { configureRetries, withRetries } from './observability/retry.ts';
 export type { Dependency, RetryLogger, RetryOptions, RetrySettings } from './observability/retry.ts';
 export { collectSnapshot } from './observability/reconciliation.ts';
-export type { MonitorOptions, MonitorSnapshot, Problem } from './observability/reconciliation.ts';
+export type { LateView, MonitorOptions, MonitorSnapshot, Problem } from './observability/reconciliation.ts';
 
 // Core operators: pure, no I/O, time passed in.
 export { TumblingWindows, Watermark, WindowAggregator } from './core/window.ts';
@@ -68,7 +68,8 @@ export { MovingVolatility } from './core/volatility.ts';
 export type { VolatilitySnapshot } from './core/volatility.ts';
 export { ExactDistinct, HyperLogLog } from './core/hyperloglog.ts';
 export type { DistinctCounter } from './core/hyperloglog.ts';
-// The price messages' rules (docs/prices.md): `ts` as "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" UTC, symbols.
+// The price messages' rules (docs/prices.md): `ts` layouts (or `{ strictTs: true }`), symbols.
 export { isSymbol, parseTs } from './core/price-message.ts';
+export type { PriceRules } from './core/price-message.ts';
 export { ErrorCodes, TickflowError, isTickflowError } from './core/errors.ts';
 export type { ErrorCode } from './core/errors.ts';

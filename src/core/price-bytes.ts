@@ -2,7 +2,8 @@
  * The fast path for price messages: reads `{"ts": "...", "symbol": "...", "price": N}`
  * straight from the message bytes, without a string or an object per message, under the
  * rules of price-message.ts (one rule set). Strict: it accepts only a valid price in a
- * flat JSON object whose values are ASCII strings without escapes or plain numbers, with
+ * flat JSON object whose values are ASCII strings without escapes or plain numbers (`ts`
+ * as a string, or as whole epoch milliseconds), with
  * each wanted key at most once; anything else returns false and the caller takes the full
  * path (`decodePriceMessage`), which gives the reason, so the answer never depends on the
  * path taken (fuzzed against each other in test/core/price-bytes.test.ts).
@@ -13,7 +14,7 @@
  */
 
 import { MAX_SYMBOL_LENGTH } from './price-message.ts';
-import { parseTsBytes } from './timestamp-bytes.ts';
+import { parseStrictTsBytes, parseTsBytes } from './timestamp-bytes.ts';
 
 export interface PriceBytes {
   timeMs: number;
@@ -22,16 +23,18 @@ export interface PriceBytes {
   symbolEnd: number;
 }
 
-/** Wanted keys as byte arrays (precomputed once per job). */
+/** Wanted keys as byte arrays, and the `ts` rules (precomputed once per job). */
 export interface PriceKeys {
   ts: Uint8Array;
   symbol: Uint8Array;
   price: Uint8Array;
+  /** `--strict-ts`: only `yyyy-mm-dd hh:mm:ss[.fff|.ffffff]` UTC strings. */
+  strictTs: boolean;
 }
 
-export function priceKeys(fields: { ts: string; symbol: string; price: string }): PriceKeys {
+export function priceKeys(fields: { ts: string; symbol: string; price: string }, rules: { strictTs?: boolean } = {}): PriceKeys {
   const encode = (s: string) => new TextEncoder().encode(s);
-  return { ts: encode(fields.ts), symbol: encode(fields.symbol), price: encode(fields.price) };
+  return { ts: encode(fields.ts), symbol: encode(fields.symbol), price: encode(fields.price), strictTs: rules.strictTs ?? false };
 }
 
 const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
@@ -81,7 +84,7 @@ export function scanPriceBytes(b: Uint8Array, start: number, end: number, keys: 
       }
       if (i >= end) return false;
       if (which === 1) {
-        out.timeMs = parseTsBytes(b, valueStart, i);
+        out.timeMs = keys.strictTs ? parseStrictTsBytes(b, valueStart, i) : parseTsBytes(b, valueStart, i);
         if (Number.isNaN(out.timeMs)) return false;
       } else if (which === 2) {
         // 1..32 characters, no space at either end (other white space is not printable ASCII)
@@ -126,6 +129,10 @@ export function scanPriceBytes(b: Uint8Array, start: number, end: number, keys: 
       if (which === 4) {
         if (negative || mantissa === 0) return false; // not above 0: the full path reports it
         out.price = mantissa / POW10[scale];
+      } else if (which === 1) {
+        // Epoch milliseconds: whole numbers here (under 10^15, exact); fractions go the full path.
+        if (scale > 0 || keys.strictTs) return false;
+        out.timeMs = negative && mantissa !== 0 ? -mantissa : mantissa;
       } else if (which !== 0) {
         return false; // a number where a string belongs: the full path reports it
       }

@@ -4,8 +4,11 @@
  * configurable), used by `stats` and `indicators` alike (docs/prices.md). One rule set:
  *
  * - the value is a JSON object (other fields are ignored; of a repeated key the last counts);
- * - `ts` is a string `yyyy-mm-dd hh:mm:ss`, `… .fff` or `… .ffffff` in UTC naming a real
- *   instant (microseconds are truncated to the millisecond in `timeMs`);
+ * - `ts` is a string `yyyy-mm-dd hh:mm:ss` with 0 to 9 fractional digits, `T` or a space
+ *   between date and time, and no zone (UTC), `Z` or an offset `±hh:mm`; or epoch
+ *   milliseconds as a JSON number. It names a real instant; `timeMs` is that instant
+ *   truncated to the millisecond. With `strictTs`, only the string layouts
+ *   `yyyy-mm-dd hh:mm:ss[.fff|.ffffff]` in UTC;
  * - `symbol` is a string of 1 to 32 characters, no control characters, no white space at
  *   either end;
  * - `price` is a JSON number, finite and greater than 0.
@@ -15,7 +18,7 @@
  * Malformed input is a value, never a throw. `scanPriceBytes` (price-bytes.ts) reads the
  * common shape from bytes under the same rules; what it does not take, this decides.
  */
-import { parseTsBytes } from './timestamp-bytes.ts';
+import { MAX_EPOCH_MS, parseStrictTsBytes, parseTsBytes } from './timestamp-bytes.ts';
 
 export interface PriceFields {
   readonly symbol: string;
@@ -31,8 +34,8 @@ export const MAX_SYMBOL_LENGTH = 32;
 export interface PriceMessage {
   readonly symbol: string;
   readonly price: number;
-  /** The event time exactly as it came. */
-  readonly ts: string;
+  /** The event time exactly as it came: a string, or epoch milliseconds. */
+  readonly ts: string | number;
   /** The event time in epoch milliseconds (UTC). */
   readonly timeMs: number;
 }
@@ -46,7 +49,19 @@ export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: Malformed
 
 const malformed = (reason: MalformedReason, detail: string): Decoded<never> => ({ ok: false, reason, detail });
 
-export function decodePriceMessage(text: string | null, fields: PriceFields = DEFAULT_PRICE_FIELDS): Decoded<PriceMessage> {
+export interface PriceRules {
+  /** Only `yyyy-mm-dd hh:mm:ss[.fff|.ffffff]` UTC strings for `ts` (`--strict-ts`). */
+  readonly strictTs?: boolean;
+}
+
+/** What `ts` must look like, for error details. */
+export function tsRule(rules: PriceRules = {}): string {
+  return rules.strictTs
+    ? 'a UTC time "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]"'
+    : 'a time "yyyy-mm-dd hh:mm:ss[.f…]" (T or space; no zone = UTC, Z or ±hh:mm) or epoch milliseconds';
+}
+
+export function decodePriceMessage(text: string | null, fields: PriceFields = DEFAULT_PRICE_FIELDS, rules: PriceRules = {}): Decoded<PriceMessage> {
   if (text === null || text.length === 0) return malformed('empty', 'the message has no value');
   let parsed: unknown;
   try {
@@ -59,8 +74,8 @@ export function decodePriceMessage(text: string | null, fields: PriceFields = DE
 
   const ts = object[fields.ts];
   if (ts === undefined) return malformed('bad-ts', `"${fields.ts}" is missing`);
-  const timeMs = typeof ts === 'string' ? parseTs(ts) : Number.NaN;
-  if (typeof ts !== 'string' || Number.isNaN(timeMs)) return malformed('bad-ts', `"${fields.ts}" must be a UTC time "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]", got ${quote(ts)}`);
+  const timeMs = typeof ts === 'string' ? parseTs(ts, rules) : typeof ts === 'number' && !rules.strictTs ? epochMs(ts) : Number.NaN;
+  if (Number.isNaN(timeMs)) return malformed('bad-ts', `"${fields.ts}" must be ${tsRule(rules)}, got ${quote(ts)}`);
 
   const symbol = object[fields.symbol];
   if (symbol === undefined) return malformed('bad-symbol', `"${fields.symbol}" is missing`);
@@ -71,20 +86,25 @@ export function decodePriceMessage(text: string | null, fields: PriceFields = DE
   const price = object[fields.price];
   if (price === undefined) return malformed('bad-price', `"${fields.price}" is missing`);
   if (typeof price !== 'number' || !Number.isFinite(price) || price <= 0) return malformed('bad-price', `"${fields.price}" must be a number greater than 0, got ${quote(price)}`);
-  return { ok: true, value: { symbol, price, ts, timeMs } };
+  return { ok: true, value: { symbol, price, ts: ts as string | number, timeMs } };
 }
 
-/** Epoch ms of a `ts` (see the rules above), or NaN. */
-export function parseTs(text: string): number {
+/** Epoch ms of a `ts` string (see the rules above), or NaN. */
+export function parseTs(text: string, rules: PriceRules = {}): number {
   const length = text.length;
-  if (length !== 19 && length !== 23 && length !== 26) return Number.NaN;
+  if (length < 19 || length > 35) return Number.NaN;
   const bytes = new Uint8Array(length);
   for (let i = 0; i < length; i++) {
     const c = text.charCodeAt(i);
     if (c > 0x7f) return Number.NaN;
     bytes[i] = c;
   }
-  return parseTsBytes(bytes, 0, length);
+  return rules.strictTs ? parseStrictTsBytes(bytes, 0, length) : parseTsBytes(bytes, 0, length);
+}
+
+/** A JSON number as epoch ms: finite, within a Date's range, truncated (floor) to the millisecond; else NaN. */
+export function epochMs(value: number): number {
+  return Number.isFinite(value) && Math.abs(value) <= MAX_EPOCH_MS ? Math.floor(value) + 0 : Number.NaN; // + 0: no -0
 }
 
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;

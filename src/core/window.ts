@@ -58,6 +58,11 @@ export class Watermark {
     this.observe(streamTime);
   }
 
+  /** Sets stream time, backwards too: the whole stream moved back (an event-time guard decided so). */
+  resetTo(streamTime: number): void {
+    this.#streamTime = streamTime;
+  }
+
   isClosed(window: Window): boolean {
     return window.end <= this.current;
   }
@@ -72,6 +77,8 @@ export interface ClosedWindow<K, A> {
 export interface WindowAggregatorOptions<K, A, V> {
   windows: TumblingWindows;
   watermark: Watermark;
+  /** False: records do not move stream time, the owner moves the watermark (after an event-time guard). Default true. */
+  recordsMoveStreamTime?: boolean;
   init(key: K, window: Window): A;
   add(accumulator: A, value: V): A;
 }
@@ -107,7 +114,7 @@ export class WindowAggregator<K, A, V> {
       this.#late++;
       return false;
     }
-    watermark.observe(eventTime);
+    if (this.#options.recordsMoveStreamTime !== false) watermark.observe(eventTime);
     let byKey = this.#open.get(window.start);
     if (!byKey) this.#open.set(window.start, (byKey = new Map()));
     byKey.set(key, add(byKey.get(key) ?? init(key, window), value));

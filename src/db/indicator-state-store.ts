@@ -4,17 +4,21 @@
  * saves the consumer's offsets.
  */
 import type { IndicatorSnapshot } from '../core/indicators.ts';
+import type { PriceLevelSnapshot } from '../core/price-level.ts';
 import type { Queryable } from './types.ts';
+
+/** A symbol's indicators and its price level; waiting prices name their record by offset (in held_records). */
+export type KeptSymbol = IndicatorSnapshot & { readonly level?: PriceLevelSnapshot<string> };
 
 export interface KeptState {
   partition: number;
   symbol: string;
-  snapshot: IndicatorSnapshot;
+  snapshot: KeptSymbol;
 }
 
 export async function loadIndicatorStates(db: Queryable, consumer: string, topic: string, partitions: readonly number[]): Promise<KeptState[]> {
   if (partitions.length === 0) return [];
-  const { rows } = await db.query<{ partition: number; symbol: string; state: IndicatorSnapshot }>(
+  const { rows } = await db.query<{ partition: number; symbol: string; state: KeptSymbol }>(
     'SELECT partition, symbol, state FROM indicator_state WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])',
     [consumer, topic, partitions],
   );

@@ -76,8 +76,8 @@ export interface StockCommit {
   generation: number;
   /** Next offset of every partition this commit covers. */
   offsets: ReadonlyMap<number, bigint>;
-  /** The state of the same partitions after the records up to those offsets. */
-  snapshots: ReadonlyMap<number, PartitionSnapshot>;
+  /** The state of the same partitions after the records up to those offsets (stream time and open windows). */
+  snapshots: ReadonlyMap<number, Pick<PartitionSnapshot<unknown>, 'streamTime' | 'open'>>;
   /** Closed windows to add into stock_windows, one per (ticker, start). */
   closed: readonly TickerWindow[];
   /** What happened to the records up to those offsets (for `monitor`'s accounting). */

@@ -2,6 +2,7 @@ import type { Log, PartitionOffsets } from '../log/types.ts';
 import type { Queryable } from '../db/types.ts';
 import { listStoredOffsets } from '../db/offset-store.ts';
 import { listCounts } from '../db/pipeline-counts.ts';
+import { listRejectionCounts } from '../db/rejection-counts.ts';
 
 /**
  * One look at the whole system: every topic's offsets, every consumer's position (Kafka
@@ -12,6 +13,8 @@ import { listCounts } from '../db/pipeline-counts.ts';
  * - a sink whose counts do not add up to the offsets it advanced over.
  * produced (end − start) = consumed (position − start) + in flight (lag) for every
  * consumer whose position lies inside the log.
+ * And one that means data is silently leaving a stream: a sink that dead-lettered more
+ * than `maxLateShare` (1%) of what it read as late or implausible.
  */
 
 export interface TopicView {
@@ -49,6 +52,20 @@ export interface AccountingView {
   unaccounted: number;
 }
 
+/** What one sink dead-lettered as late or implausible, over everything it read. */
+export interface LateView {
+  consumer: string;
+  topic: string;
+  /** Records read (its offsets advanced over them). */
+  advanced: number;
+  /** Dead-lettered as late (the `late` outcome: late, beyond-lateness, window-closed). */
+  late: number;
+  /** Dead-lettered as implausible, by reason (`implausible-time`, `implausible-price`, ...). */
+  implausible: Record<string, number>;
+  /** (late + implausible) / advanced. */
+  share: number;
+}
+
 export interface Problem {
   where: string;
   message: string;
@@ -59,6 +76,8 @@ export interface MonitorSnapshot {
   topics: TopicView[];
   consumers: ConsumerView[];
   accounting: AccountingView[];
+  /** Per sink: its late and implausible records over what it read. */
+  lateness: LateView[];
   problems: Problem[];
   notes: string[];
 }
@@ -68,7 +87,11 @@ export interface MonitorOptions {
   topics?: readonly string[];
   /** Groups whose names start with one of these are ignored (test readers, benchmarks). */
   ignoreGroups?: readonly string[];
+  /** A sink whose late and implausible records exceed this share of what it read is a problem (default 0.01). */
+  maxLateShare?: number;
 }
+
+export const DEFAULT_MAX_LATE_SHARE = 0.01;
 
 export async function collectSnapshot(log: Log, db: Queryable | null, options: MonitorOptions = {}): Promise<MonitorSnapshot> {
   const notes: string[] = [];
@@ -123,6 +146,7 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
   }
 
   const accounting: AccountingView[] = [];
+  const lateness: LateView[] = [];
   if (db) {
     const stored = await listStoredOffsets(db);
     const groups = new Map<string, Map<number, bigint>>();
@@ -154,9 +178,50 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
         });
       }
     }
+    lateness.push(...lateShares(accounting, await listRejectionCounts(db)));
+    const maxLateShare = options.maxLateShare ?? DEFAULT_MAX_LATE_SHARE;
+    for (const view of lateness) {
+      if (view.share <= maxLateShare) continue;
+      const implausible = Object.entries(view.implausible).map(([reason, n]) => `${reason} ${n}`).join(', ');
+      problems.push({
+        where: `consumer ${view.consumer} on ${view.topic}`,
+        message: `${percent(view.share)} of the ${view.advanced} records it read were dead-lettered as late (${view.late}) or implausible (${implausible || 0}): over --max-late-share ${percent(maxLateShare)}`,
+      });
+    }
   } else {
     notes.push('no database: offsets kept in PostgreSQL are not shown');
   }
   consumers.sort((a, b) => a.topic.localeCompare(b.topic) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
-  return { at: new Date().toISOString(), topics, consumers, accounting, problems, notes };
+  return { at: new Date().toISOString(), topics, consumers, accounting, lateness, problems, notes };
 }
+
+/**
+ * Per sink (consumer and topic), over the partitions it accounts for: `late` from its
+ * accounting, implausible reasons from its rejection counts (those are rejected with the
+ * `invalid` outcome, so nothing is counted twice).
+ */
+function lateShares(accounting: readonly AccountingView[], rejections: Awaited<ReturnType<typeof listRejectionCounts>>): LateView[] {
+  const views = new Map<string, LateView>();
+  const counted = new Set<string>();
+  for (const a of accounting) {
+    const key = `${a.consumer}\u0000${a.topic}`;
+    let view = views.get(key);
+    if (!view) views.set(key, (view = { consumer: a.consumer, topic: a.topic, advanced: 0, late: 0, implausible: {}, share: 0 }));
+    view.advanced += a.advanced;
+    view.late += a.late;
+    counted.add(`${key}\u0000${a.partition}`);
+  }
+  for (const r of rejections) {
+    const key = `${r.consumer}\u0000${r.topic}`;
+    if (!r.reason.startsWith('implausible-') || !counted.has(`${key}\u0000${r.partition}`)) continue;
+    const view = views.get(key)!;
+    view.implausible[r.reason] = (view.implausible[r.reason] ?? 0) + r.records;
+  }
+  for (const view of views.values()) {
+    const flagged = view.late + Object.values(view.implausible).reduce((a, b) => a + b, 0);
+    view.share = view.advanced > 0 ? flagged / view.advanced : 0;
+  }
+  return [...views.values()];
+}
+
+const percent = (share: number) => `${(share * 100).toFixed(share < 0.001 && share > 0 ? 3 : 1)}%`;

@@ -1,21 +1,31 @@
 /**
  * aggregate stocks: the `stocks` topic → per-partition 30-second windows per ticker →
  * Postgres, exactly once, on the runtime (src/runtime). Read as: on every assignment
- * restore each partition's open windows and stream time; decode each record (malformed →
- * dead letters), add it to its partition's windows (late → dead letters); commit closed
- * windows, open windows, stream times and offsets in one transaction, as soon as windows
- * close and at least every commit interval. A wall-clock tick closes the windows of a
- * quiet stream.
+ * restore each partition's open windows, stream time and event-time guard (with the
+ * records it holds); decode each record (malformed → dead letters), offer it to its
+ * partition's windows behind the guard (late, implausible-time → dead letters); commit
+ * closed windows, open windows, guards, held records, stream times and offsets in one
+ * transaction, as soon as windows close and at least every commit interval. A wall-clock
+ * tick closes the windows of a quiet stream.
  */
+import { TickflowError } from '../core/errors.ts';
+import { describeSkew } from '../core/event-time-guard.ts';
+import type { HeldEvent } from '../core/event-time-guard.ts';
 import { decodeStockTick } from '../core/stock-ticks.ts';
 import { PartitionWindows, mergeTickerWindows } from '../core/stock-windows.ts';
-import type { PartitionSnapshot, TickerWindow } from '../core/stock-windows.ts';
+import type { HeldTick, PartitionSnapshot, StockTickSink, TickerWindow } from '../core/stock-windows.ts';
+import { loadEventTimeGuards, saveEventTimeGuards } from '../db/event-time-guards.ts';
+import type { KeptGuard } from '../db/event-time-guards.ts';
+import { loadHeldRecords, replaceHeldRecords } from '../db/held-records.ts';
+import { ReasonCounts, addRejectionCounts } from '../db/rejection-counts.ts';
+import type { ReasonsByPartition } from '../db/rejection-counts.ts';
 import { loadStockSnapshots, writeStockWindows } from '../db/stock-window-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
 import type { IdleContext, PartitionClaim, ProcessContext, Processor } from '../runtime/processor.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
+import { countingRejections } from './counted-rejections.ts';
 import type { TaskLogger } from '../runtime/stream-task.ts';
 
 export interface AggregateStocksOptions {
@@ -30,6 +40,8 @@ export interface AggregateStocksOptions {
   idleFlushMs: number;
   /** Open-window state and offsets are committed at least this often while records flow. */
   commitIntervalMs: number;
+  /** The event-time guard's bound (`--max-time-skew`, default 10 minutes; docs/event-time.md). */
+  maxTimeSkewMs?: number;
   maxRecordBytes?: number;
   sessionTimeoutMs?: number;
   signal: AbortSignal;
@@ -48,15 +60,22 @@ export interface AggregateStocksSummary {
   windowsEmitted: number;
   late: number;
   malformed: number;
+  /** Refused by the event-time guard (`implausible-time`). */
+  implausible: number;
   commits: number;
   fenced: number;
 }
 
 const PIPELINE = 'aggregate-stocks';
+const IMPLAUSIBLE_TIME = 'implausible-time';
 
 interface StockCheckpoint {
+  /** Records dead-lettered, by partition and reason. */
+  reasons: ReasonsByPartition;
   closed: TickerWindow[];
-  snapshots: Map<number, PartitionSnapshot>;
+  snapshots: Map<number, PartitionSnapshot<LogRecord>>;
+  /** Partitions whose held records changed, with the records they hold now. */
+  held: Map<number, LogRecord[]>;
 }
 
 export async function aggregateStocks(log: Log, db: Database, options: AggregateStocksOptions): Promise<AggregateStocksSummary> {
@@ -90,11 +109,14 @@ export async function aggregateStocks(log: Log, db: Database, options: Aggregate
 class StockWindowsProcessor implements Processor<StockCheckpoint> {
   readonly #options: AggregateStocksOptions;
   readonly #now: () => number;
-  readonly counts = { late: 0, malformed: 0 };
-  #parts = new Map<number, PartitionWindows>();
+  readonly counts = { late: 0, malformed: 0, implausible: 0 };
+  #parts = new Map<number, PartitionWindows<LogRecord>>();
   /** Partitions whose state changed since the last checkpoint. */
   #dirty = new Set<number>();
+  /** The held-records version of each partition as last checkpointed. */
+  #savedHeld = new Map<number, number>();
   #closed: TickerWindow[] = [];
+  readonly #reasons = new ReasonCounts();
 
   constructor(options: AggregateStocksOptions) {
     this.#options = options;
@@ -102,17 +124,29 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
   }
 
   async assign(tx: Queryable, claims: readonly PartitionClaim[]): Promise<void> {
-    const { group, topic, windowMs, allowedLatenessMs, idleFlushMs } = this.#options;
+    const { group, topic, windowMs, allowedLatenessMs, idleFlushMs, maxTimeSkewMs } = this.#options;
     const partitions = claims.find((c) => c.topic === topic)?.partitions ?? [];
     const snapshots = await loadStockSnapshots(tx, group, topic, [...partitions]);
+    const guards = await loadEventTimeGuards(tx, group, topic, partitions);
+    const held = await loadHeldRecords(tx, group, topic, partitions);
     const wallNow = this.#now();
     this.revoke();
     for (const partition of partitions) {
-      this.#parts.set(partition, new PartitionWindows({ windowMs, allowedLatenessMs, idleFlushMs, wallNow, restore: snapshots.get(partition) }));
+      const snapshot = snapshots.get(partition);
+      const guard = guards.get(partition);
+      const restore: PartitionSnapshot<LogRecord> | undefined = snapshot && {
+        ...snapshot,
+        guard: guard && { recent: guard.recent, judgedAt: guard.judgedAt, held: heldTicks(guard, held.get(partition) ?? []) },
+      };
+      const windows = new PartitionWindows<LogRecord>({ windowMs, allowedLatenessMs, idleFlushMs, maxTimeSkewMs, wallNow, restore });
+      this.#parts.set(partition, windows);
+      this.#savedHeld.set(partition, windows.heldVersion);
     }
   }
 
-  process(records: readonly LogRecord[], context: ProcessContext): void {
+  process(records: readonly LogRecord[], batch: ProcessContext): void {
+    const context = countingRejections(batch, this.#reasons);
+    const sink = this.#sink(context);
     for (const record of records) {
       const windows = this.#parts.get(record.partition)!;
       this.#dirty.add(record.partition);
@@ -122,14 +156,7 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
         context.reject(record, decoded.reason, decoded.detail);
         continue;
       }
-      const added = windows.add(decoded.tick, context.now);
-      if (!added.accepted) {
-        this.counts.late++;
-        context.reject(record, 'late', `event time ${new Date(decoded.tick.eventTime).toISOString()} is ${added.latenessMs} ms behind the watermark`, {
-          outcome: 'late',
-          headers: { 'x-lateness-ms': String(added.latenessMs), 'x-event-time': new Date(decoded.tick.eventTime).toISOString() },
-        });
-      }
+      windows.add(decoded.tick, record, context.now, sink);
     }
     this.#closeWindows(context);
     this.#observeWatermark(context.now);
@@ -145,6 +172,29 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
     this.#observeWatermark(context.now);
   }
 
+  #sink(context: ProcessContext): StockTickSink<LogRecord> {
+    return {
+      late: (record, tick, latenessMs) => {
+        this.counts.late++;
+        context.reject(record, 'late', `event time ${new Date(tick.eventTime).toISOString()} is ${latenessMs} ms behind the watermark`, {
+          outcome: 'late',
+          headers: { 'x-lateness-ms': String(latenessMs), 'x-event-time': new Date(tick.eventTime).toISOString() },
+        });
+      },
+      implausible: (record, tick, skewMs, streamTime) => {
+        this.counts.implausible++;
+        const eventTime = new Date(tick.eventTime).toISOString();
+        const headers: Record<string, string> = { 'x-event-time': eventTime };
+        if (skewMs !== null) headers['x-time-skew-ms'] = String(skewMs);
+        if (streamTime !== null) headers['x-stream-time'] = new Date(streamTime).toISOString();
+        const error = streamTime === null
+          ? `event time ${eventTime} never agreed with the partition's other records`
+          : `event time ${eventTime} is ${describeSkew(skewMs!)} the partition's stream time ${new Date(streamTime).toISOString()}, and the stream did not confirm it`;
+        context.reject(record, IMPLAUSIBLE_TIME, error, { headers });
+      },
+    };
+  }
+
   #closeWindows(context: Pick<ProcessContext, 'commitSoon'>): void {
     let closed = 0;
     for (const windows of this.#parts.values()) {
@@ -156,16 +206,35 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
   }
 
   checkpoint(): StockCheckpoint | null {
-    if (this.#dirty.size === 0 && this.#closed.length === 0) return null;
-    const snapshots = new Map([...this.#dirty].map((p) => [p, this.#parts.get(p)!.snapshot()]));
-    const checkpoint = { closed: mergeTickerWindows(this.#closed), snapshots };
+    if (this.#dirty.size === 0 && this.#closed.length === 0 && !this.#reasons.pending) return null;
+    const snapshots = new Map<number, PartitionSnapshot<LogRecord>>();
+    const held = new Map<number, LogRecord[]>();
+    for (const partition of this.#dirty) {
+      const windows = this.#parts.get(partition)!;
+      const snapshot = windows.snapshot();
+      snapshots.set(partition, snapshot);
+      if (windows.heldVersion !== this.#savedHeld.get(partition)) {
+        held.set(partition, (snapshot.guard?.held ?? []).map((h) => h.item.ref));
+        this.#savedHeld.set(partition, windows.heldVersion);
+      }
+    }
+    const checkpoint = { reasons: this.#reasons.take(), closed: mergeTickerWindows(this.#closed), snapshots, held };
     this.#dirty = new Set();
     this.#closed = [];
     return checkpoint;
   }
 
   async write(tx: Queryable, checkpoint: StockCheckpoint): Promise<number> {
-    await writeStockWindows(tx, { consumer: this.#options.group, topic: this.#options.topic, ...checkpoint });
+    const { group, topic } = this.#options;
+    await writeStockWindows(tx, { consumer: group, topic, ...checkpoint });
+    const guards = new Map<number, KeptGuard>();
+    for (const [partition, { streamTime, guard }] of checkpoint.snapshots) {
+      if (!guard) continue;
+      guards.set(partition, { streamTime, recent: guard.recent, judgedAt: guard.judgedAt, held: guard.held.map((h) => ({ eventTime: h.eventTime, since: h.since, item: String(h.item.ref.offset) })) });
+    }
+    await saveEventTimeGuards(tx, group, topic, guards);
+    await replaceHeldRecords(tx, group, topic, checkpoint.held);
+    await addRejectionCounts(tx, group, topic, checkpoint.reasons);
     const now = this.#now();
     for (const window of checkpoint.closed) metrics.windowEmitSeconds.observe({ pipeline: PIPELINE }, Math.max(0, now - window.end) / 1000);
     return checkpoint.closed.length;
@@ -174,7 +243,9 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
   revoke(): void {
     this.#parts = new Map();
     this.#dirty = new Set();
+    this.#savedHeld = new Map();
     this.#closed = [];
+    this.#reasons.clear();
   }
 
   #observeWatermark(now: number): void {
@@ -182,4 +253,15 @@ class StockWindowsProcessor implements Processor<StockCheckpoint> {
     for (const windows of this.#parts.values()) if (windows.watermark !== null) lowest = Math.min(lowest, windows.watermark);
     if (Number.isFinite(lowest)) metrics.watermarkLagSeconds.set({ pipeline: PIPELINE }, (now - lowest) / 1000);
   }
+}
+
+/** The held ticks of a kept guard, from their records (decoded again: they decoded before). */
+function heldTicks(guard: KeptGuard, records: readonly LogRecord[]): Array<HeldEvent<HeldTick<LogRecord>>> {
+  const byOffset = new Map(records.map((r) => [String(r.offset), r]));
+  return guard.held.map(({ eventTime, since, item: offset }) => {
+    const record = byOffset.get(offset);
+    const decoded = record && decodeStockTick(record.value?.toString('utf8') ?? null);
+    if (!record || !decoded?.ok) throw new TickflowError('INTERNAL', `held record at offset ${offset} of partition ${records[0]?.partition ?? '?'} is missing or no longer decodes`);
+    return { eventTime, since, item: { tick: decoded.tick, ref: record } };
+  });
 }

@@ -1,6 +1,6 @@
 import { formatTs } from '../core/prices.ts';
 import { DEFAULT_PRICE_FIELDS, decodePriceMessage } from '../core/price-message.ts';
-import type { PriceFields } from '../core/price-message.ts';
+import type { PriceFields, PriceRules } from '../core/price-message.ts';
 import { RunningStats, ValueCounts } from '../core/stats.ts';
 import { outlierTest } from '../core/outliers.ts';
 import type { OutlierRule } from '../core/outliers.ts';
@@ -11,12 +11,18 @@ import type { PriceBytes } from '../core/price-bytes.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
 import { DEFAULT_MAX_RECORD_BYTES, TOO_LARGE } from '../runtime/dead-letters.ts';
+import { DEFAULT_MAX_PRICE_RATIO, PriceLevel } from '../core/price-level.ts';
+import type { PriceLevelOptions, PriceLevelSink } from '../core/price-level.ts';
+import { DEFAULT_MAX_TIME_SKEW_MS, EventTimeGuard, describeSkew } from '../core/event-time-guard.ts';
+import type { EventTimeGuardOptions, EventTimeSink } from '../core/event-time-guard.ts';
 
 /**
  * Batch statistics over a fixed snapshot of a topic: every partition from its earliest
  * offset to the end offset seen at start. Pass one builds per-(partition, symbol)
  * Welford accumulators, merged in partition order (Chan) so the answer is bit-identical
- * on every re-run whatever order the fetches interleave in. Outliers need the final
+ * on every re-run whatever order the fetches interleave in. Implausible records (a time
+ * far from its partition's stream, core/event-time-guard.ts; a price far from its symbol's
+ * level, core/price-level.ts) are counted apart and enter no statistic. Outliers need the final
  * statistics: while the prices fit the memory budget they are kept (16 bytes each) and
  * scanned; beyond it they are dropped and a second pass re-reads the same offset range.
  */
@@ -25,6 +31,12 @@ export interface StatsOptions {
   topic: string;
   rule: OutlierRule;
   fields?: PriceFields;
+  /** `--strict-ts`: only `yyyy-mm-dd hh:mm:ss[.fff|.ffffff]` UTC strings for `ts`. */
+  strictTs?: boolean;
+  /** A price more than this factor away from its symbol's level is implausible (default 10). */
+  maxPriceRatio?: number;
+  /** The event-time guard's bound: a time farther from its partition's stream time is held, then counted or implausible (default 10 min). */
+  maxTimeSkewMs?: number;
   /** Bytes of prices to keep between passes; 0 always takes two passes. */
   memoryBudgetBytes: number;
   /** Values above this are counted invalid as `too-large` without being parsed (default 1 MiB). */
@@ -56,6 +68,12 @@ export interface InvalidSample {
   detail: string;
 }
 
+export interface ImplausibleSample extends InvalidSample {
+  ts: string;
+  symbol: string;
+  price: number;
+}
+
 export interface StatsReport {
   count: number;
   symbols: SymbolStats[];
@@ -63,6 +81,10 @@ export interface StatsReport {
   invalid: number;
   invalidReasons: Record<string, number>;
   invalidSamples: InvalidSample[];
+  /** Well-formed messages set apart, in no statistic: `implausible-price` (and `implausible-time`). */
+  implausible: number;
+  implausibleReasons: Record<string, number>;
+  implausibleSamples: ImplausibleSample[];
   passes: 1 | 2;
   range: Array<{ partition: number; from: string; to: string }>;
 }
@@ -98,14 +120,19 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   const to = new Map(snapshot.map((p) => [p.partition, p.latest]));
   const total = snapshot.reduce((sum, p) => sum + Number(p.latest - p.earliest), 0);
   const range = { topic: options.topic, from, to, signal: options.signal };
+  const maxSkewMs = options.maxTimeSkewMs ?? DEFAULT_MAX_TIME_SKEW_MS;
+  // No watermark here: the guard only tells plausible times from implausible ones.
+  const screenOptions: ScreenOptions = { level: { maxRatio: options.maxPriceRatio ?? DEFAULT_MAX_PRICE_RATIO }, guard: { maxSkewMs, toleranceMs: maxSkewMs } };
 
-  const perPartition = new Map<number, Map<string, RunningStats>>();
   const counts = new Map<string, ValueCounts>();
   let buffers: Map<string, SymbolBuffer> | null = options.memoryBudgetBytes > 0 ? new Map() : null;
   let buffered = 0;
   const invalidReasons: Record<string, number> = {};
   const invalidSamples: InvalidSample[] = [];
+  const implausibleReasons: Record<string, number> = {};
+  const implausibleSamples: ImplausibleSample[] = [];
   let invalid = 0;
+  let implausible = 0;
   let read = 0;
 
   const onInvalid = (record: LogRecord, { reason, detail }: Problem) => {
@@ -113,49 +140,60 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     invalidReasons[reason] = (invalidReasons[reason] ?? 0) + 1;
     if (invalidSamples.length < INVALID_SAMPLES) invalidSamples.push({ partition: record.partition, offset: String(record.offset), reason, detail });
   };
+  const onImplausible = (tick: HeldTick, reason: string, detail: string) => {
+    implausible++;
+    implausibleReasons[reason] = (implausibleReasons[reason] ?? 0) + 1;
+    if (implausibleSamples.length < INVALID_SAMPLES) {
+      implausibleSamples.push({ partition: tick.partition, offset: String(tick.offset), reason, detail, ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
+    }
+  };
+
+  /** A price that counts: into the statistics, the value counts and the kept prices. */
+  const take = (stats: RunningStats, symbol: string, price: number, timeMs: number) => {
+    stats.push(price);
+    if (options.rule.kind === 'mad') {
+      let valueCounts = counts.get(symbol);
+      if (!valueCounts) counts.set(symbol, (valueCounts = new ValueCounts()));
+      valueCounts.push(price);
+    }
+    if (buffers) {
+      if ((buffered + 1) * 16 > options.memoryBudgetBytes) {
+        buffers = null; // over budget: forget them, take a second pass instead
+      } else {
+        let buffer = buffers.get(symbol);
+        if (!buffer) buffers.set(symbol, (buffer = new SymbolBuffer()));
+        buffer.push(price, timeMs);
+        buffered++;
+      }
+    }
+  };
 
   const maxRecordBytes = options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
-  const read1 = priceReader(fields, maxRecordBytes);
+  const rules = { strictTs: options.strictTs ?? false };
+  const pass1 = new PlausibilityScreen(screenOptions, {
+    take: (state, symbol, price, timeMs) => take(state.stats, symbol, price, timeMs),
+    implausible: onImplausible,
+  });
+  const read1 = priceReader(fields, rules, maxRecordBytes);
   for await (const batch of log.readRange(range)) {
     for (const record of batch) {
       const tick = read1.read(record);
-      if (tick === null) {
-        onInvalid(record, read1.problem);
-        continue;
-      }
-      const { symbol, price } = tick;
-      let bySymbol = perPartition.get(record.partition);
-      if (!bySymbol) perPartition.set(record.partition, (bySymbol = new Map()));
-      let stats = bySymbol.get(symbol);
-      if (!stats) bySymbol.set(symbol, (stats = new RunningStats()));
-      stats.push(price);
-      if (options.rule.kind === 'mad') {
-        let valueCounts = counts.get(symbol);
-        if (!valueCounts) counts.set(symbol, (valueCounts = new ValueCounts()));
-        valueCounts.push(price);
-      }
-      if (buffers) {
-        if ((buffered + 1) * 16 > options.memoryBudgetBytes) {
-          buffers = null; // over budget: forget them, take a second pass instead
-        } else {
-          let buffer = buffers.get(symbol);
-          if (!buffer) buffers.set(symbol, (buffer = new SymbolBuffer()));
-          buffer.push(price, tick.timeMs);
-          buffered++;
-        }
-      }
+      if (tick === null) onInvalid(record, read1.problem);
+      else pass1.offer(record, tick);
     }
     read += batch.length;
     metrics.recordsIn.inc({ pipeline: 'stats', topic: options.topic }, batch.length);
     options.onProgress?.(read, total);
   }
+  pass1.drain();
 
   // Chan merge, partitions in order: the result does not depend on fetch interleaving.
   const merged = new Map<string, RunningStats>();
-  for (const partition of [...perPartition.keys()].sort((a, b) => a - b)) {
-    for (const [symbol, stats] of perPartition.get(partition)!) {
+  for (const [, partition] of [...pass1.partitions].sort((a, b) => a[0] - b[0])) {
+    for (const [symbol, state] of partition.symbols) {
+      if (state.stats.count === 0) continue;
       const target = merged.get(symbol) ?? new RunningStats();
-      merged.set(symbol, target.merge(stats));
+      merged.set(symbol, target.merge(state.stats));
     }
   }
   const tests = new Map([...merged].map(([symbol, stats]) => [symbol, outlierTest(options.rule, stats, counts.get(symbol))]));
@@ -169,14 +207,22 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
       }
     }
   } else {
-    const read2 = priceReader(fields, maxRecordBytes);
+    // The same decisions again (they depend only on each partition's records, in order).
+    const pass2 = new PlausibilityScreen(screenOptions, {
+      take: (_state, symbol, price, timeMs) => {
+        if (tests.get(symbol)!(price)) outliers.push({ ts: formatTs(timeMs), symbol, price });
+      },
+      implausible: () => undefined,
+    });
+    const read2 = priceReader(fields, rules, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
       metrics.recordsIn.inc({ pipeline: 'stats', topic: options.topic }, batch.length);
       for (const record of batch) {
         const tick = read2.read(record);
-        if (tick !== null && tests.get(tick.symbol)!(tick.price)) outliers.push({ ts: formatTs(tick.timeMs), symbol: tick.symbol, price: tick.price });
+        if (tick !== null) pass2.offer(record, tick);
       }
     }
+    pass2.drain();
   }
   outliers.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : a.price - b.price));
 
@@ -192,9 +238,120 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     invalid,
     invalidReasons,
     invalidSamples,
+    implausible,
+    implausibleReasons,
+    implausibleSamples,
     passes: buffers ? 1 : 2,
     range: snapshot.map((p) => ({ partition: p.partition, from: String(p.earliest), to: String(p.latest) })),
   };
+}
+
+/** A price set aside for a decision: a copy, since the reader reuses its tick. */
+interface HeldTick {
+  partition: number;
+  offset: bigint;
+  symbol: string;
+  price: number;
+  timeMs: number;
+}
+
+interface SymbolState {
+  readonly stats: RunningStats;
+  readonly level: PriceLevel<HeldTick>;
+}
+
+interface ScreenSink {
+  take(state: SymbolState, symbol: string, price: number, timeMs: number): void;
+  implausible(tick: HeldTick, reason: string, detail: string): void;
+}
+
+interface PartitionScreen {
+  readonly guard: EventTimeGuard<HeldTick>;
+  readonly guardSink: EventTimeSink<HeldTick>;
+  readonly symbols: Map<string, SymbolState>;
+}
+
+export interface ScreenOptions {
+  level: PriceLevelOptions;
+  guard: EventTimeGuardOptions;
+}
+
+/**
+ * The plausibility decisions of one pass, per partition in its order, so that both passes
+ * decide alike: the partition's event-time guard first (a time far from its stream waits,
+ * then counts or is refused as `implausible-time`, core/event-time-guard.ts), then the
+ * symbol's level (a price far from it waits, then counts or is refused as
+ * `implausible-price`, core/price-level.ts).
+ */
+class PlausibilityScreen {
+  readonly partitions = new Map<number, PartitionScreen>();
+  readonly #options: ScreenOptions;
+  readonly #sink: ScreenSink;
+  readonly #levelSink: PriceLevelSink<HeldTick>;
+  #last: PartitionScreen | null = null;
+  #lastPartition = -1;
+
+  constructor(options: ScreenOptions, sink: ScreenSink) {
+    this.#options = options;
+    this.#sink = sink;
+    this.#levelSink = {
+      take: (tick) => sink.take(this.#state(this.#partition(tick.partition), tick.symbol), tick.symbol, tick.price, tick.timeMs),
+      implausible: (tick, price, reference) => {
+        const detail = reference === null
+          ? `price ${price} of ${tick.symbol} disagrees with the symbol's other first prices`
+          : `price ${price} of ${tick.symbol} is more than ${this.#options.level.maxRatio}x away from its level ${reference}`;
+        sink.implausible(tick, 'implausible-price', detail);
+      },
+    };
+  }
+
+  offer(record: LogRecord, tick: ReadTick): void {
+    const partition = record.partition === this.#lastPartition ? this.#last! : this.#partition(record.partition);
+    const { symbol, price, timeMs } = tick;
+    if (partition.guard.check(timeMs, partition.guardSink)) this.#price(partition, symbol, price, timeMs, record.partition, record.offset);
+    else partition.guard.hold(timeMs, { partition: record.partition, offset: record.offset, symbol, price, timeMs }, partition.guardSink);
+  }
+
+  /** End of input: every held time, then every waiting price, is decided. */
+  drain(): void {
+    const partitions = [...this.partitions].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+    for (const partition of partitions) partition.guard.drain(partition.guardSink);
+    for (const partition of partitions) for (const state of partition.symbols.values()) state.level.drain(this.#levelSink);
+  }
+
+  /** A time the guard let through: now the price. */
+  #price(partition: PartitionScreen, symbol: string, price: number, timeMs: number, partitionNumber: number, offset: bigint): void {
+    const state = partition.symbols.get(symbol) ?? this.#state(partition, symbol);
+    if (state.level.check(price, this.#levelSink)) this.#sink.take(state, symbol, price, timeMs);
+    else state.level.wait(price, { partition: partitionNumber, offset, symbol, price, timeMs }, this.#levelSink);
+  }
+
+  #partition(partition: number): PartitionScreen {
+    let screen = this.partitions.get(partition);
+    if (!screen) {
+      const guardSink: EventTimeSink<HeldTick> = {
+        release: (tick) => this.#price(screen!, tick.symbol, tick.price, tick.timeMs, tick.partition, tick.offset),
+        implausible: (tick, _eventTime, skewMs) => {
+          const streamTime = screen!.guard.streamTime;
+          const detail = skewMs === null || streamTime === null
+            ? `event time ${formatTs(tick.timeMs)} never agreed with the partition's other records`
+            : `event time ${formatTs(tick.timeMs)} is ${describeSkew(skewMs)} the partition's stream time ${formatTs(streamTime)}`;
+          this.#sink.implausible(tick, 'implausible-time', detail);
+        },
+      };
+      screen = { guard: new EventTimeGuard(this.#options.guard), guardSink, symbols: new Map() };
+      this.partitions.set(partition, screen);
+    }
+    this.#last = screen;
+    this.#lastPartition = partition;
+    return screen;
+  }
+
+  #state(partition: PartitionScreen, symbol: string): SymbolState {
+    let state = partition.symbols.get(symbol);
+    if (!state) partition.symbols.set(symbol, (state = { stats: new RunningStats(), level: new PriceLevel(this.#options.level) }));
+    return state;
+  }
 }
 
 interface ReadTick {
@@ -219,8 +376,8 @@ interface PriceReader {
  * (price-bytes.ts), the rest by `decodePriceMessage`, which names the reason. A value over
  * `maxRecordBytes` is `too-large`, unread.
  */
-function priceReader(fields: PriceFields, maxRecordBytes: number): PriceReader {
-  const keys = priceKeys(fields);
+function priceReader(fields: PriceFields, rules: PriceRules, maxRecordBytes: number): PriceReader {
+  const keys = priceKeys(fields, rules);
   const names = new SymbolNames();
   const range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
   const scanned: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };
@@ -240,7 +397,7 @@ function priceReader(fields: PriceFields, maxRecordBytes: number): PriceReader {
       tick.timeMs = scanned.timeMs;
       return tick;
     }
-    const decoded = decodePriceMessage(range.data.toString('utf8', range.start, range.end), fields);
+    const decoded = decodePriceMessage(range.data.toString('utf8', range.start, range.end), fields, rules);
     if (!decoded.ok) return fail(decoded.reason, decoded.detail);
     tick.symbol = decoded.value.symbol;
     tick.price = decoded.value.price;

@@ -6,10 +6,11 @@ import { decodePriceMessage, DEFAULT_PRICE_FIELDS } from '../../src/core/price-m
 import { seededRandom } from '../../src/core/random.ts';
 
 const keys = priceKeys(DEFAULT_PRICE_FIELDS);
-const scan = (text: string) => {
+const strictKeys = priceKeys(DEFAULT_PRICE_FIELDS, { strictTs: true });
+const scan = (text: string, k = keys) => {
   const bytes = Buffer.from(`xx${text}yy`); // an offset range inside a larger buffer
   const out: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };
-  if (!scanPriceBytes(bytes, 2, bytes.length - 2, keys, out)) return undefined;
+  if (!scanPriceBytes(bytes, 2, bytes.length - 2, k, out)) return undefined;
   return { timeMs: out.timeMs, price: out.price, symbol: bytes.toString('utf8', out.symbolStart, out.symbolEnd) };
 };
 
@@ -35,6 +36,23 @@ describe('scanPriceBytes (the byte fast path)', () => {
     assert.deepEqual(scan('{"ts":"2026-11-30 19:31:43","symbol":"AAPL","price":1}'), { timeMs: Date.UTC(2026, 10, 30, 19, 31, 43), price: 1, symbol: 'AAPL' });
   });
 
+  it('reads ts with T, Z, offsets, 1 to 9 fractional digits and whole epoch milliseconds', () => {
+    const at = (ts: string) => scan(`{"ts":${ts},"symbol":"AAPL","price":1}`)?.timeMs;
+    assert.equal(at('"2021-03-10T16:21:32.5Z"'), Date.UTC(2021, 2, 10, 16, 21, 32, 500));
+    assert.equal(at('"2021-03-10T17:21:32.123456789+01:00"'), Date.UTC(2021, 2, 10, 16, 21, 32, 123));
+    assert.equal(at('"2021-03-10 16:21:32.01-00:30"'), Date.UTC(2021, 2, 10, 16, 51, 32, 10));
+    assert.equal(at('1615393292000'), 1615393292000);
+    assert.equal(at('-1000'), -1000);
+    assert.equal(at('-0'), 0);
+  });
+
+  it('with strictTs reads only the three UTC layouts', () => {
+    assert.ok(scan('{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":1}', strictKeys));
+    for (const ts of ['"2021-03-10T16:21:32.000"', '"2021-03-10 16:21:32.000Z"', '"2021-03-10 16:21:32.00"', '1615393292000']) {
+      assert.equal(scan(`{"ts":${ts},"symbol":"AAPL","price":1}`, strictKeys), undefined, ts);
+    }
+  });
+
   const fallbacks = [
     '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":2.5e2}', // exponent
     '{"ts":"2021-03-10 16:21:32.000","symbol":"A\\u0041","price":1}', // escape
@@ -53,43 +71,52 @@ describe('scanPriceBytes (the byte fast path)', () => {
     '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL ","price":1}', // space at an end
     '{"ts":"2021-03-10 16:21:32.000","symbol":" AAPL","price":1}',
     `{"ts":"2021-03-10 16:21:32.000","symbol":"${'A'.repeat(33)}","price":1}`, // over 32 characters
-    '{"ts":"2021-03-10 16:21:32.00","symbol":"AAPL","price":1}',
-    '{"ts":"2021-03-10 16:21:32.0153","symbol":"AAPL","price":1}',
+    '{"ts":"2021-03-10 16:21:32.","symbol":"AAPL","price":1}',
+    '{"ts":"2021-03-10 16:21:32.0153270001","symbol":"AAPL","price":1}', // ten fractional digits
+    '{"ts":"2021-03-10T16:21:32+0100","symbol":"AAPL","price":1}',
+    '{"ts":1615393292000.5,"symbol":"AAPL","price":1}', // fractional epoch ms: the full path truncates it
+    '{"ts":1.615393292e12,"symbol":"AAPL","price":1}', // exponent
+    '{"ts":1234567890123456,"symbol":"AAPL","price":1}', // 16 digits
     '{}',
   ];
   for (const text of fallbacks) {
     it(`leaves ${text} to the full path`, () => assert.equal(scan(text), undefined));
   }
 
-  it('never disagrees with decodePriceMessage (JSON.parse) on 100,000 mutated messages', () => {
-    const r = seededRandom('price-bytes');
-    const bases = [
-      '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":238.32}',
-      '{"ts":"2026-11-30 19:31:43.015327","symbol":"BRK.B","price":0.5}',
-      '{"ts":"2026-11-30 19:31:43","symbol":"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345","price":1}',
-    ];
-    const alphabet = '{}[]":,.-+eE0123456789 \\tnulAPLsymbolpricets';
-    let fast = 0;
-    for (let i = 0; i < 100_000; i++) {
-      const chars = [...bases[i % bases.length]!];
-      for (let k = r.int(1, 3); k > 0; k--) {
-        const at = r.int(0, chars.length - 1);
-        const op = r.int(0, 2);
-        const ch = alphabet[r.int(0, alphabet.length - 1)];
-        if (op === 0) chars[at] = ch;
-        else if (op === 1) chars.splice(at, 0, ch);
-        else chars.splice(at, 1);
+  for (const [name, k, rules] of [['default', keys, {}], ['strictTs', strictKeys, { strictTs: true }]] as const) {
+    it(`never disagrees with decodePriceMessage (JSON.parse) on 100,000 mutated messages (${name} ts rules)`, () => {
+      const r = seededRandom(`price-bytes-${name}`);
+      const bases = [
+        '{"ts":"2021-03-10 16:21:32.000","symbol":"AAPL","price":238.32}',
+        '{"ts":"2026-11-30 19:31:43.015327","symbol":"BRK.B","price":0.5}',
+        '{"ts":"2026-11-30 19:31:43","symbol":"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345","price":1}',
+        '{"ts":"2026-11-30T19:31:43.123456789Z","symbol":"MSFT","price":415.5}',
+        '{"ts":"2026-11-30T20:31:43.5+01:00","symbol":"GOOG","price":165}',
+        '{"ts":1615393292000,"symbol":"TSLA","price":250.01}',
+      ];
+      const alphabet = '{}[]":,.-+eE0123456789 \\tnulAPLsymbolpricetsTZ:';
+      let fast = 0;
+      for (let i = 0; i < 100_000; i++) {
+        const chars = [...bases[i % bases.length]!];
+        for (let n = r.int(1, 3); n > 0; n--) {
+          const at = r.int(0, chars.length - 1);
+          const op = r.int(0, 2);
+          const ch = alphabet[r.int(0, alphabet.length - 1)];
+          if (op === 0) chars[at] = ch;
+          else if (op === 1) chars.splice(at, 0, ch);
+          else chars.splice(at, 1);
+        }
+        const text = chars.join('');
+        const scanned = scan(text, k);
+        if (scanned === undefined) continue;
+        fast++;
+        const full = decodePriceMessage(text, DEFAULT_PRICE_FIELDS, rules);
+        assert.ok(full.ok, `fast path accepted what the full path refuses: ${text}`);
+        assert.deepEqual(scanned, { timeMs: full.value.timeMs, price: full.value.price, symbol: full.value.symbol }, text);
       }
-      const text = chars.join('');
-      const scanned = scan(text);
-      if (scanned === undefined) continue;
-      fast++;
-      const full = decodePriceMessage(text);
-      assert.ok(full.ok, `fast path accepted what the full path refuses: ${text}`);
-      assert.deepEqual(scanned, { timeMs: full.value.timeMs, price: full.value.price, symbol: full.value.symbol }, text);
-    }
-    assert.ok(fast > 1000, `the fast path was exercised (${fast})`);
-  });
+      assert.ok(fast > 1000, `the fast path was exercised (${fast})`);
+    });
+  }
 
   it('gives the correctly rounded double for every two-decimal price up to 100,000', () => {
     const out: PriceBytes = { timeMs: 0, price: 0, symbolStart: 0, symbolEnd: 0 };

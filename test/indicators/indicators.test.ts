@@ -9,6 +9,7 @@ import type { IndicatorsOptions } from '../../src/pipelines/indicators.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { checkOutput } from './check-output.ts';
 import { messageCount, privateSchema, produceTicks, readAll, seededStream, startTickflow, uniqueName, waitFor } from './fixtures.ts';
+import { referenceEma } from './reference.ts';
 import type { PrivateSchema } from './fixtures.ts';
 
 const logger = pino({ level: 'warn' });
@@ -83,6 +84,83 @@ describe('indicators on the real Kafka and PostgreSQL', () => {
       assert.ok(header(letter, 'x-error'));
     }
     assert.equal((await schema.query<{ n: string }>('SELECT count(DISTINCT symbol) AS n FROM indicator_state WHERE consumer = $1', [topics.group]))[0].n, '20');
+  });
+
+  it('implausible prices are dead-lettered and never reach the EMA; prices waiting when the member stops are kept and decided after the restart', async () => {
+    const topics = names('implausible');
+    await log.createTopics([{ name: topics.inputTopic, partitions: 1 }]);
+    const send = async (prices: Array<number | string>) => {
+      const producer = log.producer();
+      await producer.send(topics.inputTopic, prices.map((p) => ({ key: 'ACME', value: `{"ts": "2021-03-10 16:21:32.000", "symbol": "ACME", "price": ${p}}` })));
+      await producer.close();
+    };
+    // The first three prices: no level yet (five must agree), so all three wait.
+    await send(['1e300', 100, 101]);
+    const stop = new AbortController();
+    const running = runIndicators(options(topics, { stopAtEnd: false, signal: stop.signal }));
+    await waitFor('three held records', async () => (await schema.query('SELECT 1 FROM held_records WHERE consumer = $1', [topics.group])).length === 3);
+    stop.abort();
+    assert.equal((await running).published, 0, 'nothing published while the level is undecided');
+    assert.equal(await messageCount(log, topics.outputTopic), 0);
+
+    // Restarted: two more prices settle the level (100.5 = the median of five), the first 1e300 is refused.
+    await send([99, 100.5, 250, '1.0e300', 100.7]);
+    await runIndicators(options(topics));
+    const outputs = (await readAll(log, topics.outputTopic)).map((r) => JSON.parse(r.value!.toString()) as { price: number; ema: number; seq: number });
+    const taken = [100, 101, 99, 100.5, 250, 100.7];
+    assert.deepEqual(outputs.map((o) => o.price), taken);
+    assert.deepEqual(outputs.map((o) => o.seq), [1, 2, 3, 4, 5, 6]);
+    outputs.forEach((o, i) => assert.ok(Math.abs(o.ema - referenceEma(taken, 100, i)) < 1e-9, `ema ${i}`));
+
+    const input = await readAll(log, topics.inputTopic);
+    const dead = await readAll(log, topics.deadLetterTopic);
+    const header = (r: (typeof dead)[number], name: string) => r.headers.find(([n]) => n === name)?.[1].toString();
+    assert.deepEqual(dead.map((r) => [header(r, 'x-reason'), header(r, 'x-source-offset')]), [['implausible-price', '0'], ['implausible-price', '6']]);
+    for (const letter of dead) assert.deepEqual(letter.value, input[Number(header(letter, 'x-source-offset'))].value, 'the original bytes');
+    assert.equal(header(dead[1], 'x-reference-price'), '100.5');
+    assert.equal((await schema.query('SELECT 1 FROM held_records WHERE consumer = $1', [topics.group])).length, 0, 'nothing held any more');
+    const [counts] = await schema.query<{ accepted: string; invalid: string }>('SELECT accepted, invalid FROM pipeline_counts WHERE consumer = $1', [topics.group]);
+    assert.deepEqual(counts, { accepted: '6', invalid: '2' }, 'every record accounted for once');
+  });
+
+  it('a ts 978 years ahead is held (kept across a restart), never reaches the EMA, and is dead-lettered implausible-time at the end', async () => {
+    const topics = names('implausible-time');
+    await log.createTopics([{ name: topics.inputTopic, partitions: 1 }]);
+    const t0 = Date.UTC(2021, 2, 10, 16, 0, 0);
+    const send = async (values: string[]) => {
+      const producer = log.producer();
+      await producer.send(topics.inputTopic, values.map((value) => ({ key: 'ACME', value })));
+      await producer.close();
+    };
+    const good = (i: number) => JSON.stringify({ ts: new Date(t0 + i * 1000).toISOString(), symbol: 'ACME', price: 100 + (i % 7) });
+    const stray = JSON.stringify({ ts: '2999-03-10 16:00:10.000', symbol: 'ACME', price: 1 });
+    await send([...Array.from({ length: 10 }, (_, i) => good(i)), stray, ...Array.from({ length: 5 }, (_, i) => good(10 + i))]);
+    const stop = new AbortController();
+    const running = runIndicators(options(topics, { stopAtEnd: false, signal: stop.signal }));
+    await waitFor('15 outputs and the stray held', async () =>
+      (await messageCount(log, topics.outputTopic).catch(() => 0)) === 15 &&
+      (await schema.query('SELECT 1 FROM held_records WHERE consumer = $1', [topics.group])).length === 1);
+    stop.abort();
+    await running;
+    const [kept] = await schema.query<{ state: { held: Array<{ item: string }> } }>('SELECT state FROM event_time_guards WHERE consumer = $1', [topics.group]);
+    assert.deepEqual(kept.state.held.map((h) => h.item), ['10'], 'the guard names the held record by offset');
+
+    await send(Array.from({ length: 5 }, (_, i) => good(15 + i)));
+    await runIndicators(options(topics));
+    const outputs = (await readAll(log, topics.outputTopic)).map((r) => JSON.parse(r.value!.toString()) as { price: number; ts: string });
+    assert.equal(outputs.length, 20);
+    assert.ok(outputs.every((o) => o.price !== 1 && o.ts.startsWith('2021-')), 'the stray never reached the indicators');
+    const dead = await readAll(log, topics.deadLetterTopic);
+    assert.equal(dead.length, 1);
+    const header = (name: string) => dead[0].headers.find(([n]) => n === name)?.[1].toString();
+    assert.equal(header('x-reason'), 'implausible-time');
+    assert.equal(header('x-source-offset'), '10');
+    assert.equal(dead[0].value!.toString(), stray);
+    const skew = Number(header('x-time-skew-ms'));
+    assert.ok(Math.abs(skew - (Date.UTC(2999, 2, 10, 16, 0, 10) - t0)) < 60_000, `x-time-skew-ms ${skew}`);
+    assert.match(header('x-error')!, /978(\.\d)? years ahead of the partition's stream time/);
+    const [counts] = await schema.query<{ accepted: string; invalid: string }>('SELECT accepted, invalid FROM pipeline_counts WHERE consumer = $1', [topics.group]);
+    assert.deepEqual(counts, { accepted: '20', invalid: '1' });
   });
 
   it('a crash between publishing and committing replays the batch with identical values', async () => {

@@ -10,6 +10,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { openDatabase } from '../../src/db/open.ts';
 import { saveOffsets } from '../../src/db/offset-store.ts';
 import { BatchCounts, addCounts } from '../../src/db/pipeline-counts.ts';
+import { ReasonCounts, addRejectionCounts } from '../../src/db/rejection-counts.ts';
 import { collectSnapshot } from '../../src/observability/reconciliation.ts';
 import type { Database } from '../../src/db/types.ts';
 import type { RecordBatch } from '../../src/log/types.ts';
@@ -128,23 +129,89 @@ describe('monitor on the real Kafka and PostgreSQL', () => {
   });
 });
 
+describe('monitor: late and implausible shares', () => {
+  const id = randomUUID().slice(0, 8);
+  const topic = `monitor-late-${id}`;
+  const sink = `monitor-late-sink-${id}`;
+  let log: KafkaLog;
+  let db: Database;
+  const cli = (extra: string[]) => tickflow(['monitor', '--check', '--topics', topic, '--brokers', KAFKA_BROKERS.join(','), '--database-url', TEST_DATABASE_URL, ...extra]);
+
+  before(async () => {
+    log = new KafkaLog({ brokers: KAFKA_BROKERS });
+    db = await openDatabase({ url: TEST_DATABASE_URL });
+    await log.createTopics([{ name: topic, partitions: 2 }]);
+    const producer = log.producer();
+    await producer.send(topic, Array.from({ length: 400 }, (_, i) => ({ partition: i % 2, value: `m${i}` })));
+    await producer.close();
+  });
+  after(async () => {
+    await log.deleteTopics([topic]).catch(() => undefined);
+    for (const table of ['stored_offsets', 'pipeline_counts', 'rejection_counts']) await db.query(`DELETE FROM ${table} WHERE consumer = $1`, [sink]);
+    await log.close();
+    await db.close();
+  });
+
+  it('reports per sink what it dead-lettered as late or implausible, and fails over --max-late-share (default 1%)', async () => {
+    // Of 400 records: 8 late, 12 implausible-time, 4 implausible-price = 24 = 6%, all accounted for.
+    let n = 0;
+    await runClassifyingSink(log, db, topic, sink, () => {
+      n++;
+      return n % 50 === 0 ? 'late' : n % 33 === 0 ? 'implausible-time' : n % 97 === 0 ? 'implausible-price' : 'accepted';
+    });
+    const snapshot = await collectSnapshot(log, db, { topics: [topic] });
+    assert.deepEqual(snapshot.accounting.map((a) => a.unaccounted), [0, 0], 'the sink accounts for every record');
+    const view = snapshot.lateness.find((l) => l.consumer === sink)!;
+    assert.deepEqual({ ...view, share: Math.round(view.share * 1000) / 1000 }, {
+      consumer: sink, topic, advanced: 400, late: 8, implausible: { 'implausible-price': 4, 'implausible-time': 12 }, share: 0.06,
+    });
+
+    const failing = await cli([]);
+    assert.equal(failing.code, 1, failing.stdout + failing.stderr);
+    assert.match(failing.stdout, new RegExp(`consumer ${sink} on ${topic}: 6\\.0% of the 400 records it read were dead-lettered as late \\(8\\) or implausible \\(implausible-price 4, implausible-time 12\\): over --max-late-share 1\\.0%`));
+    assert.match(failing.stdout, /SINK +TOPIC +READ +LATE +IMPLAUSIBLE +SHARE/);
+    assert.match(failing.stdout, /400 +8 +4 price, 12 time +6\.00%/);
+
+    const tolerant = await cli(['--max-late-share', '10%']);
+    assert.equal(tolerant.code, 0, tolerant.stdout);
+    assert.match(tolerant.stdout, /reconciliation: OK/);
+    assert.equal((await cli(['--max-late-share', '0.05'])).code, 1);
+    const bad = await cli(['--max-late-share', '150%']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--max-late-share: expects a share such as 1%/);
+  });
+});
+
 /** A minimal exactly-once sink: offsets and counts in one transaction; `keep` decides what it counts. */
 async function runSink(log: KafkaLog, db: Database, topic: string, consumer: string, keep: () => boolean) {
+  await runClassifyingSink(log, db, topic, consumer, () => (keep() ? 'accepted' : null));
+}
+
+type Outcome = 'accepted' | 'late' | `implausible-${string}` | null;
+
+/** The same sink, dead-lettering some records: late (the late outcome) or implausible (invalid, counted by reason). */
+async function runClassifyingSink(log: KafkaLog, db: Database, topic: string, consumer: string, classify: () => Outcome) {
   const ends = await log.offsets(topic);
   const total = ends.reduce((n, p) => n + Number(p.latest), 0);
   const member = log.subscribe({ group: consumer, topics: [topic] });
   let seen = 0;
   for await (const batch of member as AsyncIterable<RecordBatch>) {
     const counts = new BatchCounts();
+    const reasons = new ReasonCounts();
     const next = new Map<number, bigint>();
     for (const record of batch.records) {
       counts.observe(record.partition, record.offset);
-      if (keep()) counts.count(record.partition, record.offset, 'accepted'); // else: lost, not counted
+      const outcome = classify();
+      if (outcome === 'accepted' || outcome === 'late') counts.count(record.partition, record.offset, outcome);
+      else if (outcome !== null) counts.count(record.partition, record.offset, 'invalid');
+      // null: lost, not counted
+      if (outcome !== null && outcome !== 'accepted') reasons.count(record.partition, outcome);
       next.set(record.partition, record.offset + 1n);
     }
     await db.transaction(async (tx) => {
       await saveOffsets(tx, consumer, topic, next, batch.generation);
       await addCounts(tx, consumer, topic, counts.partitions);
+      await addRejectionCounts(tx, consumer, topic, reasons.take());
     });
     seen += batch.records.length;
     if (seen >= total) break;

@@ -21,10 +21,11 @@ interface Stats {
   symbols: Array<{ symbol: string; count: number; min: number; max: number; mean: number; stddev: number }>;
   outliers: Array<{ ts: string; symbol: string; price: number }>;
   invalid: number;
+  implausible: number;
 }
 
 /** Independent recomputation: plain two-pass mean and sample stddev, |p − mean| > 3 sd. */
-function recompute(messages: RawMessage[]): Omit<Stats, 'count' | 'invalid'> {
+function recompute(messages: RawMessage[]): Omit<Stats, 'count' | 'invalid' | 'implausible'> {
   const bySymbol = new Map<string, Array<{ ts: string; price: number }>>();
   for (const m of messages) {
     const tick = JSON.parse(m.value!);
@@ -79,10 +80,11 @@ describe('prices ETL on the real Kafka', () => {
     const run = await tickflow(['stats', '--topic', topic, '--json', ...brokers]);
     assert.equal(run.code, 0, run.stderr);
     first = JSON.parse(run.stdout);
-    assert.deepEqual(Object.keys(first), ['count', 'symbols', 'outliers', 'invalid']);
+    assert.deepEqual(Object.keys(first), ['count', 'symbols', 'outliers', 'invalid', 'invalidReasons', 'implausible', 'implausibleReasons', 'implausibleSamples']);
     const expected = recompute(await readTopicIndependently(KAFKA_BROKERS, topic));
     assert.equal(first.count, 5000);
     assert.equal(first.invalid, 0);
+    assert.equal(first.implausible, 0, 'the injected anomalies are outliers, not implausible prices');
     assertClose(first.symbols, expected.symbols);
     assert.deepEqual(first.outliers, expected.outliers);
     assert.ok(first.outliers.length > 0, 'the injected anomalies show up as outliers');
@@ -100,8 +102,9 @@ describe('prices ETL on the real Kafka', () => {
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 238.3' },
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "price": 238.32}' },
       { key: 'AAPL', value: '{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": "9999.99"}' },
-      // A valid price padded to 2 KiB: over --max-record-bytes 1KiB below, never parsed there.
-      { key: 'AAPL', value: `{"ts": "2021-03-10 16:21:32.000", "symbol": "AAPL", "price": 9999.99, "pad": "${'x'.repeat(2000)}"}` },
+      // A valid price padded to 2 KiB: over --max-record-bytes 1KiB below, never parsed there
+      // (at a time of the seeded stream, 16:00:00 to 16:08:20: a later one would be implausible).
+      { key: 'AAPL', value: `{"ts": "2021-03-10 16:08:00.000", "symbol": "AAPL", "price": 299.99, "pad": "${'x'.repeat(2000)}"}` },
     ]);
     await producer.close();
     await log.close();

@@ -13,7 +13,10 @@ export const command = defineCommand({
     'time follows the wall clock. Closed windows are added to stock_windows in the same Postgres',
     'transaction as the open windows and the consumed offsets, so a restart or rebalance resumes',
     'exactly where the last commit left off. Malformed and late records go to the dead-letter',
-    'topic in the one dead-letter format (x-reason, x-error, x-source-*). See docs/stocks.md.',
+    'topic in the one dead-letter format (x-reason, x-error, x-source-*). Event time is guarded:',
+    'stream time moves only to a time the next two records agree with, and a record farther than',
+    '--max-time-skew from it is held until the stream comes near, else dead-lettered implausible-time',
+    '(x-time-skew-ms). See docs/stocks.md and docs/event-time.md.',
   ].join('\n'),
   flags: {
     topic: { type: 'string', value: 'NAME', default: 'stocks', description: 'Topic to read' },
@@ -22,6 +25,7 @@ export const command = defineCommand({
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions if the topic has to be created' },
     window: { type: 'string', value: 'TIME', default: '30s', description: 'Tumbling window size' },
     'allowed-lateness': { type: 'string', value: 'TIME', default: '5s', description: 'How far behind the max event time a record may be (smaller than --window)' },
+    'max-time-skew': { type: 'string', value: 'TIME', default: '10m', description: 'A record farther than this from its partition\'s stream time is held, then counted or dead-lettered implausible-time (docs/event-time.md)' },
     'idle-flush': { type: 'string', value: 'TIME', default: '5s', description: 'Quiet time after which stream time follows the wall clock' },
     'commit-interval': { type: 'string', value: 'TIME', default: '1s', description: 'Commit open windows and offsets at least this often' },
     'session-timeout': { type: 'string', value: 'TIME', default: '10s', description: 'Consumer-group session timeout' },
@@ -36,6 +40,8 @@ export const command = defineCommand({
     const allowedLatenessMs = duration(values, 'allowed-lateness', 5_000);
     if (!Number.isInteger(windowMs)) throw badFlag('window', 'must be a whole number of milliseconds');
     if (allowedLatenessMs >= windowMs) throw badFlag('allowed-lateness', `must be smaller than --window (${windowMs}ms), got ${allowedLatenessMs}ms`);
+    const maxTimeSkewMs = duration(values, 'max-time-skew', 600_000, { minMs: 1 });
+    if (maxTimeSkewMs < allowedLatenessMs) throw badFlag('max-time-skew', `must be at least --allowed-lateness (${allowedLatenessMs}ms), got ${maxTimeSkewMs}ms`);
     const topic = str(values, 'topic') ?? 'stocks';
     const deadLetterTopic = str(values, 'dead-letter-topic') ?? `${topic}-dlq`;
     if (deadLetterTopic === topic) throw badFlag('dead-letter-topic', 'must differ from --topic');
@@ -46,6 +52,7 @@ export const command = defineCommand({
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       windowMs,
       allowedLatenessMs,
+      maxTimeSkewMs,
       idleFlushMs: duration(values, 'idle-flush', 5_000, { minMs: 100 }),
       commitIntervalMs: duration(values, 'commit-interval', 1_000, { minMs: 10 }),
       sessionTimeoutMs: duration(values, 'session-timeout', 10_000, { minMs: 1_000 }),
@@ -60,7 +67,7 @@ export const command = defineCommand({
     if (shared.json) out.write(`${JSON.stringify(summary)}\n`);
     else {
       out.write(`read ${summary.records} records, emitted ${summary.windowsEmitted} window rows in ${summary.commits} commits; ` +
-        `${summary.malformed} malformed and ${summary.late} late records dead-lettered to ${config.deadLetterTopic}\n`);
+        `${summary.malformed} malformed, ${summary.late} late and ${summary.implausible} implausible-time records dead-lettered to ${config.deadLetterTopic}\n`);
     }
   },
 });

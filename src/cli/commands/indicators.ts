@@ -1,7 +1,7 @@
 import { runIndicators } from '../../pipelines/indicators.ts';
 import { defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
-import { badFlag, bool, int, str } from '../flags.ts';
+import { badFlag, bool, duration, int, num, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 
 const NAME = /^[A-Za-z0-9._-]{1,249}$/;
@@ -24,7 +24,11 @@ export const command = defineCommand({
     'State and position are kept in Postgres per input partition, committed together after each',
     'batch is published: a restart continues where it stopped. Output is at-least-once with',
     'deterministic values (a replayed batch repeats the same records). Malformed prices go to the',
-    'dead-letter topic (headers x-reason, x-error, x-source-*). Run several members with the same --group to scale.',
+    'dead-letter topic (headers x-reason, x-error, x-source-*), and so do implausible ones',
+    '(implausible-price: more than --max-price-ratio from the symbol\'s level, set by a majority of its',
+    'first 5 prices; they never enter the EMA or the volatility), and so do records whose ts is more',
+    'than --max-time-skew from their partition\'s stream time unless the stream comes near them',
+    '(implausible-time, x-time-skew-ms). Run several members with the same --group to scale.',
   ].join('\n'),
   flags: {
     topic: { type: 'string', value: 'NAME', default: 'prices', description: 'Input topic' },
@@ -37,6 +41,9 @@ export const command = defineCommand({
     'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time (passed through)' },
     'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
     'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price (> 0)' },
+    'max-price-ratio': { type: 'string', value: 'K', default: '10', description: 'A price more than K times above or below its symbol\'s level is dead-lettered as implausible-price' },
+    'max-time-skew': { type: 'string', value: 'TIME', default: '10m', description: 'A ts farther than this from its partition\'s stream time is held, then counted or dead-lettered implausible-time (docs/event-time.md)' },
+    'strict-ts': { type: 'boolean', description: 'Accept only ts strings "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" (UTC), as before; by default also T, Z, offsets, 0-9 fractional digits and epoch ms' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions of the input topic if it has to be created' },
     'stop-at-end': { type: 'boolean', description: 'Exit once everything in the input at start is processed (single member)' },
   },
@@ -68,6 +75,9 @@ export const command = defineCommand({
       fields,
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       stopAtEnd: bool(values, 'stop-at-end'),
+      strictTs: bool(values, 'strict-ts'),
+      maxPriceRatio: num(values, 'max-price-ratio', 10, { exclusiveMin: 1 }),
+      maxTimeSkewMs: duration(values, 'max-time-skew', 600_000, { minMs: 1 }),
       maxRecordBytes: maxRecordBytes(values),
     };
   },

@@ -2,7 +2,18 @@ import { collectSnapshot } from '../../observability/reconciliation.ts';
 import type { MonitorSnapshot } from '../../observability/reconciliation.ts';
 import type { Queryable } from '../../db/types.ts';
 import { defineCommand } from '../command.ts';
-import { bool, duration, list, str } from '../flags.ts';
+import { badFlag, bool, duration, list, str } from '../flags.ts';
+import type { FlagValues } from '../command.ts';
+
+/** A share as a percentage (`1%`) or a fraction (`0.01`), in 0..1. */
+function share(values: FlagValues, flag: string, fallback: number): number {
+  const raw = str(values, flag);
+  if (raw === undefined) return fallback;
+  const match = /^(\d+(?:\.\d+)?)(%?)$/.exec(raw.trim());
+  const value = match ? Number(match[1]) / (match[2] ? 100 : 1) : Number.NaN;
+  if (!(value >= 0 && value <= 1)) throw badFlag(flag, `expects a share such as 1%, 0.5% or 0.01 (0..100%), got "${raw}"`);
+  return value;
+}
 
 export const command = defineCommand({
   name: ['monitor'],
@@ -12,7 +23,10 @@ export const command = defineCommand({
     'the offsets sinks keep in PostgreSQL) with lag per partition, and the sinks\' accounting.',
     'Reconciles: produced (end − start) = consumed + in flight (lag); a position before the log',
     'start means messages were deleted unconsumed; a sink must account for every record it',
-    'advanced over (accepted + invalid + late + dropped). --check exits 1 on any disagreement.',
+    'advanced over (accepted + invalid + late + dropped). Per sink it reports the records',
+    'dead-lettered as late or implausible (implausible-time, implausible-price, ...) over what it',
+    'read; more than --max-late-share of them is a problem too: a stream that silently loses data',
+    'must not say OK. --check exits 1 on any problem.',
   ].join('\n'),
   flags: {
     check: { type: 'boolean', description: 'Exit 1 (with a report) when anything disagrees' },
@@ -20,6 +34,7 @@ export const command = defineCommand({
     interval: { type: 'string', value: 'DURATION', default: '2s', description: 'Refresh interval for --watch' },
     topics: { type: 'string', value: 'LIST', description: 'Only these topics (default: all but internal ones)' },
     'ignore-groups': { type: 'string', value: 'LIST', description: 'Ignore consumer groups starting with these prefixes' },
+    'max-late-share': { type: 'string', value: 'SHARE', default: '1%', description: 'Largest share of a sink\'s records dead-lettered as late or implausible that is OK (1%, 0.5%, 0.01)' },
   },
   examples: ['tickflow monitor --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/tickflow', 'tickflow monitor --check --topics prices,stocks', 'tickflow monitor --watch --interval 1s'],
   configure: (values) => ({
@@ -28,6 +43,7 @@ export const command = defineCommand({
     intervalMs: duration(values, 'interval', 2000, { minMs: 100 }),
     topics: str(values, 'topics') === undefined ? undefined : list(values, 'topics', []),
     ignoreGroups: str(values, 'ignore-groups') === undefined ? [] : list(values, 'ignore-groups', []),
+    maxLateShare: share(values, 'max-late-share', 0.01),
   }),
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
     const log = await openLog();
@@ -37,7 +53,7 @@ export const command = defineCommand({
     } catch (error) {
       logger.warn({ err: error }, 'database unavailable: stored offsets and sink accounting are not shown');
     }
-    const options = { topics: config.topics, ignoreGroups: config.ignoreGroups };
+    const options = { topics: config.topics, ignoreGroups: config.ignoreGroups, maxLateShare: config.maxLateShare };
     if (config.watch) {
       while (!signal.aborted) {
         const snapshot = await collectSnapshot(log, db, options);
@@ -83,6 +99,18 @@ export function render(s: MonitorSnapshot): string {
       ...table(
         ['SINK', 'TOPIC', 'PART', 'ADVANCED', 'ACCEPTED', 'INVALID', 'LATE', 'DROPPED', 'UNACCOUNTED'],
         s.accounting.map((a) => [a.consumer, a.topic, String(a.partition), String(a.advanced), String(a.accepted), String(a.invalid), String(a.late), String(a.dropped), String(a.unaccounted)]),
+      ),
+    );
+  }
+  if (s.lateness.length > 0) {
+    lines.push('');
+    lines.push(
+      ...table(
+        ['SINK', 'TOPIC', 'READ', 'LATE', 'IMPLAUSIBLE', 'SHARE'],
+        s.lateness.map((l) => {
+          const implausible = Object.entries(l.implausible).map(([reason, n]) => `${n} ${reason.replace(/^implausible-/, '')}`).join(', ');
+          return [l.consumer, l.topic, String(l.advanced), String(l.late), implausible || '0', `${(l.share * 100).toFixed(2)}%`];
+        }),
       ),
     );
   }

@@ -3,7 +3,7 @@ import type { OutlierRule } from '../../core/outliers.ts';
 import { computeStats } from '../../pipelines/prices-stats.ts';
 import type { StatsReport } from '../../pipelines/prices-stats.ts';
 import { defineCommand } from '../command.ts';
-import { bool, int, num, oneOf, str } from '../flags.ts';
+import { bool, duration, int, num, oneOf, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { progressBar } from '../progress.ts';
 
@@ -17,7 +17,11 @@ export const command = defineCommand({
     '(n − 1; --population for n); and the outliers (ts, symbol, price) by the chosen rule.',
     'Malformed messages (by the rules of docs/prices.md: reasons empty, not-json, not-an-object,',
     'bad-ts, bad-symbol, bad-price; too-large over --max-record-bytes, unparsed) are counted and',
-    'listed, never fatal. Memory stays bounded: prices are',
+    'listed, never fatal. Implausible ones (implausible-price: more than --max-price-ratio away from',
+    'the symbol\'s level, which a majority of its first 5 prices sets; implausible-time: more than',
+    '--max-time-skew from the partition\'s stream time, which only times the next two records agree',
+    'with set) are counted and listed apart, and enter no statistic and no outlier list.',
+    'Memory stays bounded: prices are',
     'kept for the outlier scan up to --memory-budget, beyond it a second pass re-reads the range.',
   ].join('\n'),
   flags: {
@@ -30,6 +34,9 @@ export const command = defineCommand({
     'ts-field': { type: 'string', value: 'NAME', default: 'ts', description: 'Field holding the event time' },
     'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
     'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price' },
+    'max-price-ratio': { type: 'string', value: 'K', default: '10', description: 'A price more than K times above or below its symbol\'s level is implausible: counted apart, in no statistic' },
+    'max-time-skew': { type: 'string', value: 'TIME', default: '10m', description: 'A ts farther than this from its partition\'s stream time is held, then counted or implausible-time (docs/event-time.md)' },
+    'strict-ts': { type: 'boolean', description: 'Accept only ts strings "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" (UTC), as before; by default also T, Z, offsets, 0-9 fractional digits and epoch ms' },
     'max-record-bytes': { ...MAX_RECORD_BYTES_FLAG, description: 'A message whose value is larger is counted invalid (too-large) without being parsed' },
   },
   examples: ['tickflow stats --brokers 127.0.0.1:9092', 'tickflow stats --json --rule mad --brokers 127.0.0.1:9092', 'tickflow stats --z 2.5 --population'],
@@ -44,6 +51,9 @@ export const command = defineCommand({
       memoryBudgetBytes: int(values, 'memory-budget', 256, { min: 0, max: 1 << 20 }) * (1 << 20),
       maxRecordBytes: maxRecordBytes(values),
       fields: { ts: str(values, 'ts-field') ?? 'ts', symbol: str(values, 'symbol-field') ?? 'symbol', price: str(values, 'price-field') ?? 'price' },
+      strictTs: bool(values, 'strict-ts'),
+      maxPriceRatio: num(values, 'max-price-ratio', 10, { exclusiveMin: 1 }),
+      maxTimeSkewMs: duration(values, 'max-time-skew', 600_000, { minMs: 1 }),
     };
   },
   async run({ config, shared, out, signal, openLog }) {
@@ -52,8 +62,8 @@ export const command = defineCommand({
     const report = await computeStats(log, { ...config, signal, onProgress: (read, total) => progress.update(read, `of ${total}`) });
     progress.finish();
     if (shared.json) {
-      const { count, symbols, outliers, invalid } = report;
-      out.write(`${JSON.stringify({ count, symbols, outliers, invalid })}\n`);
+      const { count, symbols, outliers, invalid, invalidReasons, implausible, implausibleReasons, implausibleSamples } = report;
+      out.write(`${JSON.stringify({ count, symbols, outliers, invalid, invalidReasons, implausible, implausibleReasons, implausibleSamples })}\n`);
     } else {
       out.write(renderReport(report, config.rule));
     }
@@ -70,7 +80,7 @@ function renderReport(report: StatsReport, rule: OutlierRule): string {
   const fixed = (n: number) => (Number.isFinite(n) ? n.toFixed(4) : 'n/a');
   const stddevLabel = rule.kind === 'zscore' && rule.stddev === 'population' ? 'STDDEV(pop)' : 'STDDEV(sample)';
   const lines = [
-    `messages: ${report.count}   valid: ${report.count - report.invalid}   invalid: ${report.invalid}`,
+    `messages: ${report.count}   valid: ${report.count - report.invalid - report.implausible}   invalid: ${report.invalid}   implausible: ${report.implausible}`,
     '',
     table(
       ['SYMBOL', 'COUNT', 'MIN', 'MAX', 'MEAN', stddevLabel],
@@ -82,6 +92,11 @@ function renderReport(report: StatsReport, rule: OutlierRule): string {
   ];
   if (report.outliers.length > 0) {
     lines.push(table(['TS', 'SYMBOL', 'PRICE'], report.outliers.map((o) => [o.ts, o.symbol, o.price.toFixed(2)]), [false, false, true]));
+  }
+  if (report.implausible > 0) {
+    lines.push('', `implausible messages (well-formed, in no statistic above): ${report.implausible}`);
+    for (const [reason, n] of Object.entries(report.implausibleReasons).sort((a, b) => b[1] - a[1])) lines.push(`  ${String(n).padStart(8)}  ${reason}`);
+    lines.push(table(['TS', 'SYMBOL', 'PRICE', 'WHERE', 'WHY'], report.implausibleSamples.map((s) => [s.ts, s.symbol, String(s.price), `${s.partition}@${s.offset}`, s.detail]), [false, false, true, false, false]));
   }
   if (report.invalid > 0) {
     lines.push('', `invalid messages: ${report.invalid}`);
