@@ -13,8 +13,9 @@ import { listRejectionCounts } from '../db/rejection-counts.ts';
  * - a sink whose counts do not add up to the offsets it advanced over.
  * produced (end − start) = consumed (position − start) + in flight (lag) for every
  * consumer whose position lies inside the log.
- * And one that means data is silently leaving a stream: a sink that dead-lettered more
- * than `maxLateShare` (1%) of what it read as late or implausible.
+ * And, when `maxLateShare` is given (`monitor`: 1%), one that means data is silently
+ * leaving a stream: a sink that dead-lettered more than that share of what it read as
+ * late or implausible.
  */
 
 export interface TopicView {
@@ -87,7 +88,11 @@ export interface MonitorOptions {
   topics?: readonly string[];
   /** Groups whose names start with one of these are ignored (test readers, benchmarks). */
   ignoreGroups?: readonly string[];
-  /** A sink whose late and implausible records exceed this share of what it read is a problem (default 0.01). */
+  /**
+   * A sink whose late and implausible records exceed this share of what it read is a
+   * problem (`monitor` passes its `--max-late-share`, default 1%). Without it the shares
+   * are reported in `lateness` but not judged: reconciliation alone.
+   */
   maxLateShare?: number;
 }
 
@@ -179,13 +184,13 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
       }
     }
     lateness.push(...lateShares(accounting, await listRejectionCounts(db)));
-    const maxLateShare = options.maxLateShare ?? DEFAULT_MAX_LATE_SHARE;
-    for (const view of lateness) {
-      if (view.share <= maxLateShare) continue;
+    const maxLateShare = options.maxLateShare;
+    for (const view of maxLateShare === undefined ? [] : lateness) {
+      if (view.share <= maxLateShare!) continue;
       const implausible = Object.entries(view.implausible).map(([reason, n]) => `${reason} ${n}`).join(', ');
       problems.push({
         where: `consumer ${view.consumer} on ${view.topic}`,
-        message: `${percent(view.share)} of the ${view.advanced} records it read were dead-lettered as late (${view.late}) or implausible (${implausible || 0}): over --max-late-share ${percent(maxLateShare)}`,
+        message: `${percent(view.share)} of the ${view.advanced} records it read were dead-lettered as late (${view.late}) or implausible (${implausible || 0}): over --max-late-share ${percent(maxLateShare!)}`,
       });
     }
   } else {

@@ -161,6 +161,8 @@ describe('monitor: late and implausible shares', () => {
     });
     const snapshot = await collectSnapshot(log, db, { topics: [topic] });
     assert.deepEqual(snapshot.accounting.map((a) => a.unaccounted), [0, 0], 'the sink accounts for every record');
+    assert.deepEqual(snapshot.problems, [], 'the library reports shares without judging them unless asked');
+    assert.equal((await collectSnapshot(log, db, { topics: [topic], maxLateShare: 0.01 })).problems.length, 1);
     const view = snapshot.lateness.find((l) => l.consumer === sink)!;
     assert.deepEqual({ ...view, share: Math.round(view.share * 1000) / 1000 }, {
       consumer: sink, topic, advanced: 400, late: 8, implausible: { 'implausible-price': 4, 'implausible-time': 12 }, share: 0.06,

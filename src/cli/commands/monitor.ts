@@ -1,4 +1,4 @@
-import { collectSnapshot } from '../../observability/reconciliation.ts';
+import { DEFAULT_MAX_LATE_SHARE, collectSnapshot } from '../../observability/reconciliation.ts';
 import type { MonitorSnapshot } from '../../observability/reconciliation.ts';
 import type { Queryable } from '../../db/types.ts';
 import { defineCommand } from '../command.ts';
@@ -43,7 +43,7 @@ export const command = defineCommand({
     intervalMs: duration(values, 'interval', 2000, { minMs: 100 }),
     topics: str(values, 'topics') === undefined ? undefined : list(values, 'topics', []),
     ignoreGroups: str(values, 'ignore-groups') === undefined ? [] : list(values, 'ignore-groups', []),
-    maxLateShare: share(values, 'max-late-share', 0.01),
+    maxLateShare: share(values, 'max-late-share', DEFAULT_MAX_LATE_SHARE),
   }),
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
     const log = await openLog();
