@@ -66,6 +66,17 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     assert.match(summary, / 4 invalid \(missing-ts 1, missing-uid 1, bad-ts 1, not-json 1\)/);
   });
 
+  it('a frame 100 years ahead and one in 1970: later frames are not late, minutes exact over the others, both implausible-time', async () => {
+    const texts = frames('stray', 6000, { disorderSeconds: 5 });
+    const strays = ['{"uid":"from-2116","ts":4622004340}', '{"uid":"from-1970","ts":86400}'];
+    const withStrays = [...texts.slice(0, 100), strays[0], ...texts.slice(100, 3000), strays[1], ...texts.slice(3000)];
+    const expected = referenceUniqueUsers(asSinglePartition(texts));
+    assert.equal(expected.late.length, 0);
+    const { minutes, summary } = await overStdin(withStrays);
+    assert.deepEqual(minutes, expected.minutes);
+    assert.match(summary, /: 6,000 counted, 0 late, 0 invalid, 2 implausible-time; \d+ minutes to stdout\n$/);
+  });
+
   it('--approx: HyperLogLog counts within its error of the exact ones', async () => {
     const texts = frames('approx', 20_000, { perSecond: 150, users: 200_000 });
     const exact = referenceUniqueUsers(asSinglePartition(texts)).minutes;
@@ -86,6 +97,9 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     const same = await run(['unique-users', '--input', 'a', '--output', 'a']);
     assert.equal(same.code, 2);
     assert.match(same.stderr, /--input: must differ/);
+    const skew = await run(['unique-users', '--max-time-skew', '2s', '--allowed-lateness', '5s']);
+    assert.equal(skew.code, 2);
+    assert.equal(skew.stderr, 'tickflow unique-users: --max-time-skew: must be at least --allowed-lateness (5000ms), got 2000ms (see --help)\n');
   });
 });
 
