@@ -88,12 +88,17 @@ export function oneOf<T extends string>(values: FlagValues, flag: string, choice
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** Durations like 500ms, 30s, 5m, 2h (a bare number means seconds). Returns milliseconds. */
+/** A duration such as 500ms, 30s, 5m, 1h or 2d (seconds without a unit) in ms, or null. */
+export function durationMs(text: string): number | null {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  return match ? Number(match[1]) * UNITS[match[2] ?? 's'] : null;
+}
+
 export function duration(values: FlagValues, flag: string, fallbackMs: number, range: { minMs?: number } = {}): number {
   const raw = str(values, flag);
   if (raw === undefined) return fallbackMs;
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
-  if (!match) throw bad(flag, `expects a duration such as 500ms, 30s, 5m or 1h, got "${raw}"`);
-  const ms = Number(match[1]) * UNITS[match[2] ?? 's'];
+  const ms = durationMs(raw);
+  if (ms === null) throw bad(flag, `expects a duration such as 500ms, 30s, 5m or 1h, got "${raw}"`);
   if (range.minMs !== undefined && ms < range.minMs) throw bad(flag, `must be at least ${range.minMs}ms, got ${raw}`);
   return ms;
 }

@@ -122,3 +122,28 @@ function zoneOffsetMinutes(zone: string): number {
   if (hours > 14 || minutes > 59) return Number.NaN;
   return (zone[0] === '-' ? -1 : 1) * (hours * 60 + minutes);
 }
+
+/** A plausible range of instants, epoch ms UTC, both ends included. */
+export interface DateRange {
+  readonly fromMs: number;
+  readonly toMs: number;
+}
+
+/** One end of a configured range: a fixed instant, or the time records are cleaned plus an offset. */
+export type DateBound = { readonly atMs: number } | { readonly nowOffsetMs: number };
+
+/** The default plausible range of `clean-users`: 1900-01-01 .. now + 1 day. */
+export const DEFAULT_PLAUSIBLE_DATES: readonly [DateBound, DateBound] = [{ atMs: Date.UTC(1900, 0, 1) }, { nowOffsetMs: 86_400_000 }];
+
+/** The range the bounds stand for at `nowMs`. */
+export function resolveDateRange(bounds: readonly [DateBound, DateBound], nowMs: number): DateRange {
+  const at = (b: DateBound) => ('atMs' in b ? b.atMs : nowMs + b.nowOffsetMs);
+  return { fromMs: at(bounds[0]), toMs: at(bounds[1]) };
+}
+
+/** The instant an ISO 8601 text written by `parseDate` stands for: a date alone is its midnight, a time without a zone is read as UTC. */
+export function isoInstantMs(iso: string): number {
+  const full = iso.length === 10 ? `${iso}T00:00:00Z` : /(Z|[+-]\d{2}:?\d{2})$/.test(iso) ? iso : `${iso}Z`;
+  return Date.parse(full);
+}
+

@@ -1,5 +1,5 @@
-import { parseDate } from './calendar-dates.ts';
-import type { DateOrder } from './calendar-dates.ts';
+import { isoInstantMs, parseDate } from './calendar-dates.ts';
+import type { DateOrder, DateRange } from './calendar-dates.ts';
 import { ipVersion, isEmail, normalizeEmail } from './contact-checks.ts';
 import { normalizeCountry } from './countries.ts';
 
@@ -29,15 +29,18 @@ export type RejectReason =
   | 'bad-ip'
   | 'bad-date'
   | 'ambiguous-date'
+  | 'implausible-date'
   | 'missing-country';
 
-export const REJECT_REASONS: readonly RejectReason[] = ['not-json', 'not-an-object', 'missing-id', 'bad-email', 'bad-ip', 'bad-date', 'ambiguous-date', 'missing-country'];
+export const REJECT_REASONS: readonly RejectReason[] = ['not-json', 'not-an-object', 'missing-id', 'bad-email', 'bad-ip', 'bad-date', 'ambiguous-date', 'implausible-date', 'missing-country'];
 
 export type CleanResult = { ok: true; user: CleanUser } | { ok: false; reason: RejectReason; detail: string };
 
 export interface CleanOptions {
   /** Reads numeric dates such as 03/04/2020 this way instead of rejecting them as ambiguous. */
   dateOrder?: DateOrder;
+  /** A date outside this range (a date alone counts as its midnight UTC) is `implausible-date`; no check without it. */
+  plausibleDates?: DateRange;
   /** IP check; pure by default (an adapter may pass node:net isIP). Returns 0, 4 or 6. */
   ipVersion?: (text: string) => number;
 }
@@ -73,6 +76,13 @@ export function cleanUser(value: unknown, options: CleanOptions = {}): CleanResu
   if (dateText === null) return reject('bad-date', 'no date');
   const date = parseDate(dateText, options.dateOrder);
   if (!date.ok) return reject(date.problem, date.detail);
+  const range = options.plausibleDates;
+  if (range !== undefined) {
+    const at = isoInstantMs(date.iso);
+    if (!(at >= range.fromMs && at <= range.toMs)) {
+      return reject('implausible-date', `date ${date.iso} ("${dateText}") lies outside the plausible range ${new Date(range.fromMs).toISOString()} .. ${new Date(range.toMs).toISOString()}`);
+    }
+  }
 
   const countryText = text(record.country);
   const country = countryText === null ? null : normalizeCountry(countryText);

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { CountryTally } from '../core/country-stats.ts';
 import type { CountrySummary } from '../core/country-stats.ts';
-import type { DateOrder } from '../core/calendar-dates.ts';
+import { resolveDateRange } from '../core/calendar-dates.ts';
+import type { DateBound, DateOrder } from '../core/calendar-dates.ts';
 import { cleanUserJson } from '../core/user-record.ts';
 import type { CleanOptions, RejectReason } from '../core/user-record.ts';
 import { TumblingWindows, Watermark, WindowAggregator } from '../core/window.ts';
@@ -39,6 +40,8 @@ export interface CleanUsersConfig {
   allowedLatenessMs: number;
   idleTimeoutMs: number;
   dateOrder?: DateOrder;
+  /** Dates outside this range are dead-lettered `implausible-date` (--plausible-dates; default 1900-01-01 .. now + 1 day). */
+  plausibleDates: readonly [DateBound, DateBound];
   partitions: number;
   /** Values above this are dead-lettered as `too-large` unparsed (--max-record-bytes). */
   maxRecordBytes: number;
@@ -74,7 +77,7 @@ const ALL = 'all';
 class UserCleaner implements Processor<never> {
   readonly summary: CleanUsersSummary = { read: 0, clean: 0, deadLettered: 0, reasons: {}, windows: 0, lateForStats: 0, seconds: 0 };
   readonly #windows: WindowAggregator<string, CountryTally, { country: string; id: string | number }>;
-  readonly #options: CleanOptions;
+  #options: CleanOptions;
   readonly #config: CleanUsersConfig;
   readonly #onWindow: (window: CountryWindow) => void;
 
@@ -95,6 +98,8 @@ class UserCleaner implements Processor<never> {
   }
 
   process(records: readonly LogRecord[], context: ProcessContext): void {
+    // "now" in the plausible range is the batch's clock.
+    this.#options = { ...this.#options, plausibleDates: resolveDateRange(this.#config.plausibleDates, context.now) };
     for (const record of records) {
       this.summary.read++;
       const result = cleanUserJson(valueText(record) ?? 'null', this.#options);

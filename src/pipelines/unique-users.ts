@@ -4,8 +4,9 @@ import { ExactDistinct, HyperLogLog } from '../core/hyperloglog.ts';
 import type { DistinctCounter } from '../core/hyperloglog.ts';
 import { JsonRecordSplitter } from '../core/json-records.ts';
 import type { JsonRecordFormat } from '../core/json-records.ts';
+import { describeSkew } from '../core/event-time-guard.ts';
 import { UniqueUsersPerMinute, minuteIso } from '../core/unique-users.ts';
-import type { MinuteCount } from '../core/unique-users.ts';
+import type { ALREADY_EMITTED, LateFrame, MinuteCount } from '../core/unique-users.ts';
 import { UserFrameReader } from '../core/user-frame.ts';
 import type { FrameProblem } from '../core/user-frame.ts';
 import { FrameScanner, ScannedFrames } from './frame-scanner.ts';
@@ -51,6 +52,8 @@ export interface UniqueUsersConfig {
   group: string;
   untilEnd: boolean;
   allowedLatenessMs: number;
+  /** The event-time guard's bound (--max-time-skew, docs/event-time.md): a ts farther from its partition's stream time is held. */
+  maxTimeSkewMs: number;
   idleTimeoutMs: number;
   approx: boolean;
   precision: number;
@@ -85,6 +88,8 @@ export interface UniqueUsersSummary {
   late: number;
   invalid: number;
   invalidReasons: Partial<Record<FrameProblem | typeof TOO_LARGE, number>>;
+  /** Frames whose ts the stream never confirmed (`implausible-time`, to the late topic). */
+  implausible: number;
   /** Frames of minutes an earlier run already emitted (group mode, after a restart). */
   alreadyEmitted: number;
   minutes: number;
@@ -104,10 +109,20 @@ interface SideRecords {
   invalid(source: FrameSource, data: Uint8Array, start: number, end: number, reason: FrameProblem | typeof TOO_LARGE, error: string): void;
 }
 
+/** A frame the event-time guard holds: its bytes copied out of the fetched (or read) buffers. */
+interface HeldRef {
+  source: FrameSource;
+  data: Buffer;
+  /** Its root ts, unix seconds. */
+  ts: number;
+}
+
+const IMPLAUSIBLE_TIME = 'implausible-time';
+
 /** The counting core: frames in, verdicts counted, late and invalid frames to `side`. */
 class FrameCounter {
   readonly summary: UniqueUsersSummary;
-  operator: UniqueUsersPerMinute;
+  operator: UniqueUsersPerMinute<HeldRef>;
   side: SideRecords | null = null;
   readonly #config: UniqueUsersConfig;
   readonly #reader: UserFrameReader;
@@ -119,7 +134,7 @@ class FrameCounter {
     this.#trackOffsets = trackOffsets;
     this.#reader = new UserFrameReader({ decode: decodeUtf8, validateStrings: config.strict });
     this.operator = this.#newOperator();
-    this.summary = { frames: 0, counted: 0, late: 0, invalid: 0, invalidReasons: {}, alreadyEmitted: 0, minutes: 0, seconds: 0, framesPerSecond: 0, approximate: config.approx };
+    this.summary = { frames: 0, counted: 0, late: 0, invalid: 0, invalidReasons: {}, implausible: 0, alreadyEmitted: 0, minutes: 0, seconds: 0, framesPerSecond: 0, approximate: config.approx };
   }
 
   /** Forgets every open minute and partition (a revoked assignment). */
@@ -127,10 +142,13 @@ class FrameCounter {
     this.operator = this.#newOperator();
   }
 
-  #newOperator(): UniqueUsersPerMinute {
+  #newOperator(): UniqueUsersPerMinute<HeldRef> {
     const config = this.#config;
     const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new ExactDistinct();
-    return new UniqueUsersPerMinute({ allowedLatenessMs: config.allowedLatenessMs, counter });
+    return new UniqueUsersPerMinute<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs: config.maxTimeSkewMs, counter }, {
+      released: (ref, _eventTimeMs, verdict) => this.#verdict(ref.source, ref.data, 0, ref.data.length, ref.ts, verdict),
+      implausible: (ref, eventTimeMs, skewMs, streamTimeMs) => this.#implausible(ref, eventTimeMs, skewMs, streamTimeMs),
+    });
   }
 
   /** The hot path: one frame's bytes [start, end) of `data`. */
@@ -163,7 +181,22 @@ class FrameCounter {
       return;
     }
     const offset = this.#trackOffsets && 'offset' in source ? source.offset : undefined;
-    const verdict = this.operator.add(partition, reader.ts * 1000, reader.uidAscii ?? reader.uid, offset);
+    const ts = reader.ts;
+    const verdict = this.operator.add(partition, ts * 1000, reader.uidAscii ?? reader.uid, offset);
+    if (verdict === null) {
+      this.summary.counted++;
+      return;
+    }
+    if (verdict.reason === 'held') {
+      // Rare (a ts far from its partition's stream time): the frame's bytes outlive the batch.
+      this.operator.hold(partition, ts * 1000, reader.uid, offset, heldRef(source, data, start, end, ts));
+      return;
+    }
+    this.#verdict(source, data, start, end, ts, verdict);
+  }
+
+  /** A counted frame's verdict: counted, already emitted, or late (to the late topic with how late). */
+  #verdict(source: FrameSource, data: Uint8Array, start: number, end: number, ts: number, verdict: LateFrame | typeof ALREADY_EMITTED | null): void {
     if (verdict === null) {
       this.summary.counted++;
       return;
@@ -175,9 +208,9 @@ class FrameCounter {
     this.summary.late++;
     const lateBy = verdict.lateByMs / 1000;
     const allowed = this.#config.allowedLatenessMs / 1000;
-    const eventMinute = minuteIso(Math.floor((reader.ts * 1000) / 60_000) * 60_000);
+    const eventMinute = minuteIso(Math.floor((ts * 1000) / 60_000) * 60_000);
     const error = verdict.reason === 'beyond-lateness'
-      ? `ts ${reader.ts} is ${lateBy} s behind its partition's newest ts, more than the allowed ${allowed} s`
+      ? `ts ${ts} is ${lateBy} s behind its partition's stream time, more than the allowed ${allowed} s`
       : `minute ${eventMinute} was already emitted`;
     this.side!.late(source, data, start, end, verdict.reason, error, {
       'x-late-by-seconds': String(lateBy),
@@ -186,6 +219,18 @@ class FrameCounter {
       'x-event-minute': eventMinute,
       ...lineOf(source),
     });
+  }
+
+  /** A held frame the stream never confirmed: to the late topic as `implausible-time`, with how far off it was. */
+  #implausible(ref: HeldRef, eventTimeMs: number, skewMs: number | null, streamTimeMs: number | null): void {
+    this.summary.implausible++;
+    const headers: Record<string, string> = { 'x-event-time': minuteIsoish(eventTimeMs), ...lineOf(ref.source) };
+    if (skewMs !== null) headers['x-time-skew-ms'] = String(skewMs);
+    if (streamTimeMs !== null) headers['x-stream-time'] = minuteIsoish(streamTimeMs);
+    const error = skewMs === null || streamTimeMs === null
+      ? `ts ${ref.ts} (${minuteIsoish(eventTimeMs)}): its partition's first frames never agreed on a time near it`
+      : `ts ${ref.ts} (${minuteIsoish(eventTimeMs)}) is ${describeSkew(skewMs)} its partition's stream time ${minuteIsoish(streamTimeMs)}, and the stream did not confirm it`;
+    this.side!.late(ref.source, ref.data, 0, ref.data.length, IMPLAUSIBLE_TIME, error, headers);
   }
 
   finish(): UniqueUsersSummary {
@@ -197,7 +242,23 @@ class FrameCounter {
 }
 
 function minuteIsoish(ms: number): string {
-  return Number.isFinite(ms) ? new Date(ms).toISOString() : String(ms);
+  return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : String(ms);
+}
+
+/** A held frame's reference: its record (or stdin position) and a copy of its bytes. */
+function heldRef(source: FrameSource, data: Uint8Array, start: number, end: number, ts: number): HeldRef {
+  const bytes = copy(data, start, end);
+  // A fetched record points into its fetch response (getters): keep copies, not the response.
+  const own: FrameSource = 'line' in source ? source : {
+    topic: source.topic,
+    partition: source.partition,
+    offset: source.offset,
+    timestamp: source.timestamp,
+    key: source.key && Buffer.from(source.key),
+    value: bytes,
+    headers: source.headers.map(([name, value]) => [name, Buffer.from(value)] as const),
+  };
+  return { source: own, data: bytes, ts };
 }
 
 /**
@@ -315,16 +376,20 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
     if (Number.isFinite(counter.operator.watermarkMs)) metrics.watermarkLagSeconds.set({ pipeline: PIPELINE }, (context.now - counter.operator.watermarkMs) / 1000);
   }
 
-  /** Partitions fetched without frames for --idle-timeout stop holding minutes back; all of them quiet: flush. */
+  /** Partitions fetched without frames for --idle-timeout stop holding minutes back; all of them quiet: decide held frames, flush. */
   onIdle(context: IdleContext): void {
+    this.#counter.side = sideRecordsOf(context);
     const operator = this.#counter.operator;
     // Only a partition at its end is idle: one with records waiting (behind a stall of the
     // pipeline's own, such as an output send being retried) still holds its minutes open.
     for (const { partition, caughtUp } of context.quiet) if (caughtUp) operator.idle(partition);
+    // All quiet: held frames are decided (counted or implausible), then every open minute goes out.
+    if (context.allQuiet) operator.decideHeld();
     this.#emitMinutes(context.allQuiet ? [...operator.close(), ...operator.flush()] : operator.close(), context);
   }
 
   onEnd(context: EndContext): void {
+    this.#counter.side = sideRecordsOf(context);
     const operator = this.#counter.operator;
     for (const { partition } of context.ended) operator.finish(partition);
     this.#emitMinutes(context.finished ? [...operator.close(), ...operator.flush()] : operator.close(), context);
@@ -357,7 +422,7 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
 const EMPTY = new Uint8Array(0);
 
 /** Side records through the runtime: late frames to the late topic, the others to dead letters. */
-function sideRecordsOf(context: ProcessContext): SideRecords {
+function sideRecordsOf(context: Pick<ProcessContext, 'reject'>): SideRecords {
   return {
     late: (source, _data, _start, _end, reason, error, headers) => context.reject(source as LogRecord, reason, error, { outcome: 'late', headers }),
     invalid: (source, _data, _start, _end, reason, error) => context.reject(source as LogRecord, reason, error),
@@ -374,7 +439,7 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
   const emit = minuteSink(config, deps, counter);
   const progress = setInterval(() => {
     const s = counter.summary;
-    deps.logger.info({ frames: s.frames, late: s.late, invalid: s.invalid, openMinutes: counter.operator.openMinutes, watermark: minuteIsoish(counter.operator.watermarkMs) }, 'unique-users progress');
+    deps.logger.info({ frames: s.frames, late: s.late, invalid: s.invalid, implausible: s.implausible, held: counter.operator.held, openMinutes: counter.operator.openMinutes, watermark: minuteIsoish(counter.operator.watermarkMs) }, 'unique-users progress');
   }, 10_000);
   progress.unref();
   try {

@@ -61,7 +61,7 @@ export interface QuietPartition {
   readonly caughtUp: boolean;
 }
 
-export interface IdleContext extends Pick<ProcessContext, 'now' | 'emit' | 'commitSoon'> {
+export interface IdleContext extends Pick<ProcessContext, 'now' | 'emit' | 'reject' | 'commitSoon'> {
   /**
    * Partitions fetched without a record for at least the idle interval. A partition that
    * cannot be fetched (its leader lost) is never quiet: its records may be waiting.
@@ -71,7 +71,7 @@ export interface IdleContext extends Pick<ProcessContext, 'now' | 'emit' | 'comm
   readonly allQuiet: boolean;
 }
 
-export interface EndContext extends Pick<ProcessContext, 'now' | 'emit' | 'commitSoon'> {
+export interface EndContext extends Pick<ProcessContext, 'now' | 'emit' | 'reject' | 'commitSoon'> {
   /** Partitions that just reached the end offset they had at the start of a bounded run. */
   readonly ended: readonly TopicPartition[];
   /** Every partition has: the run commits and returns after this call. */

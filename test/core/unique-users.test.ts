@@ -2,8 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExactDistinct, HyperLogLog } from '../../src/core/hyperloglog.ts';
 import { seededRandom } from '../../src/core/random.ts';
-import { UniqueUsersPerMinute } from '../../src/core/unique-users.ts';
-import type { MinuteCount } from '../../src/core/unique-users.ts';
+import { HELD, UniqueUsersPerMinute } from '../../src/core/unique-users.ts';
+import type { HeldFrameSink, MinuteCount } from '../../src/core/unique-users.ts';
 import { userTrackerFrames } from '../../src/core/user-tracker-frames.ts';
 import { referenceUniqueUsers } from '../users/reference.ts';
 
@@ -12,6 +12,28 @@ const s = (seconds: number) => (T0 + seconds) * 1000;
 
 function operator(options: { latenessS?: number } = {}) {
   return new UniqueUsersPerMinute({ allowedLatenessMs: (options.latenessS ?? 5) * 1000, counter: () => new ExactDistinct() });
+}
+
+/** The pipeline's operator: behind an event-time guard of 10 minutes. */
+function guarded(sink: HeldFrameSink<string>, latenessS = 5) {
+  return new UniqueUsersPerMinute<string>({ allowedLatenessMs: latenessS * 1000, maxTimeSkewMs: 600_000, counter: () => new ExactDistinct() }, sink);
+}
+
+/** Feeds frames through a guarded operator as the pipeline does; what the guard decides later is recorded. */
+class GuardedRun {
+  readonly released: Array<{ uid: string; verdict: string | null }> = [];
+  readonly implausible: Array<{ uid: string; skewMs: number | null }> = [];
+  readonly op = guarded({
+    released: (uid, _t, verdict) => this.released.push({ uid, verdict: verdict?.reason ?? null }),
+    implausible: (uid, _t, skewMs) => this.implausible.push({ uid, skewMs }),
+  });
+
+  /** The frame's verdict now: null (counted), 'held', or why it is late. */
+  add(partition: number, seconds: number, uid: string, offset?: bigint): string | null {
+    const verdict = this.op.add(partition, s(seconds), uid, offset);
+    if (verdict === HELD) this.op.hold(partition, s(seconds), uid, offset, uid);
+    return verdict?.reason ?? null;
+  }
 }
 
 const minute = (offset: number, uniqueUsers: number, frames: number, late = 0): MinuteCount => ({
@@ -137,17 +159,19 @@ describe('UniqueUsersPerMinute', () => {
 
     for (const seed of ['a', 'b', 'c']) {
       const order = seededRandom(`unique-users/order/${seed}`);
-      const op = operator();
+      let late = 0;
+      const op = guarded({ released: (_ref, _t, verdict) => void (verdict !== null && late++), implausible: () => assert.fail('no far-off ts in this data') });
       for (let p = 0; p < partitions; p++) op.expect(p);
       const next = new Array(partitions).fill(0);
       const emitted: MinuteCount[] = [];
-      let late = 0;
       while (next.some((n, p) => n < perPartition[p].length)) {
         const p = order.int(0, partitions - 1);
         // Deliver a random-sized run from one partition, as fetches do.
         for (let k = order.int(1, 200); k > 0 && next[p] < perPartition[p].length; k--) {
           const frame = JSON.parse(perPartition[p][next[p]++]) as { uid: string; ts: string | number };
-          if (op.add(p, Number(frame.ts) * 1000, frame.uid) !== null) late++;
+          const verdict = op.add(p, Number(frame.ts) * 1000, frame.uid);
+          if (verdict === HELD) op.hold(p, Number(frame.ts) * 1000, frame.uid, undefined, frame.uid);
+          else if (verdict !== null) late++;
         }
         if (next[p] === perPartition[p].length) op.finish(p);
         emitted.push(...op.close());
@@ -155,6 +179,99 @@ describe('UniqueUsersPerMinute', () => {
       emitted.push(...op.flush());
       assert.equal(late, expected.late.length, `late frames, order ${seed}`);
       assert.deepEqual(emitted, expected.minutes, `minutes, order ${seed}`);
+    }
+  });
+});
+
+describe('UniqueUsersPerMinute behind the event-time guard', () => {
+  const YEAR = 365.25 * 86_400;
+
+  it('holds a frame 100 years ahead: the watermark and the later frames are untouched, it is refused once the stream moved on by the skew', () => {
+    const run = new GuardedRun();
+    run.op.expect(0);
+    assert.deepEqual([run.add(0, 0, 'a'), run.add(0, 1, 'b')], ['held', 'held'], 'before the first agreement');
+    assert.equal(run.add(0, 2, 'c'), null, 'three agree: stream time 0');
+    assert.deepEqual(run.released, [{ uid: 'a', verdict: null }, { uid: 'b', verdict: null }]);
+    assert.equal(run.add(0, 3 + 100 * YEAR, 'x'), 'held', 'the flipped frame');
+    for (let t = 3; t < 700; t++) assert.equal(run.add(0, t, `u${t % 50}`), null, `the frame at ${t} s counts`);
+    assert.deepEqual(run.implausible.map((f) => f.uid), ['x']);
+    assert.ok(run.implausible[0].skewMs! > 99 * YEAR * 1000, 'with how far ahead it was');
+    const closed = run.op.close();
+    assert.equal(run.op.watermarkMs, s(697 - 5), 'the watermark: the stream time agreed by the last frames, minus the lateness');
+    const minutes = [...closed, ...run.op.flush()];
+    assert.deepEqual(minutes.map((m) => m.start - T0), Array.from({ length: 12 }, (_, i) => i * 60), 'no minute outside the real range');
+    assert.equal(minutes.reduce((n, m) => n + m.frames, 0), 700, 'every good frame counted');
+  });
+
+  it('counts a frame ahead by more than the skew once the stream reaches it', () => {
+    const run = new GuardedRun();
+    for (let t = 0; t < 10; t++) run.add(0, t, 'a');
+    assert.equal(run.add(0, 10 + 900, 'early'), 'held', '15 minutes ahead');
+    for (let t = 10; t < 400; t++) assert.equal(run.add(0, t, 'a'), null);
+    assert.deepEqual(run.released, [{ uid: 'a', verdict: null }, { uid: 'a', verdict: null }, { uid: 'early', verdict: null }], 'released when the stream came within 10 minutes');
+    assert.deepEqual(run.implausible, []);
+    const minutes = [...run.op.close(), ...run.op.flush()];
+    assert.deepEqual(minutes.at(-1), { ...minute(900, 1, 1), late: 0 }, 'counted in its own minute');
+  });
+
+  it('follows a stream that really jumps a day ahead: nothing after the jump is dropped, the minutes before it close', () => {
+    const run = new GuardedRun();
+    for (let t = 0; t < 120; t++) run.add(0, t, `u${t}`);
+    for (let t = 86_400; t < 86_520; t++) run.add(0, t, `v${t}`);
+    assert.deepEqual(run.released.slice(2).map((r) => r.verdict), [null, null], 'the first two after the jump were held, then counted');
+    assert.deepEqual(run.implausible, []);
+    assert.deepEqual(run.op.close().map((m) => [m.start - T0, m.frames]), [[0, 60], [60, 60], [86_400, 60]], 'the stream time followed the jump');
+    assert.deepEqual(run.op.flush().map((m) => [m.start - T0, m.frames]), [[86_460, 60]]);
+  });
+
+  it('decides what is still held at the end of the input, and keeps a held frame\'s offset pending until then', () => {
+    const run = new GuardedRun();
+    for (let t = 0; t < 5; t++) run.add(0, t, 'a', BigInt(t));
+    run.add(0, 5 - 4096, 'flipped', 5n);
+    run.add(0, 6, 'a', 6n);
+    run.op.close();
+    assert.deepEqual(run.op.pendingOffsets(), new Map([[0, 0n]]));
+    run.op.flush();
+    assert.deepEqual(run.op.pendingOffsets(), new Map([[0, 5n]]), 'the held frame still needs its offset');
+    run.op.finish(0);
+    assert.deepEqual(run.implausible, [{ uid: 'flipped', skewMs: (5 - 4096 - 2) * 1000 }], 'implausible, with its skew from the stream time (2 s: the flipped frame kept 3 and 4 from agreeing)');
+    assert.deepEqual(run.op.pendingOffsets(), new Map());
+  });
+
+  it('on random streams with 0.1% to 2% of ts hit by a flipped bit (12 to 31): minutes equal the reference over the untouched frames', () => {
+    for (const seed of ['a', 'b', 'c', 'd', 'e', 'f']) {
+      const random = seededRandom(`unique-users/bitflip/${seed}`);
+      const share = [0.001, 0.005, 0.02][random.int(0, 2)];
+      const partitions = random.int(1, 3);
+      const generator = userTrackerFrames({ random: seededRandom(`unique-users/bitflip-frames/${seed}`), perSecond: 10, users: 300, bytes: 200 });
+      const untouched: Array<{ partition: number; text: string }> = [];
+      const all: Array<{ partition: number; uid: string; ts: number; flipped: boolean }> = [];
+      for (let i = 0; i < 8000; i++) {
+        const frame = generator.next().value!;
+        const partition = random.int(0, partitions - 1);
+        if (random.next() < share) {
+          all.push({ partition, uid: frame.uid, ts: frame.ts ^ (1 << random.int(12, 31)), flipped: true });
+        } else {
+          all.push({ partition, uid: frame.uid, ts: frame.ts, flipped: false });
+          untouched.push({ partition, text: JSON.stringify({ uid: frame.uid, ts: frame.ts }) });
+        }
+      }
+      const expected = referenceUniqueUsers(untouched);
+      const run = new GuardedRun();
+      for (let p = 0; p < partitions; p++) run.op.expect(p);
+      const minutes: MinuteCount[] = [];
+      let late = 0;
+      for (const f of all) {
+        const verdict = run.add(f.partition, (f.ts >>> 0) - T0, f.flipped ? `flipped-${f.uid}` : f.uid);
+        if (verdict !== null && verdict !== 'held') late++;
+        minutes.push(...run.op.close());
+      }
+      for (let p = 0; p < partitions; p++) run.op.finish(p);
+      minutes.push(...run.op.close(), ...run.op.flush());
+      const flipped = all.filter((f) => f.flipped).length;
+      assert.equal(late + run.released.filter((r) => r.verdict !== null).length, expected.late.length, `late, seed ${seed}`);
+      assert.deepEqual(minutes, expected.minutes, `minutes, seed ${seed} (${flipped} flipped of ${all.length}, ${partitions} partitions)`);
+      assert.deepEqual(run.implausible.map((f) => f.uid).sort(), all.filter((f) => f.flipped).map((f) => `flipped-${f.uid}`).sort(), `every flipped frame refused, seed ${seed}`);
     }
   });
 });

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
-import { parseDate } from '../../src/core/calendar-dates.ts';
+import { DEFAULT_PLAUSIBLE_DATES, parseDate, resolveDateRange } from '../../src/core/calendar-dates.ts';
 import type { DateOrder } from '../../src/core/calendar-dates.ts';
 import { ipVersion, isEmail, normalizeEmail } from '../../src/core/contact-checks.ts';
 import { COUNTRIES, capitalizeWords, editDistance, normalizeCountry } from '../../src/core/countries.ts';
@@ -208,6 +208,30 @@ describe('cleanUser: conforming records', () => {
     assert.equal(cleanUser({ ...base, ip_address: 'fe80::1%eth0' }).ok, false, 'the pure check rejects zone ids');
   });
 
+  // The default range of clean-users on 2026-12-01 at noon: 1900-01-01 .. 2026-12-02T12:00Z.
+  const PLAUSIBLE = resolveDateRange(DEFAULT_PLAUSIBLE_DATES, Date.UTC(2026, 11, 1, 12));
+
+  it('dead-letters dates outside the plausible range as implausible-date, apart from malformed ones; both ends included', () => {
+    const verdict = (date: string) => {
+      const result = cleanUser({ ...base, date }, { plausibleDates: PLAUSIBLE });
+      return result.ok ? result.user.date : result.reason;
+    };
+    assert.equal(verdict('1900-01-01'), '1900-01-01');
+    assert.equal(verdict('1899-12-31'), 'implausible-date');
+    assert.equal(verdict('1899-12-31T23:59:59Z'), 'implausible-date');
+    assert.equal(verdict('2026-12-02'), '2026-12-02', 'tomorrow is within now + 1 day');
+    assert.equal(verdict('2026-12-02T12:00:00Z'), '2026-12-02T12:00:00Z');
+    assert.equal(verdict('2026-12-02T12:00:01Z'), 'implausible-date');
+    assert.equal(verdict('2026-12-02T13:00:00+02:00'), '2026-12-02T11:00:00Z', 'an offset is taken into account');
+    assert.equal(verdict('2026-12-03'), 'implausible-date');
+    assert.equal(verdict('2999-01-01'), 'implausible-date');
+    assert.equal(verdict('4102444800'), 'implausible-date', 'unix seconds of 2100-01-01');
+    assert.equal(verdict('2999-02-30'), 'bad-date', 'an impossible date stays malformed');
+    const result = cleanUser({ ...base, date: '01.01.1850' }, { plausibleDates: PLAUSIBLE });
+    assert.ok(!result.ok && result.detail === 'date 1850-01-01 ("01.01.1850") lies outside the plausible range 1900-01-01T00:00:00.000Z .. 2026-12-02T12:00:00.000Z', !result.ok ? result.detail : '');
+    assert.equal(cleanUser({ ...base, date: '2999-01-01' }).ok, true, 'no range, no check');
+  });
+
   const reasons: Array<[string, unknown, string]> = [
     ['not-json', '{"id":1,', 'not-json'],
     ['not-an-object (array)', '[1,2]', 'not-an-object'],
@@ -222,11 +246,13 @@ describe('cleanUser: conforming records', () => {
     ['bad-date (missing)', JSON.stringify({ ...base, date: null }), 'bad-date'],
     ['bad-date (impossible)', JSON.stringify({ ...base, date: '2021-02-29' }), 'bad-date'],
     ['ambiguous-date', JSON.stringify({ ...base, date: '03/04/2020' }), 'ambiguous-date'],
+    ['implausible-date (2999)', JSON.stringify({ ...base, date: '2999-01-01' }), 'implausible-date'],
+    ['implausible-date (1850)', JSON.stringify({ ...base, date: 'March 4, 1850' }), 'implausible-date'],
     ['missing-country', JSON.stringify({ ...base, country: ' ' }), 'missing-country'],
   ];
   for (const [name, json, reason] of reasons) {
     it(`dead-letters with reason ${name}`, () => {
-      const result = cleanUserJson(json as string);
+      const result = cleanUserJson(json as string, { plausibleDates: PLAUSIBLE });
       assert.equal(result.ok, false);
       if (!result.ok) {
         assert.equal(result.reason, reason);

@@ -109,9 +109,73 @@ describe('clean-users on real Kafka', () => {
     assert.equal((JSON.parse(user.value) as { date: string }).date, '2020-04-03');
   });
 
+  it('dead-letters dates in 2999 and 1850 as implausible-date, apart from malformed dates: produced = clean + dead-lettered, each reason right', async () => {
+    const input = unique('users-dates');
+    const generated = await run(['generate', 'users', '--count', '2000', '--seed', 'clean-users-dates']);
+    assert.equal(generated.code, 0, generated.stderr);
+    const lines = generated.stdout.split('\n').filter((l) => l !== '');
+    // Valid in every other field, with an implausible date in one of the formats the cleaner reads.
+    const implausible = ['2999-01-01', 'March 4, 2999', '2999/12/31', '15-Jun-1850', '01.01.1850', '1850-06-15T12:00:00Z'];
+    const injected = Array.from({ length: 60 }, (_, i) => ({ id: `date-${i}`, date: implausible[i % implausible.length] }));
+    const malformed = Array.from({ length: 6 }, (_, i) => ({ id: `malformed-${i}`, date: i % 2 === 0 ? '2999-02-30' : '1850-13-01' }));
+    const record = ({ id, date }: { id: string; date: string }) => JSON.stringify({ id, first_name: 'Ana', last_name: 'Ruiz', email: `${id}@example.ch`, gender: 'Female', ip_address: '10.1.2.3', date, country: 'peru' });
+    // Spread among the generated records.
+    const texts = [...lines];
+    [...injected, ...malformed].forEach((r, i) => texts.splice((i * 31) % texts.length, 0, record(r)));
+    const replayed = await run(['replay', '-', '--topic', input, '--key', 'id', '--partitions', '3', ...BROKERS], { input: `${texts.join('\n')}\n` });
+    assert.equal(replayed.code, 0, replayed.stderr);
+    const produced = (await log.offsets(input)).reduce((n, p) => n + Number(p.latest - p.earliest), 0);
+    assert.equal(produced, lines.length + injected.length + malformed.length);
+    // What the generated records give without any range (their dates lie in 1950..2023).
+    const before = new Map<string, number>();
+    for (const line of lines) {
+      const result = cleanUserJson(line);
+      const key = result.ok ? 'clean' : result.reason;
+      before.set(key, (before.get(key) ?? 0) + 1);
+    }
+
+    const output = unique('users-dates-out');
+    const dead = unique('users-dates-dead');
+    const result = await run(['clean-users', '--until-end', '--input', input, '--output', output, '--dead-letter-topic', dead, '--stats-topic', unique('users-dates-stats'), '--json', ...BROKERS]);
+    assert.equal(result.code, 0, result.stderr);
+    const summary = jsonLines<{ summary?: { read: number; clean: number; deadLettered: number; reasons: Record<string, number> } }>(result.stdout).at(-1)!.summary!;
+    const clean = await readAll(log, output);
+    const rejected = await readAll(log, dead);
+    assert.equal(clean.length + rejected.length, produced, 'produced = clean + dead-lettered');
+    assert.deepEqual([summary.read, summary.clean, summary.deadLettered], [produced, clean.length, rejected.length]);
+    assert.equal(clean.length, before.get('clean'), 'every generated record that was clean still is');
+    const idOf = (value: string): unknown => {
+      try {
+        return (JSON.parse(value) as { id?: unknown } | null)?.id;
+      } catch {
+        return undefined;
+      }
+    };
+    const idsBy = (reason: string) => rejected.filter((r) => r.headers['x-reason'] === reason).map((r) => idOf(r.value)).filter((id) => typeof id === 'string' && /^(date|malformed)-/.test(id)).sort();
+    assert.deepEqual(idsBy('implausible-date'), injected.map((r) => r.id).sort(), 'each implausible date, and only those');
+    assert.deepEqual(idsBy('bad-date'), malformed.map((r) => r.id).sort(), 'impossible dates stay bad-date');
+    assert.equal(summary.reasons['implausible-date'], injected.length);
+    assert.equal(summary.reasons['bad-date'], (before.get('bad-date') ?? 0) + malformed.length);
+    for (const r of rejected.filter((r) => r.headers['x-reason'] === 'implausible-date')) {
+      assert.match(r.headers['x-error'], /^date (2999|1850)-\d{2}-\d{2}\S* \(".+"\) lies outside the plausible range 1900-01-01T00:00:00\.000Z \.\. \d{4}-/);
+    }
+
+    // A range of one's own: 1800-01-01..now+1d makes the 1850 dates clean; 2999 stays implausible.
+    const wider = await run(['clean-users', '--until-end', '--input', input, '--output', unique('users-dates-out2'), '--dead-letter-topic', unique('users-dates-dead2'), '--stats-topic', unique('users-dates-stats2'), '--plausible-dates', '1800-01-01..now+1d', '--json', ...BROKERS]);
+    assert.equal(wider.code, 0, wider.stderr);
+    const reasons = jsonLines<{ summary?: { reasons: Record<string, number> } }>(wider.stdout).at(-1)!.summary!.reasons;
+    assert.equal(reasons['implausible-date'], injected.filter((r) => r.date.includes('2999')).length);
+  });
+
   it('validates its flags with one line', async () => {
     const result = await run(['clean-users', '--date-order', 'ydm']);
     assert.equal(result.code, 2);
     assert.equal(result.stderr, 'tickflow clean-users: --date-order: expects one of dmy, mdy, got "ydm" (see --help)\n');
+    const range = await run(['clean-users', '--plausible-dates', '2000-01-01..1990-01-01']);
+    assert.equal(range.code, 2);
+    assert.equal(range.stderr, 'tickflow clean-users: --plausible-dates: FROM is after TO (expects FROM..TO such as 1900-01-01..now+1d), got "2000-01-01..1990-01-01" (see --help)\n');
+    const relative = await run(['clean-users', '--plausible-dates', '1900-01-01..now+soon']);
+    assert.equal(relative.code, 2);
+    assert.match(relative.stderr, /^tickflow clean-users: --plausible-dates: "now\+soon" is not now plus or minus a duration such as 1d or 12h/);
   });
 });

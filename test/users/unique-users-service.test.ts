@@ -17,7 +17,7 @@ const PARTITIONS = 3;
 function config(overrides: Partial<UniqueUsersConfig> = {}): UniqueUsersConfig {
   return {
     input: 'frames', output: 'minutes', lateTopic: 'late', deadLetterTopic: 'dead', group: 'uu', untilEnd: false,
-    allowedLatenessMs: 5000, idleTimeoutMs: 300, approx: false, precision: 14, strict: false, partitions: 1, threads: 1,
+    allowedLatenessMs: 5000, maxTimeSkewMs: 600_000, idleTimeoutMs: 300, approx: false, precision: 14, strict: false, partitions: 1, threads: 1,
     format: 'auto', maxRecordBytes: 1 << 20, ...overrides,
   };
 }
@@ -123,5 +123,47 @@ describe('unique-users service on the runtime (embedded log)', () => {
     const summary = await second.done;
     assert.deepEqual(await minutesIn(log, 'minutes'), expectedMinutes(all));
     assert.deepEqual([summary.frames, summary.alreadyEmitted, summary.minutes], [90, 0, 1], 'the second run re-read only the open minute');
+  });
+
+  it('a frame the event-time guard holds keeps its offset needed: after a restart it is re-read and sent as implausible-time, the minutes stay exact', async () => {
+    const log = new MemoryLog();
+    await log.createTopics([{ name: 'frames', partitions: PARTITIONS }]);
+    const all = frames();
+    const producer = log.producer();
+    const send = async (list: Array<{ partition: number; uid: string; ts: number }>) => {
+      for (const f of list) await producer.send('frames', [{ value: JSON.stringify({ uid: f.uid, ts: f.ts }), partition: f.partition }]);
+    };
+    // Partition 0: six frames (offsets 0..5), then one whose ts has bit 30 flipped (offset 6: 34 years behind).
+    const flipped = { partition: 0, uid: 'flipped', ts: (T0 + 12) ^ (1 << 30) };
+    await send(all.filter((f) => f.partition === 0 && f.ts <= T0 + 10));
+    await send([flipped]);
+    await send(all.filter((f) => f.ts < T0 + 150 && !(f.partition === 0 && f.ts <= T0 + 10)));
+    const first = service(log, { idleTimeoutMs: 60_000 });
+    try {
+      await until(async () => (await minutesIn(log, 'minutes')).length === 2, 'the closed minutes');
+    } finally {
+      first.stop();
+      await first.done;
+    }
+    assert.deepEqual(await log.committed('uu', 'frames'), new Map([[0, 6n], [1, 60n], [2, 60n]]), 'partition 0: the held frame\'s offset, below the open minute\'s (61)');
+    await send(all.filter((f) => f.ts >= T0 + 150));
+    const second = service(log);
+    try {
+      await until(async () => (await minutesIn(log, 'minutes')).length >= 3, 'the last minute');
+    } finally {
+      second.stop();
+    }
+    const summary = await second.done;
+    assert.deepEqual(await minutesIn(log, 'minutes'), expectedMinutes(all), 'every minute once, without the flipped frame');
+    const side: Array<{ reason: string; offset: string; skew: number }> = [];
+    for await (const batch of log.readRange({ topic: 'late' })) {
+      for (const r of batch) {
+        const header = (name: string) => r.headers.find(([k]) => k === name)?.[1].toString('utf8') ?? '';
+        side.push({ reason: header('x-reason'), offset: `${header('x-source-partition')}@${header('x-source-offset')}`, skew: Number(header('x-time-skew-ms')) });
+      }
+    }
+    assert.deepEqual(side.map(({ reason, offset }) => ({ reason, offset })), [{ reason: 'implausible-time', offset: '0@6' }], 'the held frame, decided after the restart');
+    assert.ok(side[0].skew < -34 * 365 * 86_400_000, `${side[0].skew} ms behind`);
+    assert.deepEqual([summary.implausible, summary.late], [1, 0]);
   });
 });

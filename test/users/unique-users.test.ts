@@ -14,7 +14,7 @@ import { BIN } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { readTopicIndependently } from '../helpers/independent-reader.ts';
 import { BROKERS, jsonLines, readAll, run, unique } from './helpers.ts';
-import { referenceUniqueUsers } from './reference.ts';
+import { referenceUniqueUsers, rootUidTs } from './reference.ts';
 import type { ReferenceFrame, ReferenceMinute } from './reference.ts';
 
 function frames(seed: string, count: number, options: Partial<Omit<FrameOptions, 'random'>> = {}): string[] {
@@ -66,6 +66,17 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     assert.match(summary, / 4 invalid \(missing-ts 1, missing-uid 1, bad-ts 1, not-json 1\)/);
   });
 
+  it('a frame 100 years ahead and one in 1970: later frames are not late, minutes exact over the others, both implausible-time', async () => {
+    const texts = frames('stray', 6000, { disorderSeconds: 5 });
+    const strays = ['{"uid":"from-2116","ts":4622004340}', '{"uid":"from-1970","ts":86400}'];
+    const withStrays = [...texts.slice(0, 100), strays[0], ...texts.slice(100, 3000), strays[1], ...texts.slice(3000)];
+    const expected = referenceUniqueUsers(asSinglePartition(texts));
+    assert.equal(expected.late.length, 0);
+    const { minutes, summary } = await overStdin(withStrays);
+    assert.deepEqual(minutes, expected.minutes);
+    assert.match(summary, /: 6,000 counted, 0 late, 0 invalid, 2 implausible-time; \d+ minutes to stdout\n$/);
+  });
+
   it('--approx: HyperLogLog counts within its error of the exact ones', async () => {
     const texts = frames('approx', 20_000, { perSecond: 150, users: 200_000 });
     const exact = referenceUniqueUsers(asSinglePartition(texts)).minutes;
@@ -86,6 +97,9 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     const same = await run(['unique-users', '--input', 'a', '--output', 'a']);
     assert.equal(same.code, 2);
     assert.match(same.stderr, /--input: must differ/);
+    const skew = await run(['unique-users', '--max-time-skew', '2s', '--allowed-lateness', '5s']);
+    assert.equal(skew.code, 2);
+    assert.equal(skew.stderr, 'tickflow unique-users: --max-time-skew: must be at least --allowed-lateness (5000ms), got 2000ms (see --help)\n');
   });
 });
 
@@ -126,17 +140,18 @@ describe('unique-users on real Kafka', () => {
       '{"uid":"x","ts":"soon"}',
       '{"ts":"1468244401","uid":"decoy","uid":"Zürich-用户-😀","ts":1468244402,"meta":{"uid":"inner","ts":0}}',
       '{"ts":"1468244402.5","\\u0075id":"Zürich-用户-😀"}',
-      // A minute of its own, hours later: three users, one of them written with an escape.
-      '{"ts":1468300020,"uid":"Zürich-用户-😀"}',
-      '{"ts":1468300021,"uid":"Genève-👍"}',
-      '{"ts":1468300022,"uid":"esc\\u0061ped"}',
-      '{"ts":1468300023,"uid":"escaped"}',
-      '{"ts":1468300024,"uid":"Zürich-用户-😀"}',
+      // A minute of its own, minutes after the rest (within --max-time-skew of it: these few
+      // frames count at once): three users, one of them written with an escape.
+      '{"ts":1468244640,"uid":"Zürich-用户-😀"}',
+      '{"ts":1468244641,"uid":"Genève-👍"}',
+      '{"ts":1468244642,"uid":"esc\\u0061ped"}',
+      '{"ts":1468244643,"uid":"escaped"}',
+      '{"ts":1468244644,"uid":"Zürich-用户-😀"}',
     ];
     const { topic, stored } = await topicWith(texts, 'uu-tricky', ['not json at all']);
     const expected = referenceUniqueUsers(stored);
     assert.equal(expected.invalid, 4);
-    assert.deepEqual(expected.minutes.at(-1), { minute: '2016-07-12T05:07:00Z', start: 1468300020, uniqueUsers: 3, frames: 5, late: 0 });
+    assert.deepEqual(expected.minutes.at(-1), { minute: '2016-07-11T13:44:00Z', start: 1468244640, uniqueUsers: 3, frames: 5, late: 0 });
     for (const threads of ['2', '1']) {
       const output = unique(`uu-tricky-out-${threads}`);
       const deadTopic = unique(`uu-tricky-dead-${threads}`);
@@ -178,7 +193,7 @@ describe('unique-users on real Kafka', () => {
     );
     for (const r of late) {
       assert.equal(r.headers['x-reason'], 'beyond-lateness');
-      assert.match(r.headers['x-error'], /behind its partition's newest ts/);
+      assert.match(r.headers['x-error'], /behind its partition's stream time/);
       assert.equal(r.headers['x-pipeline'], 'unique-users');
       assert.equal(r.headers['x-source-topic'], topic);
       assert.ok(Number(r.headers['x-late-by-seconds']) > 5);
@@ -194,18 +209,82 @@ describe('unique-users on real Kafka', () => {
     assert.equal((await readAll(log, lateTopic)).length, 2 * expected.late.length);
   });
 
+  it('(b) 0.1% of frames with one random bit of ts flipped (bits 12 to 31): real minutes exact over the untouched frames, none outside the real range, every flipped frame on the side topic as implausible-time; --until-end and as a service', async () => {
+    // 24,000 frames over 20 minutes of event time; 0.1% get one bit of their root ts flipped.
+    const random = seededRandom('uu-bitflip/flips');
+    const generated = frames('bitflip', 24_000, { perSecond: 20, duplicateKeyShare: 0 });
+    const flippedTexts = new Map<string, { ts: number; original: number }>();
+    const texts = generated.map((text) => {
+      if (random.next() >= 0.001) return text;
+      const original = rootUidTs(text)!.ts;
+      const ts = (original ^ (1 << random.int(12, 31))) >>> 0;
+      const flipped = text.replace(new RegExp(`"ts":("?)${original}(?=[",}])`), `"ts":$1${ts}`);
+      assert.equal(rootUidTs(flipped)?.ts, ts, 'the root ts is the flipped one');
+      flippedTexts.set(flipped, { ts, original });
+      return flipped;
+    });
+    assert.ok(flippedTexts.size >= 12 && flippedTexts.size <= 40, `about 0.1% flipped (${flippedTexts.size})`);
+    const { topic, stored, offsets } = await topicWith(texts, 'uu-bitflip');
+    const at = (partition: number, offset: bigint) => `${partition}@${offset}`;
+    const flipped = new Map<string, { ts: number; original: number }>();
+    stored.forEach((f, i) => {
+      const flip = flippedTexts.get(f.text);
+      if (flip) flipped.set(at(f.partition, offsets[i]), flip);
+    });
+    assert.equal(flipped.size, flippedTexts.size);
+    // The exact answer, recomputed from the untouched frames alone.
+    const expected = referenceUniqueUsers(stored.filter((f) => !flippedTexts.has(f.text)));
+    assert.equal(expected.late.length, 0, 'the untouched frames are on time');
+    const realTimes = stored.filter((f) => !flippedTexts.has(f.text)).map((f) => rootUidTs(f.text)!.ts);
+    const [first, last] = [Math.min(...realTimes), Math.max(...realTimes)];
+
+    const check = async (output: string, lateTopic: string, how: string) => {
+      const minutes = (await readAll(log, output)).map((r) => JSON.parse(r.value) as ReferenceMinute);
+      assert.deepEqual(minutes, expected.minutes, `${how}: every minute exactly as counted over the untouched frames`);
+      for (const m of minutes) assert.ok(m.start >= Math.floor(first / 60) * 60 && m.start <= last, `${how}: minute ${m.minute} lies in the real range`);
+      const side = await readAll(log, lateTopic);
+      assert.deepEqual(side.map((r) => at(Number(r.headers['x-source-partition']), BigInt(r.headers['x-source-offset']))).sort(), [...flipped.keys()].sort(), `${how}: every flipped frame, and nothing else, on the side topic`);
+      for (const r of side) {
+        const flip = flipped.get(at(Number(r.headers['x-source-partition']), BigInt(r.headers['x-source-offset'])))!;
+        assert.equal(r.headers['x-reason'], 'implausible-time');
+        const skew = Number(r.headers['x-time-skew-ms']);
+        assert.ok(Math.abs(skew) > 600_000 && Math.sign(skew) === Math.sign(flip.ts - flip.original), `${how}: skew ${skew} ms, beyond the 10 minutes and the flip's way`);
+        assert.ok(Math.abs(skew - (flip.ts - flip.original) * 1000) <= 20 * 60_000, `${how}: skew ${skew} ms is the flip (${flip.ts - flip.original} s) give or take the stream's 20 minutes`);
+        assert.equal(r.headers['x-event-time'], new Date(flip.ts * 1000).toISOString());
+        assert.match(r.headers['x-error'], /(ahead of|behind) its partition's stream time .* and the stream did not confirm it/);
+        assert.equal(rootUidTs(r.value)?.ts, flip.ts, 'the original frame bytes');
+      }
+    };
+
+    const output = unique('uu-bitflip-out');
+    const lateTopic = unique('uu-bitflip-late');
+    const result = await run(['unique-users', '--until-end', '--input', topic, '--output', output, '--late-topic', lateTopic, '--dead-letter-topic', unique('uu-bitflip-dead'), '--json', ...BROKERS]);
+    assert.equal(result.code, 0, result.stderr);
+    const summary = JSON.parse(result.stdout) as { frames: number; counted: number; late: number; invalid: number; implausible: number };
+    assert.deepEqual([summary.frames, summary.counted, summary.late, summary.invalid, summary.implausible], [texts.length, texts.length - flipped.size, 0, 0, flipped.size]);
+    await check(output, lateTopic, '--until-end');
+
+    // The service: a group member, idle after the topic is read (all quiet: minutes flushed, held frames decided).
+    const serviceOutput = unique('uu-bitflip-svc-out');
+    const serviceLate = unique('uu-bitflip-svc-late');
+    const service = spawn(process.execPath, [BIN, 'unique-users', '--input', topic, '--output', serviceOutput, '--group', unique('uu-bitflip-group'), '--idle-timeout', '2s',
+      '--late-topic', serviceLate, '--dead-letter-topic', unique('uu-bitflip-svc-dead'), ...BROKERS], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const closed = once(service, 'close');
+    const count = async (name: string) => (await log.offsets(name).catch(() => [])).reduce((n, p) => n + Number(p.latest), 0);
+    for (let attempt = 0; attempt < 480 && ((await count(serviceOutput)) < expected.minutes.length || (await count(serviceLate)) < flipped.size); attempt++) await sleep(250);
+    service.kill('SIGTERM');
+    const [code] = await closed;
+    assert.equal(code, 0);
+    await check(serviceOutput, serviceLate, 'service');
+  });
+
   it('as a service: commits only what emitted minutes no longer need, so a restart emits every minute once, complete', async () => {
     const texts = frames('service', 8000, { disorderSeconds: 5 });
     const { topic, stored } = await topicWith(texts, 'uu-svc');
     const expected = referenceUniqueUsers(stored);
     assert.equal(expected.late.length, 0);
     // Minutes the watermark closes without an idle flush: those ending at or before the lowest partition watermark.
-    const newest = new Map<number, number>();
-    for (const f of stored) {
-      const { ts } = JSON.parse(f.text) as { ts: string | number };
-      newest.set(f.partition, Math.max(newest.get(f.partition) ?? -Infinity, Number(ts)));
-    }
-    const combined = Math.min(...newest.values()) - 5;
+    const combined = Math.min(...expected.streamTimes.values()) - 5;
     const closable = expected.minutes.filter((m) => m.start + 60 <= combined).length;
     assert.ok(closable >= 1 && closable < expected.minutes.length, 'some minutes stay open without the idle flush');
 

@@ -1,8 +1,10 @@
+import { DEFAULT_PLAUSIBLE_DATES, isoInstantMs, parseDate } from '../../core/calendar-dates.ts';
+import type { DateBound } from '../../core/calendar-dates.ts';
 import { describeSummary } from '../../core/country-stats.ts';
 import { runCleanUsers } from '../../pipelines/clean-users.ts';
 import type { CleanUsersSummary, CountryWindow } from '../../pipelines/clean-users.ts';
 import { defineCommand } from '../command.ts';
-import { badFlag, bool, duration, int, oneOf, str } from '../flags.ts';
+import { badFlag, bool, duration, durationMs, int, oneOf, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 
 export const command = defineCommand({
@@ -15,9 +17,12 @@ export const command = defineCommand({
     'ISO 8601 (every format that reads one way only; 03/04/2020 needs --date-order); e-mail and IP',
     '(v4 or v6) validated. Records that cannot be conformed go, byte for byte, to --dead-letter-topic',
     'with headers x-reason (not-json, not-an-object, missing-id, bad-email, bad-ip, bad-date,',
-    'ambiguous-date, missing-country, too-large), x-error, x-source-topic, x-source-partition,',
-    'x-source-offset and x-pipeline; a value over --max-record-bytes is not parsed (too-large), and',
-    'a dead letter too large for its topic goes as a reference (docs/dead-letters.md).',
+    'ambiguous-date, implausible-date, missing-country, too-large), x-error, x-source-topic,',
+    'x-source-partition, x-source-offset and x-pipeline; a value over --max-record-bytes is not',
+    'parsed (too-large), and a dead letter too large for its topic goes as a reference',
+    '(docs/dead-letters.md).',
+    'A date outside --plausible-dates (default 1900-01-01..now+1d; "now" is when the record is',
+    'cleaned) is implausible-date: a real date, but not one a user record can carry.',
     'Per tumbling --window of record time, prints and sends to --stats-topic the most and least',
     'represented countries (ties listed) and the number of distinct users (by id).',
     '--until-end: a bounded run up to the end offsets seen at start.',
@@ -32,6 +37,7 @@ export const command = defineCommand({
     window: { type: 'string', value: 'DURATION', default: '1m', description: 'Tumbling window for the country statistics (record time)' },
     'allowed-lateness': { type: 'string', value: 'DURATION', default: '5s', description: 'How long a window waits for records written out of order' },
     'idle-timeout': { type: 'string', value: 'DURATION', default: '30s', description: 'Report open windows after this long without records' },
+    'plausible-dates': { type: 'string', value: 'FROM..TO', default: '1900-01-01..now+1d', description: 'Dates outside this range are dead-lettered implausible-date; each end a date (2000-01-01) or now, now+DURATION, now-DURATION' },
     'date-order': { type: 'string', value: 'ORDER', description: 'dmy or mdy: how to read numeric dates such as 03/04/2020 (default: reject as ambiguous)' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for the output topics if they have to be created' },
     'max-record-bytes': MAX_RECORD_BYTES_FLAG,
@@ -62,6 +68,7 @@ export const command = defineCommand({
       allowedLatenessMs,
       idleTimeoutMs: duration(values, 'idle-timeout', 30_000, { minMs: 100 }),
       dateOrder: order,
+      plausibleDates: plausibleDates(str(values, 'plausible-dates')),
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       maxRecordBytes: maxRecordBytes(values),
     };
@@ -73,6 +80,27 @@ export const command = defineCommand({
     out.write(shared.json ? `${JSON.stringify({ summary })}\n` : `${describe(summary, config)}\n`);
   },
 });
+
+/** `FROM..TO`: each end a date parseDate reads one way, or now, now+DURATION, now-DURATION. */
+function plausibleDates(raw: string | undefined): readonly [DateBound, DateBound] {
+  if (raw === undefined) return DEFAULT_PLAUSIBLE_DATES;
+  const ends = raw.split('..');
+  const problem = (detail: string) => badFlag('plausible-dates', `${detail} (expects FROM..TO such as 1900-01-01..now+1d), got "${raw}"`);
+  if (ends.length !== 2) throw problem('needs two ends separated by ..');
+  const bounds = ends.map((end): DateBound => {
+    const relative = /^now(?:([+-])(.+))?$/.exec(end.trim());
+    if (relative) {
+      const ms = relative[2] === undefined ? 0 : durationMs(relative[2]);
+      if (ms === null) throw problem(`"${end}" is not now plus or minus a duration such as 1d or 12h`);
+      return { nowOffsetMs: relative[1] === '-' ? -ms : ms };
+    }
+    const date = parseDate(end);
+    if (!date.ok) throw problem(`"${end}" is not a date: ${date.detail}`);
+    return { atMs: isoInstantMs(date.iso) };
+  }) as [DateBound, DateBound];
+  if ('atMs' in bounds[0] && 'atMs' in bounds[1] && bounds[0].atMs > bounds[1].atMs) throw problem('FROM is after TO');
+  return bounds;
+}
 
 function describe(s: CleanUsersSummary, config: { output: string; deadLetterTopic: string }): string {
   const reasons = Object.entries(s.reasons).map(([r, n]) => `${r} ${n}`).join(', ');

@@ -14,12 +14,16 @@ export const command = defineCommand({
     'repeated root key counts by its last occurrence, as JSON.parse would. One JSON record per minute',
     'goes to --output: {"minute","start","uniqueUsers","frames","late"}.',
     '',
-    'Each partition has a watermark, its newest ts minus --allowed-lateness; a frame below it is late',
-    'and goes to --late-topic with how late it was (headers x-reason, x-late-by-seconds). A minute',
-    'is emitted once the lowest watermark of the partitions still delivering passes its end. Frames',
-    'without a usable uid or ts go to --dead-letter-topic with the reason (header x-reason); frames',
-    'over --max-record-bytes are not parsed (x-reason too-large). Side records are the original',
-    'bytes with x-reason, x-error, x-source-topic, x-source-partition, x-source-offset, x-pipeline.',
+    'Each partition has a watermark, its stream time minus --allowed-lateness; a frame below it is late',
+    'and goes to --late-topic with how late it was (headers x-reason, x-late-by-seconds). Stream time',
+    'moves only to a ts the next two frames agree with: a frame farther than --max-time-skew from it',
+    '(a flipped bit, year 2999) never moves the watermark; it is held until the stream comes near it',
+    '(then it counts) or goes to --late-topic as implausible-time (x-time-skew-ms); see',
+    'docs/event-time.md. A minute is emitted once the lowest watermark of the partitions still',
+    'delivering passes its end. Frames without a usable uid or ts go to --dead-letter-topic with the',
+    'reason (header x-reason); frames over --max-record-bytes are not parsed (x-reason too-large).',
+    'Side records are the original bytes with x-reason, x-error, x-source-topic, x-source-partition,',
+    'x-source-offset, x-pipeline.',
     '',
     'With --until-end: reads every partition up to the end offsets seen at start, flushes the last',
     'minutes and exits (a batch run; the same input always gives the same output). Without it: a',
@@ -35,7 +39,8 @@ export const command = defineCommand({
     'dead-letter-topic': { type: 'string', value: 'TOPIC', default: 'dead-letters', description: 'Topic for frames without a usable uid/ts' },
     group: { type: 'string', value: 'NAME', default: 'unique-users', description: 'Consumer group (service mode)' },
     'until-end': { type: 'boolean', description: 'Read up to the end offsets seen at start, flush, exit (no group)' },
-    'allowed-lateness': { type: 'string', value: 'DURATION', default: '5s', description: 'How far behind its partition\'s newest ts a frame may be' },
+    'allowed-lateness': { type: 'string', value: 'DURATION', default: '5s', description: 'How far behind its partition\'s stream time a frame may be' },
+    'max-time-skew': { type: 'string', value: 'DURATION', default: '10m', description: 'A ts farther than this from its partition\'s stream time is held, then counted or sent to --late-topic as implausible-time (docs/event-time.md)' },
     'idle-timeout': { type: 'string', value: 'DURATION', default: '30s', description: 'Flush open minutes after this long without frames; idle partitions stop holding the watermark' },
     approx: { type: 'boolean', description: 'Count with HyperLogLog instead of exact sets' },
     precision: { type: 'string', value: 'P', default: '14', description: 'HyperLogLog precision (4..18; 14 → 16 KiB per minute, ~0.81% error)' },
@@ -53,6 +58,8 @@ export const command = defineCommand({
   ],
   configure(values) {
     const allowedLatenessMs = duration(values, 'allowed-lateness', 5000);
+    const maxTimeSkewMs = duration(values, 'max-time-skew', 600_000, { minMs: 1 });
+    if (maxTimeSkewMs < allowedLatenessMs) throw badFlag('max-time-skew', `must be at least --allowed-lateness (${allowedLatenessMs}ms), got ${maxTimeSkewMs}ms`);
     const idleTimeoutMs = duration(values, 'idle-timeout', 30_000, { minMs: 100 });
     const input = str(values, 'input') || 'user-tracker';
     const output = str(values, 'output') || 'unique-users';
@@ -68,6 +75,7 @@ export const command = defineCommand({
       group: str(values, 'group') || 'unique-users',
       untilEnd: bool(values, 'until-end'),
       allowedLatenessMs,
+      maxTimeSkewMs,
       idleTimeoutMs,
       approx: bool(values, 'approx'),
       precision: int(values, 'precision', 14, { min: 4, max: 18 }),
@@ -93,6 +101,7 @@ function describe(s: UniqueUsersSummary, output: string): string {
   return [
     `${s.frames.toLocaleString('en-US')} frames in ${s.seconds.toFixed(1)} s (${s.framesPerSecond.toLocaleString('en-US')} frames/s): `,
     `${s.counted.toLocaleString('en-US')} counted, ${s.late} late, ${s.invalid} invalid${reasons ? ` (${reasons})` : ''}`,
+    s.implausible > 0 ? `, ${s.implausible} implausible-time` : '',
     s.alreadyEmitted > 0 ? `, ${s.alreadyEmitted} already emitted` : '',
     `; ${s.minutes} minutes to ${output === '-' ? 'stdout' : output}${s.approximate ? ' (approximate)' : ''}`,
   ].join('');
