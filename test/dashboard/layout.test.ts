@@ -23,7 +23,7 @@ const NOW = Date.now();
 const WINDOWS = stockWindows({ AMZN: 50, MSFT: 50, AAPL: 50, SOLO: 1 }, NOW);
 const SOLO_START = WINDOWS.find((w) => w.ticker === 'SOLO')!.windowStart / 1000;
 const MINUTES = minuteRecords(45, NOW);
-const WIDTHS = process.env.LAYOUT_WIDTHS ? process.env.LAYOUT_WIDTHS.split(",").map(Number) : [1280, 1400, 1920];
+const WIDTHS = [1024, 1280, 1400, 1920];
 
 /**
  * A viewer whose clock reads 11 a.m. now: the longest local time labels ("10:49:50am").
