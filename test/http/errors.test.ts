@@ -114,8 +114,10 @@ describe('API errors: one envelope for every status', () => {
     for (const method of ['GET', 'POST', 'DELETE']) assertEnvelope(validate, await request(base, '/v2/nothing', { method }), 'NOT_FOUND');
   });
 
-  it('404 NOT_FOUND for a file the docs do not have (the route exists for GET)', async () => {
-    assertEnvelope(validate, await request(base, '/docs/static/no-such-file.js'), 'NOT_FOUND');
+  it('404 NOT_FOUND for a file the docs do not have (the route exists for GET), a dotfile or a way out of their folder', async () => {
+    for (const path of ['/docs/static/no-such-file.js', '/docs/static/.hidden', '/docs/static/..%2f..%2fpackage.json', '/docs/static/%2e%2e/%2e%2e/package.json']) {
+      assertEnvelope(validate, await request(base, path), 'NOT_FOUND');
+    }
   });
 
   it('405 METHOD_NOT_ALLOWED with an Allow header for another method on a known path', async () => {
