@@ -250,10 +250,10 @@ function renderThroughput(throughput) {
 function renderLag(lag) {
   document.getElementById('lag-at').textContent = lag ? `end offset − position, as of ${hhmmss(lag.at)} UTC` : '';
   fillTable('lag', (lag?.consumers ?? []).map((c) => el('tr', { 'data-consumer': c.name, 'data-topic': c.topic },
-    // Names are the user's and can be long: they wrap rather than push the table out of its card.
+    // Consumer names are the user's and can be long: they wrap rather than push the table out of its card.
     el('td', { className: 'wrap' }, c.name),
-    el('td', { className: 'muted wrap' }, c.kind === 'stored' ? 'offsets in PostgreSQL' : 'Kafka group'),
-    el('td', { className: 'wrap' }, c.topic),
+    el('td', { className: 'muted spaces' }, c.kind === 'stored' ? 'offsets in PostgreSQL' : 'Kafka group'),
+    el('td', {}, c.topic),
     cell(String(c.partitions)),
     cell(format.int.format(c.consumed)),
     // A position past the log end (see the problems below) has no meaningful lag.
