@@ -1,11 +1,13 @@
 /**
- * Every error status the API can answer, over a real socket, each body checked against
+ * Every error status the API can answer, over a real socket (a raw one where a request
+ * must arrive during shutdown), each body checked against
  * the error envelope's schema as the served OpenAPI document states it, and the code
  * against the status the catalogue gives it. Then the leaks: with an unmigrated database,
  * an absent one and an unreachable one, no response (API, readiness, dashboard snapshot)
  * carries a SQLSTATE, a URL, a user name, the driver's text or a stack.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import type { ValidateFunction } from 'ajv';
@@ -143,6 +145,51 @@ describe('API errors: one envelope for every status', () => {
 
   it('431 HEADERS_TOO_LARGE for headers over Node\'s limit, answered before Fastify sees the request', async () => {
     assertEnvelope(validate, await request(base, '/v1/get-prices', { headers: { 'x-padding': 'p'.repeat(20_000) } }), 'HEADERS_TOO_LARGE');
+  });
+
+  it('503 SHUTTING_DOWN, with Connection: close, for a request that arrives while the API closes', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let asked!: () => void;
+    const inFlight = new Promise<void>((resolve) => (asked = resolve));
+    const slow: Queryable = {
+      query: async () => {
+        asked();
+        await gate;
+        return { rows: [], rowCount: 0 };
+      },
+    };
+    const closing = await buildApp({ db: slow });
+    // Registered after the API's own hooks, so these run after them: the close has begun; the late request was answered.
+    const closeBegun = new Promise<void>((resolve) => closing.addHook('preClose', async () => resolve()));
+    let answered!: () => void;
+    const lateAnswered = new Promise<void>((resolve) => (answered = resolve));
+    closing.addHook('onSend', async (request, _reply, payload) => {
+      if (request.url === '/healthz') answered();
+      return payload;
+    });
+    const url = new URL(await closing.listen({ host: '127.0.0.1', port: 0 }));
+    const socket = connect(Number(url.port), '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk) => (text += chunk));
+    const ended = new Promise((resolve) => socket.on('close', resolve));
+    // A request in flight keeps the connection open while the API closes; the next one on it arrives during the close.
+    socket.write('GET /v1/get-prices HTTP/1.1\r\nHost: api\r\n\r\n');
+    await inFlight;
+    const closed = closing.close();
+    await closeBegun;
+    socket.write('GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n');
+    await lateAnswered;
+    release();
+    await closed;
+    await ended;
+    const responses = text.split(/(?=HTTP\/1\.1 )/);
+    assert.equal(responses.length, 2, text);
+    assert.match(responses[0], /^HTTP\/1\.1 200 /, 'the request in flight is answered');
+    const [head, body] = responses[1].split('\r\n\r\n');
+    const headers = new Headers(head.split('\r\n').slice(1).map((line): [string, string] => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()]));
+    assert.equal(headers.get('connection'), 'close');
+    assertEnvelope(validate, { status: Number(head.split(' ')[1]), headers, text: body }, 'SHUTTING_DOWN');
   });
 
   it('500 INTERNAL for an unexpected failure, without its text', async () => {
