@@ -6,6 +6,7 @@ import { TickflowError, isTickflowError } from '../core/errors.ts';
 import type { Log } from '../log/types.ts';
 import type { Database } from '../db/types.ts';
 import type { Command, CommandContext, FlagSpec, FlagValues } from './command.ts';
+import { argvPasswordWarnings } from './argv-secrets.ts';
 import { SHARED_FLAGS, resolveShared, withEnvironment } from './config.ts';
 import type { SharedConfig } from './config.ts';
 import { loadCommandFor, loadCommands } from './registry.ts';
@@ -58,6 +59,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
       allowPositionals: true,
       strict: true,
     });
+    for (const warning of argvPasswordWarnings(parsed.values as FlagValues)) io.err.write(warning);
     if (parsed.values.help) {
       io.out.write(commandHelp(command));
       return 0;

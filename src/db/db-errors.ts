@@ -82,6 +82,32 @@ export function toDbError(error: unknown, where: string): TickflowError {
   return new TickflowError('DB_ERROR', `${prefix} on ${where}: ${reason}`, details, { cause: error });
 }
 
+/**
+ * SQLSTATEs that mean the schema tickflow expects is not there (yet): the database has
+ * not been migrated, or not to this version.
+ */
+const SCHEMA_MISSING_SQLSTATES = new Set([
+  '42P01', // undefined_table
+  '42703', // undefined_column
+  '42883', // undefined_function
+  '42704', // undefined_object (a type)
+  '3F000', // invalid_schema_name
+  '3D000', // invalid_catalog_name: the database itself does not exist
+]);
+
+/** The SQLSTATE of a pg error, or of the one a TickflowError wraps. */
+export function sqlState(error: unknown): string | undefined {
+  if (isTickflowError(error)) return typeof error.details.code === 'string' ? error.details.code : undefined;
+  const code = typeof error === 'object' && error !== null ? (error as PgErrorFields).code : undefined;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** The database answered, but lacks the tables (or database) tickflow's migrations create. */
+export function isSchemaMissing(error: unknown): boolean {
+  const code = sqlState(error);
+  return code !== undefined && SCHEMA_MISSING_SQLSTATES.has(code);
+}
+
 export function isUnavailable(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
   const code = (error as PgErrorFields).code;

@@ -3,11 +3,17 @@
  * under a data dir and served on a private socket so the SAME pg driver and code path
  * serve both backends.
  *
+ * The socket is a Unix socket in a fresh directory of mode 0700 (and the socket itself
+ * 0600): PGlite accepts any user without a password, so only this OS user may reach it —
+ * never a TCP port another local user (or a slow outside query holding PGlite's one
+ * connection) could use.
+ *
  * PGlite is single-connection and pglite-socket's multi-connection mode has deadlock
  * bugs, so the pool holds exactly one connection: queries queue in the pool, and a
  * transaction keeps that connection from BEGIN to COMMIT, so transactions never overlap.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
@@ -23,7 +29,7 @@ export const MEMORY = 'memory://';
 export interface PgliteOptions {
   /** Where the data lives (default `.tickflow/pglite`); `memory://` keeps it in memory only. */
   dataDir?: string;
-  /** Serve on a unix socket in this directory instead of an ephemeral 127.0.0.1 port. */
+  /** The directory of the unix socket (made mode 0700); default a fresh one under the OS temp dir, removed on close. */
   socketDir?: string;
   logger?: DbLogger;
 }
@@ -38,16 +44,22 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
   }
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
+  // A short path under the temp dir: unix socket paths are limited to ~104 bytes, data dirs are not.
+  const socketDir = options.socketDir ?? mkdtempSync(join(tmpdir(), 'tickflow-pglite-'));
+  const removeSocketDir = options.socketDir ? () => {} : () => rmSync(socketDir, { recursive: true, force: true });
   try {
+    chmodSync(socketDir, 0o700);
     db = await PGlite.create({ dataDir });
     // Unix sockets follow libpq's naming so pg can find them from a directory + port.
-    const socketPath = options.socketDir ? join(options.socketDir, '.s.PGSQL.5432') : undefined;
+    const socketPath = join(socketDir, '.s.PGSQL.5432');
     // maxConnections 2, not 1: our pool only ever holds one live connection, but after a
     // connection breaks, the replacement may arrive before the server notices the close.
-    server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, path: socketPath, maxConnections: 2 });
+    server = new PGLiteSocketServer({ db, path: socketPath, maxConnections: 2 });
     await server.start();
+    chmodSync(socketPath, 0o600);
     const pool = new pg.Pool({
-      ...(socketPath ? { host: options.socketDir, port: 5432 } : hostPort(server.getServerConn())),
+      host: socketDir,
+      port: 5432,
       user: 'postgres',
       database: 'postgres',
       max: 1,
@@ -65,6 +77,7 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
           await socket.stop();
           await pglite.close();
         } finally {
+          removeSocketDir();
           unlock();
         }
       },
@@ -74,12 +87,8 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database>
   } catch (error) {
     await server?.stop().catch(() => {});
     await db?.close().catch(() => {});
+    removeSocketDir();
     unlock();
     throw new TickflowError('DB_ERROR', `cannot open embedded database ${dataDir}: ${(error as Error).message}`, { dataDir }, { cause: error });
   }
-}
-
-function hostPort(conn: string): { host: string; port: number } {
-  const colon = conn.lastIndexOf(':');
-  return { host: conn.slice(0, colon), port: Number(conn.slice(colon + 1)) };
 }

@@ -21,6 +21,8 @@ export interface CountsRow extends Omit<PartitionCounts, 'firstOffset'> {
   topic: string;
   partition: number;
   firstOffset: bigint;
+  /** The consumer's stored offset for the partition, read in the same snapshot; null if it keeps none. */
+  nextOffset: bigint | null;
 }
 
 /** Adds counts for several partitions of one topic, inside the caller's transaction. */
@@ -59,7 +61,12 @@ export async function resetCounts(db: Queryable, consumer: string, topic: string
   await db.query('DELETE FROM pipeline_counts WHERE consumer = $1 AND topic = $2 AND partition = ANY($3::int[])', [consumer, topic, [...partitions]]);
 }
 
-/** Counts by consumer, topic and partition (for `monitor`). */
+/**
+ * Counts by consumer, topic and partition (for `monitor`), each with the stored offset it
+ * must reconcile with. One statement, so one snapshot: the sink commits its counts and its
+ * offset together, and reading them in two statements could put a commit between them
+ * (counts that include a batch the offset read before it does not: a false "extra").
+ */
 export async function listCounts(db: Queryable): Promise<CountsRow[]> {
   const { rows } = await db.query<{
     consumer: string;
@@ -70,7 +77,13 @@ export async function listCounts(db: Queryable): Promise<CountsRow[]> {
     invalid: string;
     late: string;
     dropped: string;
-  }>('SELECT consumer, topic, partition, first_offset, accepted, invalid, late, dropped FROM pipeline_counts ORDER BY consumer, topic, partition');
+    next_offset: string | null;
+  }>(
+    `SELECT c.consumer, c.topic, c.partition, c.first_offset, c.accepted, c.invalid, c.late, c.dropped, o.next_offset
+     FROM pipeline_counts c
+     LEFT JOIN stored_offsets o ON o.consumer = c.consumer AND o.topic = c.topic AND o.partition = c.partition
+     ORDER BY c.consumer, c.topic, c.partition`,
+  );
   return rows.map((r) => ({
     consumer: r.consumer,
     topic: r.topic,
@@ -80,6 +93,7 @@ export async function listCounts(db: Queryable): Promise<CountsRow[]> {
     invalid: Number(r.invalid),
     late: Number(r.late),
     dropped: Number(r.dropped),
+    nextOffset: r.next_offset === null ? null : BigInt(r.next_offset),
   }));
 }
 

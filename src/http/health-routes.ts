@@ -16,7 +16,8 @@ export function registerHealthRoutes(app: FastifyInstance, deps: { db: Queryable
   app.get('/readyz', { schema: { summary: 'Readiness: the database is reachable and migrated', tags: ['operations'], response: { 200: status, 503: status } } }, async (request, reply) => {
     const outages = currentOutages();
     if (outages.length > 0) {
-      const reason = outages.map((o) => `waiting for ${o.dependency} since ${new Date(o.since).toISOString()} (${o.action}: ${o.lastError})`).join('; ');
+      // The outage's error (addresses, SQLSTATEs) is in the log already; the client gets what and since when.
+      const reason = outages.map((o) => `waiting for ${o.dependency} since ${new Date(o.since).toISOString()}`).join('; ');
       return reply.status(503).send({ status: 'not ready', reason });
     }
     const timeoutMs = deps.readyTimeoutMs ?? 2_000;

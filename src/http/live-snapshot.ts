@@ -6,8 +6,11 @@
  *
  * One LiveSnapshots per app: however many pages watch, the sources are read at most once
  * per `minAgeMs`, and only while someone asks. Each section fails on its own: a missing
- * table or an unreachable broker empties that section and says why in `notes`.
+ * table or an unreachable broker empties that section and says why in `notes`, in words
+ * fit for anyone who can open the page (no SQLSTATE, URL or broker address: the server log
+ * has the error itself).
  */
+import { isTickflowError } from '../core/errors.ts';
 import { MovingVolatility } from '../core/volatility.ts';
 import { latestIndicatorStates, recentStockWindows } from '../db/dashboard-queries.ts';
 import type { KeptIndicatorState, RecentWindow } from '../db/dashboard-queries.ts';
@@ -15,6 +18,7 @@ import type { Queryable } from '../db/types.ts';
 import type { Log } from '../log/types.ts';
 import { collectSnapshot } from '../observability/reconciliation.ts';
 import type { Problem } from '../observability/reconciliation.ts';
+import { publicError } from './error-handler.ts';
 import { ThroughputHistory } from './live-throughput.ts';
 import type { ThroughputView, TopicTotals } from './live-throughput.ts';
 import { UniqueUsersFeed } from './live-unique-users.ts';
@@ -96,6 +100,7 @@ export interface LagView {
 
 export interface DashboardSnapshot {
   at: string;
+  /** Which kind of log feeds the page (no broker addresses: anyone who can open it sees this). */
   log: { kind: 'kafka' | 'memory'; description: string } | null;
   stocks: TickerView[] | null;
   indicators: IndicatorView[] | null;
@@ -161,9 +166,8 @@ export class LiveSnapshots {
       try {
         return await read();
       } catch (error) {
-        const message = (error as Error)?.message ?? String(error);
-        this.#deps.logger?.warn({ err: message, section: name }, 'dashboard section unavailable');
-        notes.push(`${name}: ${message}`);
+        this.#deps.logger?.warn({ err: (error as Error)?.message ?? String(error), section: name }, 'dashboard section unavailable');
+        notes.push(`${name}: ${sectionTrouble(error)}`);
         return null;
       }
     };
@@ -187,7 +191,7 @@ export class LiveSnapshots {
     if (indicators?.length === 0) notes.push('indicators: no indicator state yet (run tickflow indicators)');
     const snapshot: DashboardSnapshot = {
       at: new Date(this.#now()).toISOString(),
-      log: log ? { kind: log.kind, description: log.description } : null,
+      log: log ? { kind: log.kind, description: log.kind === 'kafka' ? 'Kafka' : 'embedded in-process log' } : null,
       stocks,
       indicators,
       uniqueUsers,
@@ -248,6 +252,16 @@ export class LiveSnapshots {
     this.#throughput.observe(this.#now(), totals);
     return this.#throughput.view();
   }
+}
+
+/** Why a section could not be read, without the error's own text (that goes to the log). */
+function sectionTrouble(error: unknown): string {
+  if (isTickflowError(error, 'LOG_UNAVAILABLE') || isTickflowError(error, 'LOG_LOST')) return 'the log is unavailable; retrying';
+  if (isTickflowError(error, 'UNKNOWN_TOPIC')) return 'a topic it reads does not exist yet';
+  const trouble = publicError(error);
+  if (trouble.code === 'NOT_READY') return 'the database is not migrated yet (run tickflow migrate)';
+  if (trouble.code === 'DATABASE_UNAVAILABLE') return 'the database is unavailable; retrying';
+  return 'could not be read; the server log has the details';
 }
 
 /**

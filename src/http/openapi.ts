@@ -4,7 +4,15 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { ApiErrorCodes } from './errors.ts';
 
+const ERROR_RESPONSE = { $ref: 'ApiError#' } as const;
+
 export async function registerOpenApi(app: FastifyInstance): Promise<void> {
+  // Every documented route answers its errors in the one envelope: say so in its responses.
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as { hide?: boolean; response?: Record<string, unknown> } | undefined;
+    if (!schema || schema.hide) return;
+    schema.response = { '4XX': ERROR_RESPONSE, '5XX': ERROR_RESPONSE, ...schema.response };
+  });
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -13,7 +21,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         version: '1',
         description: [
           'Aggregated stock prices from the `aggregate stocks` pipeline, and the live dashboard (/dashboard) with its data.',
-          'Errors always have the body `{"error": {"code", "message", "parameter"?}}`; codes:',
+          'Errors, whatever their status, always have the body `{"error": {"code", "message", "parameter"?}}` (schema `ApiError`);',
+          'a 405 also names the allowed methods in its `Allow` header. Messages never carry internal detail. Codes:',
           ...Object.entries(ApiErrorCodes).map(([code, { status, description }]) => `- \`${code}\` (${status}): ${description}`),
         ].join('\n'),
       },

@@ -102,6 +102,33 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
   const notes: string[] = [];
   const problems: Problem[] = [];
   const names = options.topics ?? (await log.listTopics()).filter((t) => !t.startsWith('__'));
+
+  // Positions first, log offsets after: a log end only grows, so a position can then lie
+  // past it only if it truly does. Read the other way round, a consumer that caught up
+  // with records written between the two reads would look past the end.
+  const ignore = options.ignoreGroups ?? [];
+  const committedByGroup: Array<{ group: string; topic: string; positions: Map<number, bigint> }> = [];
+  for (const group of await log.groups()) {
+    if (ignore.some((prefix) => group.startsWith(prefix))) continue;
+    for (const topic of names) {
+      const committed = await log.committed(group, topic);
+      if (committed.size > 0) committedByGroup.push({ group, topic, positions: new Map(committed) });
+    }
+  }
+  const stored = new Map<string, Map<number, bigint>>();
+  let counts: Awaited<ReturnType<typeof listCounts>> = [];
+  let rejections: Awaited<ReturnType<typeof listRejectionCounts>> = [];
+  if (db) {
+    for (const row of await listStoredOffsets(db)) {
+      const key = `${row.consumer}\u0000${row.topic}`;
+      if (!stored.has(key)) stored.set(key, new Map());
+      stored.get(key)!.set(row.partition, row.nextOffset);
+    }
+    // Counts and the offsets they reconcile with come from one statement (one snapshot).
+    counts = await listCounts(db);
+    rejections = await listRejectionCounts(db);
+  }
+
   const topics: TopicView[] = [];
   for (const topic of names) {
     const partitions = await log.offsets(topic);
@@ -141,26 +168,12 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
     };
   };
 
-  const ignore = options.ignoreGroups ?? [];
-  for (const group of await log.groups()) {
-    if (ignore.some((prefix) => group.startsWith(prefix))) continue;
-    for (const topic of topics) {
-      const committed = await log.committed(group, topic.topic);
-      if (committed.size > 0) consumers.push(view('group', group, topic, committed));
-    }
-  }
+  for (const { group, topic, positions } of committedByGroup) consumers.push(view('group', group, byTopic.get(topic)!, positions));
 
   const accounting: AccountingView[] = [];
   const lateness: LateView[] = [];
   if (db) {
-    const stored = await listStoredOffsets(db);
-    const groups = new Map<string, Map<number, bigint>>();
-    for (const row of stored) {
-      const key = `${row.consumer}\u0000${row.topic}`;
-      if (!groups.has(key)) groups.set(key, new Map());
-      groups.get(key)!.set(row.partition, row.nextOffset);
-    }
-    for (const [key, positions] of groups) {
+    for (const [key, positions] of stored) {
       const [name, topicName] = key.split('\u0000');
       const topic = byTopic.get(topicName);
       if (!topic) {
@@ -169,9 +182,9 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
       }
       consumers.push(view('stored', name, topic, positions));
     }
-    for (const row of await listCounts(db)) {
-      const next = groups.get(`${row.consumer}\u0000${row.topic}`)?.get(row.partition);
-      if (next === undefined || (options.topics && !options.topics.includes(row.topic))) continue;
+    for (const row of counts) {
+      const next = row.nextOffset;
+      if (next === null || (options.topics && !options.topics.includes(row.topic))) continue;
       const advanced = Number(next - row.firstOffset);
       const counted = row.accepted + row.invalid + row.late + row.dropped;
       const entry = { consumer: row.consumer, topic: row.topic, partition: row.partition, advanced, accepted: row.accepted, invalid: row.invalid, late: row.late, dropped: row.dropped, unaccounted: advanced - counted };
@@ -183,7 +196,7 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
         });
       }
     }
-    lateness.push(...lateShares(accounting, await listRejectionCounts(db)));
+    lateness.push(...lateShares(accounting, rejections));
     const maxLateShare = options.maxLateShare;
     for (const view of maxLateShare === undefined ? [] : lateness) {
       if (view.share <= maxLateShare!) continue;

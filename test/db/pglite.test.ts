@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -48,6 +48,55 @@ describe('embedded PGlite', () => {
     } finally {
       await db.close();
     }
+  });
+});
+
+/** Inodes of this process's listening TCP sockets (Linux /proc): what another local user could connect to. */
+function listeningTcpInodes(): Set<string> {
+  const mine = new Set(readdirSync('/proc/self/fd').map((fd) => {
+    try {
+      return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1];
+    } catch {
+      return undefined;
+    }
+  }).filter((inode) => inode !== undefined));
+  const listening = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[3] === '0A' && mine.has(fields[9])) listening.add(fields[9]); // 0A: LISTEN
+    }
+  }
+  return listening;
+}
+
+/** Unix socket paths this process listens on (Linux /proc/net/unix, flag 00010000 = listening). */
+function listeningUnixPaths(): string[] {
+  return readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[3] === '00010000' && f[7]?.includes('tickflow-pglite-'))
+    .map((f) => f[7]);
+}
+
+describe('the embedded database is private to this process', () => {
+  it('listens on no TCP port, only on a unix socket (0600) in a fresh 0700 directory, removed on close', async () => {
+    const tcpBefore = listeningTcpInodes();
+    const unixBefore = new Set(listeningUnixPaths());
+    const db = await openPglite({ dataDir: 'memory://' });
+    let socketDir = '';
+    try {
+      assert.equal((await db.query<{ one: number }>('SELECT 1 AS one')).rows[0].one, 1);
+      assert.deepEqual([...listeningTcpInodes()].filter((inode) => !tcpBefore.has(inode)), [], 'a new listening TCP socket');
+      const added = listeningUnixPaths().filter((path) => !unixBefore.has(path));
+      assert.equal(added.length, 1, `one new unix socket: ${added.join(', ')}`);
+      assert.match(added[0], /\/\.s\.PGSQL\.5432$/);
+      socketDir = join(added[0], '..');
+      assert.equal(statSync(socketDir).mode & 0o777, 0o700);
+      assert.equal(statSync(added[0]).mode & 0o777, 0o600);
+    } finally {
+      await db.close();
+    }
+    assert.equal(existsSync(socketDir), false, 'the socket directory is removed on close');
   });
 });
 

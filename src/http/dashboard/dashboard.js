@@ -16,6 +16,7 @@ const format = {
   signedPercent: new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 2, maximumFractionDigits: 2, signDisplay: 'exceptZero' }),
 };
 const hhmmss = (iso) => iso.slice(11, 19);
+const plural = (n, noun) => `${format.int.format(n)} ${noun}${n === 1 ? '' : 's'}`;
 
 /** Colours stay with their ticker or topic across snapshots. */
 const colours = new Map();
@@ -67,7 +68,7 @@ function chart(key, container, shape, options, data) {
     existing?.observer.disconnect();
     container.replaceChildren();
     const width = Math.max(200, container.clientWidth);
-    const plot = new uPlot({ ...options, width }, data, container);
+    const plot = new uPlot({ ...options, width, tzDate: utc, hooks: { draw: [(u) => recordXAxis(u, container)] } }, data, container);
     const observer = new ResizeObserver(() => {
       const w = Math.max(200, container.clientWidth);
       if (w !== plot.width) plot.setSize({ width: w, height: plot.height });
@@ -87,7 +88,42 @@ function dropChart(key) {
   charts.delete(key);
 }
 
-const timeAxis = { ...AXIS, space: 60 };
+/**
+ * What each chart's x axis shows, on its container: the range (unix seconds) and every
+ * label with its centre (CSS px) and font, so a test can check the range and that no
+ * two labels overlap. Read from the axis as uPlot last drew it.
+ */
+function recordXAxis(u, container) {
+  const axis = u.axes[0];
+  container.dataset.xMin = String(u.scales.x.min);
+  container.dataset.xMax = String(u.scales.x.max);
+  container.dataset.xFont = Array.isArray(axis.font) ? axis.font[0] : String(axis.font);
+  container.dataset.xLabels = JSON.stringify((axis._splits ?? []).map((t, i) => ({ text: String(axis._values?.[i] ?? ''), x: u.valToPos(t, 'x') })));
+}
+
+// Times in UTC everywhere on the page, as in the tables.
+const utc = (seconds) => uPlot.tzDate(new Date(seconds * 1000), 'Etc/UTC');
+const two = (n) => String(n).padStart(2, '0');
+/** 24-hour UTC labels; seconds only when ticks are under a minute apart. */
+const timeLabel = (seconds, increment) => {
+  const d = new Date(seconds * 1000);
+  const hm = `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}`;
+  return increment < 60 ? `${hm}:${two(d.getUTCSeconds())}` : hm;
+};
+// `space`: the least pixels between ticks, wide enough for "00:00:00" and a gap at 12 px.
+const timeAxis = { ...AXIS, space: 84, values: (_u, splits, _axis, _space, increment) => splits.map((t) => timeLabel(t, increment)) };
+
+/**
+ * At least `span` seconds on a time axis, centred on the data: a single window is a point
+ * in a sensible frame, not the middle of a two-year axis (uPlot's default for a zero range).
+ */
+const timeRange = (span) => (u, min, max) => {
+  // uPlot widens a one-point time axis to 86,400,000 s before asking (a day counted in ms, applied to seconds).
+  if (u.data[0]?.length === 1) min = max = u.data[0][0];
+  if (min === null || max === null || max - min >= span) return [min, max];
+  const middle = (min + max) / 2;
+  return [middle - span / 2, middle + span / 2];
+};
 const valueAxis = (formatter, size = 60) => ({ ...AXIS, size, values: (_u, values) => values.map((v) => formatter.format(v)) });
 
 /** Price ticks with as many decimals as their spacing needs (a calm ticker's ticks are 0.05 apart). */
@@ -119,7 +155,8 @@ function renderStocks(stocks) {
       cell(change === null ? '–' : format.signedPercent.format(change), `num ${change > 0 ? 'up' : change < 0 ? 'down' : ''}`),
       cell(`${format.int.format(s.latest.minPrice)} – ${format.int.format(s.latest.maxPrice)}`),
       cell(format.int.format(s.latest.sampleCount)),
-      cell(`${hhmmss(s.latest.windowStart)}–${hhmmss(s.latest.windowEnd)}`),
+      // The start only: every window is 30 s, and the range would not fit a 1400 px screen.
+      el('td', { className: 'num window', title: `${s.latest.windowStart} – ${s.latest.windowEnd}` }, hhmmss(s.latest.windowStart)),
     );
   });
   fillTable('stocks', rows);
@@ -139,13 +176,13 @@ function renderStocks(stocks) {
       figure = el('figure', { 'data-key': key }, el('figcaption'), el('div', { className: 'chart', 'data-chart': key, 'data-points': '0' }));
       grid.append(figure);
     }
-    figure.querySelector('figcaption').replaceChildren(el('b', {}, s.ticker), el('span', {}, `${format.price.format(s.latest.averagePrice)} · ${s.history.t.length} windows`));
+    figure.querySelector('figcaption').replaceChildren(el('b', {}, s.ticker), el('span', {}, `${format.price.format(s.latest.averagePrice)} · ${plural(s.history.t.length, 'window')}`));
     const colour = colourOf(s.ticker);
     chart(key, figure.querySelector('.chart'), 'avg', {
       height: 150,
       legend: { show: false },
       cursor: { points: { size: 6 } },
-      scales: { x: { time: true }, y: { range: priceRange } },
+      scales: { x: { time: true, range: timeRange(10 * 30) }, y: { range: priceRange } },
       axes: [timeAxis, priceAxis],
       series: [{}, { label: s.ticker, stroke: colour, width: 2, fill: `${colour}1a`, points: { show: s.history.t.length <= 40, size: 4 } }],
     }, [s.history.t, s.history.average]);
@@ -180,7 +217,7 @@ function renderUniqueUsers(uniqueUsers) {
   chart('users', container, 'bars', {
     height: 200,
     legend: { show: false },
-    scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } }, // bars start at zero
+    scales: { x: { time: true, range: timeRange(10 * 60) }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } }, // bars start at zero
     axes: [timeAxis, valueAxis(format.compact, 50)],
     series: [{}, { label: 'unique users', stroke: '#2563eb', fill: '#2563eb99', width: 1, paths: uPlot.paths.bars({ size: [0.8, 24] }), points: { show: false } }],
   }, [minutes.map((m) => m.start), minutes.map((m) => m.uniqueUsers)]);
@@ -191,7 +228,7 @@ function renderThroughput(throughput) {
   const total = topics.reduce((n, t) => n + (t.recordsPerSecond ?? 0), 0);
   document.getElementById('throughput-total').textContent = topics.some((t) => t.recordsPerSecond !== null) ? format.rate.format(total) : '–';
   fillTable('topics', topics.map((t) => el('tr', { 'data-topic': t.topic },
-    el('td', { className: 'ticker' }, el('i', { style: { background: colourOf(t.topic) } }), t.topic),
+    el('td', { className: 'ticker wrap' }, el('i', { style: { background: colourOf(t.topic) } }), t.topic),
     cell(format.int.format(t.messages)),
     cell(t.recordsPerSecond === null ? '–' : format.rate.format(t.recordsPerSecond), 'num rate'),
   )));
@@ -213,8 +250,9 @@ function renderThroughput(throughput) {
 function renderLag(lag) {
   document.getElementById('lag-at').textContent = lag ? `end offset − position, as of ${hhmmss(lag.at)} UTC` : '';
   fillTable('lag', (lag?.consumers ?? []).map((c) => el('tr', { 'data-consumer': c.name, 'data-topic': c.topic },
-    el('td', {}, c.name),
-    el('td', { className: 'muted' }, c.kind === 'stored' ? 'offsets in PostgreSQL' : 'Kafka group'),
+    // Consumer names are the user's and can be long: they wrap rather than push the table out of its card.
+    el('td', { className: 'wrap' }, c.name),
+    el('td', { className: 'muted spaces' }, c.kind === 'stored' ? 'offsets in PostgreSQL' : 'Kafka group'),
     el('td', {}, c.topic),
     cell(String(c.partitions)),
     cell(format.int.format(c.consumed)),
