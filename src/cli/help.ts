@@ -2,7 +2,7 @@ import type { Command, FlagSpec } from './command.ts';
 import { SHARED_FLAGS } from './config.ts';
 
 function flagLines(flags: Record<string, FlagSpec>): string[] {
-  const rows = Object.entries(flags).map(([name, spec]) => {
+  const rows = Object.entries(flags).filter(([, spec]) => !spec.aliasOf).map(([name, spec]) => {
     const left = `${spec.short ? `-${spec.short}, ` : '    '}--${name}${spec.type === 'string' ? ` ${spec.value ?? 'VALUE'}` : ''}`;
     const extras = [spec.default !== undefined && spec.default !== false ? `default ${spec.default}` : '', spec.env ? `env ${spec.env}` : '']
       .filter(Boolean)
