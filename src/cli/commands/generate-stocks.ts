@@ -49,7 +49,7 @@ export const command = defineCommand({
     spread: { type: 'string', value: 'F', default: '0.1', description: 'Prices within ±F of the mean (0.1 = ±10 %)' },
     count: { type: 'string', short: 'n', value: 'N', description: 'Stop after N messages' },
     duration: { type: 'string', value: 'DURATION', description: 'Stop after this long, e.g. 90s, 10m' },
-    seed: { type: 'string', value: 'S', description: 'Seed for a reproducible stream (default: random, logged)' },
+    seed: { type: 'string', value: 'SEED', description: 'Seed for a reproducible stream (default: random, logged)' },
     start: { type: 'string', value: 'TIME', description: 'Event time of the first message: ISO 8601, or epoch with unit (1714564800s, 1714564800000ms) (default: now)' },
     'start-time': alias('start'),
   },

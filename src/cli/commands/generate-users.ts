@@ -15,7 +15,7 @@ export const command = defineCommand({
     'Same --seed, same bytes. Output: a file (.gz compresses) or stdout.',
   ].join('\n'),
   flags: {
-    count: { type: 'string', value: 'N', default: '1000', description: 'How many records' },
+    count: { type: 'string', short: 'n', value: 'N', default: '1000', description: 'How many records' },
     output: { type: 'string', short: 'o', value: 'FILE', default: '-', description: 'File to write (.gz: gzip), or - for stdout' },
     seed: { type: 'string', value: 'SEED', default: '1', description: 'Seed for reproducible output' },
     format: { type: 'string', value: 'F', default: 'lines', description: 'lines (JSON Lines) or array (one JSON array)' },
@@ -35,7 +35,7 @@ export const command = defineCommand({
   },
   examples: [
     'tickflow generate users --count 10000 -o users.jsonl',
-    'tickflow generate users --count 1000 | tickflow replay - --topic users --brokers 127.0.0.1:9092',
+    'tickflow generate users --count 1000 | tickflow replay - --output users --brokers 127.0.0.1:9092',
     'tickflow generate users --frames --count 1000000 --late-share 0.01 -o frames.jsonl.gz',
   ],
   configure(values) {

@@ -48,7 +48,7 @@ export const command = defineCommand({
     symbols: { type: 'string', value: 'LIST', description: 'SYMBOL[=MEAN[:STDDEV]],... (default AAPL=238:4,MSFT=415:6,AMZN=185:3.5,GOOG=165:3,TSLA=250:9)' },
     'anomaly-rate': { type: 'string', value: 'P', default: '0.005', description: 'Share of ticks replaced by anomalies (0..1)' },
     'anomaly-sigmas': { type: 'string', value: 'K', default: '6', description: 'Anomalies sit K to K+2 stddevs from the mean' },
-    seed: { type: 'string', value: 'S', description: 'Seed for reproducible messages (default: random)' },
+    seed: { type: 'string', value: 'SEED', description: 'Seed for reproducible messages (default: random)' },
     start: { type: 'string', value: 'TIME', description: 'Event time of the first tick: ISO 8601, or epoch with unit (1714564800s, 1714564800000ms) (default: now − N×interval; 2021-03-10T16:00:00Z with --seed)' },
     interval: { type: 'string', value: 'DURATION', default: '100ms', description: 'Event-time spacing between ticks' },
     'batch-size': { type: 'string', value: 'N', default: '5000', description: 'Messages per produce batch' },
