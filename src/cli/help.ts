@@ -37,7 +37,8 @@ export function overviewHelp(commands: readonly Command<unknown>[]): string {
     '',
     'Kafka: --brokers host:port (or KAFKA_BROKERS); without it, the embedded in-process log.',
     'PostgreSQL: --database-url URL (or DATABASE_URL); without it, embedded PGlite in .tickflow/.',
-    'Run `tickflow <command> --help` for its flags.',
+    'Run `tickflow <command> --help` for its flags; every command speaks one vocabulary (docs/cli.md):',
+    '--input/--output topics (- for stdin/stdout), --dead-letter-topic (<input>-dlq), --until-end, --idle-timeout.',
     '',
   ].join('\n');
 }
