@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { loadCommands } from '../../src/cli/registry.ts';
 import { cleanUserJson } from '../../src/core/user-record.ts';
 import { BIN, tickflow } from '../helpers/cli.ts';
+import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { readTopicIndependently } from '../helpers/independent-reader.ts';
+import { privateSchema } from '../indicators/fixtures.ts';
 import type { CliResult } from '../helpers/cli.ts';
 
 /** The embedded log and database, in a data dir of the test's own. */
@@ -173,6 +176,28 @@ describe('- for stdin and stdout', () => {
     assert.equal(summary.read, 300);
     assert.equal(summary.clean, expected.length);
     assert.equal(summary.deadLettered, 300 - expected.length);
+  });
+
+  it('indicators --output - writes to stdout exactly what --output TOPIC writes to the topic (real Kafka)', async () => {
+    const brokers = ['--brokers', KAFKA_BROKERS.join(',')];
+    const input = `cli-stdout-prices-${process.pid}-${Date.now()}`;
+    const schema = await privateSchema('cli_stdout');
+    try {
+      const produced = await tickflow(['produce', 'prices', '-n', '400', '--seed', '5', '--output', input, ...brokers]);
+      assert.equal(produced.code, 0, produced.stderr);
+      const common = ['indicators', '--input', input, '--until-end', '--database-url', schema.url, ...brokers];
+      const toStdout = await tickflow([...common, '--output', '-', '--group', `${input}-a`]);
+      assert.equal(toStdout.code, 0, toStdout.stderr);
+      assert.match(toStdout.stderr, /read 400, published 400 to -, dead-lettered 0/);
+      const toTopic = await tickflow([...common, '--output', `${input}-out`, '--group', `${input}-b`]);
+      assert.equal(toTopic.code, 0, toTopic.stderr);
+      const written = (await readTopicIndependently(KAFKA_BROKERS, `${input}-out`)).map((m) => m.value);
+      const printed = toStdout.stdout.split('\n').filter(Boolean);
+      assert.equal(printed.length, 400);
+      assert.deepEqual([...printed].sort(), [...written].sort());
+    } finally {
+      await schema.drop();
+    }
   });
 
   it('a command that cannot read stdin says why in one line', async () => {

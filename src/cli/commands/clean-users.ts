@@ -81,5 +81,5 @@ export const command = defineCommand({
 
 function describe(s: CleanUsersSummary, config: { output: string; deadLetterTopic: string }): string {
   const reasons = Object.entries(s.reasons).map(([r, n]) => `${r} ${n}`).join(', ');
-  return `read ${s.read}: ${s.clean} clean → ${config.output}, ${s.deadLettered} dead-lettered → ${config.deadLetterTopic}${reasons ? ` (${reasons})` : ''}; ${s.windows} windows in ${s.seconds} s`;
+  return `read ${s.read}: ${s.clean} clean → ${config.output === '-' ? 'stdout' : config.output}, ${s.deadLettered} dead-lettered → ${config.deadLetterTopic}${reasons ? ` (${reasons})` : ''}; ${s.windows} windows in ${s.seconds} s`;
 }
