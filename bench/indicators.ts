@@ -4,7 +4,7 @@
  * 1. The pure operators: updates/s of Ema, MovingVolatility and SymbolIndicators, and of
  *    decode + update + encode (the CPU work per message, no I/O).
  * 2. The pipeline on the real Kafka and PostgreSQL: N seeded prices in a fresh 3-partition
- *    topic, then `tickflow indicators --stop-at-end` as a child process (end to end,
+ *    topic, then `tickflow indicators --until-end` as a child process (end to end,
  *    process start included) and the same pipeline in-process, each with its own group
  *    and output topic; next to a plain read of the same topic (the ceiling for a consumer).
  * Brokers from KAFKA_BROKERS (default 127.0.0.1:9092); PostgreSQL from DATABASE_URL
@@ -136,11 +136,11 @@ export default async function indicatorsBench(args: string[]): Promise<void> {
     rows.push(`| plain read of the topic (log.readRange, no decoding) | ${read.toLocaleString('en-US')} | ${readSeconds.toFixed(2)} | ${rate(read, readSeconds)} | | 1.00x |`);
 
     const cli = measureCli([
-      'indicators', '--topic', input, '--output-topic', topics[2], '--group', `bench-cli-${id}`, '--stop-at-end', '--json',
+      'indicators', '--input', input, '--output', topics[2], '--group', `bench-cli-${id}`, '--until-end', '--json',
       '--brokers', brokers.join(','), '--database-url', url.toString(),
     ]);
     const cliReport = JSON.parse(cli.stdout);
-    rows.push(`| \`tickflow indicators --stop-at-end\` (child process, start-up included) | ${cliReport.read.toLocaleString('en-US')} | ${cli.seconds.toFixed(2)} | ${rate(cliReport.read, cli.seconds)} | ${Math.round(cli.peakRssMiB)} | ${(cliReport.read / cli.seconds / readRate).toFixed(2)}x |`);
+    rows.push(`| \`tickflow indicators --until-end\` (child process, start-up included) | ${cliReport.read.toLocaleString('en-US')} | ${cli.seconds.toFixed(2)} | ${rate(cliReport.read, cli.seconds)} | ${Math.round(cli.peakRssMiB)} | ${(cliReport.read / cli.seconds / readRate).toFixed(2)}x |`);
 
     const db = await openDatabase({ url: url.toString() });
     const start = performance.now();

@@ -30,7 +30,7 @@ export default async function pricesBenchmark(args: string[]): Promise<void> {
 
   try {
     // Producing.
-    const produced = measure(NODE, [bin, 'produce', 'prices', '-n', String(messages), '--topic', topic('tickflow'), '--seed', '1', '--brokers', brokers, '--json']);
+    const produced = measure(NODE, [bin, 'produce', 'prices', '-n', String(messages), '--output', topic('tickflow'), '--seed', '1', '--brokers', brokers, '--json']);
     const summary = JSON.parse(produced.stdout) as { bytes: number };
     const avg = Math.round(summary.bytes / messages);
     const produceRows: Row[] = [
@@ -55,7 +55,7 @@ export default async function pricesBenchmark(args: string[]): Promise<void> {
         consumerPerf,
         () => measure(NODE, [join(ROOT, 'bench/baselines/kafkajs-stats.ts'), brokers, source]),
         () => measure(PYTHON, [join(ROOT, 'bench/baselines/python_stats.py'), brokers, source]),
-        () => measure(NODE, [bin, 'stats', '--topic', source, '--brokers', brokers, '--json']),
+        () => measure(NODE, [bin, 'stats', '--input', source, '--brokers', brokers, '--json']),
       ],
       repeat,
       (m, i) => {

@@ -59,7 +59,7 @@ export default async function usersBenchmark(args: string[]): Promise<void> {
     await writeFile(python, PYTHON_BASELINES);
 
     // 1. Replay the file.
-    const replayed = measure(NODE, [bin, 'replay', file, '--topic', topic('tickflow'), '--brokers', brokers, '--json']);
+    const replayed = measure(NODE, [bin, 'replay', file, '--output', topic('tickflow'), '--brokers', brokers, '--json']);
     const replaySummary = JSON.parse(replayed.stdout) as { records: number; bad: number; recordsPerSecond: number };
     if (replaySummary.records !== frames) throw new Error(`tickflow replay sent ${replaySummary.records} of ${frames}`);
     const replayRows: Row[] = [

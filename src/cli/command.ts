@@ -14,6 +14,16 @@ export interface FlagSpec {
   /** Environment variable that supplies the value when the flag is absent. */
   env?: string;
   multiple?: boolean;
+  /**
+   * A deprecated name of another flag of the same command: its value is read as that flag's,
+   * a one-line warning names the current flag, and help never shows it (docs/cli.md).
+   */
+  aliasOf?: string;
+}
+
+/** A deprecated alias of `flag`: accepted with a warning, hidden from help. */
+export function alias(flag: string): FlagSpec {
+  return { type: 'string', description: `Deprecated alias of --${flag}`, aliasOf: flag };
 }
 
 export type FlagValues = Record<string, string | boolean | string[] | undefined>;

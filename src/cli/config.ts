@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { TickflowError } from '../core/errors.ts';
 import type { FlagSpec, FlagValues } from './command.ts';
-import { badFlag, bool, duration, int, oneOf, str } from './flags.ts';
+import { badFlag, bool, duration, oneOf, port, str } from './flags.ts';
+import { fileErrorText } from './errors.ts';
 
 /** Flags every command accepts. Secrets come from the environment only, never from argv. */
 export const SHARED_FLAGS: Record<string, FlagSpec> = {
@@ -57,7 +58,10 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
   if (brokersRaw !== undefined) {
     brokers = brokersRaw.split(',').map((b) => b.trim()).filter(Boolean);
     for (const broker of brokers) {
-      if (!/^[^:\s]+:\d{1,5}$/.test(broker)) throw badFlag('brokers', `expects host:port[,host:port...], got "${broker}"`);
+      const match = /^[^:\s]+:(\d+)$/.exec(broker);
+      if (!match) throw badFlag('brokers', `expects host:port[,host:port...], got "${broker}"`);
+      const n = Number(match[1]);
+      if (!(n >= 1 && n <= 65_535)) throw badFlag('brokers', `port ${match[1]} of "${broker}" is not a TCP port (1..65535)`);
     }
     if (brokers.length === 0) throw badFlag('brokers', 'expects at least one host:port');
   }
@@ -72,8 +76,8 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
     if (caFile) {
       try {
         kafkaTls.ca = readFileSync(caFile, 'utf8');
-      } catch {
-        throw badFlag('kafka-ca', `cannot read ${caFile}`);
+      } catch (error) {
+        throw badFlag('kafka-ca', fileErrorText(error) ?? `cannot read ${caFile}`);
       }
     }
   }
@@ -87,7 +91,7 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
     if (!password) throw new TickflowError('BAD_CONFIG', 'KAFKA_SASL_PASSWORD must be set when --kafka-sasl-mechanism is given');
     kafkaSasl = { mechanism, username, password };
   }
-  const metricsPort = str(values, 'metrics-port') === undefined ? null : int(values, 'metrics-port', 0, { min: 0, max: 65_535 });
+  const metricsPort = str(values, 'metrics-port') === undefined ? null : port(values, 'metrics-port', 0, { allowAny: true });
   return Object.freeze({
     retryForMs: duration(values, 'retry-for', 5 * 60_000, { minMs: 0 }),
     metrics: metricsPort === null ? null : { host: str(values, 'metrics-host') ?? '127.0.0.1', port: metricsPort },

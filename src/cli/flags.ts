@@ -1,4 +1,5 @@
 import { TickflowError } from '../core/errors.ts';
+import { parseInstant } from '../core/stock-ticks.ts';
 import type { FlagValues } from './command.ts';
 
 /**
@@ -87,23 +88,81 @@ export function oneOf<T extends string>(values: FlagValues, flag: string, choice
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Durations like 500ms, 30s, 5m, 2h (a bare number means seconds). Returns milliseconds. */
+/**
+ * Notices about deprecated spellings (an old flag name, a bare number where a unit is now
+ * expected) collected while a command's flags are read; the CLI prints each as one line.
+ */
+const notices: string[] = [];
+
+export function deprecated(message: string): void {
+  if (!notices.includes(message)) notices.push(message);
+}
+
+export function takeDeprecations(): string[] {
+  return notices.splice(0);
+}
+
 /** A duration such as 500ms, 30s, 5m, 1h or 2d (seconds without a unit) in ms, or null. */
 export function durationMs(text: string): number | null {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
   return match ? Number(match[1]) * UNITS[match[2] ?? 's'] : null;
 }
 
-export function duration(values: FlagValues, flag: string, fallbackMs: number, range: { minMs?: number } = {}): number {
+/**
+ * Durations like 500ms, 30s, 5m, 2h (a bare number means seconds). Returns milliseconds.
+ * `bareUnit` keeps the old meaning of a bare number for a flag that used to take another
+ * unit, with a deprecation notice.
+ */
+export function duration(values: FlagValues, flag: string, fallbackMs: number, range: { minMs?: number; bareUnit?: 'ms' } = {}): number {
   const raw = str(values, flag);
   if (raw === undefined) return fallbackMs;
-  const ms = durationMs(raw);
-  if (ms === null) throw bad(flag, `expects a duration such as 500ms, 30s, 5m or 1h, got "${raw}"`);
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!match) throw bad(flag, `expects a duration such as 500ms, 30s, 5m or 1h, got "${raw}"`);
+  if (match[2] === undefined && range.bareUnit) deprecated(`--${flag} ${raw}: a number without a unit is deprecated here; write ${match[1]}${range.bareUnit}`);
+  const ms = Number(match[1]) * UNITS[match[2] ?? range.bareUnit ?? 's'];
   if (range.minMs !== undefined && ms < range.minMs) throw bad(flag, `must be at least ${range.minMs}ms, got ${raw}`);
   return ms;
 }
 
 export { bad as badFlag };
+
+/**
+ * A point in time, the one syntax of every start/end flag: ISO 8601 (UTC unless it has an
+ * offset), or epoch time with its unit, `1700000000s` or `1700000000000ms`. Returns epoch ms.
+ * `bareUnit` keeps the old meaning of a bare number, with a deprecation notice.
+ */
+export function instant(values: FlagValues, flag: string, options: { bareUnit?: 's' | 'ms' } = {}): number | undefined {
+  const raw = str(values, flag);
+  if (raw === undefined) return undefined;
+  const text = raw.trim();
+  const epoch = /^(\d{1,16})(s|ms)?$/.exec(text);
+  let ms: number | null;
+  if (epoch) {
+    const unit = epoch[2] ?? options.bareUnit;
+    if (unit === undefined) throw bad(flag, `give the unit of an epoch time: ${epoch[1]}s or ${epoch[1]}ms`);
+    if (epoch[2] === undefined) deprecated(`--${flag} ${raw}: an epoch time without a unit is deprecated; write ${epoch[1]}${unit}`);
+    ms = parseInstant(Number(epoch[1]) * (unit === 's' ? 1000 : 1));
+  } else {
+    ms = parseInstant(text);
+  }
+  if (ms === null) throw bad(flag, `expects an ISO 8601 time (2024-05-01T12:00:00Z) or an epoch time with its unit (1714564800s, 1714564800000ms), got "${raw}"`);
+  return ms;
+}
+
+/**
+ * A topic flag (--input, --output) of a command that cannot use "-" (stdin, stdout) for
+ * it: `why` says so and what to do instead.
+ */
+export function topicOnly(values: FlagValues, flag: 'input' | 'output', fallback: string, why: string): string {
+  const name = str(values, flag) || fallback;
+  if (name === '-') throw bad(flag, `"-" (${flag === 'input' ? 'stdin' : 'stdout'}) is not available here: ${why}`);
+  return name;
+}
+
+/** A TCP port, 1..65535 (0, "any free port", only where `allowAny`). */
+export function port(values: FlagValues, flag: string, fallback: number, options: { allowAny?: boolean } = {}): number {
+  return int(values, flag, fallback, { min: options.allowAny ? 0 : 1, max: 65_535 });
+}
 
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1000, kb: 1000, kib: 1024, m: 1_000_000, mb: 1_000_000, mib: 1 << 20, g: 1e9, gb: 1e9, gib: 1 << 30 };
 

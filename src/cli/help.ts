@@ -2,7 +2,7 @@ import type { Command, FlagSpec } from './command.ts';
 import { SHARED_FLAGS } from './config.ts';
 
 function flagLines(flags: Record<string, FlagSpec>): string[] {
-  const rows = Object.entries(flags).map(([name, spec]) => {
+  const rows = Object.entries(flags).filter(([, spec]) => !spec.aliasOf).map(([name, spec]) => {
     const left = `${spec.short ? `-${spec.short}, ` : '    '}--${name}${spec.type === 'string' ? ` ${spec.value ?? 'VALUE'}` : ''}`;
     const extras = [spec.default !== undefined && spec.default !== false ? `default ${spec.default}` : '', spec.env ? `env ${spec.env}` : '']
       .filter(Boolean)
@@ -37,7 +37,8 @@ export function overviewHelp(commands: readonly Command<unknown>[]): string {
     '',
     'Kafka: --brokers host:port (or KAFKA_BROKERS); without it, the embedded in-process log.',
     'PostgreSQL: --database-url URL (or DATABASE_URL); without it, embedded PGlite in .tickflow/.',
-    'Run `tickflow <command> --help` for its flags.',
+    'Run `tickflow <command> --help` for its flags; every command speaks one vocabulary (docs/cli.md):',
+    '--input/--output topics (- for stdin/stdout), --dead-letter-topic (<input>-dlq), --until-end, --idle-timeout.',
     '',
   ].join('\n');
 }

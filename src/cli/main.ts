@@ -11,6 +11,8 @@ import { SHARED_FLAGS, resolveShared, withEnvironment } from './config.ts';
 import type { SharedConfig } from './config.ts';
 import { loadCommandFor, loadCommands } from './registry.ts';
 import { commandHelp, overviewHelp } from './help.ts';
+import { describeFailure, failureLine } from './errors.ts';
+import { deprecated, takeDeprecations } from './flags.ts';
 
 export interface CliIo {
   out: NodeJS.WritableStream;
@@ -32,7 +34,8 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
   if (!command) {
     const asked = argv.filter((a) => !a.startsWith('-'));
     if (asked.length > 0 && !argv.includes('--help') && !argv.includes('-h')) {
-      io.err.write(`tickflow: unknown command "${asked.join(' ')}" (see tickflow --help)\n`);
+      const message = `unknown command "${asked.join(' ')}" (see tickflow --help)`;
+      io.err.write(argv.includes('--json') ? failureLine('', { code: 'BAD_FLAG', message, exitCode: 2 }, true) : `tickflow: ${message}\n`);
       return 2;
     }
     if (argv.includes('--version')) {
@@ -44,16 +47,20 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
   }
 
   const specs: Record<string, FlagSpec> = { ...SHARED_FLAGS, ...command.flags };
+  const name = command.name.join(' ');
+  let json = rest.includes('--json');
+  const warn = (message: string) => io.err.write(json ? `${JSON.stringify({ warning: { command: name, message } })}\n` : `tickflow ${name}: ${message}\n`);
   let shared: SharedConfig;
   let config: object;
   let values: Record<string, string | boolean | string[] | undefined>;
   try {
+    takeDeprecations();
     const parsed = parseArgs({
-      args: [...rest],
+      args: joinNegativeValues(rest, specs),
       options: Object.fromEntries(
-        Object.entries(specs).map(([name, spec]) => [
-          name,
-          { type: spec.type, ...(spec.short ? { short: spec.short } : {}), ...(spec.multiple ? { multiple: true } : {}) },
+        Object.entries(specs).map(([flag, spec]) => [
+          flag,
+          { type: spec.aliasOf ? specs[spec.aliasOf].type : spec.type, ...(spec.short ? { short: spec.short } : {}), ...(spec.multiple ? { multiple: true } : {}) },
         ]),
       ),
       allowPositionals: true,
@@ -64,7 +71,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
       io.out.write(commandHelp(command));
       return 0;
     }
-    values = withEnvironment(parsed.values as FlagValues, specs, io.env);
+    values = withEnvironment(resolveAliases(parsed.values as FlagValues, specs), specs, io.env);
     if (!command.positionals && parsed.positionals.length > 0) {
       throw new TickflowError('BAD_FLAG', `unexpected argument "${parsed.positionals[0]}"`);
     }
@@ -72,12 +79,15 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
       throw new TickflowError('BAD_FLAG', `missing ${command.positionals.name}`);
     }
     shared = resolveShared(values, io.env);
+    json = shared.json;
     config = Object.freeze(command.configure(values, parsed.positionals) as object);
   } catch (error) {
     const message = isTickflowError(error) ? error.message : cleanParseError(error);
-    io.err.write(`tickflow ${command.name.join(' ')}: ${message} (see --help)\n`);
+    const code = isTickflowError(error) ? error.code : 'BAD_FLAG';
+    io.err.write(json ? failureLine(name, { code, message, exitCode: 2 }, true) : `tickflow ${name}: ${message} (see --help)\n`);
     return 2;
   }
+  for (const notice of takeDeprecations()) warn(notice);
 
   const logger = pino({ level: shared.logLevel, base: { cmd: command.name.join('-') } }, pino.destination({ dest: 2, sync: true }));
   const { configureRetries } = await import('../observability/retry.ts');
@@ -136,14 +146,10 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
     const code = await (command as Command<unknown>).run(context);
     return code ?? 0;
   } catch (error) {
-    if (isTickflowError(error)) {
-      logger.debug({ err: error }, 'command failed');
-      io.err.write(`tickflow ${command.name.join(' ')}: ${error.message}\n`);
-      return error.exitCode;
-    }
-    logger.error({ err: error }, 'unexpected failure');
-    io.err.write(`tickflow ${command.name.join(' ')}: unexpected failure: ${(error as Error)?.message ?? error}\n`);
-    return 70;
+    logger.debug({ err: error }, 'command failed');
+    const failure = describeFailure(error, shared.brokers);
+    io.err.write(failureLine(name, failure, shared.json));
+    return failure.exitCode;
   } finally {
     for (const close of cleanup.reverse()) await close().catch((e) => logger.warn({ err: e }, 'close failed'));
     if (io.handleSignals) {
@@ -232,6 +238,52 @@ function selectCommand(commands: readonly Command<unknown>[], argv: readonly str
   }
   if (!best) return { command: undefined, rest: argv };
   return { command: best, rest: argv.slice(best.name.length) };
+}
+
+/**
+ * Deprecated names read as the flags they stand for, each with a one-line notice; giving
+ * both is refused.
+ */
+function resolveAliases(values: FlagValues, specs: Record<string, FlagSpec>): FlagValues {
+  const result: FlagValues = { ...values };
+  for (const [flag, spec] of Object.entries(specs)) {
+    if (!spec.aliasOf || result[flag] === undefined) continue;
+    if (result[spec.aliasOf] !== undefined) {
+      throw new TickflowError('BAD_FLAG', `--${flag}: is the deprecated alias of --${spec.aliasOf}: give only --${spec.aliasOf}`, { flag });
+    }
+    result[spec.aliasOf] = result[flag];
+    delete result[flag];
+    deprecated(`--${flag} is deprecated: use --${spec.aliasOf}`);
+  }
+  return result;
+}
+
+/**
+ * `-n -5` and `--z -1`: a flag that takes a value followed by a negative number gets that
+ * number as its value (written `--count=-5`), so the flag's own rule judges it rather than
+ * the parser calling it ambiguous.
+ */
+function joinNegativeValues(args: readonly string[], specs: Record<string, FlagSpec>): string[] {
+  const byShort = new Map(Object.entries(specs).filter(([, s]) => s.short).map(([flag, s]) => [s.short!, flag]));
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const flag = arg.startsWith('--') ? arg.slice(2) : /^-\w$/.test(arg) ? byShort.get(arg.slice(1)) : undefined;
+    const spec = flag === undefined ? undefined : specs[flag];
+    const type = spec?.aliasOf ? specs[spec.aliasOf]?.type : spec?.type;
+    const next = args[i + 1];
+    if (type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`--${flag}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 function cleanParseError(error: unknown): string {

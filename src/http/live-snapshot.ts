@@ -27,7 +27,7 @@ import type { UniqueUsersView } from './live-unique-users.ts';
 /** The topics tickflow's commands use by default: what the dashboard watches unless told otherwise. */
 export const DEFAULT_DASHBOARD_TOPICS: readonly string[] = Object.freeze([
   'prices', 'prices-dlq', 'volatility', 'stocks', 'stocks-dlq',
-  'user-tracker', 'user-tracker-late', 'unique-users', 'users', 'users-clean', 'users-stats', 'dead-letters',
+  'user-tracker', 'user-tracker-late', 'unique-users', 'users', 'users-clean', 'users-stats', 'users-dlq', 'user-tracker-dlq',
 ]);
 
 export interface DashboardOptions {

@@ -202,7 +202,7 @@ function gaveUp(dependency: Dependency, outage: Outage, error: unknown): Tickflo
   const seconds = Math.round((Date.now() - outage.since) / 1000);
   return new TickflowError(
     dependency === 'kafka' ? 'LOG_LOST' : 'DB_LOST',
-    `${dependency === 'kafka' ? 'Kafka' : 'PostgreSQL'} unavailable for ${seconds}s (--retry-for ${Math.round(settings.retryForMs / 1000)}s): ${outage.action}: ${errorText(error)}`,
+    `${dependency === 'kafka' ? 'Kafka' : 'PostgreSQL'} unavailable for ${seconds}s (--retry-for ${Math.round(settings.retryForMs / 1000)}s): ${outage.action}: ${errorText(error).replace(`${outage.action}: `, '')}`,
     { dependency, action: outage.action, attempts: outage.attempts },
     { cause: error },
   );

@@ -1,9 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { TickflowError } from '../core/errors.ts';
+import { fileErrorText } from '../core/file-errors.ts';
 
 /**
  * The bytes of a file or of stdin ("-"), decompressed when they are gzip (recognised by
@@ -30,13 +31,15 @@ export async function openByteSource(path: string, options: { chunkBytes?: numbe
   } else {
     try {
       const info = await stat(path);
-      if (!info.isFile()) throw new TickflowError('BAD_INPUT', `${path} is not a file`);
+      if (info.isDirectory()) throw new TickflowError('BAD_INPUT', `cannot read ${path}: is a directory (EISDIR)`);
+      if (!info.isFile()) throw new TickflowError('BAD_INPUT', `cannot read ${path}: not a regular file`);
       size = info.size;
+      // Opening now reports an unreadable file (EACCES) before anything is sent anywhere.
+      raw = createReadStream(path, { highWaterMark: chunkBytes, fd: await open(path, 'r') });
     } catch (error) {
       if (error instanceof TickflowError) throw error;
-      throw new TickflowError('BAD_INPUT', `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      throw new TickflowError('BAD_INPUT', fileErrorText(error) ?? `cannot read ${path}: ${(error as Error).message}`);
     }
-    raw = createReadStream(path, { highWaterMark: chunkBytes });
   }
   let consumed = 0;
   let gzip = false;

@@ -93,7 +93,7 @@ describe('archive on the real Kafka and PostgreSQL', () => {
     const topic = uniqueName('archive-kill');
     created.push(topic);
     await log.createTopics([{ name: topic, partitions: 3 }]);
-    const args = ['archive', '--topic', topic, '--brokers', KAFKA_BROKERS.join(','), '--database-url', schema.url];
+    const args = ['archive', '--input', topic, '--brokers', KAFKA_BROKERS.join(','), '--database-url', schema.url];
     const producer = log.producer();
     const total = 30_000;
     const running = startTickflow(args);
@@ -113,7 +113,7 @@ describe('archive on the real Kafka and PostgreSQL', () => {
     await producer.close();
     assert.ok(before > 0 && before <= 11_000, `it had archived ${before} rows before the kill`);
 
-    const rerun = await startTickflow([...args, '--from-beginning', '--stop-at-end', '--json']).exited;
+    const rerun = await startTickflow([...args, '--from-beginning', '--until-end', '--json']).exited;
     assert.equal(rerun.code, 0, rerun.stderr);
     const report = JSON.parse(rerun.stdout);
     assert.equal(report.read, total);
@@ -129,7 +129,7 @@ describe('archive on the real Kafka and PostgreSQL', () => {
     await assertArchived(rows, await readAll(log, topic));
 
     // A plain restart resumes from the stored offsets: nothing to read, nothing added.
-    const resumed = await startTickflow([...args, '--stop-at-end', '--json']).exited;
+    const resumed = await startTickflow([...args, '--until-end', '--json']).exited;
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.deepEqual(JSON.parse(resumed.stdout), { read: 0, inserted: 0 });
     assert.equal(await archived(), total);

@@ -33,10 +33,10 @@ describe('tickflow CLI', () => {
     assert.equal(unknownCommand.stderr.trim().split('\n').length, 1);
   });
 
-  it('explains a negative number read as a flag', async () => {
+  it('judges a negative number given as a value by the flag\'s own rule', async () => {
     const result = await tickflow(['stats', '--z', '-1']);
     assert.equal(result.code, 2);
-    assert.equal(result.stderr, 'tickflow stats: --z: the value looks like a flag; write --z=VALUE (see --help)\n');
+    assert.equal(result.stderr, 'tickflow stats: --z: must be greater than 0, got -1 (see --help)\n');
   });
 
   it('validates shared flags from the environment too', async () => {

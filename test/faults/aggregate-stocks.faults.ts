@@ -78,7 +78,7 @@ describe('fault: aggregate stocks (2 members)', () => {
     const file = join(dir, 'stocks.jsonl');
     const lines = Array.from({ length: COUNT }, (_, i) => tick(i));
     await writeFile(file, `${lines.join('\n')}\n`);
-    const replayed = await tickflow(['replay', file, '--topic', topic, ...BROKERS_FLAG]);
+    const replayed = await tickflow(['replay', file, '--output', topic, ...BROKERS_FLAG]);
     assert.equal(replayed.code, 0, replayed.stderr);
     assert.equal(await messageCount(topic), COUNT, 'the topic holds the file, once');
     expected = recompute(lines);
@@ -100,8 +100,8 @@ describe('fault: aggregate stocks (2 members)', () => {
         await createTopics([deadLetters]);
         const url = await freshDatabase('stocks');
         const group = unique('stocks');
-        const args = ['aggregate', 'stocks', '--topic', topic, '--group', group, '--dead-letter-topic', deadLetters, '--window', '2s', '--allowed-lateness', '1s',
-          '--idle-flush', '2s', '--commit-interval', '300ms', '--session-timeout', '6s', '--database-url', url, ...BROKERS_FLAG];
+        const args = ['aggregate', 'stocks', '--input', topic, '--group', group, '--dead-letter-topic', deadLetters, '--window', '2s', '--allowed-lateness', '1s',
+          '--idle-timeout', '2s', '--commit-interval', '300ms', '--session-timeout', '6s', '--database-url', url, ...BROKERS_FLAG];
         await run.start('member-1', args);
         await run.start('member-2', args);
         const progress = committedOffsets(url, group);

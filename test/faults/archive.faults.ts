@@ -20,7 +20,7 @@ describe('fault: archive', () => {
   const messages = new Map<string, { key: string | null; value: string | null }>();
   before(async () => {
     await createTopics([topic, deadLetters]);
-    const produced = await tickflow(['produce', 'prices', '--topic', topic, '-n', String(COUNT), '--seed', 'faults-archive', ...BROKERS_FLAG]);
+    const produced = await tickflow(['produce', 'prices', '--output', topic, '-n', String(COUNT), '--seed', 'faults-archive', ...BROKERS_FLAG]);
     assert.equal(produced.code, 0, produced.stderr);
     await forEachMessageIndependently(FAULT_BROKERS, topic, (m) => void messages.set(`${m.partition}@${m.offset}`, { key: m.key, value: m.value }));
     assert.equal(messages.size, COUNT);
@@ -38,7 +38,7 @@ describe('fault: archive', () => {
       try {
         const url = await freshDatabase('archive');
         const group = unique('archive');
-        await run.start('archive', ['archive', '--topic', topic, '--group', group, '--dead-letter-topic', deadLetters, '--database-url', url, ...BROKERS_FLAG]);
+        await run.start('archive', ['archive', '--input', topic, '--group', group, '--dead-letter-topic', deadLetters, '--database-url', url, ...BROKERS_FLAG]);
         const progress = committedOffsets(url, group);
         run.watch(progress);
         await run.strike(inject, { total: COUNT });

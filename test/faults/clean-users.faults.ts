@@ -56,7 +56,7 @@ describe('fault: clean-users (service)', () => {
       assert.equal(generated.code, 0, generated.stderr);
       await createTopics([input, undisturbed.clean, undisturbed.dead, faulted.clean, faulted.dead]);
       await createTopics([undisturbed.stats, faulted.stats], 1);
-      const replayed = await tickflow(['replay', file, '--topic', input, '--key', 'id', ...BROKERS_FLAG]);
+      const replayed = await tickflow(['replay', file, '--output', input, '--key', 'id', ...BROKERS_FLAG]);
       assert.equal(replayed.code, 0, replayed.stderr);
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -54,7 +54,7 @@ describe('fault: indicators', () => {
   const expected = new Map<string, Expected[]>();
   before(async () => {
     await createTopics([input]);
-    const produced = await tickflow(['produce', 'prices', '--topic', input, '-n', String(COUNT), '--seed', 'faults-indicators', ...BROKERS_FLAG]);
+    const produced = await tickflow(['produce', 'prices', '--output', input, '-n', String(COUNT), '--seed', 'faults-indicators', ...BROKERS_FLAG]);
     assert.equal(produced.code, 0, produced.stderr);
     const bySymbol = new Map<string, Array<{ ts: string; price: number }>>();
     await forEachMessageIndependently(FAULT_BROKERS, input, (m) => {
@@ -83,7 +83,7 @@ describe('fault: indicators', () => {
         await createTopics([output, deadLetters]);
         const url = await freshDatabase('indicators');
         const group = unique('indicators');
-        await run.start('indicators', ['indicators', '--topic', input, '--output-topic', output, '--dead-letter-topic', deadLetters, '--group', group, '--window', String(WINDOW),
+        await run.start('indicators', ['indicators', '--input', input, '--output', output, '--dead-letter-topic', deadLetters, '--group', group, '--points', String(WINDOW),
           '--database-url', url, ...BROKERS_FLAG]);
         const progress = committedOffsets(url, group);
         run.watch(progress);

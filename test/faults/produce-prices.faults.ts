@@ -24,7 +24,7 @@ describe('fault: produce prices', () => {
   it(`${KAFKA_LEADER_KILL} 1 s in: exactly ${COUNT} records, none twice`, async () => {
     const run = new FaultRun('produce prices', KAFKA_LEADER_KILL);
     try {
-      const producer = await run.start('produce-prices', ['produce', 'prices', '--topic', topic, '-n', String(COUNT), '--seed', 'faults',
+      const producer = await run.start('produce-prices', ['produce', 'prices', '--output', topic, '-n', String(COUNT), '--seed', 'faults',
         '--start', new Date(START).toISOString(), '--interval', String(INTERVAL_MS), ...BROKERS_FLAG]);
       run.watch(() => producer.metric(['tickflow_records_out_total'], { pipeline: 'produce-prices' }));
       await run.strike(() => killLeader(topic, 0), { total: COUNT });

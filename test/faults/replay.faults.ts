@@ -35,7 +35,7 @@ describe('fault: replay', () => {
   it(`${KAFKA_LEADER_KILL} 1 s in: exactly ${COUNT} records, each line once, byte for byte`, async () => {
     const run = new FaultRun('replay', KAFKA_LEADER_KILL);
     try {
-      const replay = await run.start('replay', ['replay', file, '--topic', topic, '--key', 'uid', '--rate', String(RATE), ...BROKERS_FLAG]);
+      const replay = await run.start('replay', ['replay', file, '--output', topic, '--key', 'uid', '--rate', String(RATE), ...BROKERS_FLAG]);
       run.watch(() => replay.metric(['tickflow_records_out_total'], { pipeline: 'replay' }));
       await run.strike(() => killLeader(topic, 0), { total: COUNT });
       await run.waitForExit();

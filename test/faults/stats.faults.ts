@@ -63,7 +63,7 @@ describe('fault: stats', () => {
   const topic = unique('stats');
   before(async () => {
     await createTopics([topic]);
-    const produced = await tickflow(['produce', 'prices', '--topic', topic, '-n', String(COUNT), '--seed', 'faults-stats', ...BROKERS_FLAG]);
+    const produced = await tickflow(['produce', 'prices', '--output', topic, '-n', String(COUNT), '--seed', 'faults-stats', ...BROKERS_FLAG]);
     assert.equal(produced.code, 0, produced.stderr);
   });
   after(() => deleteTopics([topic]));
@@ -72,7 +72,7 @@ describe('fault: stats', () => {
     const run = new FaultRun('stats', KAFKA_LEADER_KILL);
     try {
       // --memory-budget 0: two passes over the snapshot, twice the reading to ride through.
-      const stats = await run.start('stats', ['stats', '--topic', topic, '--memory-budget', '0', '--json', ...BROKERS_FLAG]);
+      const stats = await run.start('stats', ['stats', '--input', topic, '--memory-budget', '0', '--json', ...BROKERS_FLAG]);
       run.watch(() => stats.metric(['tickflow_records_in_total'], { pipeline: 'stats' }));
       await run.strike(() => killLeader(topic, 0), { total: 2 * COUNT });
       await run.waitForExit();

@@ -27,7 +27,7 @@ export async function framesTopic(topic: string, seed: string): Promise<Referenc
     const file = join(dir, 'frames.jsonl');
     await writeFile(file, `${texts.join('\n')}\n`);
     await createTopics([topic]);
-    const replayed = await tickflow(['replay', file, '--topic', topic, '--key', 'uid', ...BROKERS_FLAG]);
+    const replayed = await tickflow(['replay', file, '--output', topic, '--key', 'uid', ...BROKERS_FLAG]);
     assert.equal(replayed.code, 0, replayed.stderr);
   } finally {
     await rm(dir, { recursive: true, force: true });

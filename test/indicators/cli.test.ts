@@ -7,12 +7,12 @@ import { tickflow } from '../helpers/cli.ts';
 
 describe('indicators and archive flags', () => {
   const cases: Array<[string[], string]> = [
-    [['indicators', '--window', '2'], 'tickflow indicators: --window: must be at least 3, got 2 (see --help)\n'],
-    [['indicators', '--output-topic', 'prices'], 'tickflow indicators: --output-topic: must differ from --topic (see --help)\n'],
-    [['indicators', '--topic', 'a b'], 'tickflow indicators: --topic: "a b" is not a valid topic name (letters, digits, . _ -) (see --help)\n'],
+    [['indicators', '--points', '2'], 'tickflow indicators: --points: must be at least 3, got 2 (see --help)\n'],
+    [['indicators', '--output', 'prices'], 'tickflow indicators: --output: must differ from --input (see --help)\n'],
+    [['indicators', '--input', 'a b'], 'tickflow indicators: --input: "a b" is not a valid topic name (letters, digits, . _ -) (see --help)\n'],
     [['indicators', '--price-field', 'ts'], 'tickflow indicators: --price-field: the ts, symbol and price fields must be three different names (see --help)\n'],
-    [['archive'], 'tickflow archive: --topic: is required (the topic to archive) (see --help)\n'],
-    [['archive', '--topic', 'ok,not ok'], 'tickflow archive: --topic: "not ok" is not a valid topic name (letters, digits, . _ -) (see --help)\n'],
+    [['archive'], 'tickflow archive: --input: is required (the topic to archive) (see --help)\n'],
+    [['archive', '--input', 'ok,not ok'], 'tickflow archive: --input: "not ok" is not a valid topic name (letters, digits, . _ -) (see --help)\n'],
   ];
   for (const [args, stderr] of cases) {
     it(`${args.join(' ')} fails with one line, exit 2`, async () => {
@@ -25,17 +25,17 @@ describe('indicators and archive flags', () => {
   it('documents both commands in --help', async () => {
     const indicators = await tickflow(['indicators', '--help']);
     assert.equal(indicators.code, 0);
-    assert.match(indicators.stdout, /--window N/);
+    assert.match(indicators.stdout, /--points N/);
     assert.match(indicators.stdout, /sample standard deviation of the log returns/);
     const archive = await tickflow(['archive', '--help']);
     assert.equal(archive.code, 0);
     assert.match(archive.stdout, /--from-beginning/);
   });
 
-  it('runs on the embedded defaults: an empty prices topic, then exits with --stop-at-end', async () => {
+  it('runs on the embedded defaults: an empty prices topic, then exits with --until-end', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'tickflow-indicators-cli-'));
     try {
-      const result = await tickflow(['indicators', '--stop-at-end', '--json', '--data-dir', dataDir], { env: { KAFKA_BROKERS: '', DATABASE_URL: '' } });
+      const result = await tickflow(['indicators', '--until-end', '--json', '--data-dir', dataDir], { env: { KAFKA_BROKERS: '', DATABASE_URL: '' } });
       assert.equal(result.code, 0, result.stderr);
       assert.deepEqual(JSON.parse(result.stdout), { read: 0, published: 0, deadLettered: 0 });
     } finally {

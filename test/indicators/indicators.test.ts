@@ -203,7 +203,7 @@ describe('indicators on the real Kafka and PostgreSQL', () => {
     await log.createTopics([{ name: topics.inputTopic, partitions: 3 }]);
     const { ticks, walks } = seededStream(20, 240, 3);
     const args = [
-      'indicators', '--topic', topics.inputTopic, '--output-topic', topics.outputTopic, '--dlq-topic', topics.deadLetterTopic,
+      'indicators', '--input', topics.inputTopic, '--output', topics.outputTopic, '--dead-letter-topic', topics.deadLetterTopic,
       '--group', topics.group, '--brokers', KAFKA_BROKERS.join(','), '--database-url', schema.url,
     ];
     const thirds = [ticks.slice(0, 1600), ticks.slice(1600, 3200), ticks.slice(3200)];
@@ -229,7 +229,7 @@ describe('indicators on the real Kafka and PostgreSQL', () => {
 
     // 3. The rest arrives while it is down; a restart catches up and stops at the end.
     await produceTicks(log, topics.inputTopic, thirds[2]);
-    exit = await startTickflow([...args, '--stop-at-end', '--json']).exited;
+    exit = await startTickflow([...args, '--until-end', '--json']).exited;
     assert.equal(exit.code, 0, exit.stderr);
     const check = await checkOutput(log, topics.outputTopic, ticks, walks);
     assert.equal(check.distinct, ticks.length, 'every price has its indicators');

@@ -125,7 +125,7 @@ describe('implausible and malformed prices through stats and indicators (real Ka
   });
 
   it('stats: each record counted once — the good ones in the statistics (equal to a plain recomputation), the rest apart by reason', async () => {
-    const run = await tickflow(['stats', '--topic', topic, '--json', ...brokers]);
+    const run = await tickflow(['stats', '--input', topic, '--json', ...brokers]);
     assert.equal(run.code, 0, run.stderr);
     const stats = JSON.parse(run.stdout) as {
       count: number;
@@ -166,9 +166,9 @@ describe('implausible and malformed prices through stats and indicators (real Ka
     outliers.sort((a, b) => a.ts.localeCompare(b.ts) || a.symbol.localeCompare(b.symbol));
     assert.deepEqual(stats.outliers, outliers);
 
-    const twoPasses = await tickflow(['stats', '--topic', topic, '--json', '--memory-budget', '0', ...brokers]);
+    const twoPasses = await tickflow(['stats', '--input', topic, '--json', '--memory-budget', '0', ...brokers]);
     assert.equal(twoPasses.stdout, run.stdout, 'the second pass decides exactly like the first');
-    const human = await tickflow(['stats', '--topic', topic, ...brokers]);
+    const human = await tickflow(['stats', '--input', topic, ...brokers]);
     assert.match(human.stdout, new RegExp(`implausible messages \\(well-formed, in no statistic above\\): ${stats.implausible}`));
     assert.match(human.stdout, /implausible-price/);
     assert.match(human.stdout, /years (ahead of|behind) the partition's stream time/);
@@ -177,8 +177,8 @@ describe('implausible and malformed prices through stats and indicators (real Ka
   it('indicators: the good prices get their EMA and volatility (equal to the reference), every bad one is dead-lettered with its reason, the accounting adds up', async () => {
     const group = uniqueName('indicators-implausible');
     const run = await tickflow([
-      'indicators', '--topic', topic, '--output-topic', `${topic}-out`, '--dead-letter-topic', `${topic}-dlq`, '--group', group,
-      '--stop-at-end', '--json', ...brokers, '--database-url', schema.url,
+      'indicators', '--input', topic, '--output', `${topic}-out`, '--dead-letter-topic', `${topic}-dlq`, '--group', group,
+      '--until-end', '--json', ...brokers, '--database-url', schema.url,
     ]);
     assert.equal(run.code, 0, run.stderr);
     assert.deepEqual(JSON.parse(run.stdout), { read: data.records.length, published: data.good.length, deadLettered: data.bad.length });

@@ -61,7 +61,7 @@ describe('prices ETL on the real Kafka', () => {
   let first: Stats;
 
   it('produces exactly 5000 well-formed messages keyed by symbol', async () => {
-    const result = await tickflow(['produce', 'prices', '--topic', topic, '--seed', '42', ...brokers]);
+    const result = await tickflow(['produce', 'prices', '--output', topic, '--seed', '42', ...brokers]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^produced 5000 messages/);
     const messages = await readTopicIndependently(KAFKA_BROKERS, topic);
@@ -77,7 +77,7 @@ describe('prices ETL on the real Kafka', () => {
   });
 
   it('computes statistics and outliers equal to an independent recomputation, the same on every re-run', async () => {
-    const run = await tickflow(['stats', '--topic', topic, '--json', ...brokers]);
+    const run = await tickflow(['stats', '--input', topic, '--json', ...brokers]);
     assert.equal(run.code, 0, run.stderr);
     first = JSON.parse(run.stdout);
     assert.deepEqual(Object.keys(first), ['count', 'symbols', 'outliers', 'invalid', 'invalidReasons', 'implausible', 'implausibleReasons', 'implausibleSamples']);
@@ -89,9 +89,9 @@ describe('prices ETL on the real Kafka', () => {
     assert.deepEqual(first.outliers, expected.outliers);
     assert.ok(first.outliers.length > 0, 'the injected anomalies show up as outliers');
 
-    const again = await tickflow(['stats', '--topic', topic, '--json', ...brokers]);
+    const again = await tickflow(['stats', '--input', topic, '--json', ...brokers]);
     assert.equal(again.stdout, run.stdout);
-    const twoPasses = await tickflow(['stats', '--topic', topic, '--json', '--memory-budget', '0', ...brokers]);
+    const twoPasses = await tickflow(['stats', '--input', topic, '--json', '--memory-budget', '0', ...brokers]);
     assert.equal(twoPasses.stdout, run.stdout, 'the two-pass path gives the same answer');
   });
 
@@ -108,28 +108,28 @@ describe('prices ETL on the real Kafka', () => {
     ]);
     await producer.close();
     await log.close();
-    const run = await tickflow(['stats', '--topic', topic, '--json', '--max-record-bytes', '1KiB', ...brokers]);
+    const run = await tickflow(['stats', '--input', topic, '--json', '--max-record-bytes', '1KiB', ...brokers]);
     const stats: Stats = JSON.parse(run.stdout);
     assert.equal(stats.count, 5004);
     assert.equal(stats.invalid, 4);
     assert.deepEqual(stats.symbols, first.symbols);
     assert.deepEqual(stats.outliers, first.outliers);
-    const human = await tickflow(['stats', '--topic', topic, '--max-record-bytes', '1KiB', ...brokers]);
+    const human = await tickflow(['stats', '--input', topic, '--max-record-bytes', '1KiB', ...brokers]);
     assert.match(human.stdout, /invalid messages: 4/);
     assert.match(human.stdout, /1 +not-json/);
     assert.match(human.stdout, /1 +bad-symbol/);
     assert.match(human.stdout, /1 +bad-price/);
     assert.match(human.stdout, /1 +too-large/);
     // With the default limit (1 MiB) the padded price is read like any other.
-    const unlimited: Stats = JSON.parse((await tickflow(['stats', '--topic', topic, '--json', ...brokers])).stdout);
+    const unlimited: Stats = JSON.parse((await tickflow(['stats', '--input', topic, '--json', ...brokers])).stdout);
     assert.equal(unlimited.invalid, 3);
     assert.equal(unlimited.symbols.find((s) => s.symbol === 'AAPL')!.count, first.symbols.find((s) => s.symbol === 'AAPL')!.count + 1);
   });
 
   it('adds exactly 5000 more with a second produce', async () => {
-    const result = await tickflow(['produce', 'prices', '--topic', topic, '--seed', '43', ...brokers]);
+    const result = await tickflow(['produce', 'prices', '--output', topic, '--seed', '43', ...brokers]);
     assert.equal(result.code, 0, result.stderr);
-    const stats: Stats = JSON.parse((await tickflow(['stats', '--topic', topic, '--json', ...brokers])).stdout);
+    const stats: Stats = JSON.parse((await tickflow(['stats', '--input', topic, '--json', ...brokers])).stdout);
     assert.equal(stats.count, 10_004);
     assert.equal(stats.symbols.reduce((n, s) => n + s.count, 0), 10_001, 'the padded price counts under the default --max-record-bytes');
   });

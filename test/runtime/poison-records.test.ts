@@ -162,12 +162,12 @@ export const POISON_CASES: PoisonCase[] = [
   {
     name: 'indicators',
     command: ['indicators'],
-    bounded: '--stop-at-end',
+    bounded: '--until-end',
     database: true,
     roles: ['output'],
     good: prices,
     poison: (bytes) => ({ key: 'poison', value: padded({ ts: '2026-01-05 10:00:00', symbol: 'POISON', price: 1 }, bytes) }),
-    args: (t) => ['--topic', t.input, '--output-topic', t.other.output!, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url],
+    args: (t) => ['--input', t.input, '--output', t.other.output!, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url],
     processed: async (log, t, good) => {
       const outputs = await readAll(log, t.other.output!);
       if (outputs.length < good.length) return `${outputs.length} of ${good.length} indicator records`;
@@ -194,8 +194,8 @@ export const POISON_CASES: PoisonCase[] = [
     roles: [],
     good: stocks,
     poison: (bytes) => ({ key: 'poison', value: padded({ tickers: [{ name: 'POISON', price: 1 }], ts: new Date(STOCKS_START + 1000).toISOString() }, bytes) }),
-    args: (t) => ['--topic', t.input, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url],
-    serviceArgs: ['--idle-flush', '1s'],
+    args: (t) => ['--input', t.input, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url],
+    serviceArgs: ['--idle-timeout', '1s'],
     processed: async (_log, t, good) => {
       const { rows } = await t.db!.admin(`SELECT ticker, sum(sample_count)::int AS n FROM ${t.db!.schema}.stock_windows GROUP BY ticker ORDER BY ticker`);
       const open = await t.db!.admin(`SELECT count(*)::int AS n FROM ${t.db!.schema}.stock_window_state`);
@@ -211,12 +211,12 @@ export const POISON_CASES: PoisonCase[] = [
   {
     name: 'archive',
     command: ['archive'],
-    bounded: '--stop-at-end',
+    bounded: '--until-end',
     database: true,
     roles: [],
     good: prices,
     poison: (bytes) => ({ key: 'poison', value: padded({ ts: '2026-01-05 10:00:00', symbol: 'POISON', price: 1 }, bytes) }),
-    args: (t) => ['--topic', t.input, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url, '--max-record-bytes', '1048576'],
+    args: (t) => ['--input', t.input, '--dead-letter-topic', t.deadLetters, '--group', t.group, '--database-url', t.db!.url, '--max-record-bytes', '1048576'],
     processed: async (_log, t, good) => {
       const { rows } = await t.db!.admin(`SELECT key, value FROM ${t.db!.schema}.archived_messages WHERE topic = $1`, [t.input]);
       if (rows.length < good.length) return `${rows.length} of ${good.length} archived`;

@@ -52,7 +52,7 @@ describe('aggregate stocks on Kafka and PostgreSQL', () => {
   it('turns a seeded stream into exactly the windows recomputed from the raw topic; malformed and late records are dead-lettered', async () => {
     const topic = uniqueName('stocks-it');
     const group = uniqueName('agg');
-    const generated = await tickflow(['generate', 'stocks', '--topic', topic, '--partitions', '3', '--seed', '42', '--count', '3000', '--rate', '1000', '--start-time', START, '--json', '--brokers', KAFKA_BROKERS.join(',')]);
+    const generated = await tickflow(['generate', 'stocks', '--output', topic, '--partitions', '3', '--seed', '42', '--count', '3000', '--rate', '1000', '--start', START, '--json', '--brokers', KAFKA_BROKERS.join(',')]);
     assert.equal(generated.code, 0, generated.stderr);
     assert.equal(JSON.parse(generated.stdout).messages, 3000);
 
@@ -130,7 +130,7 @@ describe('aggregate stocks on Kafka and PostgreSQL', () => {
     let b: ReturnType<typeof member> | null = null;
     try {
       await waitFor(() => a.state.assigned.length === 4, 'the first member to hold all four partitions');
-      const generating = tickflow(['generate', 'stocks', '--topic', topic, '--seed', '7', '--count', '2500', '--rate', '250', '--start-time', START,
+      const generating = tickflow(['generate', 'stocks', '--output', topic, '--seed', '7', '--count', '2500', '--rate', '250', '--start', START,
         '--tickers', tickers.map((t, i) => `${t}=${100 * (i + 1)}`).join(','), '--brokers', KAFKA_BROKERS.join(',')]);
       await waitFor(() => a.state.committed.size > 0, 'the first member to commit');
       b = member();

@@ -51,9 +51,9 @@ describe('aggregate stocks: kill -9 while data flows', () => {
     const group = uniqueName('crash');
     const brokers = KAFKA_BROKERS.join(',');
     await log.createTopics([{ name: topic, partitions: 3 }]);
-    const generator = start(['generate', 'stocks', '--topic', topic, '--rate', '40', '--count', '1000', '--seed', 'crash', '--brokers', brokers, '--json']);
+    const generator = start(['generate', 'stocks', '--output', topic, '--rate', '40', '--count', '1000', '--seed', 'crash', '--brokers', brokers, '--json']);
     children.push(generator.child);
-    const aggregate = ['aggregate', 'stocks', '--topic', topic, '--group', group, '--window', '2s', '--allowed-lateness', '1s', '--idle-flush', '2s',
+    const aggregate = ['aggregate', 'stocks', '--input', topic, '--group', group, '--window', '2s', '--allowed-lateness', '1s', '--idle-timeout', '2s',
       '--commit-interval', '300ms', '--session-timeout', '6s', '--brokers', brokers, '--database-url', isolated.url];
 
     const kills: number[] = [];

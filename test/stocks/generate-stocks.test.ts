@@ -55,7 +55,7 @@ describe('generate stocks pacing (fake clock)', () => {
     assert.deepEqual(times, Array.from({ length: 20 }, (_, i) => i * 100), 'event times stay evenly spaced');
   });
 
-  it('stops after --duration, and takes its event times from --start-time', async () => {
+  it('stops after --duration, and takes its event times from --start', async () => {
     const clock = { t: 5_000 };
     const { log, sent } = fakeLog(clock, () => 1);
     const summary = await run(clock, log, { rate: 4, durationMs: 2_000, startTime: Date.parse('2024-01-01T00:00:00Z') });
@@ -84,12 +84,12 @@ describe('generate/aggregate stocks command lines', () => {
     [['generate', 'stocks', '--tickers', 'AMZN=abc'], /^tickflow generate stocks: --tickers: mean price of AMZN must be a number/],
     [['generate', 'stocks', '--tickers', 'GOOG'], /^tickflow generate stocks: --tickers: give a mean price for GOOG/],
     [['generate', 'stocks', '--tickers', 'AMZN,AMZN=5'], /^tickflow generate stocks: --tickers: lists a ticker twice/],
-    [['generate', 'stocks', '--start-time', 'soon'], /^tickflow generate stocks: --start-time: expects an ISO 8601 time/],
+    [['generate', 'stocks', '--start', 'soon'], /^tickflow generate stocks: --start: expects an ISO 8601 time/],
     [['generate', 'stocks', '--spread', '2'], /^tickflow generate stocks: --spread: must be at most 1/],
     [['aggregate', 'stocks', '--window', '30x'], /^tickflow aggregate stocks: --window: expects a duration/],
     [['aggregate', 'stocks', '--allowed-lateness', '30s'], /^tickflow aggregate stocks: --allowed-lateness: must be smaller than --window/],
-    [['aggregate', 'stocks', '--idle-flush', '1ms'], /^tickflow aggregate stocks: --idle-flush: must be at least 100ms/],
-    [['aggregate', 'stocks', '--dead-letter-topic', 'stocks'], /^tickflow aggregate stocks: --dead-letter-topic: must differ from --topic/],
+    [['aggregate', 'stocks', '--idle-timeout', '1ms'], /^tickflow aggregate stocks: --idle-timeout: must be at least 100ms/],
+    [['aggregate', 'stocks', '--dead-letter-topic', 'stocks'], /^tickflow aggregate stocks: --dead-letter-topic: must differ from --input/],
     [['api', '--port', '70000'], /^tickflow api: --port: must be at most 65535/],
   ];
   for (const [args, message] of rejected) {

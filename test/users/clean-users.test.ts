@@ -28,7 +28,7 @@ describe('clean-users on real Kafka', () => {
     await log.createTopics([{ name: input, partitions: 3 }]);
     await producer.send(input, [{ value: '{"id": 1, "email": ' }, { value: 'id,first_name\n1,Anna' }]);
     await producer.close();
-    const replayed = await run(['replay', '-', '--topic', input, '--key', 'id', ...BROKERS], { input: generated.stdout });
+    const replayed = await run(['replay', '-', '--output', input, '--key', 'id', ...BROKERS], { input: generated.stdout });
     assert.equal(replayed.code, 0, replayed.stderr);
     const produced = (await log.offsets(input)).reduce((n, p) => n + Number(p.latest - p.earliest), 0);
     assert.equal(produced, 3002);
@@ -98,7 +98,7 @@ describe('clean-users on real Kafka', () => {
   it('reads ambiguous dates with --date-order instead of dead-lettering them', async () => {
     const input = unique('users-order');
     const records = ['{"id":1,"email":"a@b.ch","ip_address":"1.2.3.4","date":"03/04/2020","country":"peru"}'];
-    const replayed = await run(['replay', '-', '--topic', input, ...BROKERS], { input: records.join('\n') });
+    const replayed = await run(['replay', '-', '--output', input, ...BROKERS], { input: records.join('\n') });
     assert.equal(replayed.code, 0, replayed.stderr);
     const output = unique('users-order-out');
     const result = await run(['clean-users', '--until-end', '--input', input, '--output', output, '--dead-letter-topic', unique('d'), '--stats-topic', unique('s'), '--date-order', 'dmy', ...BROKERS]);

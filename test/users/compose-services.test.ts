@@ -53,7 +53,7 @@ describe('compose services replayer, unique-users, clean-users (their command li
     const framesFile = join(dir, 'user-tracker.jsonl');
     await writeFile(framesFile, `${texts.join('\n')}\n`);
     const tracker = unique('compose-user-tracker');
-    const replayed = await run([commands.replayer[0], framesFile, ...commands.replayer.slice(2), '--topic', tracker], { env });
+    const replayed = await run([commands.replayer[0], framesFile, ...commands.replayer.slice(2), '--output', tracker], { env });
     assert.equal(replayed.code, 0, replayed.stderr);
 
     const minutesTopic = unique('compose-unique-users');
@@ -64,7 +64,7 @@ describe('compose services replayer, unique-users, clean-users (their command li
     const usersTopic = unique('compose-users');
     const usersFile = join(dir, 'users.jsonl');
     await writeFile(usersFile, `${Array.from({ length: 500 }, () => JSON.stringify(users.next().value)).join('\n')}\n`);
-    assert.equal((await run(['replay', usersFile, '--topic', usersTopic], { env })).code, 0);
+    assert.equal((await run(['replay', usersFile, '--output', usersTopic], { env })).code, 0);
     const clean = unique('compose-users-clean');
     const dead = unique('compose-users-dead');
     const cleanUsers = service([...commands['clean-users'], '--input', usersTopic, '--output', clean, '--dead-letter-topic', dead, '--stats-topic', unique('compose-stats'),

@@ -120,7 +120,7 @@ describe('unique-users on real Kafka', () => {
     const topic = unique(name);
     const file = join(dir, `${topic}.jsonl`);
     await writeFile(file, `${texts.join('\n')}\n`);
-    const replayed = await run(['replay', file, '--topic', topic, '--key', 'uid', '--partitions', '3', ...BROKERS]);
+    const replayed = await run(['replay', file, '--output', topic, '--key', 'uid', '--partitions', '3', ...BROKERS]);
     assert.equal(replayed.code, 0, replayed.stderr);
     if (raw.length > 0) {
       // Bytes replay would refuse (not JSON), written directly.

@@ -6,6 +6,7 @@ import type { CleanUsersSummary, CountryWindow } from '../../pipelines/clean-use
 import { defineCommand } from '../command.ts';
 import { badFlag, bool, duration, durationMs, int, oneOf, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
+import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 
 export const command = defineCommand({
   name: ['clean-users'],
@@ -25,12 +26,13 @@ export const command = defineCommand({
     'cleaned) is implausible-date: a real date, but not one a user record can carry.',
     'Per tumbling --window of record time, prints and sends to --stats-topic the most and least',
     'represented countries (ties listed) and the number of distinct users (by id).',
-    '--until-end: a bounded run up to the end offsets seen at start.',
+    '--until-end: a bounded run up to the end offsets seen at start. --input - reads JSON Lines from',
+    'stdin (read whole first, so it must fit in memory; implies --until-end).',
   ].join('\n'),
   flags: {
-    input: { type: 'string', value: 'TOPIC', default: 'users', description: 'Topic of raw user records' },
-    output: { type: 'string', value: 'TOPIC', default: 'users-clean', description: 'Topic for conformed records' },
-    'dead-letter-topic': { type: 'string', value: 'TOPIC', default: 'dead-letters', description: 'Topic for records that cannot be conformed' },
+    input: { type: 'string', value: 'TOPIC', default: 'users', description: 'Topic of raw user records, or - for stdin (JSON Lines)' },
+    output: { type: 'string', value: 'TOPIC', default: 'users-clean', description: 'Topic for conformed records, or - for stdout (JSON Lines; reports then go to stderr)' },
+    'dead-letter-topic': { type: 'string', value: 'TOPIC', description: 'Topic for records that cannot be conformed (default: <input>-dlq; users-dlq for stdin)' },
     'stats-topic': { type: 'string', value: 'TOPIC', default: 'users-stats', description: 'Topic for the per-window country statistics' },
     group: { type: 'string', value: 'NAME', default: 'clean-users', description: 'Consumer group (service mode)' },
     'until-end': { type: 'boolean', description: 'Read up to the end offsets seen at start, flush, exit (no group)' },
@@ -46,6 +48,7 @@ export const command = defineCommand({
     'tickflow clean-users --brokers 127.0.0.1:9092',
     'tickflow clean-users --until-end --window 10s --json --brokers 127.0.0.1:9092',
     'tickflow clean-users --date-order dmy --brokers 127.0.0.1:9092',
+    'tickflow generate users --count 1000 | tickflow clean-users --input - --brokers 127.0.0.1:9092',
   ],
   configure(values) {
     const windowMs = duration(values, 'window', 60_000, { minMs: 1 });
@@ -53,9 +56,9 @@ export const command = defineCommand({
     if (!Number.isInteger(windowMs)) throw badFlag('window', 'must be a whole number of milliseconds');
     const input = str(values, 'input') || 'users';
     const output = str(values, 'output') || 'users-clean';
-    const deadLetterTopic = str(values, 'dead-letter-topic') || 'dead-letters';
+    const deadLetterTopic = str(values, 'dead-letter-topic') || `${input === STDIN_TOPIC ? 'users' : input}-dlq`;
     const statsTopic = str(values, 'stats-topic') || 'users-stats';
-    if (new Set([input, output, deadLetterTopic, statsTopic]).size !== 4) throw badFlag('input', 'the input, output, dead-letter and stats topics must all differ');
+    if (new Set([input, output === STDIN_TOPIC ? '' : output, deadLetterTopic, statsTopic]).size !== 4) throw badFlag('input', 'the input, output, dead-letter and stats topics must all differ');
     const order = str(values, 'date-order') === undefined ? undefined : oneOf(values, 'date-order', ['dmy', 'mdy'] as const, 'dmy');
     return {
       input,
@@ -63,7 +66,7 @@ export const command = defineCommand({
       deadLetterTopic,
       statsTopic,
       group: str(values, 'group') || 'clean-users',
-      untilEnd: bool(values, 'until-end'),
+      untilEnd: bool(values, 'until-end') || input === STDIN_TOPIC,
       windowMs,
       allowedLatenessMs,
       idleTimeoutMs: duration(values, 'idle-timeout', 30_000, { minMs: 100 }),
@@ -74,10 +77,12 @@ export const command = defineCommand({
     };
   },
   async run({ config, shared, out, signal, logger, openLog }) {
-    const log = await openLog();
-    const onWindow = (w: CountryWindow) => out.write(shared.json ? `${JSON.stringify(w)}\n` : `${w.window.start} .. ${w.window.end}  ${describeSummary(w)}\n`);
+    const log = await stdioLog(await openLog(), { input: config.input, output: config.output, out });
+    // With --output -, stdout carries only the conformed records.
+    const report = config.output === STDIN_TOPIC ? process.stderr : out;
+    const onWindow = (w: CountryWindow) => report.write(shared.json ? `${JSON.stringify(w)}\n` : `${w.window.start} .. ${w.window.end}  ${describeSummary(w)}\n`);
     const summary = await runCleanUsers(config, { log, logger, signal, onWindow });
-    out.write(shared.json ? `${JSON.stringify({ summary })}\n` : `${describe(summary, config)}\n`);
+    report.write(shared.json ? `${JSON.stringify({ summary })}\n` : `${describe(summary, config)}\n`);
   },
 });
 
@@ -104,5 +109,5 @@ function plausibleDates(raw: string | undefined): readonly [DateBound, DateBound
 
 function describe(s: CleanUsersSummary, config: { output: string; deadLetterTopic: string }): string {
   const reasons = Object.entries(s.reasons).map(([r, n]) => `${r} ${n}`).join(', ');
-  return `read ${s.read}: ${s.clean} clean → ${config.output}, ${s.deadLettered} dead-lettered → ${config.deadLetterTopic}${reasons ? ` (${reasons})` : ''}; ${s.windows} windows in ${s.seconds} s`;
+  return `read ${s.read}: ${s.clean} clean → ${config.output === '-' ? 'stdout' : config.output}, ${s.deadLettered} dead-lettered → ${config.deadLetterTopic}${reasons ? ` (${reasons})` : ''}; ${s.windows} windows in ${s.seconds} s`;
 }

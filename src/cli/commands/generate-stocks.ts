@@ -1,9 +1,10 @@
-import { DEFAULT_TICKERS, MAX_PRICE, TICKER_NAME, parseInstant } from '../../core/stock-ticks.ts';
+import { DEFAULT_TICKERS, MAX_PRICE, TICKER_NAME } from '../../core/stock-ticks.ts';
 import type { TickerMean } from '../../core/stock-ticks.ts';
 import { generateStocks } from '../../pipelines/generate-stocks.ts';
-import { defineCommand } from '../command.ts';
+import { alias, defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
-import { badFlag, duration, int, num, str } from '../flags.ts';
+import { badFlag, duration, instant, int, num, str } from '../flags.ts';
+import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 
 /** `--tickers AMZN=1902,MSFT=107` → means; a bare known name keeps its default mean. */
 export function parseTickerMeans(values: FlagValues, flag: string): TickerMean[] {
@@ -40,27 +41,27 @@ export const command = defineCommand({
     'Runs until Ctrl-C unless --count or --duration is given.',
   ].join('\n'),
   flags: {
-    topic: { type: 'string', value: 'NAME', default: 'stocks', description: 'Topic (created if missing)' },
+    output: { type: 'string', value: 'TOPIC', default: 'stocks', description: 'Topic (created if missing), or - for stdout (JSON Lines)' },
+    topic: alias('output'),
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions when the topic is created' },
     rate: { type: 'string', value: 'N', default: '10', description: 'Messages per second' },
     tickers: { type: 'string', value: 'LIST', description: 'NAME=MEAN,... (default AMZN=1902,MSFT=107,AAPL=215)' },
     spread: { type: 'string', value: 'F', default: '0.1', description: 'Prices within ±F of the mean (0.1 = ±10 %)' },
     count: { type: 'string', short: 'n', value: 'N', description: 'Stop after N messages' },
-    duration: { type: 'string', value: 'TIME', description: 'Stop after this long, e.g. 90s, 10m' },
-    seed: { type: 'string', value: 'S', description: 'Seed for a reproducible stream (default: random, logged)' },
-    'start-time': { type: 'string', value: 'TIME', description: 'Event time of the first message, ISO 8601 or epoch ms (default: now)' },
+    duration: { type: 'string', value: 'DURATION', description: 'Stop after this long, e.g. 90s, 10m' },
+    seed: { type: 'string', value: 'SEED', description: 'Seed for a reproducible stream (default: random, logged)' },
+    start: { type: 'string', value: 'TIME', description: 'Event time of the first message: ISO 8601, or epoch with unit (1714564800s, 1714564800000ms) (default: now)' },
+    'start-time': alias('start'),
   },
   examples: [
     'tickflow generate stocks --brokers 127.0.0.1:9092',
     'tickflow generate stocks --rate 100 --duration 5m --tickers AMZN=1902,MSFT=107,GOOG=140',
-    'tickflow generate stocks --seed 42 --count 3000 --start-time 2024-01-01T00:00:00Z --json',
+    'tickflow generate stocks --seed 42 --count 3000 --start 2024-01-01T00:00:00Z --json',
   ],
   configure(values) {
-    const startRaw = str(values, 'start-time');
-    const startTime = startRaw === undefined ? null : parseInstant(startRaw);
-    if (startRaw !== undefined && startTime === null) throw badFlag('start-time', `expects an ISO 8601 time or epoch ms, got "${startRaw}"`);
+    const startTime = instant(values, 'start', { bareUnit: 'ms' }) ?? null;
     return {
-      topic: str(values, 'topic') ?? 'stocks',
+      topic: str(values, 'output') || 'stocks',
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       rate: num(values, 'rate', 10, { exclusiveMin: 0, max: 1_000_000 }),
       tickers: parseTickerMeans(values, 'tickers'),
@@ -72,7 +73,7 @@ export const command = defineCommand({
     };
   },
   async run({ config, shared, logger, signal, out, openLog }) {
-    const log = await openLog();
+    const log = await stdioLog(await openLog(), { output: config.topic, out });
     const seed = config.seed ?? `${Date.now()}-${process.pid}`;
     logger.info({ topic: config.topic, rate: config.rate, tickers: config.tickers, seed, log: log.description }, 'generating stock ticks');
     let lastReport = Date.now();
@@ -95,7 +96,9 @@ export const command = defineCommand({
       firstEventTime: summary.firstEventTime === null ? null : new Date(summary.firstEventTime).toISOString(),
       lastEventTime: summary.lastEventTime === null ? null : new Date(summary.lastEventTime).toISOString(),
     };
-    if (shared.json) out.write(`${JSON.stringify(result)}\n`);
-    else out.write(`sent ${result.messages} messages to ${result.topic} in ${result.seconds}s (seed ${seed})\n`);
+    // With --output -, stdout carries only the messages.
+    const report = config.topic === STDIN_TOPIC ? process.stderr : out;
+    if (shared.json) report.write(`${JSON.stringify(result)}\n`);
+    else report.write(`sent ${result.messages} messages to ${result.topic} in ${result.seconds}s (seed ${seed})\n`);
   },
 });

@@ -1,6 +1,6 @@
 import { generateUsers } from '../../pipelines/generate-users.ts';
 import { defineCommand } from '../command.ts';
-import { badFlag, bool, int, num, oneOf, str } from '../flags.ts';
+import { badFlag, bool, duration, instant, int, num, oneOf, str } from '../flags.ts';
 
 export const command = defineCommand({
   name: ['generate', 'users'],
@@ -10,41 +10,42 @@ export const command = defineCommand({
     'of a real export: countries in lower/upper case, misspelt or abbreviated, dates in mixed formats',
     '(some ambiguous, some impossible), bad IPs and e-mails, blanks and exact duplicates.',
     'With --frames: user-tracker frames (~2 KB, unicode-heavy, decoy uid/ts keys nested inside, ts',
-    'sometimes a string, event time shuffled within --disorder seconds, a --late-share of frames',
-    '--late-min to --late-max seconds late) for unique-users tests and benchmarks.',
+    'sometimes a string, event time shuffled within --disorder, a --late-share of frames',
+    '--late-min to --late-max late) for unique-users tests and benchmarks.',
     'Same --seed, same bytes. Output: a file (.gz compresses) or stdout.',
   ].join('\n'),
   flags: {
-    count: { type: 'string', value: 'N', default: '1000', description: 'How many records' },
+    count: { type: 'string', short: 'n', value: 'N', default: '1000', description: 'How many records' },
     output: { type: 'string', short: 'o', value: 'FILE', default: '-', description: 'File to write (.gz: gzip), or - for stdout' },
     seed: { type: 'string', value: 'SEED', default: '1', description: 'Seed for reproducible output' },
     format: { type: 'string', value: 'F', default: 'lines', description: 'lines (JSON Lines) or array (one JSON array)' },
     'bad-share': { type: 'string', value: 'X', default: '0', description: 'Share of lines replaced by non-JSON text (0..1)' },
     duplicates: { type: 'string', value: 'X', default: '0.03', description: 'Users: share of exact duplicates (0..1)' },
     frames: { type: 'boolean', description: 'Write user-tracker frames instead of user records' },
-    start: { type: 'string', value: 'TS', default: '1468244340', description: 'Frames: event time of the first frame, unix seconds' },
+    start: { type: 'string', value: 'TIME', default: '1468244340s', description: 'Frames: event time of the first frame: ISO 8601, or epoch with unit (s, ms)' },
     'per-second': { type: 'string', value: 'N', default: '200', description: 'Frames: frames per second of event time' },
     users: { type: 'string', value: 'N', default: '20000', description: 'Frames: distinct uids to draw from' },
-    disorder: { type: 'string', value: 'S', default: '5', description: 'Frames: on-time frames are less than this many seconds behind' },
+    disorder: { type: 'string', value: 'DURATION', default: '5s', description: 'Frames: on-time frames are less than this far behind' },
     'late-share': { type: 'string', value: 'X', default: '0', description: 'Frames: share of late frames (0..1)' },
-    'late-min': { type: 'string', value: 'S', default: '10', description: 'Frames: least lateness of a late frame, seconds' },
-    'late-max': { type: 'string', value: 'S', default: '60', description: 'Frames: most lateness of a late frame, seconds' },
+    'late-min': { type: 'string', value: 'DURATION', default: '10s', description: 'Frames: least lateness of a late frame' },
+    'late-max': { type: 'string', value: 'DURATION', default: '60s', description: 'Frames: most lateness of a late frame' },
     'frame-bytes': { type: 'string', value: 'N', default: '2048', description: 'Frames: approximate size of a frame' },
     'string-ts-share': { type: 'string', value: 'X', default: '0.1', description: 'Frames: share with ts as a string' },
     'duplicate-key-share': { type: 'string', value: 'X', default: '0.02', description: 'Frames: share with a decoy root uid/ts before the real one' },
   },
   examples: [
     'tickflow generate users --count 10000 -o users.jsonl',
-    'tickflow generate users --count 1000 | tickflow replay - --topic users --brokers 127.0.0.1:9092',
+    'tickflow generate users --count 1000 | tickflow replay - --output users --brokers 127.0.0.1:9092',
     'tickflow generate users --frames --count 1000000 --late-share 0.01 -o frames.jsonl.gz',
   ],
   configure(values) {
     const share = (flag: string, fallback: number) => num(values, flag, fallback, { min: 0, max: 1 });
-    const lateMin = num(values, 'late-min', 10, { min: 0 });
-    const lateMax = num(values, 'late-max', 60, { min: 0 });
-    if (lateMax < lateMin) throw badFlag('late-max', `must be at least --late-min (${lateMin})`);
-    const disorder = num(values, 'disorder', 5, { min: 0 });
-    if (lateMin < disorder) throw badFlag('late-min', `must be at least --disorder (${disorder})`);
+    const seconds = (flag: string, fallback: number) => duration(values, flag, fallback * 1000) / 1000;
+    const lateMin = seconds('late-min', 10);
+    const lateMax = seconds('late-max', 60);
+    if (lateMax < lateMin) throw badFlag('late-max', `must be at least --late-min (${lateMin}s)`);
+    const disorder = seconds('disorder', 5);
+    if (lateMin < disorder) throw badFlag('late-min', `must be at least --disorder (${disorder}s)`);
     return {
       kind: bool(values, 'frames') ? ('frames' as const) : ('users' as const),
       count: int(values, 'count', 1000, { min: 0 }),
@@ -54,7 +55,7 @@ export const command = defineCommand({
       badShare: share('bad-share', 0),
       duplicateShare: share('duplicates', 0.03),
       frames: {
-        start: num(values, 'start', 1468244340),
+        start: (instant(values, 'start', { bareUnit: 's' }) ?? 1468244340_000) / 1000,
         perSecond: num(values, 'per-second', 200, { exclusiveMin: 0 }),
         users: int(values, 'users', 20_000, { min: 1 }),
         disorderSeconds: disorder,

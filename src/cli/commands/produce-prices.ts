@@ -4,9 +4,10 @@ import type { SymbolModel } from '../../core/prices.ts';
 import { TickflowError } from '../../core/errors.ts';
 import { metrics } from '../../observability/metrics.ts';
 import { producePrices } from '../../pipelines/produce-prices.ts';
-import { defineCommand } from '../command.ts';
+import { alias, defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
-import { badFlag, int, num, str } from '../flags.ts';
+import { badFlag, duration, instant, int, num, str } from '../flags.ts';
+import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 import { formatBytes, formatCount, progressBar } from '../progress.ts';
 
 /** `--symbols AAPL=238:4,MSFT` → models; a bare symbol takes its default model or 100:2. */
@@ -41,14 +42,15 @@ export const command = defineCommand({
   ].join('\n'),
   flags: {
     count: { type: 'string', short: 'n', value: 'N', default: '5000', description: 'Messages to send' },
-    topic: { type: 'string', value: 'NAME', default: 'prices', description: 'Topic (created if missing)' },
+    output: { type: 'string', value: 'TOPIC', default: 'prices', description: 'Topic (created if missing), or - for stdout (JSON Lines)' },
+    topic: alias('output'),
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions when the topic is created' },
     symbols: { type: 'string', value: 'LIST', description: 'SYMBOL[=MEAN[:STDDEV]],... (default AAPL=238:4,MSFT=415:6,AMZN=185:3.5,GOOG=165:3,TSLA=250:9)' },
     'anomaly-rate': { type: 'string', value: 'P', default: '0.005', description: 'Share of ticks replaced by anomalies (0..1)' },
     'anomaly-sigmas': { type: 'string', value: 'K', default: '6', description: 'Anomalies sit K to K+2 stddevs from the mean' },
-    seed: { type: 'string', value: 'S', description: 'Seed for reproducible messages (default: random)' },
-    start: { type: 'string', value: 'TIME', description: 'Event time of the first tick, ISO 8601 (default: now − N×interval; 2021-03-10T16:00:00Z with --seed)' },
-    interval: { type: 'string', value: 'MS', default: '100', description: 'Event-time spacing between ticks in ms' },
+    seed: { type: 'string', value: 'SEED', description: 'Seed for reproducible messages (default: random)' },
+    start: { type: 'string', value: 'TIME', description: 'Event time of the first tick: ISO 8601, or epoch with unit (1714564800s, 1714564800000ms) (default: now − N×interval; 2021-03-10T16:00:00Z with --seed)' },
+    interval: { type: 'string', value: 'DURATION', default: '100ms', description: 'Event-time spacing between ticks' },
     'batch-size': { type: 'string', value: 'N', default: '5000', description: 'Messages per produce batch' },
   },
   examples: [
@@ -58,19 +60,13 @@ export const command = defineCommand({
   ],
   configure(values) {
     const count = int(values, 'count', 5000, { min: 0, max: 1_000_000_000 });
-    const interval = int(values, 'interval', 100, { min: 0 });
+    const interval = duration(values, 'interval', 100, { bareUnit: 'ms' });
+    if (!Number.isInteger(interval)) throw badFlag('interval', 'must be a whole number of milliseconds');
     const seed = str(values, 'seed');
-    const startRaw = str(values, 'start');
-    let startMs: number;
-    if (startRaw !== undefined) {
-      startMs = /^\d+$/.test(startRaw) ? Number(startRaw) : Date.parse(startRaw);
-      if (Number.isNaN(startMs)) throw badFlag('start', `expects an ISO 8601 time or epoch ms, got "${startRaw}"`);
-    } else {
-      startMs = seed !== undefined ? FIXED_START : Date.now() - count * interval;
-    }
+    const startMs = instant(values, 'start', { bareUnit: 'ms' }) ?? (seed !== undefined ? FIXED_START : Date.now() - count * interval);
     return {
       count,
-      topic: str(values, 'topic') ?? 'prices',
+      topic: str(values, 'output') || 'prices',
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       symbols: parseSymbolModels(values, 'symbols'),
       anomalyRate: num(values, 'anomaly-rate', 0.005, { min: 0, max: 1 }),
@@ -82,8 +78,8 @@ export const command = defineCommand({
     };
   },
   async run({ config, shared, out, signal, logger, openLog }) {
-    const log = await openLog();
-    if (log.kind === 'memory') logger.warn('no --brokers: producing into the embedded log, which lives only in this process');
+    const log = await stdioLog(await openLog(), { output: config.topic, out });
+    if (log.kind === 'memory' && config.topic !== STDIN_TOPIC) logger.warn('no --brokers: producing into the embedded log, which lives only in this process');
     const progress = progressBar('produced', { total: config.count, unit: 'msgs' });
     let counted = 0;
     const summary = await producePrices(log, {
@@ -97,10 +93,12 @@ export const command = defineCommand({
     });
     progress.finish();
     const rate = summary.seconds > 0 ? summary.messages / summary.seconds : 0;
+    // With --output -, stdout carries only the messages.
+    const report = config.topic === STDIN_TOPIC ? process.stderr : out;
     if (shared.json) {
-      out.write(`${JSON.stringify({ topic: config.topic, ...summary, messagesPerSecond: Math.round(rate) })}\n`);
+      report.write(`${JSON.stringify({ topic: config.topic, ...summary, messagesPerSecond: Math.round(rate) })}\n`);
     } else {
-      out.write(
+      report.write(
         `produced ${summary.messages} messages (${summary.anomalies} anomalies) to ${config.topic}: ` +
           `${formatBytes(summary.bytes)} in ${summary.seconds.toFixed(2)} s, ${formatCount(rate)} msgs/s, ` +
           `${formatBytes(summary.bytes / Math.max(summary.seconds, 1e-9))}/s\n`,

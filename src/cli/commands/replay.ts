@@ -3,16 +3,17 @@ import { openByteSource } from '../../pipelines/byte-source.ts';
 import { replay } from '../../pipelines/replay.ts';
 import type { ReplaySummary } from '../../pipelines/replay.ts';
 import { metrics } from '../../observability/metrics.ts';
-import { defineCommand } from '../command.ts';
+import { alias, defineCommand } from '../command.ts';
 import { int, num, oneOf, str } from '../flags.ts';
 import { formatBytes, formatCount, progressBar } from '../progress.ts';
+import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 
 export const command = defineCommand({
   name: ['replay'],
   summary: 'Stream a JSON Lines file (or a JSON array; .gz; stdin) into a topic',
   description: [
     'Reads FILE (or stdin for -) at constant memory, gunzipping when the bytes are gzip, and sends',
-    'each record\'s original bytes to --topic in batches. JSON Lines by default; a file whose first',
+    'each record\'s original bytes to --output in batches. JSON Lines by default; a file whose first',
     'character is [ is read as one JSON array. Every record is validated (strict JSON, UTF-8);',
     'records that are not JSON are counted, reported with their line number and not sent: they',
     'never stop the replay. A progress bar (bytes, records, rate, ETA) is shown when stderr is a',
@@ -20,7 +21,8 @@ export const command = defineCommand({
   ].join('\n'),
   positionals: { name: 'FILE', description: 'JSON Lines or JSON array file, optionally gzip; - for stdin', required: true },
   flags: {
-    topic: { type: 'string', value: 'NAME', default: 'user-tracker', description: 'Topic to write to' },
+    output: { type: 'string', value: 'TOPIC', default: 'user-tracker', description: 'Topic to write to, or - for stdout (the valid records, one per line)' },
+    topic: alias('output'),
     key: { type: 'string', value: 'FIELD', description: 'Key each record by this root-level field (e.g. uid); default no key' },
     rate: { type: 'string', value: 'N', description: 'Records per second (default: as fast as the broker takes them)' },
     format: { type: 'string', value: 'F', default: 'auto', description: 'auto, lines (JSON Lines) or array (one JSON array)' },
@@ -30,7 +32,7 @@ export const command = defineCommand({
   },
   examples: [
     'tickflow replay data/user-tracker.jsonl --brokers 127.0.0.1:9092',
-    'tickflow replay stream.jsonl.gz --topic user-tracker --key uid --rate 1000 --brokers 127.0.0.1:9092',
+    'tickflow replay stream.jsonl.gz --output user-tracker --key uid --rate 1000 --brokers 127.0.0.1:9092',
     'zcat stream.jsonl.gz | tickflow replay - --json --brokers 127.0.0.1:9092',
   ],
   configure(values, positionals) {
@@ -38,7 +40,7 @@ export const command = defineCommand({
     const rate = str(values, 'rate') === undefined ? undefined : num(values, 'rate', 0, { exclusiveMin: 0 });
     return {
       file: positionals[0],
-      topic: str(values, 'topic') ?? 'user-tracker',
+      topic: str(values, 'output') || 'user-tracker',
       keyField: str(values, 'key') || undefined,
       rate,
       format: oneOf(values, 'format', ['auto', 'lines', 'array'] as const, 'auto'),
@@ -49,7 +51,7 @@ export const command = defineCommand({
   },
   async run({ config, shared, out, signal, logger, openLog }) {
     const source = await openByteSource(config.file);
-    const log = await openLog();
+    const log = await stdioLog(await openLog(), { output: config.topic, out });
     const progress = progressBar('replay', { total: source.size ?? undefined, unit: 'B' });
     let reported = 0;
     const summary = await replay(log, source, {
@@ -65,10 +67,12 @@ export const command = defineCommand({
     if (summary.bad > 0) metrics.invalid.inc({ pipeline: 'replay', reason: 'not-json' }, summary.bad);
     const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
     logger.debug({ summary, peakRssMiB }, 'replay finished');
+    // With --output -, stdout carries only the records.
+    const report = config.topic === STDIN_TOPIC ? process.stderr : out;
     if (shared.json) {
-      out.write(`${JSON.stringify({ ...summary, peakRssMiB })}\n`);
+      report.write(`${JSON.stringify({ ...summary, peakRssMiB })}\n`);
     } else {
-      out.write(`${describe(summary, peakRssMiB)}\n`);
+      report.write(`${describe(summary, peakRssMiB)}\n`);
     }
   },
 });

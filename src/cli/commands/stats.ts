@@ -2,8 +2,9 @@ import { describeRule } from '../../core/outliers.ts';
 import type { OutlierRule } from '../../core/outliers.ts';
 import { computeStats } from '../../pipelines/prices-stats.ts';
 import type { StatsReport } from '../../pipelines/prices-stats.ts';
-import { defineCommand } from '../command.ts';
+import { alias, defineCommand } from '../command.ts';
 import { bool, duration, int, num, oneOf, str } from '../flags.ts';
+import { stdioLog } from '../stdio-log.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { progressBar } from '../progress.ts';
 
@@ -25,7 +26,8 @@ export const command = defineCommand({
     'kept for the outlier scan up to --memory-budget, beyond it a second pass re-reads the range.',
   ].join('\n'),
   flags: {
-    topic: { type: 'string', value: 'NAME', default: 'prices', description: 'Topic to read' },
+    input: { type: 'string', value: 'TOPIC', default: 'prices', description: 'Topic to read, or - for stdin (JSON Lines, read whole first)' },
+    topic: alias('input'),
     rule: { type: 'string', value: 'RULE', default: 'zscore', description: 'Outlier rule: zscore (|p − mean| > Z·stddev) or mad (modified z-score, median/MAD)' },
     z: { type: 'string', value: 'Z', default: '3', description: 'Threshold for the zscore rule' },
     'mad-threshold': { type: 'string', value: 'M', default: '3.5', description: 'Threshold for the mad rule' },
@@ -35,7 +37,7 @@ export const command = defineCommand({
     'symbol-field': { type: 'string', value: 'NAME', default: 'symbol', description: 'Field holding the symbol' },
     'price-field': { type: 'string', value: 'NAME', default: 'price', description: 'Field holding the price' },
     'max-price-ratio': { type: 'string', value: 'K', default: '10', description: 'A price more than K times above or below its symbol\'s level is implausible: counted apart, in no statistic' },
-    'max-time-skew': { type: 'string', value: 'TIME', default: '10m', description: 'A ts farther than this from its partition\'s stream time is held, then counted or implausible-time (docs/event-time.md)' },
+    'max-time-skew': { type: 'string', value: 'DURATION', default: '10m', description: 'A ts farther than this from its partition\'s stream time is held, then counted or implausible-time (docs/event-time.md)' },
     'strict-ts': { type: 'boolean', description: 'Accept only ts strings "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" (UTC), as before; by default also T, Z, offsets, 0-9 fractional digits and epoch ms' },
     'max-record-bytes': { ...MAX_RECORD_BYTES_FLAG, description: 'A message whose value is larger is counted invalid (too-large) without being parsed' },
   },
@@ -46,7 +48,7 @@ export const command = defineCommand({
       ? { kind, threshold: num(values, 'z', 3, { exclusiveMin: 0 }), stddev: bool(values, 'population') ? 'population' : 'sample' }
       : { kind, threshold: num(values, 'mad-threshold', 3.5, { exclusiveMin: 0 }) };
     return {
-      topic: str(values, 'topic') ?? 'prices',
+      topic: str(values, 'input') || 'prices',
       rule,
       memoryBudgetBytes: int(values, 'memory-budget', 256, { min: 0, max: 1 << 20 }) * (1 << 20),
       maxRecordBytes: maxRecordBytes(values),
@@ -57,7 +59,7 @@ export const command = defineCommand({
     };
   },
   async run({ config, shared, out, signal, openLog }) {
-    const log = await openLog();
+    const log = await stdioLog(await openLog(), { input: config.topic, out });
     const progress = progressBar('read', { unit: 'msgs' });
     const report = await computeStats(log, { ...config, signal, onProgress: (read, total) => progress.update(read, `of ${total}`) });
     progress.finish();

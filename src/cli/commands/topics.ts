@@ -1,6 +1,6 @@
 import { isTickflowError } from '../../core/errors.ts';
-import { defineCommand } from '../command.ts';
-import { badFlag, int, keyValues, list, str } from '../flags.ts';
+import { alias, defineCommand } from '../command.ts';
+import { badFlag, int, keyValues, list } from '../flags.ts';
 import type { Log, TopicSpec } from '../../log/types.ts';
 
 interface Config {
@@ -11,9 +11,7 @@ interface Config {
   /** Undefined: one less than the replication factor, at least 1. */
   minInsyncReplicas: number | undefined;
   configs: Record<string, string>;
-  only: string | undefined;
-  /** The flag that set the replication factor, for messages and the deprecation note. */
-  replicationFlag: 'replication-factor' | 'replication';
+  only: string[] | undefined;
 }
 
 const MAX_REPLICAS = 32;
@@ -29,10 +27,11 @@ export const command = defineCommand<Config>({
     create: { type: 'string', value: 'LIST', description: 'Create these topics (comma-separated) if missing' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for --create' },
     'replication-factor': { type: 'string', value: 'N', description: 'Replicas per partition for --create (default min(3, brokers))' },
-    replication: { type: 'string', value: 'N', description: 'Deprecated alias of --replication-factor' },
+    replication: alias('replication-factor'),
     'min-insync-replicas': { type: 'string', value: 'N', description: 'min.insync.replicas for --create (default replication factor − 1, at least 1)' },
     config: { type: 'string', value: 'KEY=VALUE', multiple: true, description: 'Topic config for --create, e.g. retention.ms=86400000 (repeatable)' },
-    topic: { type: 'string', value: 'NAME', description: 'Show only this topic' },
+    topics: { type: 'string', value: 'LIST', description: 'Show only these topics (comma-separated)' },
+    topic: alias('topics'),
   },
   examples: [
     'tickflow topics --brokers 127.0.0.1:9092',
@@ -40,8 +39,7 @@ export const command = defineCommand<Config>({
     'tickflow topics --create prices --replication-factor 3 --min-insync-replicas 2 --config retention.ms=604800000',
   ],
   configure: (values) => {
-    const factor = replicationFactor(values);
-    const replicationFlag = values.replication !== undefined ? 'replication' : 'replication-factor';
+    const factor = values['replication-factor'] === undefined ? undefined : int(values, 'replication-factor', 1, { min: 1, max: MAX_REPLICAS });
     const minInsync = values['min-insync-replicas'] === undefined ? undefined : int(values, 'min-insync-replicas', 1, { min: 1, max: MAX_REPLICAS });
     if (minInsync !== undefined && factor !== undefined && minInsync > factor) {
       throw badFlag('min-insync-replicas', `must not exceed the replication factor ${factor}, got ${minInsync}`);
@@ -56,13 +54,11 @@ export const command = defineCommand<Config>({
       replicationFactor: factor,
       minInsyncReplicas: minInsync,
       configs,
-      only: str(values, 'topic'),
-      replicationFlag,
+      only: values.topics === undefined ? undefined : list(values, 'topics', []),
     } satisfies Config;
   },
   async run({ config, shared, out, logger, openLog }) {
     const log = await openLog();
-    if (config.replicationFlag === 'replication') logger.warn('--replication is deprecated: use --replication-factor');
     if (config.create.length > 0) {
       await create(
         log,
@@ -73,13 +69,12 @@ export const command = defineCommand<Config>({
           ...(config.minInsyncReplicas === undefined ? {} : { minInsyncReplicas: config.minInsyncReplicas }),
           configs: config.configs,
         })),
-        config,
       );
       if (log.kind === 'memory' && (config.replicationFactor !== undefined || config.minInsyncReplicas !== undefined || Object.keys(config.configs).length > 0)) {
         logger.info('the embedded log keeps one copy and ignores replication and topic configs');
       }
     }
-    const names = config.only ? [config.only] : (await log.listTopics()).filter((t) => !t.startsWith('__'));
+    const names = config.only ? config.only : (await log.listTopics()).filter((t) => !t.startsWith('__'));
     const topics = [];
     for (const name of names) {
       const partitions = await log.offsets(name);
@@ -97,25 +92,13 @@ export const command = defineCommand<Config>({
 });
 
 /** Creates the topics; a setting the cluster cannot honour (more replicas than brokers) names its flag. */
-async function create(log: Log, specs: TopicSpec[], config: Config): Promise<void> {
+async function create(log: Log, specs: TopicSpec[]): Promise<void> {
   try {
     await log.createTopics(specs);
   } catch (error) {
-    if (isTickflowError(error, 'BAD_CONFIG') && error.details.setting === 'replicationFactor') throw badFlag(config.replicationFlag, error.message);
+    if (isTickflowError(error, 'BAD_CONFIG') && error.details.setting === 'replicationFactor') throw badFlag('replication-factor', error.message);
     if (isTickflowError(error, 'BAD_CONFIG') && error.details.setting === 'minInsyncReplicas') throw badFlag('min-insync-replicas', error.message);
     if (isTickflowError(error, 'LOG_ERROR') && error.details.kafkaCode === 'INVALID_CONFIG') throw badFlag('config', error.message);
     throw error;
   }
-}
-
-/** --replication-factor, or its deprecated alias --replication (not both). */
-function replicationFactor(values: Parameters<typeof int>[0]): number | undefined {
-  const current = values['replication-factor'];
-  const deprecated = values.replication;
-  if (current !== undefined && deprecated !== undefined) {
-    throw badFlag('replication', 'is the deprecated alias of --replication-factor: give only --replication-factor');
-  }
-  if (current !== undefined) return int(values, 'replication-factor', 1, { min: 1, max: MAX_REPLICAS });
-  if (deprecated !== undefined) return int(values, 'replication', 1, { min: 1, max: MAX_REPLICAS });
-  return undefined;
 }

@@ -36,7 +36,7 @@ export const command = defineCommand({
     input: { type: 'string', value: 'TOPIC', default: 'user-tracker', description: 'Topic to read, or - for stdin' },
     output: { type: 'string', value: 'TOPIC', default: 'unique-users', description: 'Topic for the minute records, or - for stdout' },
     'late-topic': { type: 'string', value: 'TOPIC', default: 'user-tracker-late', description: 'Side topic for frames later than the allowed lateness' },
-    'dead-letter-topic': { type: 'string', value: 'TOPIC', default: 'dead-letters', description: 'Topic for frames without a usable uid/ts' },
+    'dead-letter-topic': { type: 'string', value: 'TOPIC', description: 'Topic for frames without a usable uid/ts (default: <input>-dlq; user-tracker-dlq for stdin)' },
     group: { type: 'string', value: 'NAME', default: 'unique-users', description: 'Consumer group (service mode)' },
     'until-end': { type: 'boolean', description: 'Read up to the end offsets seen at start, flush, exit (no group)' },
     'allowed-lateness': { type: 'string', value: 'DURATION', default: '5s', description: 'How far behind its partition\'s stream time a frame may be' },
@@ -64,7 +64,7 @@ export const command = defineCommand({
     const input = str(values, 'input') || 'user-tracker';
     const output = str(values, 'output') || 'unique-users';
     const lateTopic = str(values, 'late-topic') || 'user-tracker-late';
-    const deadLetterTopic = str(values, 'dead-letter-topic') || 'dead-letters';
+    const deadLetterTopic = str(values, 'dead-letter-topic') || `${input === '-' ? 'user-tracker' : input}-dlq`;
     if (input !== '-' && [output, lateTopic, deadLetterTopic].includes(input)) throw badFlag('input', 'must differ from the output, late and dead-letter topics');
     if (lateTopic === output) throw badFlag('late-topic', 'must differ from --output');
     return {
