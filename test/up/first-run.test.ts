@@ -7,7 +7,9 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openPglite } from '../../src/db/pglite.ts';
@@ -175,6 +177,25 @@ describe('tickflow up restarted on its data dir', () => {
       for (const row of mine.slice(1, -1)) {
         assert.ok(row.sampleCount >= 150, `${ticker} ${new Date(row.windowStart).toISOString()}: ${row.sampleCount} samples`);
       }
+    }
+  });
+});
+
+describe('tickflow up that cannot start', () => {
+  it('exits non-zero with one line when the API\'s port is in use, having started nothing', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const dataDir = join(root, 'port-in-use');
+    try {
+      const result = await tickflow(['up', '--port', String(port), '--data-dir', dataDir], { env });
+      assert.equal(result.code, 2);
+      assert.equal(result.stderr, `tickflow up: port ${port} on 127.0.0.1 is in use: stop what listens there, or give --port another port (0 = any free one)\n`);
+      assert.equal(result.stdout, '');
+      assert.equal(existsSync(join(dataDir, 'log', 'topics', 'prices')), false, 'no batch was produced');
+      assert.equal(existsSync(`${join(dataDir, 'log')}.lock`), false, 'the log was released');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });
