@@ -61,7 +61,12 @@ describe('a command killed in the middle of writing the embedded log', () => {
     const child = spawn(process.execPath, [BIN, 'produce', 'prices', '-n', '5000000', '--batch-size', '5000', '--data-dir', dataDir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise((resolve) => child.on('close', resolve));
     const lock = `${join(dataDir, 'log')}.lock`;
-    while (!existsSync(join(dataDir, 'log', 'topics', 'prices', 'topic.json'))) await sleep(20);
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    while (!existsSync(join(dataDir, 'log', 'topics', 'prices', 'topic.json'))) {
+      if (child.exitCode !== null) assert.fail(`produce ended before it began: ${stderr}`);
+      await sleep(20);
+    }
     await sleep(1000);
     child.kill('SIGKILL');
     await exited;

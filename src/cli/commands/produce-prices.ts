@@ -83,7 +83,7 @@ export const command = defineCommand({
   },
   async run({ config, shared, out, signal, logger, openLog }) {
     const log = await openLog();
-    if (log.kind === 'memory') logger.info({ log: log.description }, 'no --brokers: producing into the embedded log');
+    if (log.kind === 'memory') logger.debug({ log: log.description }, 'no --brokers: producing into the embedded log');
     const progress = progressBar('produced', { total: config.count, unit: 'msgs' });
     let counted = 0;
     const summary = await producePrices(log, {
