@@ -227,4 +227,16 @@ describe('tickflow up that cannot start', () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  it('exits non-zero with one line when the database is unreachable, having started nothing', async () => {
+    const dataDir = join(root, 'no-database');
+    const url = 'postgres://postgres@127.0.0.1:1/tickflow';
+    // Past the start-up wait for the database (its retries are warnings: shown at the default level).
+    const result = await tickflow(['up', '--port', '0', '--database-url', url, '--data-dir', dataDir], { env: { ...env, LOG_LEVEL: 'error' } });
+    assert.equal(result.code, 4);
+    assert.equal(result.stderr, `tickflow up: database ${url} is unavailable: connect ECONNREFUSED 127.0.0.1:1\n`);
+    assert.equal(result.stdout, '');
+    assert.equal(existsSync(join(dataDir, 'log', 'topics', 'prices')), false, 'no batch was produced');
+    assert.equal(existsSync(`${join(dataDir, 'log')}.lock`), false, 'the log was released');
+  });
 });

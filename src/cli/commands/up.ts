@@ -51,7 +51,8 @@ export const command = defineCommand<Config>({
     // Claim what this run owns before starting anything: the embedded log and database
     // (held, and locked, for the whole run, so a second `up` fails at once naming this
     // one), the API's port free, and PostgreSQL reachable and migrated.
-    const quiet = ['trace', 'debug'].includes(shared.logLevel) ? logger : logger.child({}, { level: 'warn' });
+    // Opening them logs at info (migrations applied): at the default level, keep start-up to warnings.
+    const quiet = shared.logLevel === 'info' ? logger.child({}, { level: 'warn' }) : logger;
     const held: Array<{ close(): Promise<void> }> = [];
     try {
       if (!shared.brokers) held.push(await openLogFor(shared, quiet));
