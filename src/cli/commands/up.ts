@@ -124,7 +124,6 @@ async function runParts(context: CommandContext<Config>, runCli: typeof RunCli):
   return 0;
 }
 
-
 /** The API's port, checked before anything starts (0 = any free port: nothing to check). */
 async function checkPortFree(host: string, port: number): Promise<void> {
   if (port === 0) return;
