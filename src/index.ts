@@ -28,6 +28,7 @@ export type { DeadLetterReference, Rejection } from './runtime/dead-letters.ts';
 export { KafkaLog } from './log/kafka.ts';
 export type { KafkaLogOptions } from './log/kafka.ts';
 export { MemoryLog } from './log/memory.ts';
+export { DiskLog } from './log/disk.ts';
 export { valueText } from './log/types.ts';
 export type {
   Assignment,

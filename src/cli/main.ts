@@ -122,7 +122,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
     out: io.out,
     openLog: async () => {
       if (!log) {
-        log = await openLogFor(shared);
+        log = await openLogFor(shared, logger);
         cleanup.push(async () => log!.close());
       }
       return log;
@@ -159,49 +159,77 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
   }
 }
 
-const embeddedDatabases = new Map<string, { db: Promise<Database>; users: number }>();
+interface SharedEntry<T> {
+  value: Promise<T>;
+  users: number;
+  closing?: Promise<void>;
+}
 
 /**
- * PostgreSQL when configured; else the embedded PGlite of the data dir, shared by every
- * command running in this process (PGlite takes one connection: `tickflow up` runs several
- * services on it) and closed when the last one is done.
+ * One instance per key for every command running in this process (`tickflow up` runs
+ * several on one embedded log and one PGlite), closed when the last of them closes it.
  */
-export async function openDatabaseFor(shared: SharedConfig, logger: Logger): Promise<Database> {
-  const { openDatabase } = await import('../db/open.ts');
-  if (shared.databaseUrl) return openDatabase({ url: shared.databaseUrl, logger });
-  const dataDir = join(shared.dataDir, 'pglite');
-  let entry = embeddedDatabases.get(dataDir);
+async function shareInProcess<T extends { close(): Promise<void> }>(registry: Map<string, SharedEntry<T>>, key: string, open: () => Promise<T>): Promise<T> {
+  for (let entry = registry.get(key); entry?.closing; entry = registry.get(key)) {
+    await entry.closing.catch(() => {});
+    if (registry.get(key) === entry) registry.delete(key);
+  }
+  let entry = registry.get(key);
   if (!entry) {
-    entry = { db: openDatabase({ dataDir, logger }), users: 0 };
-    embeddedDatabases.set(dataDir, entry);
-    entry.db.catch(() => embeddedDatabases.delete(dataDir));
+    const created: SharedEntry<T> = { value: open(), users: 0 };
+    registry.set(key, created);
+    created.value.catch(() => registry.get(key) === created && registry.delete(key));
+    entry = created;
   }
   entry.users++;
-  const db = await entry.db;
-  let closed = false;
   const owner = entry;
-  return new Proxy(db, {
+  let value: T;
+  try {
+    value = await owner.value;
+  } catch (error) {
+    owner.users--;
+    throw error;
+  }
+  let closed = false;
+  return new Proxy(value, {
     get(object, property) {
       if (property === 'close') {
         return async () => {
           if (closed) return;
           closed = true;
-          if (--owner.users === 0) {
-            embeddedDatabases.delete(dataDir);
-            await object.close();
+          if (--owner.users > 0) return;
+          owner.closing = object.close();
+          try {
+            await owner.closing;
+          } finally {
+            if (registry.get(key) === owner) registry.delete(key);
           }
         };
       }
-      const value = Reflect.get(object, property, object);
-      return typeof value === 'function' ? value.bind(object) : value;
+      const member = Reflect.get(object, property, object);
+      return typeof member === 'function' ? member.bind(object) : member;
     },
   });
 }
 
-let embeddedLog: Log | null = null;
+const embeddedDatabases = new Map<string, SharedEntry<Database>>();
 
-/** Kafka when brokers are configured, else the process-wide embedded log. */
-export async function openLogFor(shared: SharedConfig): Promise<Log> {
+/** PostgreSQL when configured; else the embedded PGlite of the data dir, shared in the process. */
+export async function openDatabaseFor(shared: SharedConfig, logger: Logger): Promise<Database> {
+  const { openDatabase } = await import('../db/open.ts');
+  if (shared.databaseUrl) return openDatabase({ url: shared.databaseUrl, logger });
+  const dataDir = join(shared.dataDir, 'pglite');
+  return shareInProcess(embeddedDatabases, dataDir, () => openDatabase({ dataDir, logger }));
+}
+
+const embeddedLogs = new Map<string, SharedEntry<Log>>();
+
+/**
+ * Kafka when brokers are configured; else the embedded log persisted under
+ * `<data-dir>/log`, shared by every command in this process and owned by this process
+ * until the last of them closes it.
+ */
+export async function openLogFor(shared: SharedConfig, logger?: Logger): Promise<Log> {
   if (shared.brokers) {
     const { KafkaLog } = await import('../log/kafka.ts');
     return new KafkaLog({
@@ -210,18 +238,10 @@ export async function openLogFor(shared: SharedConfig): Promise<Log> {
       sasl: shared.kafkaSasl ?? undefined,
     });
   }
-  if (!embeddedLog) {
-    const { MemoryLog } = await import('../log/memory.ts');
-    embeddedLog = new MemoryLog();
-  }
-  // The embedded log outlives any one command in the process: closing it is a no-op.
-  const target = embeddedLog;
-  return new Proxy(target, {
-    get(object, property) {
-      if (property === 'close') return async () => {};
-      const value = Reflect.get(object, property, object);
-      return typeof value === 'function' ? value.bind(object) : value;
-    },
+  const dir = join(shared.dataDir, 'log');
+  return shareInProcess(embeddedLogs, dir, async () => {
+    const { DiskLog } = await import('../log/disk.ts');
+    return new DiskLog(dir, { logger });
   });
 }
 

@@ -1,6 +1,7 @@
 /**
- * What pipelines need from a log (Kafka, or the embedded in-process log). Both adapters
- * pass one contract suite (test/log/contract.ts), so a pipeline cannot tell them apart.
+ * What pipelines need from a log (Kafka, or the embedded log: on disk under --data-dir, or in
+ * memory for tests). Every adapter passes one contract suite (test/log/contract.ts), so a
+ * pipeline cannot tell them apart.
  *
  * Offsets are bigint (Kafka's int64). An "end offset" is the offset the next record will
  * get (the high watermark); a range [from, to) is half-open.
@@ -116,6 +117,7 @@ export interface GroupConsumer extends AsyncIterable<RecordBatch> {
 }
 
 export interface Log {
+  /** `memory`: the embedded log, whether its storage is memory or disk. */
   readonly kind: 'kafka' | 'memory';
   readonly description: string;
   /** Creates the topics that do not exist yet; existing ones are left as they are. */

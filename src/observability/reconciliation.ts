@@ -3,6 +3,7 @@ import type { Queryable } from '../db/types.ts';
 import { listStoredOffsets } from '../db/offset-store.ts';
 import { listCounts } from '../db/pipeline-counts.ts';
 import { listRejectionCounts } from '../db/rejection-counts.ts';
+import { supervisionProblems } from './supervision.ts';
 
 /**
  * One look at the whole system: every topic's offsets, every consumer's position (Kafka
@@ -210,6 +211,7 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
     notes.push('no database: offsets kept in PostgreSQL are not shown');
   }
   consumers.sort((a, b) => a.topic.localeCompare(b.topic) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
+  problems.push(...supervisionProblems());
   return { at: new Date().toISOString(), topics, consumers, accounting, lateness, problems, notes };
 }
 

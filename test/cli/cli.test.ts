@@ -1,6 +1,14 @@
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { tickflow } from '../helpers/cli.ts';
+
+// Each embedded run gets a data dir of its own: the embedded log keeps its topics there.
+const root = mkdtempSync(join(tmpdir(), 'tickflow-cli-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const embedded = () => ({ env: { KAFKA_BROKERS: '', TICKFLOW_DATA_DIR: mkdtempSync(join(root, 'data-')) } });
 
 describe('tickflow CLI', () => {
   it('lists its commands with --help and exits 0', async () => {
@@ -46,7 +54,7 @@ describe('tickflow CLI', () => {
   });
 
   it('runs on the embedded log by default and prints JSON results to stdout', async () => {
-    const result = await tickflow(['topics', '--create', 'alpha,beta', '--partitions', '2', '--json'], { env: { KAFKA_BROKERS: '' } });
+    const result = await tickflow(['topics', '--create', 'alpha,beta', '--partitions', '2', '--json'], embedded());
     assert.equal(result.code, 0, result.stderr);
     const parsed = JSON.parse(result.stdout);
     assert.deepEqual(parsed.topics.map((t: { name: string; partitions: number }) => [t.name, t.partitions]), [['alpha', 2], ['beta', 2]]);
@@ -54,16 +62,14 @@ describe('tickflow CLI', () => {
 });
 
 describe('tickflow topics --create', () => {
-  const embedded = { env: { KAFKA_BROKERS: '' } };
-
   it('takes replication, min ISR and configs; the embedded log accepts and ignores them', async () => {
-    const result = await tickflow(['topics', '--create', 'gamma', '--replication-factor', '3', '--min-insync-replicas', '2', '--config', 'retention.ms=60000', '--config', 'cleanup.policy=delete', '--json'], embedded);
+    const result = await tickflow(['topics', '--create', 'gamma', '--replication-factor', '3', '--min-insync-replicas', '2', '--config', 'retention.ms=60000', '--config', 'cleanup.policy=delete', '--json'], embedded());
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout).topics.map((t: { name: string }) => t.name), ['gamma']);
   });
 
   it('keeps --replication as a deprecated alias', async () => {
-    const result = await tickflow(['topics', '--create', 'delta', '--replication', '2', '--json'], embedded);
+    const result = await tickflow(['topics', '--create', 'delta', '--replication', '2', '--json'], embedded());
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /--replication is deprecated: use --replication-factor/);
   });
@@ -79,7 +85,7 @@ describe('tickflow topics --create', () => {
   ];
   for (const [flags, message] of bad) {
     it(`refuses ${flags.join(' ')} with one line naming the flag`, async () => {
-      const result = await tickflow(['topics', '--create', 'x', ...flags], embedded);
+      const result = await tickflow(['topics', '--create', 'x', ...flags], embedded());
       assert.equal(result.code, 2);
       assert.equal(result.stderr, `tickflow topics: ${message} (see --help)\n`);
     });

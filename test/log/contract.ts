@@ -14,6 +14,8 @@ export interface ContractTarget {
   open(): Promise<Log>;
   /** How long group operations may take (Kafka rebalances take seconds). */
   groupTimeoutMs: number;
+  /** Closes the log and opens it again on the same data (a restart); absent: not durable. */
+  reopen?(log: Log): Promise<Log>;
 }
 
 const unique = (label: string) => `contract-${label}-${randomUUID().slice(0, 8)}`;
@@ -223,6 +225,50 @@ export function logContract(target: ContractTarget): void {
       assert.deepEqual(run.records().map(value), ['new']);
       await producer.close();
     });
+
+    if (target.reopen) {
+      it('keeps topics, records and committed offsets across close and reopen, and goes on from there', async () => {
+        const topic = unique('restart');
+        const group = unique('g');
+        await log.createTopics([{ name: topic, partitions: 3 }]);
+        const producer = log.producer();
+        const timestamp = BigInt(Date.now() - 1000);
+        await producer.send(topic, Array.from({ length: 300 }, (_, i) => ({ key: `k${i % 7}`, value: `${i}`, headers: { n: String(i) }, timestamp })));
+        await producer.send(topic, [{ partition: 2, key: null, value: null }]);
+        await producer.close();
+        const before = await readAll(log, topic);
+        const ends = await log.offsets(topic);
+        const consumer = log.subscribe({ group, topics: [topic] });
+        const run = drain(consumer);
+        await until(() => run.records().length === 301, target.groupTimeoutMs, 'the member to read 301 records');
+        const half = ends.map((p) => ({ topic, partition: p.partition, offset: p.latest / 2n }));
+        await consumer.commit(half);
+        await consumer.close();
+        await run.done;
+
+        log = await target.reopen!(log);
+        assert.ok((await log.listTopics()).includes(topic));
+        assert.deepEqual(await log.offsets(topic), ends);
+        const after = await readAll(log, topic);
+        const shape = (r: LogRecord) => [r.partition, r.offset, r.timestamp, r.key?.toString() ?? null, value(r), r.headers.map(([k, v]) => `${k}=${v}`)];
+        assert.deepEqual(after.map(shape), before.map(shape));
+        assert.deepEqual(await log.committed(group, topic), new Map(half.map((h) => [h.partition, h.offset])));
+
+        const again = log.producer();
+        await again.send(topic, [{ partition: 0, value: 'after-restart' }]);
+        await again.close();
+        const resumed = log.subscribe({ group, topics: [topic] });
+        const resumedRun = drain(resumed);
+        const expected = ends.reduce((n, p) => n + Number(p.latest - p.latest / 2n), 0) + 1;
+        await until(() => resumedRun.records().length >= expected, target.groupTimeoutMs, `the resumed member to read ${expected} records`);
+        await new Promise((r) => setTimeout(r, 300));
+        await resumed.close();
+        await resumedRun.done;
+        assert.equal(resumedRun.records().length, expected, 'resumes at the committed offsets, nothing read twice');
+        const last = resumedRun.records().find((r) => value(r) === 'after-restart');
+        assert.equal(last?.offset, ends[0].latest, 'offsets go on where they stopped');
+      });
+    }
 
     it('splits partitions between two members and hands them all back when one leaves', async () => {
       const topic = unique('rebalance');

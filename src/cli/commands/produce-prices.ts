@@ -79,7 +79,7 @@ export const command = defineCommand({
   },
   async run({ config, shared, out, signal, logger, openLog }) {
     const log = await stdioLog(await openLog(), { output: config.topic, out });
-    if (log.kind === 'memory' && config.topic !== STDIN_TOPIC) logger.warn('no --brokers: producing into the embedded log, which lives only in this process');
+    if (log.kind === 'memory' && config.topic !== STDIN_TOPIC) logger.debug({ log: log.description }, 'no --brokers: producing into the embedded log');
     const progress = progressBar('produced', { total: config.count, unit: 'msgs' });
     let counted = 0;
     const summary = await producePrices(log, {

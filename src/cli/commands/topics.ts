@@ -71,7 +71,7 @@ export const command = defineCommand<Config>({
         })),
       );
       if (log.kind === 'memory' && (config.replicationFactor !== undefined || config.minInsyncReplicas !== undefined || Object.keys(config.configs).length > 0)) {
-        logger.info('the embedded log keeps one copy and ignores replication and topic configs');
+        logger.info('the embedded log keeps one copy: it ignores replication settings and every topic config but retention.bytes and segment.bytes');
       }
     }
     const names = config.only ? config.only : (await log.listTopics()).filter((t) => !t.startsWith('__'));

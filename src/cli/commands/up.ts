@@ -1,4 +1,9 @@
+import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
+import { TickflowError } from '../../core/errors.ts';
+import type { runCli as RunCli } from '../main.ts';
+import { Supervisor } from '../supervisor.ts';
+import type { Part } from '../supervisor.ts';
 import { defineCommand } from '../command.ts';
 import type { CommandContext } from '../command.ts';
 import { int, str } from '../flags.ts';
@@ -22,8 +27,10 @@ export const command = defineCommand<Config>({
   description: [
     'Produces the prices batch and prints its statistics, then keeps the stocks generator, the',
     '30-second aggregator, the indicators and the API with its live dashboard running until',
-    'Ctrl-C, printing where to look. On the embedded defaults (in-process log, PGlite under',
-    '--data-dir) unless --brokers / --database-url (or KAFKA_BROKERS / DATABASE_URL) are given.',
+    'Ctrl-C, printing where to look. On the embedded defaults (the embedded log and PGlite, both',
+    'kept under --data-dir, so a restart goes on where the last run stopped) unless --brokers /',
+    '--database-url (or KAFKA_BROKERS / DATABASE_URL) are given. A part that fails to start stops',
+    'the others and `up` exits with one line; one that fails later is restarted with backoff.',
   ].join('\n'),
   flags: {
     count: { type: 'string', short: 'n', value: 'N', default: '5000', description: 'Price messages in the batch' },
@@ -39,52 +46,97 @@ export const command = defineCommand<Config>({
     port: int(values, 'port', 8080, { min: 0, max: 65_535 }),
   }),
   async run(context) {
-    const { config, shared, out, signal } = context;
-    const { runCli } = await import('../main.ts');
-    const common = [
-      ...(shared.brokers ? ['--brokers', shared.brokers.join(',')] : []),
-      ...(shared.databaseUrl ? ['--database-url', shared.databaseUrl] : []),
-      '--data-dir', shared.dataDir,
-      '--log-level', ['trace', 'debug'].includes(shared.logLevel) ? shared.logLevel : 'warn',
-    ];
-    const sub = (args: string[], stream: NodeJS.WritableStream = out) =>
-      runCli([...args, ...common], { out: stream, err: process.stderr, env: process.env, handleSignals: false, signal });
-
-    out.write(`tickflow up — log: ${shared.brokers ? `Kafka ${shared.brokers.join(',')}` : 'embedded (in-process)'}, ` +
-      `database: ${shared.databaseUrl ? 'PostgreSQL' : `embedded PGlite in ${shared.dataDir}/pglite`}\n\n`);
-
-    if ((await sub(['produce', 'prices', '--count', String(config.count)])) !== 0) return 1;
-    out.write('\n');
-    if ((await sub(['stats'])) !== 0) return 1;
-    out.write('\n');
-    if (signal.aborted) return 0;
-
-    const quiet = new Writable({ write: (_chunk, _encoding, done) => done() });
-    const services: Promise<number>[] = [
-      sub(['generate', 'stocks', '--rate', String(config.rate)], quiet),
-      sub(['aggregate', 'stocks'], quiet),
-      sub(['indicators'], quiet),
-    ];
-    let announced: (url: string) => void = () => {};
-    const listening = new Promise<string>((resolve) => (announced = resolve));
-    let buffered = '';
-    const apiOut = new Writable({
-      write(chunk, _encoding, done) {
-        buffered += String(chunk);
-        const line = buffered.split('\n').find((l) => l.startsWith('{'));
-        if (line) announced((JSON.parse(line) as { url: string }).url);
-        done();
-      },
-    });
-    const api = sub(['api', '--host', config.host, '--port', String(config.port), '--json'], apiOut);
-    services.push(api);
-    // The API either listens (announce) or fails (its code ends the race).
-    const url = await Promise.race([listening, api.then(() => null)]);
-    if (url) announce(context, url);
-    const codes = await Promise.all(services);
-    return codes.every((code) => code === 0) ? 0 : 1;
+    const { config, shared, logger } = context;
+    const { runCli, openDatabaseFor, openLogFor } = await import('../main.ts');
+    // Claim what this run owns before starting anything: the embedded log and database
+    // (held, and locked, for the whole run, so a second `up` fails at once naming this
+    // one), the API's port free, and PostgreSQL reachable and migrated.
+    // Opening them logs at info (migrations applied): at the default level, keep start-up to warnings.
+    const quiet = shared.logLevel === 'info' ? logger.child({}, { level: 'warn' }) : logger;
+    const held: Array<{ close(): Promise<void> }> = [];
+    try {
+      if (!shared.brokers) held.push(await openLogFor(shared, quiet));
+      await checkPortFree(config.host, config.port);
+      held.push(await openDatabaseFor(shared, quiet));
+      return await runParts(context, runCli);
+    } finally {
+      for (const resource of held.reverse()) await resource.close().catch((error) => logger.warn({ err: error }, 'close failed'));
+    }
   },
 });
+
+/** The prices batch and its statistics, then the services under supervision until Ctrl-C. */
+async function runParts(context: CommandContext<Config>, runCli: typeof RunCli): Promise<number> {
+  const { config, shared, out, signal, logger } = context;
+  const common = [
+    ...(shared.brokers ? ['--brokers', shared.brokers.join(',')] : []),
+    ...(shared.databaseUrl ? ['--database-url', shared.databaseUrl] : []),
+    '--data-dir', shared.dataDir,
+    '--log-level', ['trace', 'debug'].includes(shared.logLevel) ? shared.logLevel : 'warn',
+  ];
+  // Stops every part: Ctrl-C, or one part failing to start.
+  const stop = new AbortController();
+  if (signal.aborted) stop.abort();
+  else signal.addEventListener('abort', () => stop.abort(), { once: true });
+  const sub = (args: string[], stream: NodeJS.WritableStream = out, err: NodeJS.WritableStream = process.stderr) =>
+    runCli([...args, ...common], { out: stream, err, env: process.env, handleSignals: false, signal: stop.signal });
+
+  out.write(`tickflow up — log: ${shared.brokers ? `Kafka ${shared.brokers.join(',')}` : `embedded in ${shared.dataDir}/log`}, ` +
+    `database: ${shared.databaseUrl ? 'PostgreSQL' : `embedded PGlite in ${shared.dataDir}/pglite`}\n\n`);
+
+  if ((await sub(['produce', 'prices', '--count', String(config.count)])) !== 0) return 1;
+  out.write('\n');
+  if ((await sub(['stats'])) !== 0) return 1;
+  out.write('\n');
+  if (signal.aborted) return 0;
+
+  let announced: (url: string) => void = () => {};
+  const listening = new Promise<string>((resolve) => (announced = resolve));
+  let buffered = '';
+  const apiOut = new Writable({
+    write(chunk, _encoding, done) {
+      buffered += String(chunk);
+      const line = buffered.split('\n').find((l) => l.startsWith('{'));
+      if (line) announced((JSON.parse(line) as { url: string }).url);
+      done();
+    },
+  });
+  const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
+  const parts: Part[] = [
+    { name: 'generate stocks', args: ['generate', 'stocks', '--rate', String(config.rate)], out: discard },
+    { name: 'aggregate stocks', args: ['aggregate', 'stocks'], out: discard },
+    { name: 'indicators', args: ['indicators'], out: discard },
+    { name: 'api', args: ['api', '--host', config.host, '--port', String(config.port), '--json'], out: apiOut },
+  ];
+  const supervisor = new Supervisor(stop, logger, (part, err) => sub(part.args, part.out, err));
+  const running = parts.map((part) => supervisor.run(part));
+  // Started once the API listens; a part that stops before that failed to start.
+  const url = await Promise.race([listening, Promise.all(running).then(() => null)]);
+  if (url) {
+    supervisor.started = true;
+    announce(context, url);
+  }
+  await Promise.all(running);
+  if (supervisor.failure) {
+    process.stderr.write(`tickflow up: ${supervisor.failure.message}\n`);
+    return supervisor.failure.code || 1;
+  }
+  return 0;
+}
+
+/** The API's port, checked before anything starts (0 = any free port: nothing to check). */
+async function checkPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      reject(error.code === 'EADDRINUSE'
+        ? new TickflowError('BAD_CONFIG', `port ${port} on ${host} is in use: stop what listens there, or give --port another port (0 = any free one)`, { host, port })
+        : new TickflowError('BAD_CONFIG', `cannot listen on ${host}:${port}: ${error.message}`, { host, port }));
+    });
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
+  });
+}
 
 function announce({ out }: CommandContext<Config>, url: string): void {
   out.write(
