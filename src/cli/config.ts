@@ -14,6 +14,7 @@ export const SHARED_FLAGS: Record<string, FlagSpec> = {
   'kafka-ca': { type: 'string', value: 'FILE', env: 'KAFKA_CA_FILE', description: 'CA certificate (PEM) for Kafka TLS' },
   'kafka-sasl-mechanism': { type: 'string', value: 'M', env: 'KAFKA_SASL_MECHANISM', description: 'PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password from KAFKA_SASL_PASSWORD)' },
   'kafka-sasl-username': { type: 'string', value: 'USER', env: 'KAFKA_SASL_USERNAME', description: 'SASL user name' },
+  'kafka-sasl-password-file': { type: 'string', value: 'FILE', env: 'KAFKA_SASL_PASSWORD_FILE', description: 'File holding the SASL password (instead of KAFKA_SASL_PASSWORD)' },
   'metrics-port': { type: 'string', value: 'N', env: 'METRICS_PORT', description: 'Serve Prometheus metrics at http://HOST:N/metrics while the command runs (default: off)' },
   'metrics-host': { type: 'string', value: 'HOST', env: 'METRICS_HOST', default: '127.0.0.1', description: 'Interface for --metrics-port (0.0.0.0 in containers)' },
   'retry-for': { type: 'string', value: 'DURATION', env: 'TICKFLOW_RETRY_FOR', default: '5m', description: 'Ride through a lost broker or database for this long (backoff, one log line per interval), then exit naming it' },
@@ -83,8 +84,7 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
     const mechanism = oneOf(values, 'kafka-sasl-mechanism', MECHANISMS, 'PLAIN');
     const username = str(values, 'kafka-sasl-username');
     if (!username) throw badFlag('kafka-sasl-username', 'is required with --kafka-sasl-mechanism');
-    const password = env.KAFKA_SASL_PASSWORD;
-    if (!password) throw new TickflowError('BAD_CONFIG', 'KAFKA_SASL_PASSWORD must be set when --kafka-sasl-mechanism is given');
+    const password = saslPassword(values, env);
     kafkaSasl = { mechanism, username, password };
   }
   const metricsPort = str(values, 'metrics-port') === undefined ? null : int(values, 'metrics-port', 0, { min: 0, max: 65_535 });
@@ -99,4 +99,24 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
     kafkaTls,
     kafkaSasl,
   });
+}
+
+/** The SASL password: from the file of --kafka-sasl-password-file (one trailing newline dropped), else KAFKA_SASL_PASSWORD. */
+function saslPassword(values: FlagValues, env: NodeJS.ProcessEnv): string {
+  const file = str(values, 'kafka-sasl-password-file');
+  if (file !== undefined) {
+    if (env.KAFKA_SASL_PASSWORD) throw new TickflowError('BAD_CONFIG', 'both KAFKA_SASL_PASSWORD and --kafka-sasl-password-file are set: use one');
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw badFlag('kafka-sasl-password-file', `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+    const password = text.replace(/\r?\n$/, '');
+    if (!password) throw badFlag('kafka-sasl-password-file', `${file} is empty`);
+    return password;
+  }
+  const password = env.KAFKA_SASL_PASSWORD;
+  if (!password) throw new TickflowError('BAD_CONFIG', 'KAFKA_SASL_PASSWORD or --kafka-sasl-password-file must be set when --kafka-sasl-mechanism is given');
+  return password;
 }
