@@ -61,6 +61,8 @@ export function toDbError(error: unknown, where: string): TickflowError {
   if (isTickflowError(error)) return error;
   const fields = (typeof error === 'object' && error !== null ? error : {}) as PgErrorFields;
   const reason = oneLine(error instanceof Error ? error.message : String(error));
+  const security = securityFailure(fields.code, reason, where);
+  if (security) return new TickflowError('DB_ERROR', security.message, { database: where, code: fields.code, security: security.kind }, { cause: error });
 
   if (isUnavailable(error)) {
     const code = fields.code ?? networkCode(error);
@@ -100,6 +102,41 @@ function networkCode(error: unknown): string | undefined {
   for (const e of inner) {
     const code = (e as PgErrorFields | null)?.code;
     if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+/** Node's codes of a server certificate it does not trust (OpenSSL's verify errors). */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
+  'CERT_REJECTED', 'INVALID_CA', 'CERT_CHAIN_TOO_LONG', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+]);
+/** pg says this (no code) when it asked for TLS and the server has none. */
+const SERVER_WITHOUT_TLS = 'The server does not support SSL connections';
+
+/**
+ * A TLS, password or pg_hba refusal as one line that says which and what to do; these are
+ * not retried (waiting does not fix a certificate or a password).
+ */
+function securityFailure(code: string | undefined, reason: string, where: string): { kind: string; message: string } | undefined {
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return { kind: 'tls-host', message: `TLS: the certificate of database ${where} is not for that host name (${reason}); connect by a name the certificate lists, or use sslmode=verify-ca` };
+  }
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    return { kind: 'tls-expired', message: `TLS: the certificate of database ${where} is expired or not yet valid (${code}); renew it` };
+  }
+  if (code !== undefined && UNTRUSTED_CERTIFICATE.has(code)) {
+    return { kind: 'tls-ca', message: `TLS: the certificate of database ${where} is not signed by a trusted CA (${code}); give the server's CA with sslrootcert=FILE` };
+  }
+  if (code === '28P01') {
+    return { kind: 'password', message: `database ${where} refused the password (28P01: ${reason}); check the password of the URL's user` };
+  }
+  if (code === '28000') {
+    return { kind: 'pg_hba', message: `database ${where} refused the connection (28000: ${reason}); if the server accepts only TLS, set sslmode=verify-full` };
+  }
+  if (reason.includes(SERVER_WITHOUT_TLS)) {
+    return { kind: 'tls-refused', message: `database ${where} does not speak TLS (${reason}); use sslmode=disable, or enable ssl on the server` };
   }
   return undefined;
 }
