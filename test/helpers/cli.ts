@@ -49,3 +49,14 @@ export function startTickflow(args: readonly string[], env: NodeJS.ProcessEnv = 
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
+
+/** The URL a `tickflow api --json` child prints once it listens; throws with its stderr if it exits first. */
+export async function apiUrl(api: RunningTickflow, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (!api.stdout().includes('\n')) {
+    if (api.child.exitCode !== null) throw new Error(`tickflow api exited with ${api.child.exitCode}: ${api.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`tickflow api did not listen within ${timeoutMs} ms: ${api.stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return (JSON.parse(api.stdout().split('\n')[0]) as { url: string }).url;
+}

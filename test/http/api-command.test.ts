@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { Database } from '../../src/db/types.ts';
-import { BIN, startTickflow } from '../helpers/cli.ts';
-import { isolatedDatabase, waitFor } from '../stocks/fixtures.ts';
+import { apiUrl, BIN, startTickflow } from '../helpers/cli.ts';
+import { isolatedDatabase } from '../stocks/fixtures.ts';
 import type { IsolatedDatabase } from '../stocks/fixtures.ts';
 
 describe('tickflow api (child process, read-only role)', () => {
@@ -53,9 +53,7 @@ describe('tickflow api (child process, read-only role)', () => {
     const api = startTickflow(['api', '--host', '127.0.0.1', '--port', '0', '--read-database-url', readUrl, '--json'], { DATABASE_URL: '' });
     const { child } = api;
     try {
-      await waitFor(() => api.stdout().includes('\n') || child.exitCode !== null, 'the api to listen', 30_000);
-      assert.equal(child.exitCode, null, api.stderr());
-      const { url } = JSON.parse(api.stdout().split('\n')[0]) as { url: string };
+      const url = await apiUrl(api);
       assert.equal((await fetch(`${url}/readyz`)).status, 200);
       const prices = await fetch(`${url}/v1/get-prices`);
       assert.equal(prices.status, 200);
