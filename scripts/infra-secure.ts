@@ -4,11 +4,13 @@
  * deployment locally. Everything lives under .tickflow/kafka-secure/ (git-ignored):
  *
  *   tls/          ca.pem + ca.key (a CA made here with openssl), server.pem + server.key
- *                 (a certificate for DNS:localhost only, signed by that CA, also used by the
- *                 secured PostgreSQL of the tests), broker-keystore.pem (key + chain, Kafka's
+ *                 (a certificate for DNS:localhost, kafka-secure and postgres-secure
+ *                 — not for 127.0.0.1 — signed by that CA, also used by the secured PostgreSQL
+ *                 of the tests and the compose profile `secure`), broker-keystore.pem (key + chain, Kafka's
  *                 PEM keystore), other-ca.pem (a second CA that signed nothing of ours)
  *   credentials/  <user>.password, one per SCRAM-SHA-512 user: admin and the principal of
- *                 every service (src/log/acls.ts), mode 0600
+ *                 every service (src/log/acls.ts); pg-<role>.password for the PostgreSQL
+ *                 roles postgres, tickflow_writer, tickflow_reader; mode 0600
  *   secure.env    KEY=VALUE lines the tests and a shell read (paths, never passwords)
  *   broker-1/     server.properties, data/, kafka.log, kafka.pid
  *
@@ -54,6 +56,10 @@ const node: NodeSpec = {
 };
 const internalPort = SECURE_PORT + 1;
 const users = (): string[] => [ADMIN_USER, ...SERVICE_ACLS.map((s) => s.principal)];
+/** PostgreSQL roles of a secured deployment (their passwords are made here too, as pg-<role>.password). */
+export const PG_ROLES = ['postgres', 'tickflow_writer', 'tickflow_reader'];
+/** Names the certificate lists: this machine, and the secured compose profile's hosts. */
+const CERT_NAMES = [HOST, 'kafka-secure', 'postgres-secure'];
 const passwordFile = (user: string): string => path.join(CREDENTIALS_DIR, `${user}.password`);
 const tlsFile = (name: string): string => path.join(TLS_DIR, name);
 
@@ -76,13 +82,13 @@ async function ensureCertificates(): Promise<void> {
   await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${HOST}`]);
   writeFileSync(
     tlsFile('server.ext'),
-    [`subjectAltName=DNS:${HOST}`, 'basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=serverAuth', ''].join('\n'),
+    [`subjectAltName=${CERT_NAMES.map((n) => `DNS:${n}`).join(',')}`, 'basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=serverAuth', ''].join('\n'),
   );
   await openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '825', '-out', 'server.pem', '-extfile', 'server.ext']);
   // Kafka's PEM keystore: the (unencrypted PKCS#8) key, then the certificate chain.
   writeFileSync(tlsFile('broker-keystore.pem'), readFileSync(tlsFile('server.key'), 'utf8') + readFileSync(tlsFile('server.pem'), 'utf8'), { mode: 0o600 });
   for (const key of ['ca.key', 'other-ca.key', 'server.key']) chmodSync(tlsFile(key), 0o600);
-  say(`made a CA and a certificate for ${HOST} in ${rel(TLS_DIR)} in ${secs(t)}`);
+  say(`made a CA and a certificate for ${CERT_NAMES.join(', ')} in ${rel(TLS_DIR)} in ${secs(t)}`);
 }
 
 /** One random password per user, kept in credentials/<user>.password. */
@@ -96,6 +102,10 @@ function ensurePasswords(formatted: boolean): Map<string, string> {
       writeFileSync(file, `${randomBytes(18).toString('hex')}\n`, { mode: 0o600 });
     }
     passwords.set(user, readFileSync(file, 'utf8').trim());
+  }
+  for (const role of PG_ROLES) {
+    const file = passwordFile(`pg-${role}`);
+    if (!existsSync(file)) writeFileSync(file, `${randomBytes(18).toString('hex')}\n`, { mode: 0o600 });
   }
   return passwords;
 }

@@ -7,6 +7,7 @@ import { badFlag, bool, duration, int, oneOf, str } from './flags.ts';
 export const SHARED_FLAGS: Record<string, FlagSpec> = {
   brokers: { type: 'string', value: 'LIST', env: 'KAFKA_BROKERS', description: 'Kafka bootstrap brokers host:port,... (default: the embedded in-process log)' },
   'database-url': { type: 'string', value: 'URL', env: 'DATABASE_URL', description: 'PostgreSQL URL (default: embedded PGlite under --data-dir)' },
+  'database-password-file': { type: 'string', value: 'FILE', env: 'DATABASE_PASSWORD_FILE', description: 'File holding the password of --database-url\'s user (instead of one in the URL)' },
   'data-dir': { type: 'string', value: 'DIR', env: 'TICKFLOW_DATA_DIR', default: '.tickflow', description: 'Where embedded state lives' },
   json: { type: 'boolean', description: 'Print results as JSON' },
   'log-level': { type: 'string', value: 'LEVEL', env: 'LOG_LEVEL', default: 'info', description: 'trace, debug, info, warn, error or silent' },
@@ -62,10 +63,11 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
     }
     if (brokers.length === 0) throw badFlag('brokers', 'expects at least one host:port');
   }
-  const databaseUrl = str(values, 'database-url') ?? null;
+  let databaseUrl = str(values, 'database-url') ?? null;
   if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw badFlag('database-url', 'expects a postgres:// or postgresql:// URL');
   }
+  if (databaseUrl !== null) databaseUrl = withPasswordFile(databaseUrl, values, 'database-url', 'database-password-file');
   const caFile = str(values, 'kafka-ca');
   let kafkaTls: SharedConfig['kafkaTls'] = null;
   if (bool(values, 'kafka-tls') || caFile) {
@@ -119,4 +121,30 @@ function saslPassword(values: FlagValues, env: NodeJS.ProcessEnv): string {
   const password = env.KAFKA_SASL_PASSWORD;
   if (!password) throw new TickflowError('BAD_CONFIG', 'KAFKA_SASL_PASSWORD or --kafka-sasl-password-file must be set when --kafka-sasl-mechanism is given');
   return password;
+}
+
+/**
+ * The URL with the password read from the file of `fileFlag` (one trailing newline dropped),
+ * so that a secret need not sit in the URL; the URL unchanged when the flag is absent.
+ */
+export function withPasswordFile(url: string, values: FlagValues, urlFlag: string, fileFlag: string): string {
+  const file = str(values, fileFlag);
+  if (file === undefined) return url;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw badFlag(fileFlag, `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (!password) throw badFlag(fileFlag, `${file} is empty`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw badFlag(urlFlag, 'is not a valid URL');
+  }
+  if (parsed.password) throw badFlag(fileFlag, `--${urlFlag} already holds a password: use one of them`);
+  parsed.password = encodeURIComponent(password);
+  return parsed.toString();
 }

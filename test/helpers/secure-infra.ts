@@ -4,7 +4,6 @@
  * ssl=on, a certificate from the same CA, hostssl-only pg_hba with scram-sha-256, and a
  * role per service. Secrets reach the commands only through the environment and files.
  */
-import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, copyFileSync, existsSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -69,9 +68,11 @@ export function kafkaPassword(kafka: SecureKafka, principal: string): string {
 
 export interface SecurePostgres {
   server: PostgresServer;
-  /** Owner of the tickflow database: migrations and the pipelines. */
-  writerUrl: string;
-  /** SELECT only: the API. */
+  /** Owner of the tickflow database (migrations, the pipelines): DATABASE_URL without a password, DATABASE_PASSWORD_FILE. */
+  writerEnv: NodeJS.ProcessEnv;
+  /** SELECT only (the API): READ_DATABASE_URL without a password, READ_DATABASE_PASSWORD_FILE. */
+  readerEnv: NodeJS.ProcessEnv;
+  /** With the password in it, for the test's own clients. */
   readerUrl: string;
   /** The superuser, over the same TLS, for assertions. */
   adminUrl: string;
@@ -89,7 +90,9 @@ export interface SecurePostgres {
 export async function startSecurePostgres(kafka: SecureKafka): Promise<SecurePostgres> {
   const server = await startPostgresServer('tickflow-pg-tls');
   const { dataDir, user } = server.state;
-  const passwords = { postgres: secret(), writer: secret(), reader: secret() };
+  const file = (role: string): string => join(kafka.credentials, `pg-${role}.password`);
+  const password = (role: string): string => readFileSync(file(role), 'utf8').trim();
+  const passwords = { postgres: password('postgres'), writer: password('tickflow_writer'), reader: password('tickflow_reader') };
   const setup = new pg.Client({ connectionString: server.url() });
   await setup.connect();
   try {
@@ -119,10 +122,11 @@ export async function startSecurePostgres(kafka: SecureKafka): Promise<SecurePos
   writeFileSync(join(dataDir, 'pg_hba.conf'), ['hostssl all all 127.0.0.1/32 scram-sha-256', 'hostssl all all ::1/128 scram-sha-256', ''].join('\n'));
   await server.restart();
   const url = (role: string, password: string, host = kafka.host, database = 'tickflow'): string =>
-    `postgres://${role}:${password}@${host}:${server.port}/${database}?sslmode=verify-full&sslrootcert=${encodeURIComponent(kafka.ca)}`;
+    `postgres://${role}${password ? `:${password}` : ''}@${host}:${server.port}/${database}?sslmode=verify-full&sslrootcert=${encodeURIComponent(kafka.ca)}`;
   return {
     server,
-    writerUrl: url('tickflow_writer', passwords.writer),
+    writerEnv: { DATABASE_URL: url('tickflow_writer', ''), DATABASE_PASSWORD_FILE: file('tickflow_writer') },
+    readerEnv: { READ_DATABASE_URL: url('tickflow_reader', ''), READ_DATABASE_PASSWORD_FILE: file('tickflow_reader') },
     readerUrl: url('tickflow_reader', passwords.reader),
     adminUrl: url('postgres', passwords.postgres),
     wrongPasswordUrl: url('tickflow_writer', `${passwords.writer}x`),
@@ -130,8 +134,6 @@ export async function startSecurePostgres(kafka: SecureKafka): Promise<SecurePos
     close: () => server.destroy(),
   };
 }
-
-const secret = (): string => randomBytes(12).toString('hex');
 
 function answers(host: string, port: number): Promise<boolean> {
   return new Promise((done) => {

@@ -103,7 +103,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
       for (const v of await values('stocks')) ticks += (JSON.parse(v.toString()) as { tickers: unknown[] }).tickers.length;
       const aggregator = startTickflow(
         ['aggregate', 'stocks', '--window', '1s', '--allowed-lateness', '100ms', '--idle-flush', '200ms', '--max-time-skew', '3650d', '--commit-interval', '200ms'],
-        { ...kafkaEnv(kafka, 'tf-aggregate-stocks'), DATABASE_URL: db.writerUrl },
+        { ...kafkaEnv(kafka, 'tf-aggregate-stocks'), ...db.writerEnv },
       );
       const { child } = aggregator;
       try {
@@ -121,7 +121,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     it('indicators --stop-at-end publishes one point per price it reads', async () => {
       const beforeOut = await total('volatility');
       const beforeDlq = await total('prices-dlq');
-      const r = await as('tf-indicators', ['indicators', '--stop-at-end', '--json'], { DATABASE_URL: db.writerUrl });
+      const r = await as('tf-indicators', ['indicators', '--stop-at-end', '--json'], { ...db.writerEnv });
       const report = JSON.parse(r.stdout) as { read: number; published: number; deadLettered: number };
       assert.equal(report.read, await total('prices'));
       assert.equal(await total('volatility'), beforeOut + report.published);
@@ -130,7 +130,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     });
 
     it('archive --stop-at-end stores every record of prices', async () => {
-      const r = await as('tf-archive', ['archive', '--topic', 'prices', '--stop-at-end', '--json'], { DATABASE_URL: db.writerUrl });
+      const r = await as('tf-archive', ['archive', '--topic', 'prices', '--stop-at-end', '--json'], { ...db.writerEnv });
       const prices = await total('prices');
       assert.equal((JSON.parse(r.stdout) as { read: number }).read, prices);
       assert.equal(Number((await query<{ n: string }>("SELECT count(*)::text AS n FROM archived_messages WHERE topic = 'prices'"))[0].n), prices);
@@ -169,14 +169,14 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     });
 
     it('monitor shows every topic with the counts the admin sees', async () => {
-      const r = await as('tf-monitor', ['monitor', '--json'], { DATABASE_URL: db.writerUrl });
+      const r = await as('tf-monitor', ['monitor', '--json'], { ...db.writerEnv });
       const report = JSON.parse(r.stdout) as { topics: { topic: string; messages: number }[] };
       const prices = report.topics.find((t) => t.topic === 'prices');
       assert.equal(prices?.messages, await total('prices'));
     });
 
     it('api serves the windows through the read-only role', async () => {
-      const api = startTickflow(['api', '--host', '127.0.0.1', '--port', '0', '--json'], { ...kafkaEnv(kafka, 'tf-api'), DATABASE_URL: '', READ_DATABASE_URL: db.readerUrl });
+      const api = startTickflow(['api', '--host', '127.0.0.1', '--port', '0', '--json'], { ...kafkaEnv(kafka, 'tf-api'), DATABASE_URL: '', ...db.readerEnv });
       const { child } = api;
       try {
         const url = await apiUrl(api);
