@@ -108,15 +108,7 @@ function saslPassword(values: FlagValues, env: NodeJS.ProcessEnv): string {
   const file = str(values, 'kafka-sasl-password-file');
   if (file !== undefined) {
     if (env.KAFKA_SASL_PASSWORD) throw new TickflowError('BAD_CONFIG', 'both KAFKA_SASL_PASSWORD and --kafka-sasl-password-file are set: use one');
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      throw badFlag('kafka-sasl-password-file', `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-    }
-    const password = text.replace(/\r?\n$/, '');
-    if (!password) throw badFlag('kafka-sasl-password-file', `${file} is empty`);
-    return password;
+    return readSecretFile(file, 'kafka-sasl-password-file');
   }
   const password = env.KAFKA_SASL_PASSWORD;
   if (!password) throw new TickflowError('BAD_CONFIG', 'KAFKA_SASL_PASSWORD or --kafka-sasl-password-file must be set when --kafka-sasl-mechanism is given');
@@ -130,14 +122,7 @@ function saslPassword(values: FlagValues, env: NodeJS.ProcessEnv): string {
 export function withPasswordFile(url: string, values: FlagValues, urlFlag: string, fileFlag: string): string {
   const file = str(values, fileFlag);
   if (file === undefined) return url;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw badFlag(fileFlag, `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
-  const password = text.replace(/\r?\n$/, '');
-  if (!password) throw badFlag(fileFlag, `${file} is empty`);
+  const password = readSecretFile(file, fileFlag);
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -147,4 +132,17 @@ export function withPasswordFile(url: string, values: FlagValues, urlFlag: strin
   if (parsed.password) throw badFlag(fileFlag, `--${urlFlag} already holds a password: use one of them`);
   parsed.password = encodeURIComponent(password);
   return parsed.toString();
+}
+
+/** A secret kept in a file: its text without one trailing newline; BAD_FLAG naming `flag` if unreadable or empty. */
+function readSecretFile(file: string, flag: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw badFlag(flag, `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const secret = text.replace(/\r?\n$/, '');
+  if (!secret) throw badFlag(flag, `${file} is empty`);
+  return secret;
 }
