@@ -5,7 +5,8 @@
  * sides: the CA given, the host name checked. Each command runs as its own principal and
  * role; secrets reach it only through the environment and files. Then the failures, each
  * with its exact one-line message: a wrong password, an unknown CA, a host name the
- * certificate does not list, a principal without the ACL, a plaintext client on the TLS port.
+ * certificate does not list, a principal without the ACL (topic, group), a plaintext client
+ * on the TLS port, PostgreSQL's certificate for another host and a wrong password.
  *
  * Skipped, saying why, when the secured broker is not running.
  */
@@ -229,6 +230,11 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     it('a principal reading a topic it has no ACL for', async () => {
       const line = await failure('tf-stats', ['stats', '--topic', 'stocks'], {}, 3);
       assert.equal(line, 'tickflow stats: list offsets of stocks: not authorized: user tf-stats may not use topic stocks (TOPIC_AUTHORIZATION_FAILED); the cluster needs an ACL for it (tickflow acls --print)');
+    });
+
+    it('a principal using a consumer group it has no ACL for', async () => {
+      const line = await failure('tf-indicators', ['indicators', '--group', 'not-mine', '--stop-at-end'], db.writerEnv, 3);
+      assert.equal(line, 'tickflow indicators: join group not-mine: not authorized: user tf-indicators may not use this consumer group (GROUP_AUTHORIZATION_FAILED); the cluster needs an ACL for it (tickflow acls --print)');
     });
 
     it('a plaintext client on the TLS port', async () => {
