@@ -7,9 +7,11 @@
  * dropped socket — including one dropped while a COMMIT was answered, which leaves the
  * commit in doubt: callers that retry such a transaction must be able to tell whether it
  * landed, as the runtime does with its commit id) and a transaction that lost a race
- * (DB_CONFLICT: 40001, 40P01). Everything else is a DB_ERROR, not retried.
+ * (DB_CONFLICT: 40001, 40P01). Everything else is a DB_ERROR, not retried; a certificate,
+ * password or pg_hba refusal is one with `details.security` and a message saying which.
  */
 import { TickflowError, isTickflowError } from '../core/errors.ts';
+import { EXPIRED_CERTIFICATE, HOST_MISMATCH, UNTRUSTED_CERTIFICATE } from '../core/tls-codes.ts';
 
 /** Node socket errors that mean "the server is not reachable right now". */
 const NETWORK_CODES = new Set([
@@ -106,12 +108,6 @@ function networkCode(error: unknown): string | undefined {
   return undefined;
 }
 
-/** Node's codes of a server certificate it does not trust (OpenSSL's verify errors). */
-const UNTRUSTED_CERTIFICATE = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
-  'CERT_REJECTED', 'INVALID_CA', 'CERT_CHAIN_TOO_LONG', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
-]);
 /** pg says this (no code) when it asked for TLS and the server has none. */
 const SERVER_WITHOUT_TLS = 'The server does not support SSL connections';
 
@@ -120,10 +116,10 @@ const SERVER_WITHOUT_TLS = 'The server does not support SSL connections';
  * not retried (waiting does not fix a certificate or a password).
  */
 function securityFailure(code: string | undefined, reason: string, where: string): { kind: string; message: string } | undefined {
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+  if (code === HOST_MISMATCH) {
     return { kind: 'tls-host', message: `TLS: the certificate of database ${where} is not for that host name (${reason}); connect by a name the certificate lists, or use sslmode=verify-ca` };
   }
-  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+  if (code !== undefined && EXPIRED_CERTIFICATE.has(code)) {
     return { kind: 'tls-expired', message: `TLS: the certificate of database ${where} is expired or not yet valid (${code}); renew it` };
   }
   if (code !== undefined && UNTRUSTED_CERTIFICATE.has(code)) {

@@ -1,5 +1,6 @@
 import { GenericError, MultipleErrors, ProtocolError, protocolErrors, protocolErrorsCodesById } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
+import { EXPIRED_CERTIFICATE, HOST_MISMATCH, UNTRUSTED_CERTIFICATE } from '../core/tls-codes.ts';
 
 /**
  * The one classification of what the Kafka adapter sees go wrong: errors the client library
@@ -15,6 +16,11 @@ import { TickflowError } from '../core/errors.ts';
  * - LOG_ERROR (not retriable) with `details.kafkaCode` naming the Kafka code; a record or batch
  *   the broker refuses as too large has `kafkaCode: 'MESSAGE_TOO_LARGE'`, whichever of the two
  *   codes the broker used, so a dead-letter writer can fall back to a reference.
+ * - LOG_ERROR with `details.security` for what waiting cannot cure and the operator must fix,
+ *   each message saying which (`securityFailure`): an untrusted, expired or wrong-host
+ *   certificate (Node's TLS codes), a wrong SASL password (SASL_AUTHENTICATION_FAILED), a
+ *   principal without the ACL (*_AUTHORIZATION_FAILED), a plaintext client on a TLS
+ *   listener or the reverse.
  * - UNKNOWN_TOPIC only through `unknownTopic()`, once fresh metadata confirmed it: right after
  *   a leader move a broker answers UNKNOWN_TOPIC_OR_PARTITION for a topic that exists. Errors
  *   that may mean a missing topic carry `details.topicMayBeMissing` so the adapter asks.
@@ -236,14 +242,6 @@ const AUTHORIZATION = new Map<number, string>([
 ]);
 const SASL_FAILED = protocolErrors.SASL_AUTHENTICATION_FAILED.code;
 const AUTHENTICATION = 'PLT_KFK_AUTHENTICATION';
-/** Node's codes of a server certificate it does not trust (OpenSSL's verify errors). */
-const UNTRUSTED_CERTIFICATE = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
-  'CERT_REJECTED', 'INVALID_CA', 'CERT_CHAIN_TOO_LONG', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
-]);
-const EXPIRED_CERTIFICATE = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
-const HOST_MISMATCH = 'ERR_TLS_CERT_ALTNAME_INVALID';
 /**
  * The library marks a plaintext client on a TLS listener, and a TLS client on a plaintext
  * one, only by these texts of its UserError (network/connection.js).
