@@ -23,17 +23,17 @@ import { Admin } from '@platformatic/kafka';
 import pg from 'pg';
 import { TickflowError, isTickflowError } from '../src/core/errors.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
+export const ROOT = path.resolve(import.meta.dirname, '..');
 const POM = path.join(ROOT, 'infra', 'kafka', 'pom.xml');
-const BASE = path.resolve(ROOT, process.env.TICKFLOW_INFRA_DIR ?? '.tickflow', 'kafka');
-const LIB = path.join(BASE, 'lib');
+export const BASE = path.resolve(ROOT, process.env.TICKFLOW_INFRA_DIR ?? '.tickflow', 'kafka');
+export const LIB = path.join(BASE, 'lib');
 const LIB_MARKER = path.join(LIB, '.tickflow-lib.json');
 const STATE_FILE = path.join(BASE, 'cluster.json');
-const LOG4J = path.join(BASE, 'log4j2.yaml');
+export const LOG4J = path.join(BASE, 'log4j2.yaml');
 const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/tickflow';
 const TEST_DATABASE = 'tickflow_test';
 /** First broker port; TICKFLOW_KAFKA_PORT moves a second cluster (another checkout) out of the way. */
-const BROKER_PORT = Number(process.env.TICKFLOW_KAFKA_PORT ?? 9092);
+export const BROKER_PORT = Number(process.env.TICKFLOW_KAFKA_PORT ?? 9092);
 const MAX_BROKERS = 5;
 
 const HELP = `Usage: npm run infra:<up|down|status> [-- options]
@@ -59,6 +59,11 @@ Options:
   --timeout S     up: seconds to wait for readiness (default 120);
                   down: seconds before SIGKILL (default 30).
   --purge         down: also delete the cluster data (jars are kept).
+  --secure        up/down/status the secured cluster instead (scripts/infra-secure.ts):
+                  one broker with a SASL_SSL listener (SCRAM-SHA-512, ACLs from
+                  src/log/acls.ts) on localhost:9292 (the plain port + 200), a CA and
+                  certificates made with openssl; state and secure.env in
+                  .tickflow/kafka-secure/. --purge also deletes its certificates.
   --no-postgres   up/status: skip the PostgreSQL check.
   --json          status: JSON output.
   -h, --help      this help.
@@ -69,21 +74,23 @@ Environment:
   KAFKA_HEAP_OPTS JVM heap flags (default -Xms256m -Xmx768m)
   TICKFLOW_KAFKA_PORT  first broker port (default 9092; controllers follow it as above)
   TICKFLOW_INFRA_DIR   state folder (default .tickflow)
+  TICKFLOW_SECURE_KAFKA_PORT  SASL_SSL port of --secure (default: plain port + 200;
+                  its inter-broker and controller listeners take the next two)
 `;
 
 // ---------------------------------------------------------------- output
 
 const started = 0; // performance.now() counts from process start, so totals include Node start-up
-const say = (line: string): void => console.log(`infra: ${line}`);
-const secs = (from: number): string => `${((performance.now() - from) / 1000).toFixed(1)}s`;
-const rel = (p: string): string => path.relative(process.cwd(), p) || '.';
-function fail(message: string, details: Record<string, unknown> = {}): never {
+export const say = (line: string): void => console.log(`infra: ${line}`);
+export const secs = (from: number): string => `${((performance.now() - from) / 1000).toFixed(1)}s`;
+export const rel = (p: string): string => path.relative(process.cwd(), p) || '.';
+export function fail(message: string, details: Record<string, unknown> = {}): never {
   throw new TickflowError('INFRA', message, details);
 }
 
 // ---------------------------------------------------------------- model
 
-interface NodeSpec {
+export interface NodeSpec {
   id: number;
   port: number;
   controllerPort: number;
@@ -131,14 +138,14 @@ function readState(): ClusterState | undefined {
 }
 
 /** Kafka's Uuid: 16 random bytes, base64url without padding, never starting with '-'. */
-function kafkaUuid(): string {
+export function kafkaUuid(): string {
   for (;;) {
     const id = randomBytes(16).toString('base64url');
     if (!id.startsWith('-')) return id;
   }
 }
 
-function kafkaVersionFromPom(): string {
+export function kafkaVersionFromPom(): string {
   const m = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(POM, 'utf8'));
   return m ? m[1].trim() : fail(`no <kafka.version> in ${rel(POM)}`);
 }
@@ -176,7 +183,7 @@ function commandLineOf(pid: number): string | undefined {
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -186,7 +193,7 @@ function isAlive(pid: number): boolean {
 }
 
 /** The pid of this node's broker if it is running (verified by its command line), else undefined. */
-function runningPid(node: NodeSpec): number | undefined {
+export function runningPid(node: NodeSpec): number | undefined {
   if (!existsSync(node.pidFile)) return undefined;
   const pid = Number(readFileSync(node.pidFile, 'utf8').trim());
   if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
@@ -197,11 +204,11 @@ function runningPid(node: NodeSpec): number | undefined {
   return undefined;
 }
 
-function javaBinary(): string {
+export function javaBinary(): string {
   return process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
 }
 
-function checkJava(): string {
+export function checkJava(): string {
   const java = javaBinary();
   const r = spawnSync(java, ['-version'], { encoding: 'utf8' });
   if (r.error) fail(`Java not found (${java}): install Java 17+ (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME`);
@@ -212,13 +219,13 @@ function checkJava(): string {
   return version;
 }
 
-function tail(file: string, lines: number, fromByte = 0): string {
+export function tail(file: string, lines: number, fromByte = 0): string {
   if (!existsSync(file)) return '(no log)';
   const text = readFileSync(file).subarray(fromByte).toString('utf8');
   return text.trimEnd().split('\n').slice(-lines).join('\n') || '(empty log)';
 }
 
-function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<{ code: number; output: string }> {
+export function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -232,7 +239,7 @@ function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<
 // ---------------------------------------------------------------- ports and probes
 
 /** true when something already listens on the port (we cannot bind it). */
-function portBusy(port: number): Promise<boolean> {
+export function portBusy(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.once('error', () => resolve(true));
@@ -253,7 +260,7 @@ function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
-function whoListens(port: number): string {
+export function whoListens(port: number): string {
   const r = spawnSync('ss', ['-ltnpH', `sport = :${port}`], { encoding: 'utf8' });
   const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(r.stdout ?? '');
   return m ? `${m[1]}, pid ${m[2]}` : 'unknown process';
@@ -287,7 +294,7 @@ async function probeKafka(bootstrap: string[], timeoutMs = 3000): Promise<Probe>
 
 // ---------------------------------------------------------------- jars
 
-async function ensureLib(version: string): Promise<void> {
+export async function ensureLib(version: string): Promise<void> {
   const pomHash = createHash('sha256').update(readFileSync(POM)).digest('hex');
   if (existsSync(LIB_MARKER) && existsSync(path.join(LIB, `kafka_2.13-${version}.jar`))) {
     try {
@@ -324,7 +331,7 @@ async function ensureLib(version: string): Promise<void> {
 
 // ---------------------------------------------------------------- config
 
-const LOG4J_YAML = `# Written by scripts/infra.ts. INFO to stdout (redirected to broker-N/kafka.log).
+export const LOG4J_YAML = `# Written by scripts/infra.ts. INFO to stdout (redirected to broker-N/kafka.log).
 Configuration:
   name: tickflow-kafka
   Appenders:
@@ -377,7 +384,7 @@ function serverProperties(node: NodeSpec, nodes: NodeSpec[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-const isFormatted = (node: NodeSpec): boolean => existsSync(path.join(node.dataDir, 'meta.properties'));
+export const isFormatted = (node: NodeSpec): boolean => existsSync(path.join(node.dataDir, 'meta.properties'));
 
 async function format(nodes: NodeSpec[], state: ClusterState): Promise<void> {
   const todo = nodes.filter((n) => !isFormatted(n));
@@ -406,14 +413,14 @@ async function format(nodes: NodeSpec[], state: ClusterState): Promise<void> {
 
 // ---------------------------------------------------------------- up
 
-interface Started {
+export interface Started {
   node: NodeSpec;
   child: ChildProcess;
   logOffset: number;
   exited: { code: number | null; signal: string | null } | null;
 }
 
-function startBroker(node: NodeSpec): Started {
+export function startBroker(node: NodeSpec): Started {
   const heap = (process.env.KAFKA_HEAP_OPTS ?? '-Xms256m -Xmx768m').split(/\s+/).filter(Boolean);
   const logOffset = existsSync(node.logFile) ? statSync(node.logFile).size : 0;
   const fd = openSync(node.logFile, 'a');
@@ -442,7 +449,7 @@ function startBroker(node: NodeSpec): Started {
   return s;
 }
 
-async function killPids(pids: number[], timeoutMs: number): Promise<{ pid: number; killed: boolean }[]> {
+export async function killPids(pids: number[], timeoutMs: number): Promise<{ pid: number; killed: boolean }[]> {
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGTERM');
@@ -774,6 +781,7 @@ async function main(argv: string[]): Promise<void> {
         brokers: { type: 'string' },
         timeout: { type: 'string' },
         purge: { type: 'boolean', default: false },
+        secure: { type: 'boolean', default: false },
         'no-postgres': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -805,15 +813,23 @@ async function main(argv: string[]): Promise<void> {
     if (!Number.isFinite(timeout) || timeout <= 0) throw new TickflowError('BAD_FLAG', `--timeout must be a positive number of seconds (got '${values.timeout}')`);
   }
   if (values.purge && command !== 'down') throw new TickflowError('BAD_FLAG', '--purge applies to down only');
+  if (values.secure) {
+    if (brokers !== undefined) throw new TickflowError('BAD_FLAG', '--secure runs one broker; --brokers does not apply');
+    const secure = await import('./infra-secure.ts');
+    if (command === 'up') await secure.secureUp({ timeout: timeout ?? 120 });
+    else if (command === 'down') await secure.secureDown({ purge: values.purge, timeout: timeout ?? 30 });
+    else secure.secureStatus(values.json);
+    return;
+  }
   if (command === 'up') await up({ brokers, timeout: timeout ?? 120, postgres: !values['no-postgres'] });
   else if (command === 'down') await down({ purge: values.purge, timeout: timeout ?? 30 });
   else await status({ json: values.json, postgres: !values['no-postgres'] });
 }
 
+// Not a top-level await: `--secure` imports infra-secure.ts, which imports this module
+// back, and that import must not wait for main() to finish.
 if (import.meta.main) {
-  try {
-    await main(process.argv.slice(2));
-  } catch (e) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
     if (isTickflowError(e)) {
       console.error(`infra: error: ${e.message}`);
       process.exitCode = e.exitCode;
@@ -821,5 +837,5 @@ if (import.meta.main) {
       console.error(`infra: error: ${(e as Error).stack ?? String(e)}`);
       process.exitCode = 70;
     }
-  }
+  });
 }

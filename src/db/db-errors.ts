@@ -7,9 +7,11 @@
  * dropped socket — including one dropped while a COMMIT was answered, which leaves the
  * commit in doubt: callers that retry such a transaction must be able to tell whether it
  * landed, as the runtime does with its commit id) and a transaction that lost a race
- * (DB_CONFLICT: 40001, 40P01). Everything else is a DB_ERROR, not retried.
+ * (DB_CONFLICT: 40001, 40P01). Everything else is a DB_ERROR, not retried; a certificate,
+ * password or pg_hba refusal is one with `details.security` and a message saying which.
  */
 import { TickflowError, isTickflowError } from '../core/errors.ts';
+import { EXPIRED_CERTIFICATE, HOST_MISMATCH, UNTRUSTED_CERTIFICATE } from '../core/tls-codes.ts';
 
 /** Node socket errors that mean "the server is not reachable right now". */
 const NETWORK_CODES = new Set([
@@ -61,6 +63,8 @@ export function toDbError(error: unknown, where: string): TickflowError {
   if (isTickflowError(error)) return error;
   const fields = (typeof error === 'object' && error !== null ? error : {}) as PgErrorFields;
   const reason = oneLine(error instanceof Error ? error.message : String(error));
+  const security = securityFailure(fields.code, reason, where);
+  if (security) return new TickflowError('DB_ERROR', security.message, { database: where, code: fields.code, security: security.kind }, { cause: error });
 
   if (isUnavailable(error)) {
     const code = fields.code ?? networkCode(error);
@@ -126,6 +130,35 @@ function networkCode(error: unknown): string | undefined {
   for (const e of inner) {
     const code = (e as PgErrorFields | null)?.code;
     if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+/** pg says this (no code) when it asked for TLS and the server has none. */
+const SERVER_WITHOUT_TLS = 'The server does not support SSL connections';
+
+/**
+ * A TLS, password or pg_hba refusal as one line that says which and what to do; these are
+ * not retried (waiting does not fix a certificate or a password).
+ */
+function securityFailure(code: string | undefined, reason: string, where: string): { kind: string; message: string } | undefined {
+  if (code === HOST_MISMATCH) {
+    return { kind: 'tls-host', message: `TLS: the certificate of database ${where} is not for that host name (${reason}); connect by a name the certificate lists, or use sslmode=verify-ca` };
+  }
+  if (code !== undefined && EXPIRED_CERTIFICATE.has(code)) {
+    return { kind: 'tls-expired', message: `TLS: the certificate of database ${where} is expired or not yet valid (${code}); renew it` };
+  }
+  if (code !== undefined && UNTRUSTED_CERTIFICATE.has(code)) {
+    return { kind: 'tls-ca', message: `TLS: the certificate of database ${where} is not signed by a trusted CA (${code}); give the server's CA with sslrootcert=FILE` };
+  }
+  if (code === '28P01') {
+    return { kind: 'password', message: `database ${where} refused the password (28P01: ${reason}); check the password of the URL's user` };
+  }
+  if (code === '28000') {
+    return { kind: 'pg_hba', message: `database ${where} refused the connection (28000: ${reason}); if the server accepts only TLS, set sslmode=verify-full` };
+  }
+  if (reason.includes(SERVER_WITHOUT_TLS)) {
+    return { kind: 'tls-refused', message: `database ${where} does not speak TLS (${reason}); use sslmode=disable, or enable ssl on the server` };
   }
   return undefined;
 }

@@ -1,5 +1,6 @@
 import { GenericError, MultipleErrors, ProtocolError, protocolErrors, protocolErrorsCodesById } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
+import { EXPIRED_CERTIFICATE, HOST_MISMATCH, UNTRUSTED_CERTIFICATE } from '../core/tls-codes.ts';
 
 /**
  * The one classification of what the Kafka adapter sees go wrong: errors the client library
@@ -15,6 +16,11 @@ import { TickflowError } from '../core/errors.ts';
  * - LOG_ERROR (not retriable) with `details.kafkaCode` naming the Kafka code; a record or batch
  *   the broker refuses as too large has `kafkaCode: 'MESSAGE_TOO_LARGE'`, whichever of the two
  *   codes the broker used, so a dead-letter writer can fall back to a reference.
+ * - LOG_ERROR with `details.security` for what waiting cannot cure and the operator must fix,
+ *   each message saying which (`securityFailure`): an untrusted, expired or wrong-host
+ *   certificate (Node's TLS codes), a wrong SASL password (SASL_AUTHENTICATION_FAILED), a
+ *   principal without the ACL (*_AUTHORIZATION_FAILED), a plaintext client on a TLS
+ *   listener or the reverse.
  * - UNKNOWN_TOPIC only through `unknownTopic()`, once fresh metadata confirmed it: right after
  *   a leader move a broker answers UNKNOWN_TOPIC_OR_PARTITION for a topic that exists. Errors
  *   that may mean a missing topic carry `details.topicMayBeMissing` so the adapter asks.
@@ -83,6 +89,16 @@ export interface KafkaErrorContext {
   action: string;
   topic?: string;
   partition?: number;
+  /** Who connects how, for the message of a TLS, SASL or authorization failure. */
+  security?: KafkaSecurityContext;
+}
+
+export interface KafkaSecurityContext {
+  tls: boolean;
+  brokers?: readonly string[];
+  /** SASL user and mechanism, when SASL is on. */
+  user?: string;
+  mechanism?: string;
 }
 
 /** The name of a Kafka error code ("NOT_LEADER_OR_FOLLOWER"), or "KAFKA_ERROR_<code>" if unknown. */
@@ -106,6 +122,8 @@ export function errorForCode(code: number, context: KafkaErrorContext): Tickflow
 /** Whatever a Kafka call threw, as a TickflowError (a TickflowError is returned as it is). */
 export function classifyKafkaError(error: unknown, context: KafkaErrorContext): TickflowError {
   if (error instanceof TickflowError) return error;
+  const security = securityFailure(error, context);
+  if (security) return security;
   const found: unknown[] = [];
   collectLeaves(error, found, new Set());
   if (found.length === 0) found.push(error);
@@ -211,4 +229,105 @@ function where(context: KafkaErrorContext): string {
 
 function location(context: KafkaErrorContext): Record<string, unknown> {
   return { ...(context.topic === undefined ? {} : { topic: context.topic }), ...(context.partition === undefined ? {} : { partition: context.partition }) };
+}
+
+// ---------------------------------------------------------------- security
+
+/** Kafka codes of a principal the authorizer refused, and what it was refused. */
+const AUTHORIZATION = new Map<number, string>([
+  [protocolErrors.TOPIC_AUTHORIZATION_FAILED.code, 'this topic'],
+  [protocolErrors.GROUP_AUTHORIZATION_FAILED.code, 'this consumer group'],
+  [protocolErrors.CLUSTER_AUTHORIZATION_FAILED.code, 'this cluster operation'],
+  [protocolErrors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code, 'this transactional id'],
+]);
+const SASL_FAILED = protocolErrors.SASL_AUTHENTICATION_FAILED.code;
+const AUTHENTICATION = 'PLT_KFK_AUTHENTICATION';
+/**
+ * The library marks a plaintext client on a TLS listener, and a TLS client on a plaintext
+ * one, only by these texts of its UserError (network/connection.js).
+ */
+const PLAINTEXT_ON_TLS = 'Broker requires TLS';
+const TLS_ON_PLAINTEXT = 'TLS handshake failed';
+
+/**
+ * A TLS, SASL or authorization failure anywhere in the error's chain, as one line that says
+ * which and what to do; not retriable (waiting does not cure a wrong password). Undefined
+ * for any other error.
+ */
+export function securityFailure(error: unknown, context: KafkaErrorContext): TickflowError | undefined {
+  const chain: unknown[] = [];
+  walk(error, chain, new Set());
+  const sec = context.security;
+  const who = sec?.user ? `user ${sec.user}` : 'this client';
+  const make = (kind: string, text: string, extra: Record<string, unknown> = {}): TickflowError =>
+    new TickflowError('LOG_ERROR', `${where(context)}: ${text}`, { ...location(context), security: kind, ...extra }, { cause: error });
+  const broker = brokerOf(chain, sec);
+  // Most specific first: a SASL failure is wrapped in an AuthenticationError, a certificate
+  // error in a NetworkError.
+  const rules: ((e: unknown) => TickflowError | undefined)[] = [
+    (e) => {
+      const code = (e as { code?: unknown }).code;
+      if (code === HOST_MISMATCH) {
+        return make('tls-host', `TLS: the certificate of ${broker} is not for that host name (${oneLine((e as Error).message)}); connect by a name the certificate lists`, { tlsCode: code });
+      }
+      if (typeof code === 'string' && EXPIRED_CERTIFICATE.has(code)) {
+        return make('tls-expired', `TLS: the certificate of ${broker} is expired or not yet valid (${code}); renew it`, { tlsCode: code });
+      }
+      if (typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)) {
+        return make('tls-ca', `TLS: the certificate of ${broker} is not signed by a trusted CA (${code}); give the cluster's CA with --kafka-ca or KAFKA_CA_FILE`, { tlsCode: code });
+      }
+      return undefined;
+    },
+    (e) =>
+      codeOf(e) === SASL_FAILED
+        ? make('sasl', `SASL authentication of ${who}${sec?.mechanism ? ` (${sec.mechanism})` : ''} failed at ${broker}: wrong user name or password`, { kafkaCode: 'SASL_AUTHENTICATION_FAILED' })
+        : undefined,
+    (e) => {
+      const apiCode = codeOf(e);
+      if (apiCode === undefined || !AUTHORIZATION.has(apiCode)) return undefined;
+      const what = apiCode === protocolErrors.TOPIC_AUTHORIZATION_FAILED.code && context.topic !== undefined ? `topic ${context.topic}` : AUTHORIZATION.get(apiCode);
+      return make('acl', `not authorized: ${who} may not use ${what} (${kafkaCodeName(apiCode)}); the cluster needs an ACL for it (tickflow acls --print)`, { kafkaCode: kafkaCodeName(apiCode) });
+    },
+    (e) =>
+      isLibraryError(e) && e.code === USER && e.message.includes(PLAINTEXT_ON_TLS)
+        ? make('tls-required', `the listener at ${broker} speaks TLS but this client connects without it; add --kafka-tls (and --kafka-ca)`)
+        : undefined,
+    (e) =>
+      isLibraryError(e) && e.code === USER && e.message.includes(TLS_ON_PLAINTEXT)
+        ? make('tls-refused', `TLS handshake with ${broker} failed: the listener does not speak TLS (drop --kafka-tls, or use the broker's TLS port)`)
+        : undefined,
+    (e) =>
+      isLibraryError(e) && e.code === AUTHENTICATION
+        ? make('sasl-handshake', `SASL handshake of ${who} with ${broker} failed (${oneLine(e.message)})${sec?.tls ? '' : '; if the listener is SASL_SSL, add --kafka-tls (and --kafka-ca)'}`)
+        : undefined,
+  ];
+  for (const rule of rules) {
+    for (const e of chain) {
+      const found = rule(e);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/** Every error in the chain: MultipleErrors' members and causes, depth first. */
+function walk(error: unknown, out: unknown[], seen: Set<unknown>): void {
+  if (!error || typeof error !== 'object' || seen.has(error)) return;
+  seen.add(error);
+  out.push(error);
+  if (error instanceof MultipleErrors || error instanceof AggregateError) for (const inner of (error as AggregateError).errors) walk(inner, out, seen);
+  walk((error as { cause?: unknown }).cause, out, seen);
+}
+
+/** "host:port" of the connection that failed, from the library's NetworkError, else the bootstrap brokers. */
+function brokerOf(chain: unknown[], security: KafkaSecurityContext | undefined): string {
+  for (const e of chain) {
+    if (isLibraryError(e) && e.code === NETWORK) {
+      const m = /Connection to (\S+?) failed/.exec(e.message);
+      if (m) return m[1];
+    }
+    const { host, port } = e as { host?: unknown; port?: unknown };
+    if (typeof host === 'string' && typeof port === 'number') return `${host}:${port}`;
+  }
+  return security?.brokers?.join(',') ?? 'the broker';
 }

@@ -5,7 +5,7 @@ import { withRetries } from '../observability/retry.ts';
 import { DEFAULT_FETCH, fetchOnce } from './kafka-fetch.ts';
 import type { FetchObserver, FetchOutcome, FetchPosition, FetchTuning, KafkaClassifier } from './kafka-fetch.ts';
 import { classifyKafkaError, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
-import type { KafkaErrorContext } from './kafka-errors.ts';
+import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts';
 import { FastProduce } from './kafka-produce.ts';
 import { groupMember } from './kafka-group.ts';
 import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec } from './types.ts';
@@ -68,6 +68,11 @@ export class KafkaLog implements Log {
     };
   }
 
+  #security(): KafkaSecurityContext {
+    const { tls, sasl } = this.#options;
+    return { tls: Boolean(tls), brokers: this.#options.brokers, ...(sasl ? { user: sasl.username, mechanism: sasl.mechanism } : {}) };
+  }
+
   #adminClient(): Admin {
     this.#admin ??= quiet(new Admin(this.#base('admin')));
     return this.#admin;
@@ -111,7 +116,9 @@ export class KafkaLog implements Log {
    * fresh metadata confirms that the topic does not exist.
    */
   async #classifyError(error: unknown, context: KafkaErrorContext): Promise<TickflowError> {
-    const classified = classifyKafkaError(error, context);
+    // A raw error code classified earlier (errorForCode) did not know who we are: say it again with it.
+    const raw = error instanceof TickflowError && error.details.security !== undefined && error.cause !== undefined ? error.cause : error;
+    const classified = classifyKafkaError(raw, { ...context, security: this.#security() });
     if (context.topic === undefined || !topicMayBeMissing(classified)) return classified;
     const exists = await this.#topicExists(context.topic);
     return exists === false ? unknownTopic(context.topic, error) : classified;
@@ -342,7 +349,7 @@ export class KafkaLog implements Log {
 
   /** A group call's error; a subscribed topic that fresh metadata does not list makes it UNKNOWN_TOPIC. */
   async #classifyGroupError(error: unknown, action: string, topics: readonly string[]): Promise<TickflowError> {
-    const classified = classifyKafkaError(error, { action });
+    const classified = classifyKafkaError(error, { action, security: this.#security() });
     if (classified.retriable && !classified.details.staleMetadata) return classified;
     for (const topic of topics) if ((await this.#topicExists(topic)) === false) return unknownTopic(topic, error);
     return classified;

@@ -95,6 +95,44 @@ describe('error mapping', () => {
     const fenced = toDbError(Object.assign(new Error('x'), { code: '23505' }), where);
     assert.equal(toDbError(fenced, where), fenced);
   });
+  const security: [string, Error, string, string][] = [
+    [
+      'a certificate for another host',
+      Object.assign(new Error("Hostname/IP does not match certificate's altnames: IP: 10.0.0.5 is not in the cert's list: "), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }),
+      'tls-host',
+      "TLS: the certificate of database postgres://u:***@db/x is not for that host name (Hostname/IP does not match certificate's altnames: IP: 10.0.0.5 is not in the cert's list:); connect by a name the certificate lists, or use sslmode=verify-ca",
+    ],
+    [
+      'a certificate from an unknown CA',
+      Object.assign(new Error('self-signed certificate in certificate chain'), { code: 'SELF_SIGNED_CERT_IN_CHAIN' }),
+      'tls-ca',
+      "TLS: the certificate of database postgres://u:***@db/x is not signed by a trusted CA (SELF_SIGNED_CERT_IN_CHAIN); give the server's CA with sslrootcert=FILE",
+    ],
+    [
+      'a wrong password (28P01)',
+      Object.assign(new Error('password authentication failed for user "u"'), { code: '28P01', severity: 'FATAL' }),
+      'password',
+      'database postgres://u:***@db/x refused the password (28P01: password authentication failed for user "u"); check the password of the URL\'s user',
+    ],
+    [
+      'a server that takes only TLS (28000)',
+      Object.assign(new Error('no pg_hba.conf entry for host "10.0.0.9", user "u", database "x", no encryption'), { code: '28000', severity: 'FATAL' }),
+      'pg_hba',
+      'database postgres://u:***@db/x refused the connection (28000: no pg_hba.conf entry for host "10.0.0.9", user "u", database "x", no encryption); if the server accepts only TLS, set sslmode=verify-full',
+    ],
+    [
+      'a server without TLS',
+      new Error('The server does not support SSL connections'),
+      'tls-refused',
+      'database postgres://u:***@db/x does not speak TLS (The server does not support SSL connections); use sslmode=disable, or enable ssl on the server',
+    ],
+  ];
+  for (const [name, error, kind, message] of security) {
+    it(`${name} → DB_ERROR that says which, not retried`, () => {
+      const mapped = toDbError(error, where);
+      assert.deepEqual([mapped.code, mapped.retriable, mapped.details.security, mapped.message], ['DB_ERROR', false, kind, message]);
+    });
+  }
 });
 
 describe('real PostgreSQL connection', () => {

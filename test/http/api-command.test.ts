@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { Database } from '../../src/db/types.ts';
-import { BIN } from '../helpers/cli.ts';
-import { isolatedDatabase, waitFor } from '../stocks/fixtures.ts';
+import { apiUrl, BIN, startTickflow } from '../helpers/cli.ts';
+import { isolatedDatabase } from '../stocks/fixtures.ts';
 import type { IsolatedDatabase } from '../stocks/fixtures.ts';
 
 describe('tickflow api (child process, read-only role)', () => {
@@ -50,19 +50,10 @@ describe('tickflow api (child process, read-only role)', () => {
   });
 
   it('serves /v1/get-prices and /readyz through it and exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, [BIN, 'api', '--host', '127.0.0.1', '--port', '0', '--read-database-url', readUrl, '--json'], {
-      env: { ...process.env, LOG_LEVEL: 'warn', DATABASE_URL: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = once(child, 'exit');
+    const api = startTickflow(['api', '--host', '127.0.0.1', '--port', '0', '--read-database-url', readUrl, '--json'], { DATABASE_URL: '' });
+    const { child } = api;
     try {
-      await waitFor(() => stdout.includes('\n') || child.exitCode !== null, 'the api to listen', 30_000);
-      assert.equal(child.exitCode, null, stderr);
-      const { url } = JSON.parse(stdout.split('\n')[0]) as { url: string };
+      const url = await apiUrl(api);
       assert.equal((await fetch(`${url}/readyz`)).status, 200);
       const prices = await fetch(`${url}/v1/get-prices`);
       assert.equal(prices.status, 200);
@@ -75,8 +66,7 @@ describe('tickflow api (child process, read-only role)', () => {
       assert.equal(((await badRequest.json()) as { error: { parameter: string } }).error.parameter, 'startTime');
     } finally {
       child.kill('SIGTERM');
-      const [code] = await exited;
-      assert.equal(code, 0, stderr);
+      assert.equal(await api.exited, 0, api.stderr());
     }
   });
 

@@ -71,12 +71,12 @@ export function composeTool(): { name: ComposeTool; argv: string[] } | undefined
   return undefined;
 }
 
-/** Runs `<compose> -f docker-compose.yml --profile replay <args>` in the repo root. */
+/** Runs `<compose> -f docker-compose.yml --profile replay --profile secure <args>` in the repo root. */
 export function runCompose(args: string[]): { status: number; stdout: string; stderr: string; tool: ComposeTool } | undefined {
   const tool = composeTool();
   if (!tool) return undefined;
   const [cmd, ...pre] = tool.argv;
-  const r = spawnSync(cmd, [...pre, '-f', COMPOSE_FILE, '--profile', 'replay', ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20 });
+  const r = spawnSync(cmd, [...pre, '-f', COMPOSE_FILE, '--profile', 'replay', '--profile', 'secure', ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20 });
   return { status: r.status ?? 1, stdout: r.stdout ?? '', stderr: r.stderr ?? '', tool: tool.name };
 }
 

@@ -139,3 +139,68 @@ describe('KafkaCode', () => {
     for (const name of final) assert.equal(isRetriableCode(KafkaCode[name]), false, name);
   });
 });
+
+describe('classifyKafkaError: TLS, SASL and ACL failures say which, and are not retried', () => {
+  const security = { tls: true, brokers: ['kafka-1:9096'], user: 'tf-stats', mechanism: 'SCRAM-SHA-512' };
+  const failed = (cause: Error) => new MultipleErrors('Listing topics failed.', [new MultipleErrors('Cannot connect to any broker.', [new NetworkError('Connection to kafka-1:9096 failed.', { cause })])]);
+  const tlsError = (code: string, message: string) => Object.assign(new Error(message), { code });
+  const cases: Array<{ name: string; error: unknown; kind: string; message: string }> = [
+    {
+      name: 'a wrong SCRAM password',
+      error: failed(new AuthenticationError('SASL authentication failed.', { cause: new ResponseError(36, 2, { '': [protocolErrors.SASL_AUTHENTICATION_FAILED.code, null] }, {}) })),
+      kind: 'sasl',
+      message: 'list topics: SASL authentication of user tf-stats (SCRAM-SHA-512) failed at kafka-1:9096: wrong user name or password',
+    },
+    {
+      name: 'a certificate from an unknown CA',
+      error: failed(tlsError('UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'unable to verify the first certificate')),
+      kind: 'tls-ca',
+      message: "list topics: TLS: the certificate of kafka-1:9096 is not signed by a trusted CA (UNABLE_TO_VERIFY_LEAF_SIGNATURE); give the cluster's CA with --kafka-ca or KAFKA_CA_FILE",
+    },
+    {
+      name: 'a certificate for another host',
+      error: failed(tlsError('ERR_TLS_CERT_ALTNAME_INVALID', "Hostname/IP does not match certificate's altnames: Host: kafka-1. is not in the cert's altnames: DNS:kafka-2")),
+      kind: 'tls-host',
+      message: "list topics: TLS: the certificate of kafka-1:9096 is not for that host name (Hostname/IP does not match certificate's altnames: Host: kafka-1. is not in the cert's altnames: DNS:kafka-2); connect by a name the certificate lists",
+    },
+    {
+      name: 'an expired certificate',
+      error: failed(tlsError('CERT_HAS_EXPIRED', 'certificate has expired')),
+      kind: 'tls-expired',
+      message: 'list topics: TLS: the certificate of kafka-1:9096 is expired or not yet valid (CERT_HAS_EXPIRED); renew it',
+    },
+    {
+      name: 'a plaintext client on a TLS listener',
+      error: new MultipleErrors('Listing topics failed.', [new UserError('Broker requires TLS.')]),
+      kind: 'tls-required',
+      message: 'list topics: the listener at kafka-1:9096 speaks TLS but this client connects without it; add --kafka-tls (and --kafka-ca)',
+    },
+    {
+      name: 'a TLS client on a plaintext listener',
+      error: failed(new UserError('TLS handshake failed. Please verify the broker supports TLS.', { cause: tlsError('ECONNRESET', 'Client network socket disconnected before secure TLS connection was established') })),
+      kind: 'tls-refused',
+      message: "list topics: TLS handshake with kafka-1:9096 failed: the listener does not speak TLS (drop --kafka-tls, or use the broker's TLS port)",
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const result = classifyKafkaError(c.error, { action: 'list topics', security });
+      assert.equal(result.code, 'LOG_ERROR');
+      assert.equal(result.retriable, false);
+      assert.equal(result.details.security, c.kind);
+      assert.equal(result.message, c.message);
+    });
+  }
+
+  it('a principal without the ACL for a topic, from a produce response', () => {
+    const result = classifyKafkaError(response(protocolErrors.TOPIC_AUTHORIZATION_FAILED.code), { ...context, partition: 2, security });
+    assert.equal(result.retriable, false);
+    assert.equal(result.details.kafkaCode, 'TOPIC_AUTHORIZATION_FAILED');
+    assert.equal(result.message, 'produce to prices [partition 2]: not authorized: user tf-stats may not use topic prices (TOPIC_AUTHORIZATION_FAILED); the cluster needs an ACL for it (tickflow acls --print)');
+  });
+
+  it('a group the principal may not use', () => {
+    const result = classifyKafkaError(new ProtocolError(protocolErrors.GROUP_AUTHORIZATION_FAILED.code), { action: 'join group g', security });
+    assert.equal(result.message, 'join group g: not authorized: user tf-stats may not use this consumer group (GROUP_AUTHORIZATION_FAILED); the cluster needs an ACL for it (tickflow acls --print)');
+  });
+});

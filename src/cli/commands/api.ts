@@ -3,6 +3,7 @@ import { connectWithRetry, createPostgresDatabase } from '../../db/postgres.ts';
 import type { Database } from '../../db/types.ts';
 import { buildApp } from '../../http/app.ts';
 import { DEFAULT_DASHBOARD_TOPICS } from '../../http/live-snapshot.ts';
+import { withPasswordFile } from '../config.ts';
 import { defineCommand } from '../command.ts';
 import { badFlag, int, str } from '../flags.ts';
 
@@ -25,6 +26,7 @@ export const command = defineCommand({
     host: { type: 'string', value: 'HOST', default: '127.0.0.1', description: 'Interface to listen on (0.0.0.0 for all)' },
     port: { type: 'string', value: 'N', env: 'PORT', default: '8080', description: 'TCP port (0 = any free port)' },
     'read-database-url': { type: 'string', value: 'URL', env: 'READ_DATABASE_URL', description: 'PostgreSQL URL of a read-only role for queries (default: --database-url)' },
+    'read-database-password-file': { type: 'string', value: 'FILE', env: 'READ_DATABASE_PASSWORD_FILE', description: 'File holding the password of --read-database-url\'s user' },
     'dashboard-topics': { type: 'string', value: 'LIST', description: `Topics the dashboard shows throughput and lag for, or "all" (default: tickflow's own: ${DEFAULT_DASHBOARD_TOPICS.join(',')})` },
     'unique-users-topic': { type: 'string', value: 'TOPIC', default: 'unique-users', description: 'Topic of the unique-users minute records the dashboard charts' },
   },
@@ -35,8 +37,9 @@ export const command = defineCommand({
     'tickflow api --brokers 127.0.0.1:9092 --dashboard-topics stocks,prices,volatility   # then open http://127.0.0.1:8080/',
   ],
   configure(values) {
-    const readDatabaseUrl = str(values, 'read-database-url') ?? null;
+    let readDatabaseUrl = str(values, 'read-database-url') ?? null;
     if (readDatabaseUrl !== null && !/^postgres(ql)?:\/\//.test(readDatabaseUrl)) throw badFlag('read-database-url', 'expects a postgres:// or postgresql:// URL');
+    if (readDatabaseUrl !== null) readDatabaseUrl = withPasswordFile(readDatabaseUrl, values, 'read-database-url', 'read-database-password-file');
     const host = str(values, 'host') ?? '127.0.0.1';
     if (host.trim() === '') throw badFlag('host', 'is required');
     const topicsRaw = str(values, 'dashboard-topics');
