@@ -26,6 +26,8 @@ export interface DistinctCounter {
   addAscii(bytes: Uint8Array, start: number, end: number): void;
   /** The number of distinct values added (an estimate for sketches). */
   count(): number;
+  /** True when `count` is an estimate. */
+  readonly approximate: boolean;
 }
 
 /**
@@ -34,12 +36,33 @@ export interface DistinctCounter {
  * non-ASCII one, so the two parts never hold the same value twice.
  */
 export class ExactDistinct implements DistinctCounter {
+  readonly approximate = false;
   readonly #ascii = new AsciiSet();
   readonly #other = new Set<string>();
+  #otherBytes = 0;
 
   add(value: string): void {
-    if (isAscii(value)) this.#ascii.addString(value);
-    else this.#other.add(value);
+    if (isAscii(value)) {
+      this.#ascii.addString(value);
+    } else if (!this.#other.has(value)) {
+      this.#other.add(value);
+      this.#otherBytes += STRING_MEMBER_BYTES + 2 * value.length;
+    }
+  }
+
+  /**
+   * The memory the members take: the AsciiSet's arrays as allocated, plus an estimate for
+   * the other strings (a Set entry and a two-byte string each). It depends only on which
+   * values were added, not on their order.
+   */
+  get memoryBytes(): number {
+    return this.#ascii.memoryBytes + this.#otherBytes;
+  }
+
+  /** Adds every member to a sketch (the sketch an exact count switches to). */
+  addTo(sketch: HyperLogLog): void {
+    this.#ascii.forEach((bytes, start, end) => sketch.addAscii(bytes, start, end));
+    for (const value of this.#other) sketch.add(value);
   }
 
   addAscii(bytes: Uint8Array, start: number, end: number): void {
@@ -48,6 +71,67 @@ export class ExactDistinct implements DistinctCounter {
 
   count(): number {
     return this.#ascii.size + this.#other.size;
+  }
+}
+
+/** What one non-ASCII member of a Set<string> costs beyond its characters (entry, string header), roughly. */
+const STRING_MEMBER_BYTES = 64;
+
+/**
+ * Exact while the distinct set takes at most `maxExactBytes` (ExactDistinct.memoryBytes);
+ * beyond, a HyperLogLog sketch seeded with the set's members counts on. Whether it switched
+ * depends only on the set of values added (memory grows with the set), and a sketch does
+ * not depend on order, so the answer does not depend on the order of the values.
+ */
+export class BoundedDistinct implements DistinctCounter {
+  readonly maxExactBytes: number;
+  readonly precision: number;
+  #exact: ExactDistinct | null = new ExactDistinct();
+  #sketch: HyperLogLog | null = null;
+
+  constructor(maxExactBytes: number, precision = 14) {
+    if (!(maxExactBytes > 0)) throw new RangeError(`the exact memory budget must be > 0 bytes, got ${maxExactBytes}`);
+    this.maxExactBytes = maxExactBytes;
+    this.precision = precision;
+  }
+
+  get approximate(): boolean {
+    return this.#sketch !== null;
+  }
+
+  /** The exact set while it is one (null once switched). */
+  get exact(): ExactDistinct | null {
+    return this.#exact;
+  }
+
+  /** The sketch once switched (null while exact). */
+  get sketch(): HyperLogLog | null {
+    return this.#sketch;
+  }
+
+  add(value: string): void {
+    const exact = this.#exact;
+    if (exact === null) return this.#sketch!.add(value);
+    exact.add(value);
+    if (exact.memoryBytes > this.maxExactBytes) this.#switch(exact);
+  }
+
+  addAscii(bytes: Uint8Array, start: number, end: number): void {
+    const exact = this.#exact;
+    if (exact === null) return this.#sketch!.addAscii(bytes, start, end);
+    exact.addAscii(bytes, start, end);
+    if (exact.memoryBytes > this.maxExactBytes) this.#switch(exact);
+  }
+
+  count(): number {
+    return this.#exact?.count() ?? this.#sketch!.count();
+  }
+
+  #switch(exact: ExactDistinct): void {
+    const sketch = new HyperLogLog(this.precision);
+    exact.addTo(sketch);
+    this.#sketch = sketch;
+    this.#exact = null;
   }
 }
 
@@ -103,6 +187,17 @@ export class AsciiSet {
     return true;
   }
 
+  /** Bytes allocated for the members (arena, slots, per-member arrays, scratch). */
+  get memoryBytes(): number {
+    return this.#arena.length + 4 * (this.#slots.length + 3 * this.#starts.length) + this.#scratch.length;
+  }
+
+  /** Calls `each` with every member's bytes [start, end) of `bytes`, in the order added. */
+  forEach(each: (bytes: Uint8Array, start: number, end: number) => void): void {
+    const arena = this.#arena;
+    for (let m = 0; m < this.size; m++) each(arena, this.#starts[m], this.#starts[m] + this.#lengths[m]);
+  }
+
   /** Adds an ASCII string (code units below 0x80). */
   addString(text: string): boolean {
     if (text.length > this.#scratch.length) this.#scratch = new Uint8Array(text.length * 2);
@@ -150,6 +245,7 @@ export class AsciiSet {
 }
 
 export class HyperLogLog implements DistinctCounter {
+  readonly approximate = true;
   readonly precision: number;
   readonly registers: Uint8Array;
   readonly #rankBits: number;

@@ -2,8 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExactDistinct, HyperLogLog } from '../../src/core/hyperloglog.ts';
 import { seededRandom } from '../../src/core/random.ts';
-import { HELD, UniqueUsersPerMinute } from '../../src/core/unique-users.ts';
-import type { HeldFrameSink, MinuteCount } from '../../src/core/unique-users.ts';
+import { HELD, UniqueUsersWindows } from '../../src/core/unique-users.ts';
+import type { HeldFrameSink, WindowCount } from '../../src/core/unique-users.ts';
 import { userTrackerFrames } from '../../src/core/user-tracker-frames.ts';
 import { referenceUniqueUsers } from '../users/reference.ts';
 
@@ -11,12 +11,12 @@ const T0 = 1468244340; // 2016-07-11T13:39:00Z, a minute boundary
 const s = (seconds: number) => (T0 + seconds) * 1000;
 
 function operator(options: { latenessS?: number } = {}) {
-  return new UniqueUsersPerMinute({ allowedLatenessMs: (options.latenessS ?? 5) * 1000, counter: () => new ExactDistinct() });
+  return new UniqueUsersWindows({ allowedLatenessMs: (options.latenessS ?? 5) * 1000, counter: () => new ExactDistinct() });
 }
 
 /** The pipeline's operator: behind an event-time guard of 10 minutes. */
 function guarded(sink: HeldFrameSink<string>, latenessS = 5) {
-  return new UniqueUsersPerMinute<string>({ allowedLatenessMs: latenessS * 1000, maxTimeSkewMs: 600_000, counter: () => new ExactDistinct() }, sink);
+  return new UniqueUsersWindows<string>({ allowedLatenessMs: latenessS * 1000, maxTimeSkewMs: 600_000, counter: () => new ExactDistinct() }, sink);
 }
 
 /** Feeds frames through a guarded operator as the pipeline does; what the guard decides later is recorded. */
@@ -36,15 +36,18 @@ class GuardedRun {
   }
 }
 
-const minute = (offset: number, uniqueUsers: number, frames: number, late = 0): MinuteCount => ({
+const minute = (offset: number, uniqueUsers: number, frames: number, late = 0): WindowCount => ({
+  granularity: 'minute',
+  window: new Date(s(offset)).toISOString().replace('.000Z', 'Z'),
   minute: new Date(s(offset)).toISOString().replace('.000Z', 'Z'),
   start: T0 + offset,
+  end: T0 + offset + 60,
   uniqueUsers,
   frames,
   late,
 });
 
-describe('UniqueUsersPerMinute', () => {
+describe('UniqueUsersWindows', () => {
   it('counts distinct uids per minute and emits a minute once the watermark passes its end', () => {
     const op = operator();
     op.expect(0);
@@ -52,9 +55,9 @@ describe('UniqueUsersPerMinute', () => {
     assert.deepEqual(op.close(), [], 'watermark 62 − 5 = 57 has not passed 60');
     op.add(0, s(65), 'b');
     assert.deepEqual(op.close(), [minute(0, 3, 4)], 'watermark 60 closes the first minute');
-    assert.equal(op.openMinutes, 1);
+    assert.equal(op.openWindows, 1);
     assert.deepEqual(op.flush(), [minute(60, 2, 2)]);
-    assert.equal(op.openMinutes, 0);
+    assert.equal(op.openWindows, 0);
   });
 
   it('accepts frames up to the allowed lateness behind their partition, rejects and reports the rest', () => {
@@ -133,7 +136,7 @@ describe('UniqueUsersPerMinute', () => {
 
   it('skips frames of minutes an earlier run emitted', () => {
     const op = operator();
-    op.resumeAfter(s(60));
+    op.resumeAfter(s(120));
     assert.deepEqual(op.add(0, s(100), 'a'), { reason: 'already-emitted' });
     assert.deepEqual(op.add(0, s(10), 'a'), { reason: 'already-emitted' });
     assert.equal(op.add(0, s(125), 'a'), null);
@@ -141,7 +144,7 @@ describe('UniqueUsersPerMinute', () => {
   });
 
   it('counts approximately with a HyperLogLog counter', () => {
-    const op = new UniqueUsersPerMinute({ allowedLatenessMs: 5000, counter: () => new HyperLogLog(14) });
+    const op = new UniqueUsersWindows({ allowedLatenessMs: 5000, counter: () => new HyperLogLog(14) });
     for (let i = 0; i < 5000; i++) op.add(0, s((i * 60) / 5000), `user-${i % 4000}`);
     const [m] = op.flush();
     assert.equal(m.frames, 5000);
@@ -163,7 +166,7 @@ describe('UniqueUsersPerMinute', () => {
       const op = guarded({ released: (_ref, _t, verdict) => void (verdict !== null && late++), implausible: () => assert.fail('no far-off ts in this data') });
       for (let p = 0; p < partitions; p++) op.expect(p);
       const next = new Array(partitions).fill(0);
-      const emitted: MinuteCount[] = [];
+      const emitted: WindowCount[] = [];
       while (next.some((n, p) => n < perPartition[p].length)) {
         const p = order.int(0, partitions - 1);
         // Deliver a random-sized run from one partition, as fetches do.
@@ -183,7 +186,7 @@ describe('UniqueUsersPerMinute', () => {
   });
 });
 
-describe('UniqueUsersPerMinute behind the event-time guard', () => {
+describe('UniqueUsersWindows behind the event-time guard', () => {
   const YEAR = 365.25 * 86_400;
 
   it('holds a frame 100 years ahead: the watermark and the later frames are untouched, it is refused once the stream moved on by the skew', () => {
@@ -259,7 +262,7 @@ describe('UniqueUsersPerMinute behind the event-time guard', () => {
       const expected = referenceUniqueUsers(untouched);
       const run = new GuardedRun();
       for (let p = 0; p < partitions; p++) run.op.expect(p);
-      const minutes: MinuteCount[] = [];
+      const minutes: WindowCount[] = [];
       let late = 0;
       for (const f of all) {
         const verdict = run.add(f.partition, (f.ts >>> 0) - T0, f.flipped ? `flipped-${f.uid}` : f.uid);

@@ -15,11 +15,27 @@ export interface ReferenceFrame {
 }
 
 export interface ReferenceMinute {
+  granularity: 'minute';
+  window: string;
   minute: string;
   start: number;
+  end: number;
   uniqueUsers: number;
   frames: number;
   late: number;
+}
+
+export type ReferenceGranularity = 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
+
+export interface ReferenceWindow {
+  granularity: ReferenceGranularity;
+  window: string;
+  start: number;
+  end: number;
+  uniqueUsers: number;
+  frames: number;
+  late: number;
+  minute?: string;
 }
 
 export interface ReferenceResult {
@@ -31,6 +47,9 @@ export interface ReferenceResult {
   implausible: number;
   /** Each partition's stream time at the end: its newest ts that the two frames after it agree with. */
   streamTimes: Map<number, number>;
+  /** The on-time frames (uid, ts), and the late ones with the watermark (stream time − lateness) they were judged against. */
+  onTime: Array<{ uid: string; ts: number }>;
+  judgedLate: Array<{ ts: number; watermark: number }>;
 }
 
 const NUMBER_TEXT = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
@@ -71,7 +90,7 @@ export function referenceUniqueUsers(frames: readonly ReferenceFrame[], lateness
   const seen = new Map<number, number>();
   const waiting: Array<{ frame: ReferenceFrame; index: number; fields: { uid: string; ts: number } }> = [];
   const minutes = new Map<number, { users: Set<string>; frames: number; late: number }>();
-  const result: ReferenceResult = { minutes: [], late: [], invalid: 0, implausible: 0, streamTimes: new Map([...newestAgreed].map(([p, times]) => [p, times.at(-1)!])) };
+  const result: ReferenceResult = { minutes: [], late: [], onTime: [], judgedLate: [], invalid: 0, implausible: 0, streamTimes: new Map([...newestAgreed].map(([p, times]) => [p, times.at(-1)!])) };
   const minuteOf = (start: number) => {
     let m = minutes.get(start);
     if (!m) minutes.set(start, (m = { users: new Set(), frames: 0, late: 0 }));
@@ -81,9 +100,11 @@ export function referenceUniqueUsers(frames: readonly ReferenceFrame[], lateness
     const start = Math.floor(fields.ts / 60) * 60;
     if (fields.ts < s - latenessSeconds) {
       result.late.push({ partition: frame.partition, index, lateBySeconds: s - fields.ts, uid: fields.uid });
+      result.judgedLate.push({ ts: fields.ts, watermark: s - latenessSeconds });
       if (s - latenessSeconds < start + 60) minuteOf(start).late++;
       return;
     }
+    result.onTime.push({ uid: fields.uid, ts: fields.ts });
     const m = minuteOf(start);
     m.users.add(fields.uid);
     m.frames++;
@@ -117,6 +138,68 @@ export function referenceUniqueUsers(frames: readonly ReferenceFrame[], lateness
   }
   result.minutes = [...minutes]
     .sort(([a], [b]) => a - b)
-    .map(([start, m]) => ({ minute: new Date(start * 1000).toISOString().replace('.000Z', 'Z'), start, uniqueUsers: m.users.size, frames: m.frames, late: m.late }));
+    .map(([start, m]) => {
+      const iso = new Date(start * 1000).toISOString().replace('.000Z', 'Z');
+      return { granularity: 'minute' as const, window: iso, minute: iso, start, end: start + 60, uniqueUsers: m.users.size, frames: m.frames, late: m.late };
+    });
   return result;
+}
+
+const ORDER: readonly ReferenceGranularity[] = ['minute', 'hour', 'day', 'week', 'month', 'year'];
+
+/**
+ * The calendar window [start, end) in unix seconds holding `ts`, UTC, worked out with
+ * Date's calendar fields: a week from the Monday on or before the day (getUTCDay), a month
+ * and a year from Date.UTC of their first day.
+ */
+export function calendarWindow(granularity: ReferenceGranularity, ts: number): { start: number; end: number } {
+  const date = new Date(Math.floor(ts) * 1000);
+  const [y, mo, d, h, mi] = [date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate(), date.getUTCHours(), date.getUTCMinutes()];
+  const at = (...parts: [number, number, number, number?, number?]) => Date.UTC(...parts) / 1000;
+  switch (granularity) {
+    case 'minute':
+      return { start: at(y, mo, d, h, mi), end: at(y, mo, d, h, mi + 1) };
+    case 'hour':
+      return { start: at(y, mo, d, h), end: at(y, mo, d, h + 1) };
+    case 'day':
+      return { start: at(y, mo, d), end: at(y, mo, d + 1) };
+    case 'week': {
+      const sinceMonday = (date.getUTCDay() + 6) % 7;
+      return { start: at(y, mo, d - sinceMonday), end: at(y, mo, d - sinceMonday + 7) };
+    }
+    case 'month':
+      return { start: at(y, mo, 1), end: at(y, mo + 1, 1) };
+    case 'year':
+      return { start: at(y, 0, 1), end: at(y + 1, 0, 1) };
+  }
+}
+
+/**
+ * Every window of the given granularities over a reference run's judgement: distinct uids
+ * of the on-time frames per calendar window, and the late frames judged while their
+ * watermark had not passed the window's end. In the order the pipeline emits them: by end,
+ * finest first.
+ */
+export function referenceWindows(result: ReferenceResult, granularities: readonly ReferenceGranularity[]): ReferenceWindow[] {
+  const windows: ReferenceWindow[] = [];
+  for (const granularity of granularities) {
+    const byStart = new Map<number, { end: number; users: Set<string>; frames: number; late: number }>();
+    const windowOf = (ts: number) => {
+      const { start, end } = calendarWindow(granularity, ts);
+      let w = byStart.get(start);
+      if (!w) byStart.set(start, (w = { end, users: new Set(), frames: 0, late: 0 }));
+      return w;
+    };
+    for (const { uid, ts } of result.onTime) {
+      const w = windowOf(ts);
+      w.users.add(uid);
+      w.frames++;
+    }
+    for (const { ts, watermark } of result.judgedLate) if (watermark < calendarWindow(granularity, ts).end) windowOf(ts).late++;
+    for (const [start, w] of byStart) {
+      const iso = new Date(start * 1000).toISOString().replace('.000Z', 'Z');
+      windows.push({ granularity, window: iso, start, end: w.end, uniqueUsers: w.users.size, frames: w.frames, late: w.late, ...(granularity === 'minute' ? { minute: iso } : {}) });
+    }
+  }
+  return windows.sort((a, b) => a.end - b.end || ORDER.indexOf(a.granularity) - ORDER.indexOf(b.granularity));
 }
