@@ -1,11 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExactDistinct, HyperLogLog } from '../../src/core/hyperloglog.ts';
+import { BoundedDistinct, ExactDistinct, HyperLogLog } from '../../src/core/hyperloglog.ts';
+import { GRANULARITIES } from '../../src/core/calendar-windows.ts';
 import { seededRandom } from '../../src/core/random.ts';
 import { HELD, UniqueUsersWindows } from '../../src/core/unique-users.ts';
 import type { HeldFrameSink, WindowCount } from '../../src/core/unique-users.ts';
 import { userTrackerFrames } from '../../src/core/user-tracker-frames.ts';
-import { referenceUniqueUsers } from '../users/reference.ts';
+import { referenceUniqueUsers, referenceWindows } from '../users/reference.ts';
 
 const T0 = 1468244340; // 2016-07-11T13:39:00Z, a minute boundary
 const s = (seconds: number) => (T0 + seconds) * 1000;
@@ -276,5 +277,101 @@ describe('UniqueUsersWindows behind the event-time guard', () => {
       assert.deepEqual(minutes, expected.minutes, `minutes, seed ${seed} (${flipped} flipped of ${all.length}, ${partitions} partitions)`);
       assert.deepEqual(run.implausible.map((f) => f.uid).sort(), all.filter((f) => f.flipped).map((f) => `flipped-${f.uid}`).sort(), `every flipped frame refused, seed ${seed}`);
     }
+  });
+});
+
+describe('UniqueUsersWindows: hours, days, ISO weeks, months, years from the same frames', () => {
+  const ALL = [...GRANULARITIES];
+  const HOUR = 3600;
+
+  it('every window of every granularity equals the calendar reference over 26 hours across a year end, whatever the interleaving', () => {
+    const partitions = 3;
+    const perPartition: string[][] = Array.from({ length: partitions }, () => []);
+    // 2016-12-31T23:00Z, 20 frames a minute for 26 hours: across days, a year, a month and a week (Monday 2 January).
+    const generator = userTrackerFrames({ random: seededRandom('unique-users/frames'), start: 1483225200, perSecond: 1 / 3, lateShare: 0.01, users: 400, bytes: 200 });
+    const random = seededRandom('unique-users/frames/partitioning');
+    for (let i = 0; i < 31_200; i++) perPartition[random.int(0, partitions - 1)].push(generator.next().value!.text);
+    const reference = referenceUniqueUsers(perPartition.flatMap((texts, partition) => texts.map((text) => ({ partition, text }))));
+    assert.ok(reference.late.length > 150, `the data has late frames (${reference.late.length})`);
+    const expected = referenceWindows(reference, ALL);
+    const count = (g: string) => expected.filter((w) => w.granularity === g).length;
+    assert.deepEqual(ALL.slice(2).map(count), [3, 2, 2, 2], 'days, weeks, months, years in the data');
+
+    for (const seed of ['a', 'b']) {
+      const order = seededRandom(`unique-users/frames/order/${seed}`);
+      const op = new UniqueUsersWindows<string>({ allowedLatenessMs: 5000, maxTimeSkewMs: 600_000, granularities: ALL, counter: () => new BoundedDistinct(64 << 20) }, {
+        released: () => undefined,
+        implausible: () => assert.fail('no far-off ts in this data'),
+      });
+      for (let p = 0; p < partitions; p++) op.expect(p);
+      const next = new Array(partitions).fill(0);
+      const emitted: WindowCount[] = [];
+      while (next.some((n, p) => n < perPartition[p].length)) {
+        const p = order.int(0, partitions - 1);
+        for (let k = order.int(1, 300); k > 0 && next[p] < perPartition[p].length; k--) {
+          const frame = JSON.parse(perPartition[p][next[p]++]) as { uid: string; ts: string | number };
+          const verdict = op.add(p, Number(frame.ts) * 1000, frame.uid);
+          if (verdict === HELD) op.hold(p, Number(frame.ts) * 1000, frame.uid, undefined, frame.uid);
+        }
+        if (next[p] === perPartition[p].length) op.finish(p);
+        emitted.push(...op.close());
+      }
+      emitted.push(...op.flush());
+      assert.deepEqual(emitted, expected, `windows, order ${seed}`);
+    }
+  });
+
+  it('a window over --max-exact-memory switches to a sketch seeded with its set: within 3 standard errors, and says so', () => {
+    const op = new UniqueUsersWindows({ allowedLatenessMs: 5000, granularities: ['minute', 'hour'], counter: () => new BoundedDistinct(256 * 1024, 14) });
+    const exact = new Set<string>();
+    const perMinute = new Map<number, Set<string>>();
+    const random = seededRandom('unique-users/budget');
+    for (let i = 0; i < 60_000; i++) {
+      const t = Math.ceil(T0 / HOUR) * HOUR - T0 + Math.floor((i * HOUR) / 60_000); // within one hour
+      const uid = `user-${random.int(0, 49_999)}`;
+      exact.add(uid);
+      const m = Math.floor((T0 + t) / 60);
+      if (!perMinute.has(m)) perMinute.set(m, new Set());
+      perMinute.get(m)!.add(uid);
+      assert.equal(op.add(0, s(t), uid), null);
+    }
+    const records = op.flush();
+    const hour = records.find((r) => r.granularity === 'hour')!;
+    const minutes = records.filter((r) => r.granularity === 'minute');
+    assert.equal(minutes.length, 60);
+    minutes.forEach((m) => {
+      assert.equal(m.approximate, undefined, 'a minute of ~1,000 users stays exact');
+      assert.equal(m.uniqueUsers, perMinute.get(m.start / 60)!.size);
+    });
+    assert.equal(hour.approximate, true);
+    assert.equal(hour.standardError, 1.04 / 128);
+    assert.equal(hour.frames, 60_000);
+    const error = Math.abs(hour.uniqueUsers - exact.size) / exact.size;
+    assert.ok(error <= 3 * hour.standardError!, `${hour.uniqueUsers} vs ${exact.size}: ${(error * 100).toFixed(2)}% over 3 standard errors`);
+  });
+
+  it('resumes after a minute that ends with its hour: the minute is skipped, the hour still counts its frames', () => {
+    const op = new UniqueUsersWindows({ allowedLatenessMs: 5000, granularities: ['minute', 'hour'], counter: () => new ExactDistinct() });
+    const h = Math.ceil(T0 / HOUR) * HOUR; // the next hour boundary, unix seconds
+    const at = (seconds: number) => (h + seconds) * 1000;
+    op.resumeAfter(at(0), 'minute');
+    assert.equal(op.add(0, at(-90), 'a'), null, 'its minute was emitted, its hour was not');
+    assert.equal(op.add(0, at(-10), 'b'), null);
+    assert.equal(op.add(0, at(10), 'c'), null);
+    assert.deepEqual(op.flush().map((r) => [r.granularity, r.start - h, r.uniqueUsers, r.frames]), [['hour', -HOUR, 2, 2], ['minute', 0, 1, 1], ['hour', 0, 1, 1]]);
+    const again = new UniqueUsersWindows({ allowedLatenessMs: 5000, granularities: ['minute', 'hour'], counter: () => new ExactDistinct() });
+    again.resumeAfter(at(0), 'hour');
+    assert.deepEqual(again.add(0, at(-10), 'b'), { reason: 'already-emitted' }, 'the hour went out too');
+  });
+
+  it('an idle flush emits the open minutes; hours wait for the watermark to pass their end', () => {
+    const op = new UniqueUsersWindows({ allowedLatenessMs: 5000, granularities: ['minute', 'hour'], counter: () => new ExactDistinct() });
+    const h = Math.ceil(T0 / HOUR) * HOUR;
+    op.add(0, (h + 100) * 1000, 'a');
+    op.add(0, (h + 200) * 1000, 'b');
+    assert.deepEqual(op.flushMinutes().map((r) => [r.granularity, r.start - h]), [['minute', 60], ['minute', 180]]);
+    assert.equal(op.openWindows, 1);
+    op.add(0, (h + HOUR + 10) * 1000, 'c');
+    assert.deepEqual(op.close().map((r) => [r.granularity, r.start - h, r.uniqueUsers]), [['hour', 0, 2]]);
   });
 });
