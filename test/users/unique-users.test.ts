@@ -14,8 +14,8 @@ import { BIN } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { readTopicIndependently } from '../helpers/independent-reader.ts';
 import { BROKERS, jsonLines, readAll, run, unique } from './helpers.ts';
-import { referenceUniqueUsers, rootUidTs } from './reference.ts';
-import type { ReferenceFrame, ReferenceMinute } from './reference.ts';
+import { referenceUniqueUsers, referenceWindows, rootUidTs } from './reference.ts';
+import type { ReferenceFrame, ReferenceGranularity, ReferenceMinute, ReferenceWindow } from './reference.ts';
 
 function frames(seed: string, count: number, options: Partial<Omit<FrameOptions, 'random'>> = {}): string[] {
   const generator = userTrackerFrames({ random: seededRandom(seed), perSecond: 40, users: 2000, bytes: 600, ...options });
@@ -97,6 +97,12 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     const same = await run(['unique-users', '--input', 'a', '--output', 'a']);
     assert.equal(same.code, 2);
     assert.match(same.stderr, /--input: must differ/);
+    const granularity = await run(['unique-users', '--granularity', 'minute,fortnight']);
+    assert.equal(granularity.code, 2);
+    assert.equal(granularity.stderr, 'tickflow unique-users: --granularity: unknown granularity "fortnight": expects any of minute,hour,day,week,month,year (see --help)\n');
+    const memory = await run(['unique-users', '--max-exact-memory', 'lots']);
+    assert.equal(memory.code, 2);
+    assert.match(memory.stderr, /--max-exact-memory: expects a size such as/);
     const skew = await run(['unique-users', '--max-time-skew', '2s', '--allowed-lateness', '5s']);
     assert.equal(skew.code, 2);
     assert.equal(skew.stderr, 'tickflow unique-users: --max-time-skew: must be at least --allowed-lateness (5000ms), got 2000ms (see --help)\n');
@@ -151,7 +157,7 @@ describe('unique-users on real Kafka', () => {
     const { topic, stored } = await topicWith(texts, 'uu-tricky', ['not json at all']);
     const expected = referenceUniqueUsers(stored);
     assert.equal(expected.invalid, 4);
-    assert.deepEqual(expected.minutes.at(-1), { minute: '2016-07-11T13:44:00Z', start: 1468244640, uniqueUsers: 3, frames: 5, late: 0 });
+    assert.deepEqual(expected.minutes.at(-1), { granularity: 'minute', window: '2016-07-11T13:44:00Z', minute: '2016-07-11T13:44:00Z', start: 1468244640, end: 1468244700, uniqueUsers: 3, frames: 5, late: 0 });
     for (const threads of ['2', '1']) {
       const output = unique(`uu-tricky-out-${threads}`);
       const deadTopic = unique(`uu-tricky-dead-${threads}`);
@@ -162,6 +168,35 @@ describe('unique-users on real Kafka', () => {
       const dead = await readAll(log, deadTopic);
       assert.deepEqual(dead.map((r) => r.headers['x-reason']).sort(), ['bad-ts', 'missing-ts', 'missing-uid', 'not-json'], `--threads ${threads}`);
       assert.ok(dead.every((r) => r.headers['x-error'] !== ''), 'each dead letter says what is wrong');
+    }
+  });
+
+  it('every time frame from one pass: 3.5 days across a year end, out of order, 1% late; every window of every granularity equals the calendar reference, with one thread and two', async () => {
+    // 2016-12-30T12:00Z (a Friday), 20 frames a minute for 3.5 days: days, an ISO week from Monday 2 January, two months, two years.
+    const texts = frames('time-frames', 100_800, { start: 1483099200, perSecond: 1 / 3, users: 3000, bytes: 240, lateShare: 0.01, lateSeconds: [30, 120] });
+    const { topic, stored } = await topicWith(texts, 'uu-frames');
+    const reference = referenceUniqueUsers(stored);
+    assert.ok(reference.late.length >= 700 && reference.late.length <= 1300, `about 1% late (${reference.late.length})`);
+    const all: ReferenceGranularity[] = ['minute', 'hour', 'day', 'week', 'month', 'year'];
+    const expected = referenceWindows(reference, all);
+    const count = (g: string) => expected.filter((w) => w.granularity === g).length;
+    assert.ok(count('minute') >= 5040 && count('hour') >= 84, 'minutes and hours of 3.5 days (and any a late first frame opened before)');
+    assert.deepEqual(all.slice(2).map(count), [4, 2, 2, 2], 'days, weeks, months, years');
+    assert.ok(expected.some((w) => w.granularity === 'day' && w.late > 0), 'late frames show in the days they belong to');
+    assert.deepEqual(expected.filter((w) => w.granularity === 'minute'), reference.minutes, 'the minutes are the minute-only answer');
+
+    for (const threads of ['1', '2']) {
+      const output = unique(`uu-frames-out-${threads}`);
+      const result = await run(['unique-users', '--until-end', '--input', topic, '--output', output, '--granularity', 'year,month,week,day,hour,minute', '--threads', threads,
+        '--late-topic', unique('uu-frames-late'), '--dead-letter-topic', unique('uu-frames-dead'), '--json', ...BROKERS]);
+      assert.equal(result.code, 0, result.stderr);
+      const summary = JSON.parse(result.stdout) as { frames: number; late: number; minutes: number; windows: Record<string, number>; approximateWindows: number };
+      assert.deepEqual([summary.frames, summary.late, summary.minutes, summary.approximateWindows], [texts.length, reference.late.length, count('minute'), 0], `--threads ${threads}`);
+      assert.deepEqual(summary.windows, Object.fromEntries(all.map((g) => [g, count(g)])));
+      const records = await readAll(log, output);
+      assert.deepEqual(records.map((r) => JSON.parse(r.value) as ReferenceWindow), expected, `--threads ${threads}: every window, in order (by end, finest first)`);
+      assert.deepEqual(records.map((r) => r.key), expected.map((w) => (w.granularity === 'minute' ? w.window : `${w.granularity}/${w.window}`)), 'a minute keyed by its start as before, others by granularity/start');
+      assert.ok(records.some((r) => r.key === 'week/2017-01-02T00:00:00Z') && records.some((r) => r.key === 'year/2016-01-01T00:00:00Z'));
     }
   });
 
