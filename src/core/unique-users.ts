@@ -1,7 +1,7 @@
 import { EventTimeGuard } from './event-time-guard.ts';
 import type { EventTimeSink } from './event-time-guard.ts';
 import { Watermark } from './window.ts';
-import { BoundedDistinct, HyperLogLog } from './hyperloglog.ts';
+import { BoundedDistinct, HyperLogLog, asciiHash } from './hyperloglog.ts';
 import type { AsciiText, DistinctCounter } from './hyperloglog.ts';
 import { granularityRank, windowEnd, windowIso, windowStart } from './calendar-windows.ts';
 import type { Granularity } from './calendar-windows.ts';
@@ -347,12 +347,19 @@ export class UniqueUsersWindows<R = never> {
     }
     if (observe) watermark.observe(eventTimeMs);
     if (closed) return { reason: 'window-closed', lateByMs: Math.max(0, watermark.streamTime - eventTimeMs), watermarkMs: this.#closedThrough };
+    // Finest first. A window that already had the uid is inside the coarser ones of the
+    // same chain (minute ⊂ hour ⊂ day ⊂ week, and day ⊂ month ⊂ year), which got every frame
+    // it got: they have the uid too, and are not asked again. Only a week does not nest in
+    // a month.
+    const hash = typeof uid === 'string' || all.length === 1 ? undefined : asciiHash(uid.bytes, uid.start, uid.end);
+    let known = false;
     for (const frames of all) {
       if (resumed && this.#emitted(frames)) continue;
       const window = this.#window(frames, partition, offset);
-      if (typeof uid === 'string') window.counter.add(uid);
-      else window.counter.addAscii(uid.bytes, uid.start, uid.end);
       window.frames++;
+      if (known) continue;
+      const added = add(window.counter, uid, hash);
+      if (frames.granularity !== 'week') known = !added;
     }
     return null;
   }
@@ -429,6 +436,10 @@ export class UniqueUsersWindows<R = never> {
       return windowRecord(frames.granularity, window);
     });
   }
+}
+
+function add(counter: DistinctCounter, uid: string | AsciiText, hash: number | undefined): boolean {
+  return typeof uid === 'string' ? counter.add(uid) : counter.addAscii(uid.bytes, uid.start, uid.end, hash);
 }
 
 function windowRecord(granularity: Granularity, window: WindowState): WindowCount {
