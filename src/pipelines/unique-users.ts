@@ -25,8 +25,9 @@ import { runStreamTask } from '../runtime/stream-task.ts';
 import type { ByteSource } from './byte-source.ts';
 
 /**
- * unique-users: frames from a topic (or stdin) → distinct root `uid` per minute of root
- * `ts` → one JSON record per minute on a topic (or stdout). Late frames go to a side topic
+ * unique-users: frames from a topic (or stdin) → distinct root `uid` per window of root
+ * `ts` (minute, and with `granularities` hour, day, ISO week, month, year, all from the one
+ * read of each frame) → one JSON record per window on a topic (or stdout). Late frames go to a side topic
  * with how late they were; frames without a usable uid/ts, and frames over
  * maxRecordBytes (not parsed), go to the dead-letter topic with the reason. Both in the
  * one dead-letter format (runtime/dead-letters.ts). Three ways to read:
@@ -36,9 +37,9 @@ import type { ByteSource } from './byte-source.ts';
  *   a re-run prints the same minutes. With two threads the frames' root fields are read
  *   on a worker (the processor's `prepare`) while the loop fetches and counts.
  * - group (the service, on the runtime with the output-derived commit strategy): commits,
- *   per partition, the lowest offset an unemitted minute still needs, and on every
- *   assignment skips minutes that the output topic already holds, so a restart neither
- *   loses nor repeats a minute. A partition idle for --idle-timeout (fetched, nothing
+ *   per partition, the lowest offset an unemitted window still needs, and on every
+ *   assignment skips windows that the output topic already holds, so a restart neither
+ *   loses nor repeats a window. A partition idle for --idle-timeout (fetched, nothing
  *   new) stops holding minutes back; one that cannot be fetched is not idle.
  * - stdin: one JSON Lines (or JSON array) stream as a single partition, read here over
  *   the same counting core.
@@ -407,7 +408,7 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
     // Only a partition at its end is idle: one with records waiting (behind a stall of the
     // pipeline's own, such as an output send being retried) still holds its minutes open.
     for (const { partition, caughtUp } of context.quiet) if (caughtUp) operator.idle(partition);
-    // All quiet: held frames are decided (counted or implausible), then every open minute goes out.
+    // All quiet: held frames are decided (counted or implausible), then every open minute goes out (coarser windows wait for their end).
     if (context.allQuiet) operator.decideHeld();
     this.#emitWindows(context.allQuiet ? [...operator.close(), ...operator.flushMinutes()] : operator.close(), context);
   }
@@ -432,7 +433,7 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
   }
 
   revoke(): void {
-    // Open minutes are recomputed from the committed offsets; emitted ones are skipped by resume().
+    // Open windows are recomputed from the committed offsets; emitted ones are skipped by resume().
     this.#counter.reset();
   }
 
