@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- users [--frames 1000000] [--brokers 127.0.0.1:9092] [--partitions 3] [--repeat 3]`
- * `npm run bench -- users --time-frames [--frames 200000] [--repeat 5]`: only unique-users,
- * minute-only against all six granularities, alternating on one replayed topic (below).
+ * `npm run bench -- users --time-frames [--frames 200000] [--repeat 5] [--before DIR]`: only
+ * unique-users, minute-only against all six granularities (and, with `--before`, minute-only
+ * of another checkout), alternating on one replayed topic (below).
  *
  * User activity on the real Kafka, every row on the same data in the same run:
  * 1. a file of `--frames` user-tracker frames (~2 KB each: 1M ≈ 2 GB) is generated into a
@@ -163,34 +164,47 @@ async function timeFramesBenchmark(args: string[]): Promise<void> {
     measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
     measure(NODE, [bin, 'replay', file, '--topic', names[0]!, '--brokers', brokers, '--json']);
     spawnSync('sync');
-    const contenders = ['minute', 'minute,hour,day,week,month,year'].map((granularity) => {
+    const before = flag(args, 'before', '');
+    const builds = [
+      { bin, granularity: ['--granularity', 'minute'] },
+      { bin, granularity: ['--granularity', 'minute,hour,day,week,month,year'] },
+      ...(before === '' ? [] : [{ bin: join(before, 'bin/tickflow.js'), granularity: [] }]),
+    ];
+    const contenders = builds.map((build, i) => {
       let run = 0;
       return () => {
-        const outputs = ['out', 'late', 'dead'].map((name) => topic(`${name}-${granularity.length}-${run++}`));
+        const outputs = ['out', 'late', 'dead'].map((name) => topic(`${name}-${i}-${run++}`));
         names.push(...outputs);
-        const m = measure(NODE, [bin, 'unique-users', '--until-end', '--input', names[0]!, '--output', outputs[0]!, '--late-topic', outputs[1]!, '--dead-letter-topic', outputs[2]!, '--granularity', granularity, '--brokers', brokers, '--json']);
+        const m = measure(NODE, [build.bin, 'unique-users', '--until-end', '--input', names[0]!, '--output', outputs[0]!, '--late-topic', outputs[1]!, '--dead-letter-topic', outputs[2]!, ...build.granularity, '--brokers', brokers, '--json']);
         return { ...m, stdout: JSON.stringify({ ...(JSON.parse(m.stdout) as object), output: outputs[0] }) };
       };
     });
-    const runs: Measured[][] = [[], []];
+    const runs: Measured[][] = builds.map(() => []);
     roundRobin(contenders, repeat, (m, i) => runs[i]!.push(m));
+    // The minute records, as the fields minute records always had.
     const minuteRecords = async (m: Measured) => {
       const output = (JSON.parse(m.stdout) as { output: string }).output;
       const values: string[] = [];
-      for await (const batch of log.readRange({ topic: output })) for (const r of batch) if (r.value?.includes('"granularity":"minute"')) values.push(r.value.toString('utf8'));
-      return values;
+      for await (const batch of log.readRange({ topic: output })) {
+        for (const r of batch) {
+          const record = JSON.parse(r.value!.toString('utf8')) as { granularity?: string; minute: string; start: number; uniqueUsers: number; frames: number; late: number };
+          if ((record.granularity ?? 'minute') === 'minute') values.push(JSON.stringify([record.minute, record.start, record.uniqueUsers, record.frames, record.late]));
+        }
+      }
+      return JSON.stringify(values);
     };
-    if (JSON.stringify(await minuteRecords(runs[0]![0]!)) !== JSON.stringify(await minuteRecords(runs[1]![0]!))) throw new Error('the minute records differ between minute-only and all six granularities');
+    const reference = await minuteRecords(runs[0]![0]!);
+    for (const list of runs.slice(1)) if ((await minuteRecords(list[0]!)) !== reference) throw new Error('the minute records differ between the runs');
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
     const rows = runs.map((list, i) => {
       const summaries = list.map((m) => JSON.parse(m.stdout) as { framesPerSecond: number; windows: Record<string, number> });
       return {
-        name: i === 0 ? '--granularity minute' : '--granularity minute,hour,day,week,month,year',
+        name: i === 2 ? `minute only, ${before}` : `--granularity ${builds[i]!.granularity[1]}`,
         wall: median(list.map((m) => m.seconds)),
         walls: list.map((m) => m.seconds.toFixed(2)).join(', '),
         rate: median(summaries.map((s) => s.framesPerSecond)),
         rss: Math.max(...list.map((m) => m.peakRssMiB)),
-        windows: Object.entries(summaries[0]!.windows).map(([g, n]) => `${n} ${g}`).join(', '),
+        windows: Object.entries(summaries[0]!.windows ?? { minute: (summaries[0] as unknown as { minutes: number }).minutes }).map(([g, n]) => `${n} ${g}`).join(', '),
       };
     });
     console.log(`# unique-users time frames: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, ${repeat} alternating runs each
@@ -198,8 +212,8 @@ async function timeFramesBenchmark(args: string[]): Promise<void> {
     console.log('| run | wall s (runs) | median wall s | frames/s after start-up (median) | peak RSS MiB | records |');
     console.log('| --- | --- | ---: | ---: | ---: | --- |');
     for (const r of rows) console.log(`| ${r.name} | ${r.walls} | ${r.wall.toFixed(2)} | ${r.rate.toLocaleString('en-US')} | ${r.rss.toFixed(0)} | ${r.windows} |`);
-    console.log(`
-all six vs minute-only: wall ${((rows[1]!.wall / rows[0]!.wall - 1) * 100).toFixed(1)}%, frames/s ${((rows[0]!.rate / rows[1]!.rate - 1) * 100).toFixed(1)}% (target: at most 25% more); minute records identical`);
+    if (rows[2]) console.log(`\nminute-only vs ${before}: wall ${((rows[0]!.wall / rows[2].wall - 1) * 100).toFixed(1)}%, frames/s ${((rows[2].rate / rows[0]!.rate - 1) * 100).toFixed(1)}% (positive: slower)`);
+    console.log(`all six vs minute-only: wall ${((rows[1]!.wall / rows[0]!.wall - 1) * 100).toFixed(1)}%, frames/s ${((rows[0]!.rate / rows[1]!.rate - 1) * 100).toFixed(1)}% (target: at most 25% more); minute records identical`);
   } finally {
     await log.deleteTopics(names).catch(() => undefined);
     await log.close();

@@ -90,6 +90,26 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     });
   });
 
+  it('--max-exact-memory: a window whose set outgrows it switches to a sketch and says so; the others stay exact', async () => {
+    // 30,000 frames in one hour, ~1,000 users a second: the hour's set (~25,000 uids, ~0.9 MiB)
+    // outgrows 512 KiB, a minute's (under 9,000 uids, ~0.45 MiB) does not.
+    const texts = frames('budget', 30_000, { perSecond: 150, users: 200_000 });
+    const reference = referenceUniqueUsers(asSinglePartition(texts));
+    const expected = referenceWindows(reference, ['minute', 'hour']);
+    const result = await run(['unique-users', '--input', '-', '--output', '-', '--granularity', 'minute,hour', '--max-exact-memory', '512KiB'], { input: `${texts.join('\n')}\n`, env: { KAFKA_BROKERS: '' } });
+    assert.equal(result.code, 0, result.stderr);
+    const records = jsonLines<ReferenceWindow & { approximate?: boolean; standardError?: number }>(result.stdout);
+    assert.deepEqual(records.filter((r) => r.granularity === 'minute'), expected.filter((w) => w.granularity === 'minute'), 'the minutes stay exact');
+    const hours = records.filter((r) => r.granularity === 'hour');
+    const exactHours = expected.filter((w) => w.granularity === 'hour');
+    assert.equal(hours.length, 1);
+    assert.ok(exactHours[0].uniqueUsers > 16_384, `${exactHours[0].uniqueUsers} users in the hour`);
+    assert.deepEqual({ ...hours[0], uniqueUsers: 0 }, { ...exactHours[0], uniqueUsers: 0, approximate: true, standardError: 1.04 / 128 }, 'the hour says it is approximate, with its standard error');
+    const error = Math.abs(hours[0].uniqueUsers - exactHours[0].uniqueUsers) / exactHours[0].uniqueUsers;
+    assert.ok(error <= 3 * hours[0].standardError!, `${hours[0].uniqueUsers} vs ${exactHours[0].uniqueUsers}`);
+    assert.match(result.stderr, /; \d+ minutes, 1 hour to stdout \(1 approximate: over --max-exact-memory\)\n$/);
+  });
+
   it('validates its flags', async () => {
     const result = await run(['unique-users', '--allowed-lateness', 'soon']);
     assert.equal(result.code, 2);
