@@ -218,6 +218,26 @@ describe('unique-users on real Kafka', () => {
       assert.deepEqual(records.map((r) => r.key), expected.map((w) => (w.granularity === 'minute' ? w.window : `${w.granularity}/${w.window}`)), 'a minute keyed by its start as before, others by granularity/start');
       assert.ok(records.some((r) => r.key === 'week/2017-01-02T00:00:00Z') && records.some((r) => r.key === 'year/2016-01-01T00:00:00Z'));
     }
+
+    // Over a small exact-memory budget the days and coarser (3,000 users) become sketches, the
+    // same with one thread and two; minutes and hours (at most ~1,200 users) stay exact.
+    const bounded: string[][] = [];
+    for (const threads of ['1', '2']) {
+      const output = unique(`uu-frames-bounded-${threads}`);
+      const result = await run(['unique-users', '--until-end', '--input', topic, '--output', output, '--granularity', 'minute,hour,day,week,month,year', '--threads', threads, '--max-exact-memory', '64KiB',
+        '--late-topic', unique('uu-frames-late'), '--dead-letter-topic', unique('uu-frames-dead'), '--json', ...BROKERS]);
+      assert.equal(result.code, 0, result.stderr);
+      bounded.push((await readAll(log, output)).map((r) => r.value));
+    }
+    assert.deepEqual(bounded[1], bounded[0], 'the same records, sketches included, with one thread and two');
+    const records = bounded[0].map((value) => JSON.parse(value) as ReferenceWindow & { approximate?: boolean; standardError?: number });
+    assert.equal(records.length, expected.length);
+    records.forEach((r, i) => {
+      const e = expected[i];
+      if (['minute', 'hour'].includes(r.granularity)) return assert.deepEqual(r, e, `${r.granularity} ${r.window} stays exact`);
+      assert.deepEqual({ ...r, uniqueUsers: 0 }, { ...e, uniqueUsers: 0, approximate: true, standardError: 1.04 / 128 }, `${r.granularity} ${r.window} (${e.uniqueUsers} users) is a sketch`);
+      assert.ok(Math.abs(r.uniqueUsers - e.uniqueUsers) <= 3 * r.standardError! * e.uniqueUsers, `${r.granularity} ${r.window}: ${r.uniqueUsers} vs ${e.uniqueUsers}`);
+    });
   });
 
   it('(c) 1% of frames 10–60 s late: late frames on the side topic with how late, minutes exact over the on-time frames, a re-run gives the same output', async () => {
