@@ -3,8 +3,8 @@ import type { EventTimeSink } from './event-time-guard.ts';
 import { Watermark } from './window.ts';
 import { BoundedDistinct, HyperLogLog, asciiHash } from './hyperloglog.ts';
 import type { AsciiText, DistinctCounter } from './hyperloglog.ts';
-import { granularityRank, windowEnd, windowIso, windowStart } from './calendar-windows.ts';
-import type { Granularity } from './calendar-windows.ts';
+import { calendarOf, granularityRank, windowEnd, windowIso, windowStart } from './calendar-windows.ts';
+import type { Granularity, ZonedCalendar } from './calendar-windows.ts';
 
 /**
  * Distinct users per window of event time — minute, hour, day, ISO week, month, year, any
@@ -45,6 +45,8 @@ export interface UniqueUsersOptions {
   allowedLatenessMs: number;
   /** The time frames counted, each from the same frames (default: minute). */
   granularities?: readonly Granularity[];
+  /** Days and coarser in this IANA time zone (minutes and hours stay UTC); default UTC. */
+  timeZone?: string | null;
   /** A fresh distinct counter for a new window (exact, bounded, or HyperLogLog). */
   counter: (granularity: Granularity) => DistinctCounter;
   /**
@@ -131,23 +133,37 @@ interface WindowState {
 class Frames {
   readonly granularity: Granularity;
   readonly rank: number;
+  /** Null: UTC. */
+  readonly calendar: ZonedCalendar | null;
+  /**
+   * The first zoned granularity: a UTC minute or hour is not inside a local day (offsets of
+   * :30, :45, or seconds in old times), so what they already had says nothing about it.
+   */
+  startsChain = false;
   readonly open = new Map<number, WindowState>();
   /** The last window looked up: [start, end) and its state if open. */
   start = Number.NaN;
   end = Number.NaN;
   state: WindowState | null = null;
 
-  constructor(granularity: Granularity) {
+  constructor(granularity: Granularity, calendar: ZonedCalendar | null) {
     this.granularity = granularity;
     this.rank = granularityRank(granularity);
+    this.calendar = granularity === 'minute' || granularity === 'hour' ? null : calendar;
   }
 
   /** Makes [start, end) the window holding `ms`. */
   locate(ms: number): void {
     if (ms >= this.start && ms < this.end) return;
-    this.start = windowStart(this.granularity, ms);
-    this.end = windowEnd(this.granularity, this.start);
+    const calendar = this.calendar;
+    this.start = calendar === null ? windowStart(this.granularity, ms) : calendar.start(this.granularity, ms);
+    this.end = calendar === null ? windowEnd(this.granularity, this.start) : calendar.end(this.granularity, this.start);
     this.state = this.open.get(this.start) ?? null;
+  }
+
+  /** A window start as the record's `window`: ISO UTC, or local time with its offset in a zone. */
+  iso(startMs: number): string {
+    return this.calendar === null ? windowIso(startMs) : this.calendar.iso(startMs);
   }
 
   /** The located window's state, opened if need be. */
@@ -188,7 +204,10 @@ export class UniqueUsersWindows<R = never> {
     const granularities = options.granularities ?? ['minute'];
     if (granularities.length === 0) throw new RangeError('at least one granularity is needed');
     this.#options = options;
-    this.#frames = [...new Set(granularities)].sort((a, b) => granularityRank(a) - granularityRank(b)).map((g) => new Frames(g));
+    const calendar = calendarOf(options.timeZone);
+    this.#frames = [...new Set(granularities)].sort((a, b) => granularityRank(a) - granularityRank(b)).map((g) => new Frames(g, calendar));
+    const firstZoned = this.#frames.find((f) => f.calendar !== null);
+    if (firstZoned) firstZoned.startsChain = true;
     this.#heldFrames = heldFrames ?? null;
   }
 
@@ -350,13 +369,14 @@ export class UniqueUsersWindows<R = never> {
     // Finest first. A window that already had the uid is inside the coarser ones of the
     // same chain (minute ⊂ hour ⊂ day ⊂ week, and day ⊂ month ⊂ year), which got every frame
     // it got: they have the uid too, and are not asked again. Only a week does not nest in
-    // a month.
+    // a month, and in a time zone the UTC minutes and hours not in a local day.
     const hash = typeof uid === 'string' || all.length === 1 ? undefined : asciiHash(uid.bytes, uid.start, uid.end);
     let known = false;
     for (const frames of all) {
       if (resumed && this.#emitted(frames)) continue;
       const window = this.#window(frames, partition, offset);
       window.frames++;
+      if (frames.startsChain) known = false;
       if (known) continue;
       const added = add(window.counter, uid, hash);
       if (frames.granularity !== 'week') known = !added;
@@ -433,7 +453,7 @@ export class UniqueUsersWindows<R = never> {
     closing.sort((a, b) => a.window.end - b.window.end || a.frames.rank - b.frames.rank);
     return closing.map(({ frames, window }) => {
       frames.remove(window);
-      return windowRecord(frames.granularity, window);
+      return windowRecord(frames, window);
     });
   }
 }
@@ -442,8 +462,9 @@ function add(counter: DistinctCounter, uid: string | AsciiText, hash: number | u
   return typeof uid === 'string' ? counter.add(uid) : counter.addAscii(uid.bytes, uid.start, uid.end, hash);
 }
 
-function windowRecord(granularity: Granularity, window: WindowState): WindowCount {
-  const iso = windowIso(window.start);
+function windowRecord(frames: Frames, window: WindowState): WindowCount {
+  const granularity = frames.granularity;
+  const iso = frames.iso(window.start);
   const record: WindowCount = {
     granularity,
     window: iso,

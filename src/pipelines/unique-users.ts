@@ -60,6 +60,8 @@ export interface UniqueUsersConfig {
   idleTimeoutMs: number;
   /** The time frames to count (--granularity), finest first. */
   granularities: readonly Granularity[];
+  /** Days and coarser in this IANA time zone (--time-zone); null: UTC. */
+  timeZone: string | null;
   approx: boolean;
   precision: number;
   /** Per window: an exact set over this many bytes switches to a HyperLogLog sketch (--max-exact-memory). */
@@ -157,7 +159,7 @@ class FrameCounter {
   #newOperator(): UniqueUsersWindows<HeldRef> {
     const config = this.#config;
     const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new BoundedDistinct(config.maxExactBytes, config.precision);
-    return new UniqueUsersWindows<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs: config.maxTimeSkewMs, granularities: config.granularities, counter }, {
+    return new UniqueUsersWindows<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs: config.maxTimeSkewMs, granularities: config.granularities, timeZone: config.timeZone, counter }, {
       released: (ref, _eventTimeMs, verdict) => this.#verdict(ref.source, ref.data, 0, ref.data.length, ref.ts, verdict),
       implausible: (ref, eventTimeMs, skewMs, streamTimeMs) => this.#implausible(ref, eventTimeMs, skewMs, streamTimeMs),
     });

@@ -6,7 +6,7 @@ import { seededRandom } from '../../src/core/random.ts';
 import { HELD, UniqueUsersWindows } from '../../src/core/unique-users.ts';
 import type { HeldFrameSink, WindowCount } from '../../src/core/unique-users.ts';
 import { userTrackerFrames } from '../../src/core/user-tracker-frames.ts';
-import { referenceUniqueUsers, referenceWindows } from '../users/reference.ts';
+import { referenceUniqueUsers, referenceWindows, zonedCalendarWindow } from '../users/reference.ts';
 
 const T0 = 1468244340; // 2016-07-11T13:39:00Z, a minute boundary
 const s = (seconds: number) => (T0 + seconds) * 1000;
@@ -319,6 +319,59 @@ describe('UniqueUsersWindows: hours, days, ISO weeks, months, years from the sam
       emitted.push(...op.flush());
       assert.deepEqual(emitted, expected, `windows, order ${seed}`);
     }
+  });
+
+  it('in a time zone: days and coarser from local midnight (a 25-hour day in Zurich, days starting at 18:30 UTC in Kolkata) equal the search-based reference', () => {
+    // 2016-10-29T12:00Z to 2016-10-31T12:00Z, 20 frames a minute: Zurich's clocks go back on the 30th.
+    const texts: string[] = [];
+    const generator = userTrackerFrames({ random: seededRandom('unique-users/zoned'), start: 1477742400, perSecond: 1 / 3, lateShare: 0.01, users: 400, bytes: 200 });
+    for (let i = 0; i < 57_600; i++) texts.push(generator.next().value!.text);
+    const reference = referenceUniqueUsers(texts.map((text) => ({ partition: 0, text })));
+    for (const zone of ['Europe/Zurich', 'Asia/Kolkata']) {
+      const expected = referenceWindows(reference, ALL, zonedCalendarWindow(zone));
+      const op = new UniqueUsersWindows<string>({ allowedLatenessMs: 5000, maxTimeSkewMs: 600_000, granularities: ALL, timeZone: zone, counter: () => new ExactDistinct() }, {
+        released: () => undefined,
+        implausible: () => assert.fail('no far-off ts in this data'),
+      });
+      const emitted: WindowCount[] = [];
+      for (const text of texts) {
+        const frame = JSON.parse(text) as { uid: string; ts: string | number };
+        if (op.add(0, Number(frame.ts) * 1000, frame.uid) === HELD) op.hold(0, Number(frame.ts) * 1000, frame.uid, undefined, frame.uid);
+        emitted.push(...op.close());
+      }
+      op.finish(0);
+      emitted.push(...op.close(), ...op.flush());
+      for (const w of emitted) assert.equal(Date.parse(w.window), w.start * 1000, `${zone}: ${w.window} is the start`);
+      const days = emitted.filter((w) => w.granularity === 'day').map((w) => [w.window, (w.end - w.start) / 3600]);
+      if (zone === 'Europe/Zurich') assert.deepEqual(days[1], ['2016-10-30T00:00:00+02:00', 25]);
+      else assert.equal(days[1][0], '2016-10-30T00:00:00+05:30');
+      assert.deepEqual(emitted.map((w) => ({ ...w, window: '' })), expected.map((w) => ({ ...w, window: '' })), zone);
+    }
+  });
+
+  it('a week is not inside a month: a user seen on 31 December and 1 January counts in both months and once in the week', () => {
+    const op = new UniqueUsersWindows({ allowedLatenessMs: 5000, granularities: ['day', 'week', 'month'], counter: () => new ExactDistinct() });
+    assert.equal(op.add(0, Date.parse('2016-12-31T10:00:00Z'), 'a'), null);
+    assert.equal(op.add(0, Date.parse('2017-01-01T10:00:00Z'), 'a'), null);
+    assert.deepEqual(op.flush().map((w) => [w.granularity, w.window, w.uniqueUsers]), [
+      ['day', '2016-12-31T00:00:00Z', 1],
+      ['month', '2016-12-01T00:00:00Z', 1],
+      ['day', '2017-01-01T00:00:00Z', 1],
+      ['week', '2016-12-26T00:00:00Z', 1],
+      ['month', '2017-01-01T00:00:00Z', 1],
+    ]);
+  });
+
+  it('in a time zone, a UTC hour is not inside a local day: a user seen in one hour on both sides of local midnight counts in both days', () => {
+    const op = new UniqueUsersWindows({ allowedLatenessMs: 5000, granularities: ['hour', 'day'], timeZone: 'Asia/Kolkata', counter: () => new ExactDistinct() });
+    const at = (iso: string) => Date.parse(iso);
+    assert.equal(op.add(0, at('2016-10-29T18:10:00Z'), 'a'), null); // 23:40 on the 29th in Kolkata
+    assert.equal(op.add(0, at('2016-10-29T18:40:00Z'), 'a'), null); // 00:10 on the 30th, the same UTC hour
+    assert.deepEqual(op.flush().map((w) => [w.granularity, w.window, w.uniqueUsers, w.frames]), [
+      ['day', '2016-10-29T00:00:00+05:30', 1, 1],
+      ['hour', '2016-10-29T18:00:00Z', 1, 2],
+      ['day', '2016-10-30T00:00:00+05:30', 1, 1],
+    ]);
   });
 
   it('a window over --max-exact-memory switches to a sketch seeded with its set: within 3 standard errors, and says so', () => {

@@ -175,17 +175,85 @@ export function calendarWindow(granularity: ReferenceGranularity, ts: number): {
 }
 
 /**
+ * Calendar windows in an IANA time zone, found by search rather than offsets: a day is the
+ * run of seconds whose local date (Intl's formatted date) is the same, its start and end found
+ * by bisection; a week starts on the day whose local date is the Monday on or before, a
+ * month on the 1st, a year on 1 January. Minutes and hours stay UTC.
+ */
+export function zonedCalendarWindow(timeZone: string): (granularity: ReferenceGranularity, ts: number) => { start: number; end: number } {
+  const format = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+  const dateOf = (t: number) => format.format(t * 1000);
+  const first = (lo: number, hi: number, isAfter: (t: number) => boolean) => {
+    // The first second in (lo, hi] for which isAfter holds (it holds at hi, not at lo).
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (isAfter(mid)) hi = mid;
+      else lo = mid;
+    }
+    return hi;
+  };
+  const days = new Map<string, { start: number; end: number }>();
+  const dayOf = (ts: number) => {
+    const t = Math.floor(ts);
+    const date = dateOf(t);
+    let day = days.get(date);
+    if (!day) {
+      const start = first(t - 30 * 3600, t, (x) => dateOf(x) === date);
+      const end = first(t, t + 30 * 3600, (x) => dateOf(x) !== date);
+      days.set(date, (day = { start, end }));
+    }
+    return { date, ...day };
+  };
+  /** The day whose local date is y-m-d (m 0-based; overflow allowed). */
+  const dayOn = (y: number, m: number, d: number) => {
+    const wanted = new Date(Date.UTC(y, m, d)).toISOString().slice(0, 10);
+    for (let h = -15; h <= 15; h++) {
+      const t = Date.UTC(y, m, d, 12) / 1000 + h * 3600;
+      if (dateOf(t) === wanted) return dayOf(t);
+    }
+    throw new Error(`no local ${wanted} in ${timeZone}`);
+  };
+  // The last window found per granularity: frames come mostly in order.
+  const last = new Map<ReferenceGranularity, { start: number; end: number }>();
+  return (granularity, ts) => {
+    if (granularity === 'minute' || granularity === 'hour') return calendarWindow(granularity, ts);
+    const known = last.get(granularity);
+    if (known && ts >= known.start && ts < known.end) return known;
+    const found = zoned(granularity, ts);
+    last.set(granularity, found);
+    return found;
+  };
+
+  function zoned(granularity: 'day' | 'week' | 'month' | 'year', ts: number): { start: number; end: number } {
+    const day = dayOf(ts);
+    const [y, m, d] = day.date.split('-').map(Number);
+    switch (granularity) {
+      case 'day':
+        return { start: day.start, end: day.end };
+      case 'week': {
+        const monday = d - ((new Date(Date.UTC(y, m - 1, d)).getUTCDay() + 6) % 7);
+        return { start: dayOn(y, m - 1, monday).start, end: dayOn(y, m - 1, monday + 7).start };
+      }
+      case 'month':
+        return { start: dayOn(y, m - 1, 1).start, end: dayOn(y, m, 1).start };
+      case 'year':
+        return { start: dayOn(y, 0, 1).start, end: dayOn(y + 1, 0, 1).start };
+    }
+  }
+}
+
+/**
  * Every window of the given granularities over a reference run's judgement: distinct uids
  * of the on-time frames per calendar window, and the late frames judged while their
  * watermark had not passed the window's end. In the order the pipeline emits them: by end,
  * finest first.
  */
-export function referenceWindows(result: ReferenceResult, granularities: readonly ReferenceGranularity[]): ReferenceWindow[] {
+export function referenceWindows(result: ReferenceResult, granularities: readonly ReferenceGranularity[], calendar = calendarWindow): ReferenceWindow[] {
   const windows: ReferenceWindow[] = [];
   for (const granularity of granularities) {
     const byStart = new Map<number, { end: number; users: Set<string>; frames: number; late: number }>();
     const windowOf = (ts: number) => {
-      const { start, end } = calendarWindow(granularity, ts);
+      const { start, end } = calendar(granularity, ts);
       let w = byStart.get(start);
       if (!w) byStart.set(start, (w = { end, users: new Set(), frames: 0, late: 0 }));
       return w;
@@ -195,7 +263,7 @@ export function referenceWindows(result: ReferenceResult, granularities: readonl
       w.users.add(uid);
       w.frames++;
     }
-    for (const { ts, watermark } of result.judgedLate) if (watermark < calendarWindow(granularity, ts).end) windowOf(ts).late++;
+    for (const { ts, watermark } of result.judgedLate) if (watermark < calendar(granularity, ts).end) windowOf(ts).late++;
     for (const [start, w] of byStart) {
       const iso = new Date(start * 1000).toISOString().replace('.000Z', 'Z');
       windows.push({ granularity, window: iso, start, end: w.end, uniqueUsers: w.users.size, frames: w.frames, late: w.late, ...(granularity === 'minute' ? { minute: iso } : {}) });

@@ -17,7 +17,7 @@ const PARTITIONS = 3;
 function config(overrides: Partial<UniqueUsersConfig> = {}): UniqueUsersConfig {
   return {
     input: 'frames', output: 'minutes', lateTopic: 'late', deadLetterTopic: 'dead', group: 'uu', untilEnd: false,
-    allowedLatenessMs: 5000, maxTimeSkewMs: 600_000, idleTimeoutMs: 300, granularities: ['minute'], approx: false, maxExactBytes: 64 << 20, precision: 14, strict: false, partitions: 1, threads: 1,
+    allowedLatenessMs: 5000, maxTimeSkewMs: 600_000, idleTimeoutMs: 300, granularities: ['minute'], timeZone: null, approx: false, maxExactBytes: 64 << 20, precision: 14, strict: false, partitions: 1, threads: 1,
     format: 'auto', maxRecordBytes: 1 << 20, ...overrides,
   };
 }

@@ -14,7 +14,7 @@ import { BIN } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { readTopicIndependently } from '../helpers/independent-reader.ts';
 import { BROKERS, jsonLines, readAll, run, unique } from './helpers.ts';
-import { referenceUniqueUsers, referenceWindows, rootUidTs } from './reference.ts';
+import { referenceUniqueUsers, referenceWindows, rootUidTs, zonedCalendarWindow } from './reference.ts';
 import type { ReferenceFrame, ReferenceGranularity, ReferenceMinute, ReferenceWindow } from './reference.ts';
 
 function frames(seed: string, count: number, options: Partial<Omit<FrameOptions, 'random'>> = {}): string[] {
@@ -110,6 +110,18 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     assert.match(result.stderr, /; \d+ minutes, 1 hour to stdout \(1 approximate: over --max-exact-memory\)\n$/);
   });
 
+  it('--time-zone Europe/Zurich: days from local midnight, the day the clocks go back lasting 25 hours', async () => {
+    const texts = frames('zoned', 8000, { start: 1477778410, perSecond: 0.05, users: 300 }); // from 2016-10-29T22:00:10Z (local midnight and 10 s), 44 hours
+    const reference = referenceUniqueUsers(asSinglePartition(texts));
+    const expected = referenceWindows(reference, ['day'], zonedCalendarWindow('Europe/Zurich'));
+    const result = await run(['unique-users', '--input', '-', '--output', '-', '--granularity', 'day', '--time-zone', 'Europe/Zurich'], { input: `${texts.join('\n')}\n`, env: { KAFKA_BROKERS: '' } });
+    assert.equal(result.code, 0, result.stderr);
+    const days = jsonLines<ReferenceWindow>(result.stdout);
+    assert.deepEqual(days.map((d) => d.window), ['2016-10-30T00:00:00+02:00', '2016-10-31T00:00:00+01:00']);
+    assert.equal(days[0].end - days[0].start, 25 * 3600);
+    assert.deepEqual(days.map((d) => ({ ...d, window: '' })), expected.map((d) => ({ ...d, window: '' })));
+  });
+
   it('validates its flags', async () => {
     const result = await run(['unique-users', '--allowed-lateness', 'soon']);
     assert.equal(result.code, 2);
@@ -120,6 +132,9 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     const granularity = await run(['unique-users', '--granularity', 'minute,fortnight']);
     assert.equal(granularity.code, 2);
     assert.equal(granularity.stderr, 'tickflow unique-users: --granularity: unknown granularity "fortnight": expects any of minute,hour,day,week,month,year (see --help)\n');
+    const zone = await run(['unique-users', '--time-zone', 'Europe/Atlantis']);
+    assert.equal(zone.code, 2);
+    assert.equal(zone.stderr, 'tickflow unique-users: --time-zone: unknown time zone "Europe/Atlantis" (an IANA name such as Europe/Zurich) (see --help)\n');
     const memory = await run(['unique-users', '--max-exact-memory', 'lots']);
     assert.equal(memory.code, 2);
     assert.match(memory.stderr, /--max-exact-memory: expects a size such as/);

@@ -2,7 +2,7 @@ import { openByteSource } from '../../pipelines/byte-source.ts';
 import { runUniqueUsers } from '../../pipelines/unique-users.ts';
 import type { UniqueUsersSummary } from '../../pipelines/unique-users.ts';
 import { defineCommand } from '../command.ts';
-import { parseGranularities } from '../../core/calendar-windows.ts';
+import { ZonedCalendar, parseGranularities } from '../../core/calendar-windows.ts';
 import type { Granularity } from '../../core/calendar-windows.ts';
 import { badFlag, bool, bytes, duration, int, oneOf, str } from '../flags.ts';
 import type { FlagValues } from '../command.ts';
@@ -15,8 +15,9 @@ export const command = defineCommand({
     'Reads user-tracker frames (any JSON objects) and counts distinct root-level uid per window of',
     'root-level ts (unix seconds, a number or a numeric string); nested uid/ts keys are ignored and a',
     'repeated root key counts by its last occurrence, as JSON.parse would. Windows: each --granularity',
-    '(minute, hour, day, week, month, year; calendar-aligned in UTC, ISO weeks from Monday), all from',
-    'the one pass over the frames. One JSON record per window goes to --output:',
+    '(minute, hour, day, week, month, year; calendar-aligned in UTC, ISO weeks from Monday; days and',
+    'coarser from local midnight with --time-zone), all from the one pass over the frames. One JSON',
+    'record per window goes to --output:',
     '{"granularity","window","start","end","uniqueUsers","frames","late"}, start and end in unix',
     'seconds (end exclusive); minute records also carry "minute". Records go out by end, finest first.',
     '',
@@ -46,6 +47,7 @@ export const command = defineCommand({
     input: { type: 'string', value: 'TOPIC', default: 'user-tracker', description: 'Topic to read, or - for stdin' },
     output: { type: 'string', value: 'TOPIC', default: 'unique-users', description: 'Topic for the window records, or - for stdout' },
     granularity: { type: 'string', value: 'LIST', default: 'minute', description: 'Time frames to count, any of minute,hour,day,week,month,year (UTC, ISO weeks)' },
+    'time-zone': { type: 'string', value: 'ZONE', default: 'UTC', description: 'IANA time zone for day, week, month and year windows (local midnight; minutes and hours stay UTC)' },
     'late-topic': { type: 'string', value: 'TOPIC', default: 'user-tracker-late', description: 'Side topic for frames later than the allowed lateness' },
     'dead-letter-topic': { type: 'string', value: 'TOPIC', default: 'dead-letters', description: 'Topic for frames without a usable uid/ts' },
     group: { type: 'string', value: 'NAME', default: 'unique-users', description: 'Consumer group (service mode)' },
@@ -91,6 +93,7 @@ export const command = defineCommand({
       maxTimeSkewMs,
       idleTimeoutMs,
       granularities: granularities(values),
+      timeZone: timeZone(values),
       approx: bool(values, 'approx'),
       maxExactBytes: bytes(values, 'max-exact-memory', DEFAULT_MAX_EXACT_BYTES, { min: 1 }),
       precision: int(values, 'precision', 14, { min: 4, max: 18 }),
@@ -119,6 +122,16 @@ function granularities(values: FlagValues): Granularity[] {
     return parseGranularities(str(values, 'granularity') ?? 'minute');
   } catch (error) {
     throw badFlag('granularity', (error as Error).message);
+  }
+}
+
+function timeZone(values: FlagValues): string | null {
+  const name = str(values, 'time-zone') || 'UTC';
+  if (name === 'UTC') return null;
+  try {
+    return new ZonedCalendar(name).timeZone;
+  } catch (error) {
+    throw badFlag('time-zone', (error as Error).message);
   }
 }
 
