@@ -1,5 +1,8 @@
 /**
  * `npm run bench -- users [--frames 1000000] [--brokers 127.0.0.1:9092] [--partitions 3] [--repeat 3]`
+ * `npm run bench -- users --time-frames [--frames 200000] [--repeat 5] [--before DIR]`: only
+ * unique-users, minute-only against all six granularities (and, with `--before`, minute-only
+ * of another checkout), alternating on one replayed topic (below).
  *
  * User activity on the real Kafka, every row on the same data in the same run:
  * 1. a file of `--frames` user-tracker frames (~2 KB each: 1M ≈ 2 GB) is generated into a
@@ -36,6 +39,7 @@ import type { Measured, Row } from './_lib.ts';
 const SELF = fileURLToPath(import.meta.url);
 
 export default async function usersBenchmark(args: string[]): Promise<void> {
+  if (args.includes('--time-frames')) return timeFramesBenchmark(args);
   const frames = Number(flag(args, 'frames', '1000000'));
   const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
   const partitions = Number(flag(args, 'partitions', '3'));
@@ -130,6 +134,86 @@ export default async function usersBenchmark(args: string[]): Promise<void> {
     console.log(floors);
     out.push(floors);
     if (flag(args, 'markdown', '') !== '') await writeFile(flag(args, 'markdown', ''), `${out.join('\n')}\n`);
+  } finally {
+    await log.deleteTopics(names).catch(() => undefined);
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * What the coarser time frames cost: `unique-users --until-end` with `--granularity minute`
+ * and with all six, `--repeat` times each, alternating on one topic (generated with 1% late,
+ * replayed once), median wall time (process start included) and frames/s after start-up.
+ * The minute records of both must be the same.
+ */
+async function timeFramesBenchmark(args: string[]): Promise<void> {
+  const frames = Number(flag(args, 'frames', '200000'));
+  const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
+  const partitions = Number(flag(args, 'partitions', '3'));
+  const repeat = Number(flag(args, 'repeat', '5'));
+  const id = randomUUID().slice(0, 6);
+  const topic = (name: string) => `bench-frames-${id}-${name}`;
+  const bin = join(ROOT, 'bin/tickflow.js');
+  const dir = await mkdtemp(join(tmpdir(), 'tickflow-bench-frames-'));
+  const file = join(dir, 'frames.jsonl');
+  const log = new KafkaLog({ brokers: brokers.split(',') });
+  const names = [topic('input')];
+  try {
+    await log.createTopics([{ name: names[0]!, partitions }]);
+    measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
+    measure(NODE, [bin, 'replay', file, '--topic', names[0]!, '--brokers', brokers, '--json']);
+    spawnSync('sync');
+    const before = flag(args, 'before', '');
+    const builds = [
+      { bin, granularity: ['--granularity', 'minute'] },
+      { bin, granularity: ['--granularity', 'minute,hour,day,week,month,year'] },
+      ...(before === '' ? [] : [{ bin: join(before, 'bin/tickflow.js'), granularity: [] }]),
+    ];
+    const contenders = builds.map((build, i) => {
+      let run = 0;
+      return () => {
+        const outputs = ['out', 'late', 'dead'].map((name) => topic(`${name}-${i}-${run++}`));
+        names.push(...outputs);
+        const m = measure(NODE, [build.bin, 'unique-users', '--until-end', '--input', names[0]!, '--output', outputs[0]!, '--late-topic', outputs[1]!, '--dead-letter-topic', outputs[2]!, ...build.granularity, '--brokers', brokers, '--json']);
+        return { ...m, stdout: JSON.stringify({ ...(JSON.parse(m.stdout) as object), output: outputs[0] }) };
+      };
+    });
+    const runs: Measured[][] = builds.map(() => []);
+    roundRobin(contenders, repeat, (m, i) => runs[i]!.push(m));
+    // The minute records, as the fields minute records always had.
+    const minuteRecords = async (m: Measured) => {
+      const output = (JSON.parse(m.stdout) as { output: string }).output;
+      const values: string[] = [];
+      for await (const batch of log.readRange({ topic: output })) {
+        for (const r of batch) {
+          const record = JSON.parse(r.value!.toString('utf8')) as { granularity?: string; minute: string; start: number; uniqueUsers: number; frames: number; late: number };
+          if ((record.granularity ?? 'minute') === 'minute') values.push(JSON.stringify([record.minute, record.start, record.uniqueUsers, record.frames, record.late]));
+        }
+      }
+      return JSON.stringify(values);
+    };
+    const reference = await minuteRecords(runs[0]![0]!);
+    for (const list of runs.slice(1)) if ((await minuteRecords(list[0]!)) !== reference) throw new Error('the minute records differ between the runs');
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const rows = runs.map((list, i) => {
+      const summaries = list.map((m) => JSON.parse(m.stdout) as { framesPerSecond: number; windows: Record<string, number> });
+      return {
+        name: i === 2 ? `minute only, ${before}` : `--granularity ${builds[i]!.granularity[1]}`,
+        wall: median(list.map((m) => m.seconds)),
+        walls: list.map((m) => m.seconds.toFixed(2)).join(', '),
+        rate: median(summaries.map((s) => s.framesPerSecond)),
+        rss: Math.max(...list.map((m) => m.peakRssMiB)),
+        windows: Object.entries(summaries[0]!.windows ?? { minute: (summaries[0] as unknown as { minutes: number }).minutes }).map(([g, n]) => `${n} ${g}`).join(', '),
+      };
+    });
+    console.log(`# unique-users time frames: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, ${repeat} alternating runs each
+`);
+    console.log('| run | wall s (runs) | median wall s | frames/s after start-up (median) | peak RSS MiB | records |');
+    console.log('| --- | --- | ---: | ---: | ---: | --- |');
+    for (const r of rows) console.log(`| ${r.name} | ${r.walls} | ${r.wall.toFixed(2)} | ${r.rate.toLocaleString('en-US')} | ${r.rss.toFixed(0)} | ${r.windows} |`);
+    if (rows[2]) console.log(`\nminute-only vs ${before}: wall ${((rows[0]!.wall / rows[2].wall - 1) * 100).toFixed(1)}%, frames/s ${((rows[2].rate / rows[0]!.rate - 1) * 100).toFixed(1)}% (positive: slower)`);
+    console.log(`all six vs minute-only: wall ${((rows[1]!.wall / rows[0]!.wall - 1) * 100).toFixed(1)}%, frames/s ${((rows[0]!.rate / rows[1]!.rate - 1) * 100).toFixed(1)}% (target: at most 25% more); minute records identical`);
   } finally {
     await log.deleteTopics(names).catch(() => undefined);
     await log.close();

@@ -1,10 +1,14 @@
 import { EventTimeGuard } from './event-time-guard.ts';
 import type { EventTimeSink } from './event-time-guard.ts';
-import { TumblingWindows, Watermark } from './window.ts';
+import { Watermark } from './window.ts';
+import { BoundedDistinct, HyperLogLog, asciiHash } from './hyperloglog.ts';
 import type { AsciiText, DistinctCounter } from './hyperloglog.ts';
+import { calendarOf, granularityRank, windowEnd, windowIso, windowStart } from './calendar-windows.ts';
+import type { Granularity, ZonedCalendar } from './calendar-windows.ts';
 
 /**
- * Distinct users per minute of event time, with late data.
+ * Distinct users per window of event time — minute, hour, day, ISO week, month, year, any
+ * subset, all from the same frames — with late data.
  *
  * Each input partition keeps its own watermark, `max event time seen − allowed lateness`:
  * order is only meaningful within a partition, and one partition that is behind must not
@@ -27,16 +31,24 @@ import type { AsciiText, DistinctCounter } from './hyperloglog.ts';
  * as implausible through `heldFrames`. A jump of the whole stream is followed after three
  * frames that agree.
  *
- * State is the open minutes (the spread of event time between partitions plus the
- * lateness, in minutes, plus one) and the frames held.
+ * Windows are calendar-aligned in UTC (core/calendar-windows.ts). A frame gets one verdict
+ * for all granularities (late when behind its partition's watermark), so a coarse window
+ * counts exactly the on-time frames of the minutes it spans. Windows are emitted the same
+ * way at every granularity: once the combined watermark passes their end, by end and
+ * finest first.
+ *
+ * State is the open windows (per granularity, the spread of event time between
+ * partitions plus the lateness, in windows, plus one) and the frames held.
  */
 
 export interface UniqueUsersOptions {
   allowedLatenessMs: number;
-  /** Window size; a minute unless told otherwise. */
-  windowMs?: number;
-  /** A fresh distinct counter for a new minute (exact Set or HyperLogLog). */
-  counter: () => DistinctCounter;
+  /** The time frames counted, each from the same frames (default: minute). */
+  granularities?: readonly Granularity[];
+  /** Days and coarser in this IANA time zone (minutes and hours stay UTC); default UTC. */
+  timeZone?: string | null;
+  /** A fresh distinct counter for a new window (exact, bounded, or HyperLogLog). */
+  counter: (granularity: Granularity) => DistinctCounter;
   /**
    * The event-time guard's bound (`--max-time-skew`): with it, stream time moves only to
    * times that the next frames agree with, and frames farther than this from it are held.
@@ -53,19 +65,28 @@ export interface HeldFrameSink<R> {
   implausible(ref: R, eventTimeMs: number, skewMs: number | null, streamTimeMs: number | null): void;
 }
 
-export interface MinuteCount {
-  /** Minute start, ISO 8601 UTC without milliseconds. */
-  minute: string;
-  /** Minute start, unix seconds. */
+/** One window's record. */
+export interface WindowCount {
+  granularity: Granularity;
+  /** Window start, ISO 8601 UTC without milliseconds. */
+  window: string;
+  /** Window start and (exclusive) end, unix seconds. */
   start: number;
+  end: number;
   uniqueUsers: number;
-  /** Frames counted in this minute. */
+  /** Frames counted in this window. */
   frames: number;
   /**
-   * Frames of this minute rejected as late while their partition's watermark had not yet
-   * passed the minute's end (later ones are only in the side topic and the run's totals).
+   * Frames of this window rejected as late while their partition's watermark had not yet
+   * passed the window's end (later ones are only in the side topic and the run's totals).
    */
   late: number;
+  /** Minute records only: the window start again, under the name minute records always had. */
+  minute?: string;
+  /** Present (true) when uniqueUsers is a HyperLogLog estimate. */
+  approximate?: true;
+  /** With approximate: the sketch's relative standard error. */
+  standardError?: number;
 }
 
 export interface LateFrame {
@@ -98,34 +119,95 @@ interface PartitionState<R> {
   guardSink: EventTimeSink<HeldFrame<R>> | null;
 }
 
-interface MinuteState {
-  counter: DistinctCounter;
+interface WindowState {
+  readonly start: number;
+  readonly end: number;
+  readonly counter: DistinctCounter;
   frames: number;
   late: number;
-  /** Offset of the first frame of each partition in this minute (for safe commits). */
-  firstOffsets: Map<number, bigint>;
+  /** Offset of the first frame of each partition in this window (for safe commits). */
+  readonly firstOffsets: Map<number, bigint>;
 }
 
-export function minuteIso(startMs: number): string {
-  return new Date(startMs).toISOString().replace('.000Z', 'Z');
+/** One granularity's open windows, and the window of the last frame (frames come mostly in order). */
+class Frames {
+  readonly granularity: Granularity;
+  readonly rank: number;
+  /** Null: UTC. */
+  readonly calendar: ZonedCalendar | null;
+  /**
+   * The first zoned granularity: a UTC minute or hour is not inside a local day (offsets of
+   * :30, :45, or seconds in old times), so what they already had says nothing about it.
+   */
+  startsChain = false;
+  readonly open = new Map<number, WindowState>();
+  /** The last window looked up: [start, end) and its state if open. */
+  start = Number.NaN;
+  end = Number.NaN;
+  state: WindowState | null = null;
+
+  constructor(granularity: Granularity, calendar: ZonedCalendar | null) {
+    this.granularity = granularity;
+    this.rank = granularityRank(granularity);
+    this.calendar = granularity === 'minute' || granularity === 'hour' ? null : calendar;
+  }
+
+  /** Makes [start, end) the window holding `ms`. */
+  locate(ms: number): void {
+    if (ms >= this.start && ms < this.end) return;
+    const calendar = this.calendar;
+    this.start = calendar === null ? windowStart(this.granularity, ms) : calendar.start(this.granularity, ms);
+    this.end = calendar === null ? windowEnd(this.granularity, this.start) : calendar.end(this.granularity, this.start);
+    this.state = this.open.get(this.start) ?? null;
+  }
+
+  /** A window start as the record's `window`: ISO UTC, or local time with its offset in a zone. */
+  iso(startMs: number): string {
+    return this.calendar === null ? windowIso(startMs) : this.calendar.iso(startMs);
+  }
+
+  /** The located window's state, opened if need be. */
+  window(counter: (granularity: Granularity) => DistinctCounter): WindowState {
+    let state = this.state;
+    if (state === null) {
+      state = { start: this.start, end: this.end, counter: counter(this.granularity), frames: 0, late: 0, firstOffsets: new Map() };
+      this.open.set(this.start, state);
+      this.state = state;
+    }
+    return state;
+  }
+
+  /** Takes an emitted window out. */
+  remove(state: WindowState): void {
+    this.open.delete(state.start);
+    if (this.state === state) this.state = null;
+  }
 }
 
-export class UniqueUsersPerMinute<R = never> {
+export class UniqueUsersWindows<R = never> {
   readonly #options: UniqueUsersOptions;
-  readonly #windows: TumblingWindows;
+  readonly #frames: readonly Frames[];
   readonly #heldFrames: HeldFrameSink<R> | null;
   readonly #partitions = new Map<number, PartitionState<R>>();
-  readonly #open = new Map<number, MinuteState>();
-  /** Minutes ending at or before this are closed. */
+  /** Windows ending at or before this are closed. */
   #closedThrough = Number.NEGATIVE_INFINITY;
-  /** Minutes starting at or before this were emitted by an earlier run. */
-  #emittedBefore = Number.NEGATIVE_INFINITY;
+  /**
+   * The newest record an earlier run emitted: its end and granularity rank. Windows ending
+   * before it, or at it and no coarser, were emitted (records go out by end, finest first).
+   */
+  #emittedEnd = Number.NEGATIVE_INFINITY;
+  #emittedRank = -1;
 
   constructor(options: UniqueUsersOptions, heldFrames?: HeldFrameSink<R>) {
     if (!(options.allowedLatenessMs >= 0)) throw new RangeError(`allowed lateness must be >= 0, got ${options.allowedLatenessMs}`);
     if (options.maxTimeSkewMs !== undefined && !heldFrames) throw new RangeError('an event-time guard needs a sink for the frames it holds');
+    const granularities = options.granularities ?? ['minute'];
+    if (granularities.length === 0) throw new RangeError('at least one granularity is needed');
     this.#options = options;
-    this.#windows = new TumblingWindows(options.windowMs ?? 60_000);
+    const calendar = calendarOf(options.timeZone);
+    this.#frames = [...new Set(granularities)].sort((a, b) => granularityRank(a) - granularityRank(b)).map((g) => new Frames(g, calendar));
+    const firstZoned = this.#frames.find((f) => f.calendar !== null);
+    if (firstZoned) firstZoned.startsChain = true;
     this.#heldFrames = heldFrames ?? null;
   }
 
@@ -136,8 +218,11 @@ export class UniqueUsersPerMinute<R = never> {
     return n;
   }
 
-  get openMinutes(): number {
-    return this.#open.size;
+  /** Open windows, all granularities. */
+  get openWindows(): number {
+    let n = 0;
+    for (const frames of this.#frames) n += frames.open.size;
+    return n;
   }
 
   /** The combined watermark as of the last `close` (−Infinity before any). */
@@ -207,15 +292,28 @@ export class UniqueUsersPerMinute<R = never> {
     this.#partitions.delete(partition);
   }
 
-  /** Minutes starting at or before `startMs` were emitted by an earlier run: their frames are skipped. */
-  resumeAfter(startMs: number): void {
-    this.#emittedBefore = Math.max(this.#emittedBefore, startMs);
-    this.#closedThrough = Math.max(this.#closedThrough, startMs + this.#windows.sizeMs);
+  /**
+   * An earlier run's newest record was the window of `granularity` ending at `endMs`: it and
+   * every window emitted before it (ending earlier, or at the same time and finer) are
+   * skipped; frames count only in windows not yet emitted.
+   */
+  resumeAfter(endMs: number, granularity: Granularity = 'minute'): void {
+    const rank = granularityRank(granularity);
+    if (endMs > this.#emittedEnd || (endMs === this.#emittedEnd && rank > this.#emittedRank)) {
+      this.#emittedEnd = endMs;
+      this.#emittedRank = rank;
+    }
+    // Closed just before that end: windows of coarser granularities ending there are still open.
+    this.#closedThrough = Math.max(this.#closedThrough, endMs - 1);
+  }
+
+  #emitted(frames: Frames): boolean {
+    return frames.end < this.#emittedEnd || (frames.end === this.#emittedEnd && frames.rank <= this.#emittedRank);
   }
 
   /**
    * Adds one frame. Returns null when it was counted, ALREADY_EMITTED when an earlier run
-   * covered its minute, HELD when the event-time guard holds it (call `hold` next), or
+   * covered its windows, HELD when the event-time guard holds it (call `hold` next), or
    * why it is late.
    */
   add(partition: number, eventTimeMs: number, uid: string | AsciiText, offset?: bigint): LateFrame | typeof ALREADY_EMITTED | typeof HELD | null {
@@ -235,45 +333,65 @@ export class UniqueUsersPerMinute<R = never> {
     state.guard!.hold(eventTimeMs, { uid, offset, ref }, state.guardSink!);
   }
 
+  /**
+   * One verdict per frame, the same for every granularity: late when behind its
+   * partition's watermark, so every coarse window counts exactly the on-time frames of its
+   * minutes (docs/users.md, "Time frames").
+   */
   #count(state: PartitionState<R>, partition: number, eventTimeMs: number, uid: string | AsciiText, offset: bigint | undefined): LateFrame | typeof ALREADY_EMITTED | null {
     // Without a guard the frames move their partition's stream time; with one, only the guard does.
     const observe = state.guard === null;
     const watermark = state.watermark;
-    const start = this.#windows.windowFor(eventTimeMs).start;
-    if (start <= this.#emittedBefore) return ALREADY_EMITTED;
-    state.idle = false;
-    const end = start + this.#windows.sizeMs;
-    if (eventTimeMs < watermark.current) {
-      // Counted in its minute's record only while its own partition has not passed that
-      // minute: then the minute cannot have been emitted, and the count does not depend on
-      // how partitions interleave.
-      if (watermark.current < end) this.#minute(start, partition, offset).late++;
-      return { reason: 'beyond-lateness', lateByMs: watermark.streamTime - eventTimeMs, watermarkMs: watermark.current };
+    const all = this.#frames;
+    const resumed = this.#emittedRank >= 0;
+    let pending = 0;
+    let closed = false;
+    for (const frames of all) {
+      frames.locate(eventTimeMs);
+      if (resumed && this.#emitted(frames)) continue;
+      pending++;
+      if (frames.end <= this.#closedThrough) closed = true;
     }
-    if (end <= this.#closedThrough) {
-      if (observe) watermark.observe(eventTimeMs);
-      return { reason: 'window-closed', lateByMs: Math.max(0, watermark.streamTime - eventTimeMs), watermarkMs: this.#closedThrough };
+    if (pending === 0) return ALREADY_EMITTED;
+    state.idle = false;
+    const current = watermark.current;
+    if (eventTimeMs < current) {
+      // Counted in a window's record only while its own partition has not passed that
+      // window: then the window cannot have been emitted, and the count does not depend on
+      // how partitions interleave.
+      for (const frames of all) {
+        if (current < frames.end && frames.end > this.#closedThrough && !(resumed && this.#emitted(frames))) this.#window(frames, partition, offset).late++;
+      }
+      return { reason: 'beyond-lateness', lateByMs: watermark.streamTime - eventTimeMs, watermarkMs: current };
     }
     if (observe) watermark.observe(eventTimeMs);
-    const minute = this.#minute(start, partition, offset);
-    if (typeof uid === 'string') minute.counter.add(uid);
-    else minute.counter.addAscii(uid.bytes, uid.start, uid.end);
-    minute.frames++;
+    if (closed) return { reason: 'window-closed', lateByMs: Math.max(0, watermark.streamTime - eventTimeMs), watermarkMs: this.#closedThrough };
+    // Finest first. A window that already had the uid is inside the coarser ones of the
+    // same chain (minute ⊂ hour ⊂ day ⊂ week, and day ⊂ month ⊂ year), which got every frame
+    // it got: they have the uid too, and are not asked again. Only a week does not nest in
+    // a month, and in a time zone the UTC minutes and hours not in a local day.
+    const hash = typeof uid === 'string' || all.length === 1 ? undefined : asciiHash(uid.bytes, uid.start, uid.end);
+    let known = false;
+    for (const frames of all) {
+      if (resumed && this.#emitted(frames)) continue;
+      const window = this.#window(frames, partition, offset);
+      window.frames++;
+      if (frames.startsChain) known = false;
+      if (known) continue;
+      const added = add(window.counter, uid, hash);
+      if (frames.granularity !== 'week') known = !added;
+    }
     return null;
   }
 
-  #minute(start: number, partition: number, offset: bigint | undefined): MinuteState {
-    let minute = this.#open.get(start);
-    if (minute === undefined) {
-      minute = { counter: this.#options.counter(), frames: 0, late: 0, firstOffsets: new Map() };
-      this.#open.set(start, minute);
-    }
-    if (offset !== undefined && !minute.firstOffsets.has(partition)) minute.firstOffsets.set(partition, offset);
-    return minute;
+  #window(frames: Frames, partition: number, offset: bigint | undefined): WindowState {
+    const window = frames.window(this.#options.counter);
+    if (offset !== undefined && !window.firstOffsets.has(partition)) window.firstOffsets.set(partition, offset);
+    return window;
   }
 
-  /** Emits, oldest first, the minutes the combined watermark has passed. */
-  close(): MinuteCount[] {
+  /** Emits, by end and finest first, the windows the combined watermark has passed. */
+  close(): WindowCount[] {
     let minimum = Number.POSITIVE_INFINITY;
     let maximum = Number.NEGATIVE_INFINITY;
     let holding = false;
@@ -289,15 +407,25 @@ export class UniqueUsersPerMinute<R = never> {
     return this.#emit((end) => end <= this.#closedThrough);
   }
 
-  /** Emits every open minute (end of input, or the whole stream idle). */
-  flush(): MinuteCount[] {
+  /** Emits every open window (end of input). */
+  flush(): WindowCount[] {
     const out = this.#emit(() => true);
-    if (out.length > 0) this.#closedThrough = Math.max(this.#closedThrough, out[out.length - 1].start * 1000 + this.#windows.sizeMs);
+    for (const record of out) this.#closedThrough = Math.max(this.#closedThrough, record.end * 1000);
     return out;
   }
 
   /**
-   * Per partition, the lowest offset that an open minute or a held frame still depends
+   * The whole stream is idle (a service): emits every open minute, and any coarser window
+   * ending by then. Hours and coarser stay open until the watermark passes their end.
+   */
+  flushMinutes(): WindowCount[] {
+    const minutes = this.#frames.find((f) => f.granularity === 'minute');
+    if (minutes !== undefined) for (const window of minutes.open.values()) this.#closedThrough = Math.max(this.#closedThrough, window.end);
+    return this.#emit((end) => end <= this.#closedThrough);
+  }
+
+  /**
+   * Per partition, the lowest offset that an open window or a held frame still depends
    * on: committing it (rather than the read position) means a restart re-reads what is
    * not yet emitted or decided.
    */
@@ -307,8 +435,8 @@ export class UniqueUsersPerMinute<R = never> {
       const known = result.get(partition);
       if (known === undefined || offset < known) result.set(partition, offset);
     };
-    for (const minute of this.#open.values()) {
-      for (const [partition, offset] of minute.firstOffsets) need(partition, offset);
+    for (const frames of this.#frames) {
+      for (const window of frames.open.values()) for (const [partition, offset] of window.firstOffsets) need(partition, offset);
     }
     for (const [partition, state] of this.#partitions) {
       if (state.guard === null || state.guard.held === 0) continue;
@@ -317,15 +445,46 @@ export class UniqueUsersPerMinute<R = never> {
     return result;
   }
 
-  #emit(shouldClose: (endMs: number) => boolean): MinuteCount[] {
-    const out: MinuteCount[] = [];
-    const size = this.#windows.sizeMs;
-    for (const start of [...this.#open.keys()].sort((a, b) => a - b)) {
-      if (!shouldClose(start + size)) break;
-      const minute = this.#open.get(start)!;
-      this.#open.delete(start);
-      out.push({ minute: minuteIso(start), start: Math.floor(start / 1000), uniqueUsers: minute.counter.count(), frames: minute.frames, late: minute.late });
+  #emit(shouldClose: (endMs: number) => boolean): WindowCount[] {
+    const closing: Array<{ frames: Frames; window: WindowState }> = [];
+    for (const frames of this.#frames) {
+      for (const window of frames.open.values()) if (shouldClose(window.end)) closing.push({ frames, window });
     }
-    return out;
+    closing.sort((a, b) => a.window.end - b.window.end || a.frames.rank - b.frames.rank);
+    return closing.map(({ frames, window }) => {
+      frames.remove(window);
+      return windowRecord(frames, window);
+    });
   }
+}
+
+function add(counter: DistinctCounter, uid: string | AsciiText, hash: number | undefined): boolean {
+  return typeof uid === 'string' ? counter.add(uid) : counter.addAscii(uid.bytes, uid.start, uid.end, hash);
+}
+
+function windowRecord(frames: Frames, window: WindowState): WindowCount {
+  const granularity = frames.granularity;
+  const iso = frames.iso(window.start);
+  const record: WindowCount = {
+    granularity,
+    window: iso,
+    start: Math.floor(window.start / 1000),
+    end: Math.floor(window.end / 1000),
+    uniqueUsers: window.counter.count(),
+    frames: window.frames,
+    late: window.late,
+  };
+  if (granularity === 'minute') record.minute = iso;
+  const counter = window.counter;
+  if (counter.approximate) {
+    record.approximate = true;
+    record.standardError = standardErrorOf(counter);
+  }
+  return record;
+}
+
+function standardErrorOf(counter: DistinctCounter): number {
+  if (counter instanceof HyperLogLog) return counter.standardError;
+  if (counter instanceof BoundedDistinct) return counter.sketch!.standardError;
+  return Number.NaN;
 }

@@ -74,7 +74,7 @@ export class UniqueUsersFeed {
   }
 }
 
-/** A minute record as `unique-users` writes it, or null for anything else. */
+/** A minute record as `unique-users` writes it (with or without `granularity`), or null for anything else (other granularities too). */
 export function parseMinute(text: string): MinuteView | null {
   let value: unknown;
   try {
@@ -83,7 +83,9 @@ export function parseMinute(text: string): MinuteView | null {
     return null;
   }
   if (typeof value !== 'object' || value === null) return null;
-  const { minute, start, uniqueUsers, frames, late } = value as Record<string, unknown>;
+  const { minute, start, uniqueUsers, frames, late, granularity } = value as Record<string, unknown>;
+  // With --granularity the topic holds hours, days… too: only minutes are shown here.
+  if (granularity !== undefined && granularity !== 'minute') return null;
   if (typeof start !== 'number' || !Number.isSafeInteger(start) || typeof uniqueUsers !== 'number' || !Number.isFinite(uniqueUsers)) return null;
   const count = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
   const iso = typeof minute === 'string' ? minute : new Date(start * 1000).toISOString().replace('.000Z', 'Z');

@@ -1,12 +1,14 @@
 import { Buffer } from 'node:buffer';
 import type { Logger } from 'pino';
-import { ExactDistinct, HyperLogLog } from '../core/hyperloglog.ts';
+import { BoundedDistinct, HyperLogLog } from '../core/hyperloglog.ts';
 import type { DistinctCounter } from '../core/hyperloglog.ts';
+import { GRANULARITIES, windowIso } from '../core/calendar-windows.ts';
+import type { Granularity } from '../core/calendar-windows.ts';
 import { JsonRecordSplitter } from '../core/json-records.ts';
 import type { JsonRecordFormat } from '../core/json-records.ts';
 import { describeSkew } from '../core/event-time-guard.ts';
-import { UniqueUsersPerMinute, minuteIso } from '../core/unique-users.ts';
-import type { ALREADY_EMITTED, LateFrame, MinuteCount } from '../core/unique-users.ts';
+import { UniqueUsersWindows } from '../core/unique-users.ts';
+import type { ALREADY_EMITTED, LateFrame, WindowCount } from '../core/unique-users.ts';
 import { UserFrameReader } from '../core/user-frame.ts';
 import type { FrameProblem } from '../core/user-frame.ts';
 import { FrameScanner, ScannedFrames } from './frame-scanner.ts';
@@ -23,8 +25,9 @@ import { runStreamTask } from '../runtime/stream-task.ts';
 import type { ByteSource } from './byte-source.ts';
 
 /**
- * unique-users: frames from a topic (or stdin) → distinct root `uid` per minute of root
- * `ts` → one JSON record per minute on a topic (or stdout). Late frames go to a side topic
+ * unique-users: frames from a topic (or stdin) → distinct root `uid` per window of root
+ * `ts` (minute, and with `granularities` hour, day, ISO week, month, year, all from the one
+ * read of each frame) → one JSON record per window on a topic (or stdout). Late frames go to a side topic
  * with how late they were; frames without a usable uid/ts, and frames over
  * maxRecordBytes (not parsed), go to the dead-letter topic with the reason. Both in the
  * one dead-letter format (runtime/dead-letters.ts). Three ways to read:
@@ -34,9 +37,9 @@ import type { ByteSource } from './byte-source.ts';
  *   a re-run prints the same minutes. With two threads the frames' root fields are read
  *   on a worker (the processor's `prepare`) while the loop fetches and counts.
  * - group (the service, on the runtime with the output-derived commit strategy): commits,
- *   per partition, the lowest offset an unemitted minute still needs, and on every
- *   assignment skips minutes that the output topic already holds, so a restart neither
- *   loses nor repeats a minute. A partition idle for --idle-timeout (fetched, nothing
+ *   per partition, the lowest offset an unemitted window still needs, and on every
+ *   assignment skips windows that the output topic already holds, so a restart neither
+ *   loses nor repeats a window. A partition idle for --idle-timeout (fetched, nothing
  *   new) stops holding minutes back; one that cannot be fetched is not idle.
  * - stdin: one JSON Lines (or JSON array) stream as a single partition, read here over
  *   the same counting core.
@@ -55,8 +58,14 @@ export interface UniqueUsersConfig {
   /** The event-time guard's bound (--max-time-skew, docs/event-time.md): a ts farther from its partition's stream time is held. */
   maxTimeSkewMs: number;
   idleTimeoutMs: number;
+  /** The time frames to count (--granularity), finest first. */
+  granularities: readonly Granularity[];
+  /** Days and coarser in this IANA time zone (--time-zone); null: UTC. */
+  timeZone: string | null;
   approx: boolean;
   precision: number;
+  /** Per window: an exact set over this many bytes switches to a HyperLogLog sketch (--max-exact-memory). */
+  maxExactBytes: number;
   /** Validate string contents too (slower); structure is always validated. */
   strict: boolean;
   /** Partitions for topics this pipeline creates. */
@@ -72,14 +81,14 @@ export interface UniqueUsersDeps {
   log: Log;
   logger: Logger;
   signal: AbortSignal;
-  /** Where minute records go when output is "-". */
+  /** Where window records go when output is "-". */
   stdout: NodeJS.WritableStream;
   /** The frames when input is "-". */
   stdin?: ByteSource;
   /** Wall clock (ms), injectable for tests. */
   now?: () => number;
-  /** Called with each emitted minute (dashboards, tests). */
-  onMinute?: (minute: MinuteCount) => void;
+  /** Called with each emitted window record (dashboards, tests). */
+  onWindow?: (window: WindowCount) => void;
 }
 
 export interface UniqueUsersSummary {
@@ -92,7 +101,12 @@ export interface UniqueUsersSummary {
   implausible: number;
   /** Frames of minutes an earlier run already emitted (group mode, after a restart). */
   alreadyEmitted: number;
+  /** Minute records emitted. */
   minutes: number;
+  /** Records emitted per granularity. */
+  windows: Partial<Record<Granularity, number>>;
+  /** Records whose count is a HyperLogLog estimate (all with --approx; exact sets over --max-exact-memory otherwise). */
+  approximateWindows: number;
   seconds: number;
   framesPerSecond: number;
   approximate: boolean;
@@ -122,7 +136,7 @@ const IMPLAUSIBLE_TIME = 'implausible-time';
 /** The counting core: frames in, verdicts counted, late and invalid frames to `side`. */
 class FrameCounter {
   readonly summary: UniqueUsersSummary;
-  operator: UniqueUsersPerMinute<HeldRef>;
+  operator: UniqueUsersWindows<HeldRef>;
   side: SideRecords | null = null;
   readonly #config: UniqueUsersConfig;
   readonly #reader: UserFrameReader;
@@ -134,7 +148,7 @@ class FrameCounter {
     this.#trackOffsets = trackOffsets;
     this.#reader = new UserFrameReader({ decode: decodeUtf8, validateStrings: config.strict });
     this.operator = this.#newOperator();
-    this.summary = { frames: 0, counted: 0, late: 0, invalid: 0, invalidReasons: {}, implausible: 0, alreadyEmitted: 0, minutes: 0, seconds: 0, framesPerSecond: 0, approximate: config.approx };
+    this.summary = { frames: 0, counted: 0, late: 0, invalid: 0, invalidReasons: {}, implausible: 0, alreadyEmitted: 0, minutes: 0, windows: {}, approximateWindows: 0, seconds: 0, framesPerSecond: 0, approximate: config.approx };
   }
 
   /** Forgets every open minute and partition (a revoked assignment). */
@@ -142,10 +156,10 @@ class FrameCounter {
     this.operator = this.#newOperator();
   }
 
-  #newOperator(): UniqueUsersPerMinute<HeldRef> {
+  #newOperator(): UniqueUsersWindows<HeldRef> {
     const config = this.#config;
-    const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new ExactDistinct();
-    return new UniqueUsersPerMinute<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs: config.maxTimeSkewMs, counter }, {
+    const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new BoundedDistinct(config.maxExactBytes, config.precision);
+    return new UniqueUsersWindows<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs: config.maxTimeSkewMs, granularities: config.granularities, timeZone: config.timeZone, counter }, {
       released: (ref, _eventTimeMs, verdict) => this.#verdict(ref.source, ref.data, 0, ref.data.length, ref.ts, verdict),
       implausible: (ref, eventTimeMs, skewMs, streamTimeMs) => this.#implausible(ref, eventTimeMs, skewMs, streamTimeMs),
     });
@@ -208,7 +222,7 @@ class FrameCounter {
     this.summary.late++;
     const lateBy = verdict.lateByMs / 1000;
     const allowed = this.#config.allowedLatenessMs / 1000;
-    const eventMinute = minuteIso(Math.floor((ts * 1000) / 60_000) * 60_000);
+    const eventMinute = windowIso(Math.floor((ts * 1000) / 60_000) * 60_000);
     const error = verdict.reason === 'beyond-lateness'
       ? `ts ${ts} is ${lateBy} s behind its partition's stream time, more than the allowed ${allowed} s`
       : `minute ${eventMinute} was already emitted`;
@@ -283,23 +297,31 @@ function decodeUtf8(data: Uint8Array, start: number, end: number): string {
   return (data instanceof Buffer ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString('utf8', start, end);
 }
 
-/** Minute records to stdout, or as records for the output topic. */
-function minuteSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter) {
-  const encode = (m: MinuteCount) => JSON.stringify(config.approx ? { ...m, approximate: true } : m);
-  return (minutes: MinuteCount[], send: (topic: string, records: { key: string; value: string }[]) => void) => {
-    if (minutes.length === 0) return;
-    counter.summary.minutes += minutes.length;
-    for (const m of minutes) deps.onMinute?.(m);
+/**
+ * Window records to stdout, or as records for the output topic: a minute keyed by its ISO
+ * start as always, a coarser window by granularity and start (`hour/2016-07-11T13:00:00Z`).
+ */
+function windowSink(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter) {
+  const key = (w: WindowCount) => (w.granularity === 'minute' ? w.window : `${w.granularity}/${w.window}`);
+  return (windows: WindowCount[], send: (topic: string, records: { key: string; value: string }[]) => void) => {
+    if (windows.length === 0) return;
+    const summary = counter.summary;
+    for (const w of windows) {
+      summary.windows[w.granularity] = (summary.windows[w.granularity] ?? 0) + 1;
+      if (w.approximate) summary.approximateWindows++;
+      deps.onWindow?.(w);
+    }
+    summary.minutes = summary.windows.minute ?? 0;
     if (config.output === '-') {
-      deps.stdout.write(minutes.map((m) => `${encode(m)}\n`).join(''));
-      metrics.recordsOut.inc({ pipeline: PIPELINE, sink: 'stdout' }, minutes.length);
+      deps.stdout.write(windows.map((w) => `${JSON.stringify(w)}\n`).join(''));
+      metrics.recordsOut.inc({ pipeline: PIPELINE, sink: 'stdout' }, windows.length);
     } else {
-      send(config.output, minutes.map((m) => ({ key: m.minute, value: encode(m) })));
+      send(config.output, windows.map((w) => ({ key: key(w), value: JSON.stringify(w) })));
     }
   };
 }
 
-type MinuteSink = ReturnType<typeof minuteSink>;
+type WindowSink = ReturnType<typeof windowSink>;
 
 /** What `prepare` hands to `process`: the worker's answer for the batch's frames. */
 interface ScannedBatch {
@@ -316,12 +338,12 @@ interface ScannedBatch {
 class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
   readonly #config: UniqueUsersConfig;
   readonly #counter: FrameCounter;
-  readonly #emit: MinuteSink;
+  readonly #emit: WindowSink;
   readonly #scanner: FrameScanner | null;
   readonly #logger: Logger;
   readonly #range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
 
-  constructor(config: UniqueUsersConfig, counter: FrameCounter, emit: MinuteSink, scanner: FrameScanner | null, logger: Logger) {
+  constructor(config: UniqueUsersConfig, counter: FrameCounter, emit: WindowSink, scanner: FrameScanner | null, logger: Logger) {
     this.#config = config;
     this.#counter = counter;
     this.#emit = emit;
@@ -330,18 +352,23 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
   }
 
   resume(lastOutputs: readonly LogRecord[]): void {
-    let newest: number | null = null;
+    // The newest record: by end, then coarsest (records of windows ending together go out finest first).
+    let newest: { end: number; granularity: Granularity } | null = null;
     for (const record of lastOutputs) {
       try {
-        const start = (JSON.parse(record.value?.toString('utf8') ?? 'null') as { start?: unknown })?.start;
-        if (typeof start === 'number' && (newest === null || start > newest)) newest = start;
+        const { start, end, granularity } = (JSON.parse(record.value?.toString('utf8') ?? 'null') ?? {}) as { start?: unknown; end?: unknown; granularity?: unknown };
+        if (typeof start !== 'number') continue;
+        // Records written before time frames existed are minutes without an end.
+        const g = (GRANULARITIES as readonly unknown[]).includes(granularity) ? (granularity as Granularity) : 'minute';
+        const e = typeof end === 'number' ? end : start + 60;
+        if (newest === null || e > newest.end || (e === newest.end && GRANULARITIES.indexOf(g) > GRANULARITIES.indexOf(newest.granularity))) newest = { end: e, granularity: g };
       } catch {
         // Not one of ours: ignore.
       }
     }
     if (newest === null) return;
-    this.#counter.operator.resumeAfter(newest * 1000);
-    this.#logger.info({ minute: minuteIso(newest * 1000) }, 'resuming after the last minute in the output topic');
+    this.#counter.operator.resumeAfter(newest.end * 1000, newest.granularity);
+    this.#logger.info({ granularity: newest.granularity, end: windowIso(newest.end * 1000) }, 'resuming after the last window in the output topic');
   }
 
   async assign(_tx: unknown, claims: readonly PartitionClaim[]): Promise<void> {
@@ -372,7 +399,7 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
         else counter.frame(record.partition, EMPTY, 0, 0, record);
       }
     }
-    this.#emitMinutes(counter.operator.close(), context);
+    this.#emitWindows(counter.operator.close(), context);
     if (Number.isFinite(counter.operator.watermarkMs)) metrics.watermarkLagSeconds.set({ pipeline: PIPELINE }, (context.now - counter.operator.watermarkMs) / 1000);
   }
 
@@ -383,16 +410,16 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
     // Only a partition at its end is idle: one with records waiting (behind a stall of the
     // pipeline's own, such as an output send being retried) still holds its minutes open.
     for (const { partition, caughtUp } of context.quiet) if (caughtUp) operator.idle(partition);
-    // All quiet: held frames are decided (counted or implausible), then every open minute goes out.
+    // All quiet: held frames are decided (counted or implausible), then every open minute goes out (coarser windows wait for their end).
     if (context.allQuiet) operator.decideHeld();
-    this.#emitMinutes(context.allQuiet ? [...operator.close(), ...operator.flush()] : operator.close(), context);
+    this.#emitWindows(context.allQuiet ? [...operator.close(), ...operator.flushMinutes()] : operator.close(), context);
   }
 
   onEnd(context: EndContext): void {
     this.#counter.side = sideRecordsOf(context);
     const operator = this.#counter.operator;
     for (const { partition } of context.ended) operator.finish(partition);
-    this.#emitMinutes(context.finished ? [...operator.close(), ...operator.flush()] : operator.close(), context);
+    this.#emitWindows(context.finished ? [...operator.close(), ...operator.flush()] : operator.close(), context);
   }
 
   neededOffsets(): TopicPartitionOffset[] {
@@ -408,12 +435,12 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
   }
 
   revoke(): void {
-    // Open minutes are recomputed from the committed offsets; emitted ones are skipped by resume().
+    // Open windows are recomputed from the committed offsets; emitted ones are skipped by resume().
     this.#counter.reset();
   }
 
-  #emitMinutes(minutes: MinuteCount[], context: Pick<ProcessContext, 'emit'>): void {
-    this.#emit(minutes, (topic, records) => {
+  #emitWindows(windows: WindowCount[], context: Pick<ProcessContext, 'emit'>): void {
+    this.#emit(windows, (topic, records) => {
       for (const record of records) context.emit(topic, record);
     });
   }
@@ -436,10 +463,10 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
   const ready = log.createTopics(topics.map((name) => ({ name, partitions: name === config.output ? 1 : config.partitions })));
   ready.catch(() => undefined);
   const counter = new FrameCounter(config, !config.untilEnd && config.input !== '-');
-  const emit = minuteSink(config, deps, counter);
+  const emit = windowSink(config, deps, counter);
   const progress = setInterval(() => {
     const s = counter.summary;
-    deps.logger.info({ frames: s.frames, late: s.late, invalid: s.invalid, implausible: s.implausible, held: counter.operator.held, openMinutes: counter.operator.openMinutes, watermark: minuteIsoish(counter.operator.watermarkMs) }, 'unique-users progress');
+    deps.logger.info({ frames: s.frames, late: s.late, invalid: s.invalid, implausible: s.implausible, held: counter.operator.held, openWindows: counter.operator.openWindows, watermark: minuteIsoish(counter.operator.watermarkMs) }, 'unique-users progress');
   }, 10_000);
   progress.unref();
   try {
@@ -452,7 +479,7 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
   return counter.finish();
 }
 
-async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: MinuteSink, ready: Promise<void>): Promise<void> {
+async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: WindowSink, ready: Promise<void>): Promise<void> {
   // The service reads the output topic before its first assignment: it must exist.
   if (!config.untilEnd) await ready;
   // The root fields are read on a second thread while this one fetches and counts.
@@ -483,7 +510,7 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
 }
 
 /** stdin: one stream as partition 0, minutes to stdout or the output topic, side records through a send queue. */
-async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: MinuteSink, ready: Promise<void>): Promise<void> {
+async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: WindowSink, ready: Promise<void>): Promise<void> {
   if (!deps.stdin) throw new Error('stdin source missing');
   // A late or dead-letter topic that takes less than Kafka's default gets references instead.
   const producer = withDeadLetterFallback(deps.log.producer(), [config.lateTopic, config.deadLetterTopic]);

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AsciiSet, ExactDistinct, HyperLogLog, murmur3, murmur3Ascii } from '../../src/core/hyperloglog.ts';
+import { AsciiSet, BoundedDistinct, ExactDistinct, HyperLogLog, murmur3, murmur3Ascii } from '../../src/core/hyperloglog.ts';
 import { seededRandom } from '../../src/core/random.ts';
 
 function estimate(precision: number, n: number, prefix: string): number {
@@ -121,5 +121,37 @@ describe('exact distinct counting', () => {
     assert.equal(set.add(bytes('xk1x'), 1, 3), false);
     assert.equal(set.add(bytes('k'), 0, 1), true);
     assert.equal(set.size, 10_001);
+  });
+});
+
+describe('BoundedDistinct: exact within a memory budget, then a sketch', () => {
+  const values = Array.from({ length: 30_000 }, (_, i) => (i % 7 === 0 ? `üser-${i}` : `user-${i}`));
+
+  it('stays exact while the set fits, and reports the memory it takes', () => {
+    const counter = new BoundedDistinct(64 << 20);
+    for (const v of values) counter.add(v);
+    assert.equal(counter.approximate, false);
+    assert.equal(counter.count(), values.length);
+    const bytes = counter.exact!.memoryBytes;
+    assert.ok(bytes > 30_000 * 20 && bytes < 30_000 * 100, `${bytes} bytes for 30,000 members`);
+  });
+
+  it('switches once the set outgrows the budget, seeded with its members: the same registers whatever the order, within 3 standard errors', () => {
+    const forward = new BoundedDistinct(256 * 1024, 12);
+    const backward = new BoundedDistinct(256 * 1024, 12);
+    const reference = new HyperLogLog(12);
+    const encoder = new TextEncoder();
+    for (const v of values) {
+      const bytes = encoder.encode(v);
+      if (v.startsWith('user')) forward.addAscii(bytes, 0, bytes.length);
+      else forward.add(v);
+      reference.add(v);
+    }
+    for (const v of [...values].reverse()) backward.add(v);
+    assert.equal(forward.approximate, true);
+    assert.equal(backward.approximate, true);
+    assert.deepEqual(forward.sketch!.registers, reference.registers, 'the same sketch as adding every value to one');
+    assert.deepEqual(backward.sketch!.registers, reference.registers);
+    assert.ok(Math.abs(forward.count() - values.length) <= 3 * forward.sketch!.standardError * values.length, `${forward.count()} vs ${values.length}`);
   });
 });

@@ -70,6 +70,8 @@ describe('parseMinute', () => {
   const cases: Array<[string, ReturnType<typeof parseMinute>]> = [
     ['{"minute":"2016-07-11T13:39:00Z","start":1468244340,"uniqueUsers":42,"frames":100,"late":2}', { minute: '2016-07-11T13:39:00Z', start: 1468244340, uniqueUsers: 42, frames: 100, late: 2 }],
     ['{"start":1468244340,"uniqueUsers":7}', { minute: '2016-07-11T13:39:00Z', start: 1468244340, uniqueUsers: 7, frames: 0, late: 0 }],
+    ['{"granularity":"minute","window":"2016-07-11T13:39:00Z","start":1468244340,"end":1468244400,"uniqueUsers":42,"frames":100,"late":2,"minute":"2016-07-11T13:39:00Z"}', { minute: '2016-07-11T13:39:00Z', start: 1468244340, uniqueUsers: 42, frames: 100, late: 2 }],
+    ['{"granularity":"hour","window":"2016-07-11T13:00:00Z","start":1468242000,"end":1468245600,"uniqueUsers":420,"frames":1000,"late":5}', null],
     ['{"start":"1468244340","uniqueUsers":7}', null],
     ['{"start":1468244340}', null],
     ['{"start":1.5,"uniqueUsers":1}', null],

@@ -15,11 +15,27 @@ export interface ReferenceFrame {
 }
 
 export interface ReferenceMinute {
+  granularity: 'minute';
+  window: string;
   minute: string;
   start: number;
+  end: number;
   uniqueUsers: number;
   frames: number;
   late: number;
+}
+
+export type ReferenceGranularity = 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
+
+export interface ReferenceWindow {
+  granularity: ReferenceGranularity;
+  window: string;
+  start: number;
+  end: number;
+  uniqueUsers: number;
+  frames: number;
+  late: number;
+  minute?: string;
 }
 
 export interface ReferenceResult {
@@ -31,6 +47,9 @@ export interface ReferenceResult {
   implausible: number;
   /** Each partition's stream time at the end: its newest ts that the two frames after it agree with. */
   streamTimes: Map<number, number>;
+  /** The on-time frames (uid, ts), and the late ones with the watermark (stream time − lateness) they were judged against. */
+  onTime: Array<{ uid: string; ts: number }>;
+  judgedLate: Array<{ ts: number; watermark: number }>;
 }
 
 const NUMBER_TEXT = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
@@ -71,7 +90,7 @@ export function referenceUniqueUsers(frames: readonly ReferenceFrame[], lateness
   const seen = new Map<number, number>();
   const waiting: Array<{ frame: ReferenceFrame; index: number; fields: { uid: string; ts: number } }> = [];
   const minutes = new Map<number, { users: Set<string>; frames: number; late: number }>();
-  const result: ReferenceResult = { minutes: [], late: [], invalid: 0, implausible: 0, streamTimes: new Map([...newestAgreed].map(([p, times]) => [p, times.at(-1)!])) };
+  const result: ReferenceResult = { minutes: [], late: [], onTime: [], judgedLate: [], invalid: 0, implausible: 0, streamTimes: new Map([...newestAgreed].map(([p, times]) => [p, times.at(-1)!])) };
   const minuteOf = (start: number) => {
     let m = minutes.get(start);
     if (!m) minutes.set(start, (m = { users: new Set(), frames: 0, late: 0 }));
@@ -81,9 +100,11 @@ export function referenceUniqueUsers(frames: readonly ReferenceFrame[], lateness
     const start = Math.floor(fields.ts / 60) * 60;
     if (fields.ts < s - latenessSeconds) {
       result.late.push({ partition: frame.partition, index, lateBySeconds: s - fields.ts, uid: fields.uid });
+      result.judgedLate.push({ ts: fields.ts, watermark: s - latenessSeconds });
       if (s - latenessSeconds < start + 60) minuteOf(start).late++;
       return;
     }
+    result.onTime.push({ uid: fields.uid, ts: fields.ts });
     const m = minuteOf(start);
     m.users.add(fields.uid);
     m.frames++;
@@ -117,6 +138,136 @@ export function referenceUniqueUsers(frames: readonly ReferenceFrame[], lateness
   }
   result.minutes = [...minutes]
     .sort(([a], [b]) => a - b)
-    .map(([start, m]) => ({ minute: new Date(start * 1000).toISOString().replace('.000Z', 'Z'), start, uniqueUsers: m.users.size, frames: m.frames, late: m.late }));
+    .map(([start, m]) => {
+      const iso = new Date(start * 1000).toISOString().replace('.000Z', 'Z');
+      return { granularity: 'minute' as const, window: iso, minute: iso, start, end: start + 60, uniqueUsers: m.users.size, frames: m.frames, late: m.late };
+    });
   return result;
+}
+
+const ORDER: readonly ReferenceGranularity[] = ['minute', 'hour', 'day', 'week', 'month', 'year'];
+
+/**
+ * The calendar window [start, end) in unix seconds holding `ts`, UTC, worked out with
+ * Date's calendar fields: a week from the Monday on or before the day (getUTCDay), a month
+ * and a year from Date.UTC of their first day.
+ */
+export function calendarWindow(granularity: ReferenceGranularity, ts: number): { start: number; end: number } {
+  const date = new Date(Math.floor(ts) * 1000);
+  const [y, mo, d, h, mi] = [date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate(), date.getUTCHours(), date.getUTCMinutes()];
+  const at = (...parts: [number, number, number, number?, number?]) => Date.UTC(...parts) / 1000;
+  switch (granularity) {
+    case 'minute':
+      return { start: at(y, mo, d, h, mi), end: at(y, mo, d, h, mi + 1) };
+    case 'hour':
+      return { start: at(y, mo, d, h), end: at(y, mo, d, h + 1) };
+    case 'day':
+      return { start: at(y, mo, d), end: at(y, mo, d + 1) };
+    case 'week': {
+      const sinceMonday = (date.getUTCDay() + 6) % 7;
+      return { start: at(y, mo, d - sinceMonday), end: at(y, mo, d - sinceMonday + 7) };
+    }
+    case 'month':
+      return { start: at(y, mo, 1), end: at(y, mo + 1, 1) };
+    case 'year':
+      return { start: at(y, 0, 1), end: at(y + 1, 0, 1) };
+  }
+}
+
+/**
+ * Calendar windows in an IANA time zone, found by search rather than offsets: a day is the
+ * run of seconds whose local date (Intl's formatted date) is the same, its start and end found
+ * by bisection; a week starts on the day whose local date is the Monday on or before, a
+ * month on the 1st, a year on 1 January. Minutes and hours stay UTC.
+ */
+export function zonedCalendarWindow(timeZone: string): (granularity: ReferenceGranularity, ts: number) => { start: number; end: number } {
+  const format = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+  const dateOf = (t: number) => format.format(t * 1000);
+  const first = (lo: number, hi: number, isAfter: (t: number) => boolean) => {
+    // The first second in (lo, hi] for which isAfter holds (it holds at hi, not at lo).
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (isAfter(mid)) hi = mid;
+      else lo = mid;
+    }
+    return hi;
+  };
+  const days = new Map<string, { start: number; end: number }>();
+  const dayOf = (ts: number) => {
+    const t = Math.floor(ts);
+    const date = dateOf(t);
+    let day = days.get(date);
+    if (!day) {
+      const start = first(t - 30 * 3600, t, (x) => dateOf(x) === date);
+      const end = first(t, t + 30 * 3600, (x) => dateOf(x) !== date);
+      days.set(date, (day = { start, end }));
+    }
+    return { date, ...day };
+  };
+  /** The day whose local date is y-m-d (m 0-based; overflow allowed). */
+  const dayOn = (y: number, m: number, d: number) => {
+    const wanted = new Date(Date.UTC(y, m, d)).toISOString().slice(0, 10);
+    for (let h = -15; h <= 15; h++) {
+      const t = Date.UTC(y, m, d, 12) / 1000 + h * 3600;
+      if (dateOf(t) === wanted) return dayOf(t);
+    }
+    throw new Error(`no local ${wanted} in ${timeZone}`);
+  };
+  // The last window found per granularity: frames come mostly in order.
+  const last = new Map<ReferenceGranularity, { start: number; end: number }>();
+  return (granularity, ts) => {
+    if (granularity === 'minute' || granularity === 'hour') return calendarWindow(granularity, ts);
+    const known = last.get(granularity);
+    if (known && ts >= known.start && ts < known.end) return known;
+    const found = zoned(granularity, ts);
+    last.set(granularity, found);
+    return found;
+  };
+
+  function zoned(granularity: 'day' | 'week' | 'month' | 'year', ts: number): { start: number; end: number } {
+    const day = dayOf(ts);
+    const [y, m, d] = day.date.split('-').map(Number);
+    switch (granularity) {
+      case 'day':
+        return { start: day.start, end: day.end };
+      case 'week': {
+        const monday = d - ((new Date(Date.UTC(y, m - 1, d)).getUTCDay() + 6) % 7);
+        return { start: dayOn(y, m - 1, monday).start, end: dayOn(y, m - 1, monday + 7).start };
+      }
+      case 'month':
+        return { start: dayOn(y, m - 1, 1).start, end: dayOn(y, m, 1).start };
+      case 'year':
+        return { start: dayOn(y, 0, 1).start, end: dayOn(y + 1, 0, 1).start };
+    }
+  }
+}
+
+/**
+ * Every window of the given granularities over a reference run's judgement: distinct uids
+ * of the on-time frames per calendar window, and the late frames judged while their
+ * watermark had not passed the window's end. In the order the pipeline emits them: by end,
+ * finest first.
+ */
+export function referenceWindows(result: ReferenceResult, granularities: readonly ReferenceGranularity[], calendar = calendarWindow): ReferenceWindow[] {
+  const windows: ReferenceWindow[] = [];
+  for (const granularity of granularities) {
+    const byStart = new Map<number, { end: number; users: Set<string>; frames: number; late: number }>();
+    const windowOf = (ts: number) => {
+      const { start, end } = calendar(granularity, ts);
+      let w = byStart.get(start);
+      if (!w) byStart.set(start, (w = { end, users: new Set(), frames: 0, late: 0 }));
+      return w;
+    };
+    for (const { uid, ts } of result.onTime) {
+      const w = windowOf(ts);
+      w.users.add(uid);
+      w.frames++;
+    }
+    for (const { ts, watermark } of result.judgedLate) if (watermark < calendar(granularity, ts).end) windowOf(ts).late++;
+    for (const [start, w] of byStart) {
+      const iso = new Date(start * 1000).toISOString().replace('.000Z', 'Z');
+      windows.push({ granularity, window: iso, start, end: w.end, uniqueUsers: w.users.size, frames: w.frames, late: w.late, ...(granularity === 'minute' ? { minute: iso } : {}) });
+    }
+  }
+  return windows.sort((a, b) => a.end - b.end || ORDER.indexOf(a.granularity) - ORDER.indexOf(b.granularity));
 }

@@ -17,7 +17,7 @@ const PARTITIONS = 3;
 function config(overrides: Partial<UniqueUsersConfig> = {}): UniqueUsersConfig {
   return {
     input: 'frames', output: 'minutes', lateTopic: 'late', deadLetterTopic: 'dead', group: 'uu', untilEnd: false,
-    allowedLatenessMs: 5000, maxTimeSkewMs: 600_000, idleTimeoutMs: 300, approx: false, precision: 14, strict: false, partitions: 1, threads: 1,
+    allowedLatenessMs: 5000, maxTimeSkewMs: 600_000, idleTimeoutMs: 300, granularities: ['minute'], timeZone: null, approx: false, maxExactBytes: 64 << 20, precision: 14, strict: false, partitions: 1, threads: 1,
     format: 'auto', maxRecordBytes: 1 << 20, ...overrides,
   };
 }
@@ -123,6 +123,70 @@ describe('unique-users service on the runtime (embedded log)', () => {
     const summary = await second.done;
     assert.deepEqual(await minutesIn(log, 'minutes'), expectedMinutes(all));
     assert.deepEqual([summary.frames, summary.alreadyEmitted, summary.minutes], [90, 0, 1], 'the second run re-read only the open minute');
+  });
+
+  it('minutes and hours: a restart with an hour open re-reads from its first frame and counts in it the frames of minutes already emitted; every window once', async () => {
+    const log = new MemoryLog();
+    await log.createTopics([{ name: 'frames', partitions: PARTITIONS }]);
+    const H = Math.ceil(T0 / 3600) * 3600; // an hour boundary
+    const all: Array<{ partition: number; uid: string; ts: number }> = [];
+    for (let partition = 0; partition < PARTITIONS; partition++) {
+      for (let t = -120; t < 150; t += 2) all.push({ partition, uid: `p${partition}-u${(t + 120) % 22}`, ts: H + t });
+    }
+    // Then three frames an hour later on every partition: the stream moves on and the hour H closes.
+    const later = Array.from({ length: PARTITIONS }, (_, partition) => [3606, 3608, 3610].map((t) => ({ partition, uid: `late-${partition}`, ts: H + t }))).flat();
+    const producer = log.producer();
+    const send = async (list: typeof all) => {
+      for (const f of list) await producer.send('frames', [{ value: JSON.stringify({ uid: f.uid, ts: f.ts }), partition: f.partition }]);
+    };
+    const records = async () => {
+      const out: Array<{ granularity: string; start: number; uniqueUsers: number; frames: number }> = [];
+      for await (const batch of log.readRange({ topic: 'minutes' })) {
+        for (const r of batch) {
+          const { granularity, start, uniqueUsers, frames: n } = JSON.parse(r.value!.toString('utf8')) as { granularity: string; start: number; uniqueUsers: number; frames: number };
+          out.push({ granularity, start, uniqueUsers, frames: n });
+        }
+      }
+      return out;
+    };
+    const granularities = ['minute', 'hour'] as const;
+    await send(all.filter((f) => f.ts < H + 90));
+    const first = service(log, { idleTimeoutMs: 60_000, granularities });
+    try {
+      // Minutes H−120, H−60 and the hour before H (ending with it), then the minute H.
+      await until(async () => (await records()).length === 4, 'the closed windows');
+    } finally {
+      first.stop();
+      await first.done;
+    }
+    assert.deepEqual((await records()).map((r) => [r.granularity, r.start - H]), [['minute', -120], ['minute', -60], ['hour', -3600], ['minute', 0]]);
+    assert.deepEqual(await log.committed('uu', 'frames'), new Map([[0, 60n], [1, 60n], [2, 60n]]), 'committed: the first frame of the open hour H, below the open minute H+60');
+    await send([...all.filter((f) => f.ts >= H + 90), ...later]);
+    const second = service(log, { granularities });
+    try {
+      await until(async () => (await records()).some((r) => r.granularity === 'hour' && r.start === H), 'the hour H');
+    } finally {
+      second.stop();
+    }
+    const summary = await second.done;
+    const expected = (granularity: string, size: number) => {
+      const windows = new Map<number, { users: Set<string>; frames: number }>();
+      for (const f of [...all, ...later]) {
+        const start = Math.floor(f.ts / size) * size;
+        const w = windows.get(start) ?? { users: new Set(), frames: 0 };
+        w.users.add(f.uid);
+        w.frames++;
+        windows.set(start, w);
+      }
+      return [...windows].map(([start, w]) => ({ granularity, start, uniqueUsers: w.users.size, frames: w.frames }));
+    };
+    const got = await records();
+    const byKey = (list: typeof got) => list.map((r) => JSON.stringify(r)).sort();
+    // Everything but the last minute (flushed once the stream is idle, or not yet) and its hour (open: the watermark is not past it) exactly once.
+    const last = (r: { start: number }) => r.start === H + 3600;
+    assert.ok(!got.some((r) => r.granularity === 'hour' && last(r)), 'an idle stream does not flush an hour');
+    assert.deepEqual(byKey(got.filter((r) => !last(r))), byKey([...expected('minute', 60), ...expected('hour', 3600)].filter((r) => !last(r))), 'every window once, the hour H with the frames of its minute H emitted before the restart');
+    assert.equal(summary.alreadyEmitted, 0, 'frames of the minute H still counted, in the hour');
   });
 
   it('a frame the event-time guard holds keeps its offset needed: after a restart it is re-read and sent as implausible-time, the minutes stay exact', async () => {

@@ -14,8 +14,8 @@ import { BIN } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { readTopicIndependently } from '../helpers/independent-reader.ts';
 import { BROKERS, jsonLines, readAll, run, unique } from './helpers.ts';
-import { referenceUniqueUsers, rootUidTs } from './reference.ts';
-import type { ReferenceFrame, ReferenceMinute } from './reference.ts';
+import { referenceUniqueUsers, referenceWindows, rootUidTs, zonedCalendarWindow } from './reference.ts';
+import type { ReferenceFrame, ReferenceGranularity, ReferenceMinute, ReferenceWindow } from './reference.ts';
 
 function frames(seed: string, count: number, options: Partial<Omit<FrameOptions, 'random'>> = {}): string[] {
   const generator = userTrackerFrames({ random: seededRandom(seed), perSecond: 40, users: 2000, bytes: 600, ...options });
@@ -90,6 +90,38 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     });
   });
 
+  it('--max-exact-memory: a window whose set outgrows it switches to a sketch and says so; the others stay exact', async () => {
+    // 30,000 frames in one hour, ~1,000 users a second: the hour's set (~25,000 uids, ~0.9 MiB)
+    // outgrows 512 KiB, a minute's (under 9,000 uids, ~0.45 MiB) does not.
+    const texts = frames('budget', 30_000, { perSecond: 150, users: 200_000 });
+    const reference = referenceUniqueUsers(asSinglePartition(texts));
+    const expected = referenceWindows(reference, ['minute', 'hour']);
+    const result = await run(['unique-users', '--input', '-', '--output', '-', '--granularity', 'minute,hour', '--max-exact-memory', '512KiB'], { input: `${texts.join('\n')}\n`, env: { KAFKA_BROKERS: '' } });
+    assert.equal(result.code, 0, result.stderr);
+    const records = jsonLines<ReferenceWindow & { approximate?: boolean; standardError?: number }>(result.stdout);
+    assert.deepEqual(records.filter((r) => r.granularity === 'minute'), expected.filter((w) => w.granularity === 'minute'), 'the minutes stay exact');
+    const hours = records.filter((r) => r.granularity === 'hour');
+    const exactHours = expected.filter((w) => w.granularity === 'hour');
+    assert.equal(hours.length, 1);
+    assert.ok(exactHours[0].uniqueUsers > 16_384, `${exactHours[0].uniqueUsers} users in the hour`);
+    assert.deepEqual({ ...hours[0], uniqueUsers: 0 }, { ...exactHours[0], uniqueUsers: 0, approximate: true, standardError: 1.04 / 128 }, 'the hour says it is approximate, with its standard error');
+    const error = Math.abs(hours[0].uniqueUsers - exactHours[0].uniqueUsers) / exactHours[0].uniqueUsers;
+    assert.ok(error <= 3 * hours[0].standardError!, `${hours[0].uniqueUsers} vs ${exactHours[0].uniqueUsers}`);
+    assert.match(result.stderr, /; \d+ minutes, 1 hour to stdout \(1 approximate: over --max-exact-memory\)\n$/);
+  });
+
+  it('--time-zone Europe/Zurich: days from local midnight, the day the clocks go back lasting 25 hours', async () => {
+    const texts = frames('zoned', 8000, { start: 1477778410, perSecond: 0.05, users: 300 }); // from 2016-10-29T22:00:10Z (local midnight and 10 s), 44 hours
+    const reference = referenceUniqueUsers(asSinglePartition(texts));
+    const expected = referenceWindows(reference, ['day'], zonedCalendarWindow('Europe/Zurich'));
+    const result = await run(['unique-users', '--input', '-', '--output', '-', '--granularity', 'day', '--time-zone', 'Europe/Zurich'], { input: `${texts.join('\n')}\n`, env: { KAFKA_BROKERS: '' } });
+    assert.equal(result.code, 0, result.stderr);
+    const days = jsonLines<ReferenceWindow>(result.stdout);
+    assert.deepEqual(days.map((d) => d.window), ['2016-10-30T00:00:00+02:00', '2016-10-31T00:00:00+01:00']);
+    assert.equal(days[0].end - days[0].start, 25 * 3600);
+    assert.deepEqual(days.map((d) => ({ ...d, window: '' })), expected.map((d) => ({ ...d, window: '' })));
+  });
+
   it('validates its flags', async () => {
     const result = await run(['unique-users', '--allowed-lateness', 'soon']);
     assert.equal(result.code, 2);
@@ -97,6 +129,15 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     const same = await run(['unique-users', '--input', 'a', '--output', 'a']);
     assert.equal(same.code, 2);
     assert.match(same.stderr, /--input: must differ/);
+    const granularity = await run(['unique-users', '--granularity', 'minute,fortnight']);
+    assert.equal(granularity.code, 2);
+    assert.equal(granularity.stderr, 'tickflow unique-users: --granularity: unknown granularity "fortnight": expects any of minute,hour,day,week,month,year (see --help)\n');
+    const zone = await run(['unique-users', '--time-zone', 'Europe/Atlantis']);
+    assert.equal(zone.code, 2);
+    assert.equal(zone.stderr, 'tickflow unique-users: --time-zone: unknown time zone "Europe/Atlantis" (an IANA name such as Europe/Zurich) (see --help)\n');
+    const memory = await run(['unique-users', '--max-exact-memory', 'lots']);
+    assert.equal(memory.code, 2);
+    assert.match(memory.stderr, /--max-exact-memory: expects a size such as/);
     const skew = await run(['unique-users', '--max-time-skew', '2s', '--allowed-lateness', '5s']);
     assert.equal(skew.code, 2);
     assert.equal(skew.stderr, 'tickflow unique-users: --max-time-skew: must be at least --allowed-lateness (5000ms), got 2000ms (see --help)\n');
@@ -151,7 +192,7 @@ describe('unique-users on real Kafka', () => {
     const { topic, stored } = await topicWith(texts, 'uu-tricky', ['not json at all']);
     const expected = referenceUniqueUsers(stored);
     assert.equal(expected.invalid, 4);
-    assert.deepEqual(expected.minutes.at(-1), { minute: '2016-07-11T13:44:00Z', start: 1468244640, uniqueUsers: 3, frames: 5, late: 0 });
+    assert.deepEqual(expected.minutes.at(-1), { granularity: 'minute', window: '2016-07-11T13:44:00Z', minute: '2016-07-11T13:44:00Z', start: 1468244640, end: 1468244700, uniqueUsers: 3, frames: 5, late: 0 });
     for (const threads of ['2', '1']) {
       const output = unique(`uu-tricky-out-${threads}`);
       const deadTopic = unique(`uu-tricky-dead-${threads}`);
@@ -163,6 +204,55 @@ describe('unique-users on real Kafka', () => {
       assert.deepEqual(dead.map((r) => r.headers['x-reason']).sort(), ['bad-ts', 'missing-ts', 'missing-uid', 'not-json'], `--threads ${threads}`);
       assert.ok(dead.every((r) => r.headers['x-error'] !== ''), 'each dead letter says what is wrong');
     }
+  });
+
+  it('every time frame from one pass: 3.5 days across a year end, out of order, 1% late; every window of every granularity equals the calendar reference, with one thread and two', async () => {
+    // 2016-12-30T12:00Z (a Friday), 20 frames a minute for 3.5 days: days, an ISO week from Monday 2 January, two months, two years.
+    const texts = frames('time-frames', 100_800, { start: 1483099200, perSecond: 1 / 3, users: 3000, bytes: 240, lateShare: 0.01, lateSeconds: [30, 120] });
+    const { topic, stored } = await topicWith(texts, 'uu-frames');
+    const reference = referenceUniqueUsers(stored);
+    assert.ok(reference.late.length >= 700 && reference.late.length <= 1300, `about 1% late (${reference.late.length})`);
+    const all: ReferenceGranularity[] = ['minute', 'hour', 'day', 'week', 'month', 'year'];
+    const expected = referenceWindows(reference, all);
+    const count = (g: string) => expected.filter((w) => w.granularity === g).length;
+    assert.ok(count('minute') >= 5040 && count('hour') >= 84, 'minutes and hours of 3.5 days (and any a late first frame opened before)');
+    assert.deepEqual(all.slice(2).map(count), [4, 2, 2, 2], 'days, weeks, months, years');
+    assert.ok(expected.some((w) => w.granularity === 'day' && w.late > 0), 'late frames show in the days they belong to');
+    assert.deepEqual(expected.filter((w) => w.granularity === 'minute'), reference.minutes, 'the minutes are the minute-only answer');
+
+    for (const threads of ['1', '2']) {
+      const output = unique(`uu-frames-out-${threads}`);
+      const result = await run(['unique-users', '--until-end', '--input', topic, '--output', output, '--granularity', 'year,month,week,day,hour,minute', '--threads', threads,
+        '--late-topic', unique('uu-frames-late'), '--dead-letter-topic', unique('uu-frames-dead'), '--json', ...BROKERS]);
+      assert.equal(result.code, 0, result.stderr);
+      const summary = JSON.parse(result.stdout) as { frames: number; late: number; minutes: number; windows: Record<string, number>; approximateWindows: number };
+      assert.deepEqual([summary.frames, summary.late, summary.minutes, summary.approximateWindows], [texts.length, reference.late.length, count('minute'), 0], `--threads ${threads}`);
+      assert.deepEqual(summary.windows, Object.fromEntries(all.map((g) => [g, count(g)])));
+      const records = await readAll(log, output);
+      assert.deepEqual(records.map((r) => JSON.parse(r.value) as ReferenceWindow), expected, `--threads ${threads}: every window, in order (by end, finest first)`);
+      assert.deepEqual(records.map((r) => r.key), expected.map((w) => (w.granularity === 'minute' ? w.window : `${w.granularity}/${w.window}`)), 'a minute keyed by its start as before, others by granularity/start');
+      assert.ok(records.some((r) => r.key === 'week/2017-01-02T00:00:00Z') && records.some((r) => r.key === 'year/2016-01-01T00:00:00Z'));
+    }
+
+    // Over a small exact-memory budget the days and coarser (3,000 users) become sketches, the
+    // same with one thread and two; minutes and hours (at most ~1,200 users) stay exact.
+    const bounded: string[][] = [];
+    for (const threads of ['1', '2']) {
+      const output = unique(`uu-frames-bounded-${threads}`);
+      const result = await run(['unique-users', '--until-end', '--input', topic, '--output', output, '--granularity', 'minute,hour,day,week,month,year', '--threads', threads, '--max-exact-memory', '64KiB',
+        '--late-topic', unique('uu-frames-late'), '--dead-letter-topic', unique('uu-frames-dead'), '--json', ...BROKERS]);
+      assert.equal(result.code, 0, result.stderr);
+      bounded.push((await readAll(log, output)).map((r) => r.value));
+    }
+    assert.deepEqual(bounded[1], bounded[0], 'the same records, sketches included, with one thread and two');
+    const records = bounded[0].map((value) => JSON.parse(value) as ReferenceWindow & { approximate?: boolean; standardError?: number });
+    assert.equal(records.length, expected.length);
+    records.forEach((r, i) => {
+      const e = expected[i];
+      if (['minute', 'hour'].includes(r.granularity)) return assert.deepEqual(r, e, `${r.granularity} ${r.window} stays exact`);
+      assert.deepEqual({ ...r, uniqueUsers: 0 }, { ...e, uniqueUsers: 0, approximate: true, standardError: 1.04 / 128 }, `${r.granularity} ${r.window} (${e.uniqueUsers} users) is a sketch`);
+      assert.ok(Math.abs(r.uniqueUsers - e.uniqueUsers) <= 3 * r.standardError! * e.uniqueUsers, `${r.granularity} ${r.window}: ${r.uniqueUsers} vs ${e.uniqueUsers}`);
+    });
   });
 
   it('(c) 1% of frames 10–60 s late: late frames on the side topic with how late, minutes exact over the on-time frames, a re-run gives the same output', async () => {

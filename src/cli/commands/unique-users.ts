@@ -2,39 +2,52 @@ import { openByteSource } from '../../pipelines/byte-source.ts';
 import { runUniqueUsers } from '../../pipelines/unique-users.ts';
 import type { UniqueUsersSummary } from '../../pipelines/unique-users.ts';
 import { defineCommand } from '../command.ts';
-import { badFlag, bool, duration, int, oneOf, str } from '../flags.ts';
+import { ZonedCalendar, parseGranularities } from '../../core/calendar-windows.ts';
+import type { Granularity } from '../../core/calendar-windows.ts';
+import { badFlag, bool, bytes, duration, int, oneOf, str } from '../flags.ts';
+import type { FlagValues } from '../command.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 
 export const command = defineCommand({
   name: ['unique-users'],
-  summary: 'Distinct users (root uid) per minute of event time (root ts), with late data',
+  summary: 'Distinct users (root uid) per minute, hour, day, week, month or year of event time (root ts), with late data',
   description: [
-    'Reads user-tracker frames (any JSON objects) and counts distinct root-level uid per minute of',
+    'Reads user-tracker frames (any JSON objects) and counts distinct root-level uid per window of',
     'root-level ts (unix seconds, a number or a numeric string); nested uid/ts keys are ignored and a',
-    'repeated root key counts by its last occurrence, as JSON.parse would. One JSON record per minute',
-    'goes to --output: {"minute","start","uniqueUsers","frames","late"}.',
+    'repeated root key counts by its last occurrence, as JSON.parse would. Windows: each --granularity',
+    '(minute, hour, day, week, month, year; calendar-aligned in UTC, ISO weeks from Monday; days and',
+    'coarser from local midnight with --time-zone), all from the one pass over the frames. One JSON',
+    'record per window goes to --output:',
+    '{"granularity","window","start","end","uniqueUsers","frames","late"}, start and end in unix',
+    'seconds (end exclusive); minute records also carry "minute". Records go out by end, finest first.',
     '',
     'Each partition has a watermark, its stream time minus --allowed-lateness; a frame below it is late',
     'and goes to --late-topic with how late it was (headers x-reason, x-late-by-seconds). Stream time',
     'moves only to a ts the next two frames agree with: a frame farther than --max-time-skew from it',
     '(a flipped bit, year 2999) never moves the watermark; it is held until the stream comes near it',
     '(then it counts) or goes to --late-topic as implausible-time (x-time-skew-ms); see',
-    'docs/event-time.md. A minute is emitted once the lowest watermark of the partitions still',
-    'delivering passes its end. Frames without a usable uid or ts go to --dead-letter-topic with the',
-    'reason (header x-reason); frames over --max-record-bytes are not parsed (x-reason too-large).',
+    'docs/event-time.md. A window of any granularity is emitted once the lowest watermark of the',
+    'partitions still delivering passes its end; a late frame counts in no window. Frames without a',
+    'usable uid or ts go to --dead-letter-topic with the reason (header x-reason); frames over',
+    '--max-record-bytes are not parsed (x-reason too-large).',
     'Side records are the original bytes with x-reason, x-error, x-source-topic, x-source-partition,',
     'x-source-offset, x-pipeline.',
     '',
-    'With --until-end: reads every partition up to the end offsets seen at start, flushes the last',
-    'minutes and exits (a batch run; the same input always gives the same output). Without it: a',
-    'consumer-group service that flushes after --idle-timeout without frames and commits only what',
-    'emitted minutes no longer need. --input - reads JSON Lines from stdin, --output - writes to stdout.',
-    'Exact counting by default; --approx uses HyperLogLog (2^precision registers, standard error',
-    '1.04/sqrt(2^precision): 0.81% at the default 14).',
+    'With --until-end: reads every partition up to the end offsets seen at start, flushes the open',
+    'windows and exits (a batch run; the same input always gives the same output). Without it: a',
+    'consumer-group service that flushes open minutes after --idle-timeout without frames (coarser',
+    'windows wait for their end) and commits only what emitted windows no longer need. --input - reads',
+    'JSON Lines from stdin, --output - writes to stdout.',
+    'Exact counting by default: a window whose distinct set would take more than --max-exact-memory',
+    'switches to a HyperLogLog sketch seeded with it and its record says "approximate":true with its',
+    '"standardError". --approx uses HyperLogLog for every window (2^precision registers, relative',
+    'standard error 1.04/sqrt(2^precision): 0.81% at the default 14).',
   ].join('\n'),
   flags: {
     input: { type: 'string', value: 'TOPIC', default: 'user-tracker', description: 'Topic to read, or - for stdin' },
-    output: { type: 'string', value: 'TOPIC', default: 'unique-users', description: 'Topic for the minute records, or - for stdout' },
+    output: { type: 'string', value: 'TOPIC', default: 'unique-users', description: 'Topic for the window records, or - for stdout' },
+    granularity: { type: 'string', value: 'LIST', default: 'minute', description: 'Time frames to count, any of minute,hour,day,week,month,year (UTC, ISO weeks)' },
+    'time-zone': { type: 'string', value: 'ZONE', default: 'UTC', description: 'IANA time zone for day, week, month and year windows (local midnight; minutes and hours stay UTC)' },
     'late-topic': { type: 'string', value: 'TOPIC', default: 'user-tracker-late', description: 'Side topic for frames later than the allowed lateness' },
     'dead-letter-topic': { type: 'string', value: 'TOPIC', description: 'Topic for frames without a usable uid/ts (default: <input>-dlq; user-tracker-dlq for stdin)' },
     group: { type: 'string', value: 'NAME', default: 'unique-users', description: 'Consumer group (service mode)' },
@@ -43,7 +56,8 @@ export const command = defineCommand({
     'max-time-skew': { type: 'string', value: 'DURATION', default: '10m', description: 'A ts farther than this from its partition\'s stream time is held, then counted or sent to --late-topic as implausible-time (docs/event-time.md)' },
     'idle-timeout': { type: 'string', value: 'DURATION', default: '30s', description: 'Flush open minutes after this long without frames; idle partitions stop holding the watermark' },
     approx: { type: 'boolean', description: 'Count with HyperLogLog instead of exact sets' },
-    precision: { type: 'string', value: 'P', default: '14', description: 'HyperLogLog precision (4..18; 14 → 16 KiB per minute, ~0.81% error)' },
+    'max-exact-memory': { type: 'string', value: 'SIZE', default: '64MiB', description: 'Per window: an exact set larger than this switches to a HyperLogLog sketch (record says approximate)' },
+    precision: { type: 'string', value: 'P', default: '14', description: 'HyperLogLog precision (4..18; 14 → 16 KiB per window, ~0.81% error)' },
     strict: { type: 'boolean', description: 'Also validate the contents of every string (slower; structure is always validated)' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for the side topics if they have to be created' },
     format: { type: 'string', value: 'F', default: 'auto', description: 'For --input -: auto, lines or array' },
@@ -53,6 +67,7 @@ export const command = defineCommand({
   examples: [
     'tickflow unique-users --brokers 127.0.0.1:9092',
     'tickflow unique-users --until-end --output - --brokers 127.0.0.1:9092',
+    'tickflow unique-users --until-end --granularity minute,hour,day,week,month,year --output - --brokers 127.0.0.1:9092',
     'zcat stream.jsonl.gz | tickflow unique-users --input - --output -',
     'tickflow unique-users --until-end --approx --allowed-lateness 10s --brokers 127.0.0.1:9092',
   ],
@@ -77,7 +92,10 @@ export const command = defineCommand({
       allowedLatenessMs,
       maxTimeSkewMs,
       idleTimeoutMs,
+      granularities: granularities(values),
+      timeZone: timeZone(values),
       approx: bool(values, 'approx'),
+      maxExactBytes: bytes(values, 'max-exact-memory', DEFAULT_MAX_EXACT_BYTES, { min: 1 }),
       precision: int(values, 'precision', 14, { min: 4, max: 18 }),
       strict: bool(values, 'strict'),
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
@@ -96,6 +114,27 @@ export const command = defineCommand({
   },
 });
 
+/** 64 MiB per window: about 1.3 million distinct ASCII uids of ~10 bytes (docs/users.md). */
+const DEFAULT_MAX_EXACT_BYTES = 64 * 1024 * 1024;
+
+function granularities(values: FlagValues): Granularity[] {
+  try {
+    return parseGranularities(str(values, 'granularity') ?? 'minute');
+  } catch (error) {
+    throw badFlag('granularity', (error as Error).message);
+  }
+}
+
+function timeZone(values: FlagValues): string | null {
+  const name = str(values, 'time-zone') || 'UTC';
+  if (name === 'UTC') return null;
+  try {
+    return new ZonedCalendar(name).timeZone;
+  } catch (error) {
+    throw badFlag('time-zone', (error as Error).message);
+  }
+}
+
 function describe(s: UniqueUsersSummary, output: string): string {
   const reasons = Object.entries(s.invalidReasons).map(([r, n]) => `${r} ${n}`).join(', ');
   return [
@@ -103,6 +142,13 @@ function describe(s: UniqueUsersSummary, output: string): string {
     `${s.counted.toLocaleString('en-US')} counted, ${s.late} late, ${s.invalid} invalid${reasons ? ` (${reasons})` : ''}`,
     s.implausible > 0 ? `, ${s.implausible} implausible-time` : '',
     s.alreadyEmitted > 0 ? `, ${s.alreadyEmitted} already emitted` : '',
-    `; ${s.minutes} minutes to ${output === '-' ? 'stdout' : output}${s.approximate ? ' (approximate)' : ''}`,
+    `; ${windowCounts(s)} to ${output === '-' ? 'stdout' : output}${s.approximate ? ' (approximate)' : s.approximateWindows > 0 ? ` (${s.approximateWindows} approximate: over --max-exact-memory)` : ''}`,
   ].join('');
+}
+
+/** "12 minutes", or "12 minutes, 1 hour, 1 day" with coarser frames. */
+function windowCounts(s: UniqueUsersSummary): string {
+  const entries = Object.entries(s.windows);
+  if (entries.length === 0) return '0 minutes';
+  return entries.map(([g, n]) => `${n} ${g}${n === 1 ? '' : 's'}`).join(', ');
 }
