@@ -162,7 +162,7 @@ async function timeFramesBenchmark(args: string[]): Promise<void> {
   try {
     await log.createTopics([{ name: names[0]!, partitions }]);
     measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
-    measure(NODE, [bin, 'replay', file, '--topic', names[0]!, '--brokers', brokers, '--json']);
+    measure(NODE, [bin, 'replay', file, '--output', names[0]!, '--brokers', brokers, '--json']);
     spawnSync('sync');
     const before = flag(args, 'before', '');
     const builds = [

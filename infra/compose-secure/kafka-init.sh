@@ -11,7 +11,7 @@ ssl.truststore.type=PEM
 ssl.truststore.location=/var/lib/tickflow-secrets/tls/ca.pem
 PROPS
 PATH=/opt/kafka/bin:$PATH
-for topic in archive-dead-letters dead-letters prices prices-dlq stocks stocks-dlq unique-users user-tracker user-tracker-late users users-clean users-stats volatility; do
+for topic in prices prices-dlq stocks stocks-dlq unique-users user-tracker user-tracker-dlq user-tracker-late users users-clean users-dlq users-stats volatility; do
   case $topic in unique-users | *dlq | *dead-letters) partitions=1 ;; *) partitions=3 ;; esac
   kafka-topics.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --create --if-not-exists --topic "$topic" --partitions "$partitions" --replication-factor 1
 done
@@ -30,17 +30,18 @@ kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --a
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-indicators --operation Read --group 'tickflow-indicators'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Read --topic 'prices'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Read --topic 'stocks'
-kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Write --topic 'archive-dead-letters'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Write --topic 'prices-dlq'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Write --topic 'stocks-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Read --group 'tickflow-archive-' --resource-pattern-type prefixed
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Read --topic 'user-tracker'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --topic 'unique-users'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --topic 'user-tracker-late'
-kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --topic 'dead-letters'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --topic 'user-tracker-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Read --group 'unique-users'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Read --topic 'users'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-clean'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-stats'
-kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'dead-letters'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Read --group 'clean-users'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Describe --topic '*'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Describe --group '*'

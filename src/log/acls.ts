@@ -34,9 +34,9 @@ export const SERVICE_ACLS: readonly ServiceAcl[] = [
   { service: 'stats', principal: 'tf-stats', reads: ['prices'], writes: [], groups: [] },
   { service: 'aggregate stocks', principal: 'tf-aggregate-stocks', reads: ['stocks'], writes: ['stocks-dlq'], groups: ['stocks-aggregator'] },
   { service: 'indicators', principal: 'tf-indicators', reads: ['prices'], writes: ['volatility', 'prices-dlq'], groups: ['tickflow-indicators'] },
-  { service: 'archive', principal: 'tf-archive', reads: ['prices', 'stocks'], writes: ['archive-dead-letters'], groups: ['tickflow-archive-*'] },
-  { service: 'unique-users', principal: 'tf-unique-users', reads: ['user-tracker'], writes: ['unique-users', 'user-tracker-late', 'dead-letters'], groups: ['unique-users'] },
-  { service: 'clean-users', principal: 'tf-clean-users', reads: ['users'], writes: ['users-clean', 'users-stats', 'dead-letters'], groups: ['clean-users'] },
+  { service: 'archive', principal: 'tf-archive', reads: ['prices', 'stocks'], writes: ['prices-dlq', 'stocks-dlq'], groups: ['tickflow-archive-*'] },
+  { service: 'unique-users', principal: 'tf-unique-users', reads: ['user-tracker'], writes: ['unique-users', 'user-tracker-late', 'user-tracker-dlq'], groups: ['unique-users'] },
+  { service: 'clean-users', principal: 'tf-clean-users', reads: ['users'], writes: ['users-clean', 'users-stats', 'users-dlq'], groups: ['clean-users'] },
   { service: 'monitor', principal: 'tf-monitor', reads: [], writes: [], describes: ['*'], groups: [], describesGroups: ['*'] },
   { service: 'api', principal: 'tf-api', reads: ['unique-users'], writes: [], describes: ['*'], groups: [] },
 ];

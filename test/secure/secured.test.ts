@@ -131,7 +131,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     });
 
     it('archive --stop-at-end stores every record of prices', async () => {
-      const r = await as('tf-archive', ['archive', '--topic', 'prices', '--stop-at-end', '--json'], { ...db.writerEnv });
+      const r = await as('tf-archive', ['archive', '--input', 'prices', '--until-end', '--json'], { ...db.writerEnv });
       const prices = await total('prices');
       assert.equal((JSON.parse(r.stdout) as { read: number }).read, prices);
       assert.equal(Number((await query<{ n: string }>("SELECT count(*)::text AS n FROM archived_messages WHERE topic = 'prices'"))[0].n), prices);
@@ -144,12 +144,12 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
       assert.equal((await tickflow(['generate', 'users', '--frames', '--count', '400', '--seed', '3', '-o', frames])).code, 0);
       const beforeUsers = await total('users');
       const beforeFrames = await total('user-tracker');
-      await as('tf-replay', ['replay', users, '--topic', 'users', '--json']);
-      await as('tf-replay', ['replay', frames, '--topic', 'user-tracker', '--json']);
+      await as('tf-replay', ['replay', users, '--output', 'users', '--json']);
+      await as('tf-replay', ['replay', frames, '--output', 'user-tracker', '--json']);
       assert.equal(await total('users'), beforeUsers + 300);
       assert.equal(await total('user-tracker'), beforeFrames + 400);
 
-      const outputs = async (): Promise<number[]> => Promise.all(['users-clean', 'dead-letters', 'unique-users', 'user-tracker-late'].map(total));
+      const outputs = async (): Promise<number[]> => Promise.all(['users-clean', 'users-dlq', 'unique-users', 'user-tracker-late'].map(total));
       const [clean0, dead0] = await outputs();
       const clean = await as('tf-clean-users', ['clean-users', '--until-end', '--json']);
       const summary = (JSON.parse(clean.stdout.trimEnd().split('\n').at(-1) as string) as { summary: { read: number; clean: number; deadLettered: number } }).summary;
@@ -228,7 +228,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     });
 
     it('a principal reading a topic it has no ACL for', async () => {
-      const line = await failure('tf-stats', ['stats', '--topic', 'stocks'], {}, 3);
+      const line = await failure('tf-stats', ['stats', '--input', 'stocks'], {}, 3);
       assert.equal(line, 'tickflow stats: list offsets of stocks: not authorized: user tf-stats may not use topic stocks (TOPIC_AUTHORIZATION_FAILED); the cluster needs an ACL for it (tickflow acls --print)');
     });
 

@@ -122,7 +122,7 @@ describe('clean-users on real Kafka', () => {
     // Spread among the generated records.
     const texts = [...lines];
     [...injected, ...malformed].forEach((r, i) => texts.splice((i * 31) % texts.length, 0, record(r)));
-    const replayed = await run(['replay', '-', '--topic', input, '--key', 'id', '--partitions', '3', ...BROKERS], { input: `${texts.join('\n')}\n` });
+    const replayed = await run(['replay', '-', '--output', input, '--key', 'id', '--partitions', '3', ...BROKERS], { input: `${texts.join('\n')}\n` });
     assert.equal(replayed.code, 0, replayed.stderr);
     const produced = (await log.offsets(input)).reduce((n, p) => n + Number(p.latest - p.earliest), 0);
     assert.equal(produced, lines.length + injected.length + malformed.length);
