@@ -200,6 +200,7 @@ export async function openLogFor(shared: SharedConfig): Promise<Log> {
       brokers: shared.brokers,
       tls: shared.kafkaTls ? (shared.kafkaTls.ca ? { ca: shared.kafkaTls.ca } : true) : undefined,
       sasl: shared.kafkaSasl ?? undefined,
+      isolationLevel: shared.isolationLevel,
     });
   }
   if (!embeddedLog) {
