@@ -1,4 +1,4 @@
-import { runIndicators } from '../../pipelines/indicators.ts';
+import { DEFAULT_TRANSACTION_INTERVAL_MS, runIndicators } from '../../pipelines/indicators.ts';
 import { defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
 import { badFlag, bool, duration, int, num, str } from '../flags.ts';
@@ -12,6 +12,14 @@ function topicName(values: FlagValues, flag: string, fallback: string): string {
   return name;
 }
 
+/** --exactly-once / --at-least-once: true, false, or undefined for the default (exactly once on Kafka). */
+function deliveryGuarantee(values: FlagValues): boolean | undefined {
+  const exactly = bool(values, 'exactly-once');
+  const atLeast = bool(values, 'at-least-once');
+  if (exactly && atLeast) throw badFlag('at-least-once', 'cannot be combined with --exactly-once');
+  return atLeast ? false : exactly ? true : undefined;
+}
+
 export const command = defineCommand({
   name: ['indicators'],
   summary: 'Per-symbol EMA(100) and moving volatility(100) of prices, published to volatility',
@@ -21,9 +29,12 @@ export const command = defineCommand({
     'ema: EMA over --window points, alpha = 2/(N+1), the plain mean of the points so far until N.',
     'volatility: sample standard deviation of the log returns among the last N prices (N − 1',
     'returns), null until 3 prices; points: prices in the window, min(seen, N).',
-    'State and position are kept in Postgres per input partition, committed together after each',
-    'batch is published: a restart continues where it stopped. Output is at-least-once with',
-    'deterministic values (a replayed batch repeats the same records). Malformed prices go to the',
+    'State and position are kept in Postgres per input partition: a restart continues where it stopped.',
+    'Exactly once (default with Kafka): per --commit-interval the outputs, dead letters and consumed',
+    'offsets go in one Kafka transaction, committed inside the Postgres transaction of the state;',
+    'read_committed readers see each output once, whatever crashes. --at-least-once: publish each',
+    'batch, then commit state and offsets; a crash in between repeats records (same values), but',
+    'outputs are visible at once to every reader (docs/guarantees.md). Malformed prices go to the',
     'dead-letter topic (headers x-reason, x-error, x-source-*), and so do implausible ones',
     '(implausible-price: more than --max-price-ratio from the symbol\'s level, set by a majority of its',
     'first 5 prices; they never enter the EMA or the volatility), and so do records whose ts is more',
@@ -46,11 +57,16 @@ export const command = defineCommand({
     'strict-ts': { type: 'boolean', description: 'Accept only ts strings "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" (UTC), as before; by default also T, Z, offsets, 0-9 fractional digits and epoch ms' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions of the input topic if it has to be created' },
     'stop-at-end': { type: 'boolean', description: 'Exit once everything in the input at start is processed (single member)' },
+    'exactly-once': { type: 'boolean', description: 'Outputs, dead letters and offsets in one Kafka transaction per commit interval (the default with Kafka)' },
+    'at-least-once': { type: 'boolean', description: 'Publish each batch before committing state and offsets: no transactions, outputs visible at once, a crash may repeat some' },
+    'commit-interval': { type: 'string', value: 'TIME', description: `Commit at most this often (default ${DEFAULT_TRANSACTION_INTERVAL_MS / 1000}s exactly once, every batch at least once): bounds latency and what a crash redoes` },
   },
   examples: [
     'tickflow indicators --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
     'tickflow indicators --topic ticks --symbol-field s --price-field p --ts-field t --output-topic ticks-volatility',
     'tickflow indicators --stop-at-end --json',
+    'tickflow indicators --brokers 127.0.0.1:9092 --commit-interval 5s',
+    'tickflow indicators --brokers 127.0.0.1:9092 --at-least-once',
   ],
   configure(values) {
     const topic = topicName(values, 'topic', 'prices');
@@ -79,6 +95,8 @@ export const command = defineCommand({
       maxPriceRatio: num(values, 'max-price-ratio', 10, { exclusiveMin: 1 }),
       maxTimeSkewMs: duration(values, 'max-time-skew', 600_000, { minMs: 1 }),
       maxRecordBytes: maxRecordBytes(values),
+      exactlyOnce: deliveryGuarantee(values),
+      commitIntervalMs: str(values, 'commit-interval') === undefined ? undefined : duration(values, 'commit-interval', DEFAULT_TRANSACTION_INTERVAL_MS, { minMs: 0 }),
     };
   },
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
