@@ -40,7 +40,8 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
 
   constructor(db: Database | null, context: CommitterContext<Checkpoint>) {
     if (!context.log.transactionalProducer) {
-      throw new TickflowError('BAD_CONFIG', `${context.pipeline}: exactly once needs Kafka transactions, which the ${context.log.kind} log does not have (use at least once)`);
+      const log = context.log.kind === 'memory' ? 'the embedded log' : `the ${context.log.kind} log`;
+      throw new TickflowError('BAD_CONFIG', `${context.pipeline}: exactly once needs Kafka transactions, which ${log} does not have (connect to Kafka, or commit at least once)`);
     }
     this.#context = context;
     this.#pg = db === null ? null : new PgTransactionCommitter(db, context);
