@@ -33,7 +33,7 @@ import type { KeptState } from '../db/indicator-state-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import type { PartitionClaim, ProcessContext, Processor } from '../runtime/processor.ts';
-import { kafkaTransaction, pgTransaction } from '../runtime/commit-strategy.ts';
+import { DEFAULT_TRANSACTION_INTERVAL_MS, kafkaTransaction, pgTransaction } from '../runtime/commit-strategy.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
 import { countingRejections } from './counted-rejections.ts';
 
@@ -64,9 +64,6 @@ export interface IndicatorsOptions {
   /** Commit at most this often (default: 1 s exactly once, every batch at least once). */
   commitIntervalMs?: number;
 }
-
-/** The commit interval of exactly-once runs when none is given: bounds latency and the work a crash redoes. */
-export const DEFAULT_TRANSACTION_INTERVAL_MS = 1_000;
 
 export interface IndicatorsReport {
   read: number;

@@ -50,6 +50,9 @@ export function outputDerived(outputTopic: string | null): CommitStrategy {
   return { kind: 'output-derived', outputTopic };
 }
 
+/** The commit interval of exactly-once pipelines when none is given: bounds latency and the work a crash redoes. */
+export const DEFAULT_TRANSACTION_INTERVAL_MS = 1_000;
+
 /**
  * Outputs, dead letters and the consumed offsets in one Kafka transaction per commit
  * (exactly once for read_committed readers). With `db`, the processor's state, the offsets

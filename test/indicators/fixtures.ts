@@ -9,9 +9,9 @@ import pg from 'pg';
 import { createDatabaseIfMissing, openDatabase } from '../../src/db/open.ts';
 import type { Database } from '../../src/db/types.ts';
 import type { Log, LogRecord } from '../../src/log/types.ts';
-import { KafkaLog } from '../../src/log/kafka.ts';
 import { BIN } from '../helpers/cli.ts';
-import { KAFKA_BROKERS, TEST_DATABASE_URL } from '../helpers/env.ts';
+import { TEST_DATABASE_URL } from '../helpers/env.ts';
+import { transactionsSettled } from '../helpers/transactions.ts';
 import { randomWalk, seededRandom } from './reference.ts';
 
 export const uniqueName = (prefix: string) => `${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -54,25 +54,6 @@ export async function produceTicks(log: Log, topic: string, ticks: readonly Pric
   }
 }
 
-/**
- * Waits (up to `maxMs`) until no transaction is open on the topic: the last stable offset
- * of every partition equals its high watermark. A commit returns once it is decided; the
- * markers that make its records readable at read_committed follow within milliseconds.
- */
-export async function transactionsSettled(log: Log, topic: string, maxMs = 10_000): Promise<boolean> {
-  if (log.kind !== 'kafka') return true;
-  const uncommitted = new KafkaLog({ brokers: KAFKA_BROKERS, isolationLevel: 'read_uncommitted' });
-  try {
-    for (const started = Date.now(); Date.now() - started < maxMs; await new Promise((resolve) => setTimeout(resolve, 100))) {
-      const [stable, high] = await Promise.all([log.offsets(topic), uncommitted.offsets(topic)]);
-      if (stable.every((p, i) => p.latest === high[i]?.latest)) return true;
-    }
-    return false;
-  } finally {
-    await uncommitted.close();
-  }
-}
-
 /** Every record a read_committed reader sees, once no transaction is open on the topic (or after 10 s). */
 export async function readAll(log: Log, topic: string): Promise<LogRecord[]> {
   await transactionsSettled(log, topic);
@@ -82,6 +63,8 @@ export async function readAll(log: Log, topic: string): Promise<LogRecord[]> {
 }
 
 /** Records a read_committed reader sees (offsets also count transaction markers and aborted records). */
+export { transactionsSettled };
+
 export async function messageCount(log: Log, topic: string): Promise<number> {
   return (await readAll(log, topic)).length;
 }

@@ -6,6 +6,7 @@ import type { CleanUsersSummary, CountryWindow } from '../../pipelines/clean-use
 import { defineCommand } from '../command.ts';
 import { badFlag, bool, duration, durationMs, int, oneOf, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
+import { DELIVERY_FLAGS, delivery } from '../delivery.ts';
 
 export const command = defineCommand({
   name: ['clean-users'],
@@ -26,6 +27,10 @@ export const command = defineCommand({
     'Per tumbling --window of record time, prints and sends to --stats-topic the most and least',
     'represented countries (ties listed) and the number of distinct users (by id).',
     '--until-end: a bounded run up to the end offsets seen at start.',
+    'Exactly once (default with Kafka): per --commit-interval the clean records, dead letters, reports',
+    'and consumed offsets go in one Kafka transaction (read_committed readers see each once, whatever',
+    'crashes); --at-least-once: offsets commit after everything before them is acknowledged, outputs',
+    'are visible at once, a crash may repeat some (docs/guarantees.md).',
   ].join('\n'),
   flags: {
     input: { type: 'string', value: 'TOPIC', default: 'users', description: 'Topic of raw user records' },
@@ -41,6 +46,7 @@ export const command = defineCommand({
     'date-order': { type: 'string', value: 'ORDER', description: 'dmy or mdy: how to read numeric dates such as 03/04/2020 (default: reject as ambiguous)' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for the output topics if they have to be created' },
     'max-record-bytes': MAX_RECORD_BYTES_FLAG,
+    ...DELIVERY_FLAGS,
   },
   examples: [
     'tickflow clean-users --brokers 127.0.0.1:9092',
@@ -71,6 +77,7 @@ export const command = defineCommand({
       plausibleDates: plausibleDates(str(values, 'plausible-dates')),
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       maxRecordBytes: maxRecordBytes(values),
+      ...delivery(values),
     };
   },
   async run({ config, shared, out, signal, logger, openLog }) {

@@ -1,8 +1,9 @@
-import { DEFAULT_TRANSACTION_INTERVAL_MS, runIndicators } from '../../pipelines/indicators.ts';
+import { runIndicators } from '../../pipelines/indicators.ts';
 import { defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
 import { badFlag, bool, duration, int, num, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
+import { DELIVERY_FLAGS, delivery } from '../delivery.ts';
 
 const NAME = /^[A-Za-z0-9._-]{1,249}$/;
 
@@ -10,14 +11,6 @@ function topicName(values: FlagValues, flag: string, fallback: string): string {
   const name = str(values, flag) ?? fallback;
   if (!NAME.test(name)) throw badFlag(flag, `"${name}" is not a valid topic name (letters, digits, . _ -)`);
   return name;
-}
-
-/** --exactly-once / --at-least-once: true, false, or undefined for the default (exactly once on Kafka). */
-function deliveryGuarantee(values: FlagValues): boolean | undefined {
-  const exactly = bool(values, 'exactly-once');
-  const atLeast = bool(values, 'at-least-once');
-  if (exactly && atLeast) throw badFlag('at-least-once', 'cannot be combined with --exactly-once');
-  return atLeast ? false : exactly ? true : undefined;
 }
 
 export const command = defineCommand({
@@ -57,9 +50,7 @@ export const command = defineCommand({
     'strict-ts': { type: 'boolean', description: 'Accept only ts strings "yyyy-mm-dd hh:mm:ss[.fff|.ffffff]" (UTC), as before; by default also T, Z, offsets, 0-9 fractional digits and epoch ms' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions of the input topic if it has to be created' },
     'stop-at-end': { type: 'boolean', description: 'Exit once everything in the input at start is processed (single member)' },
-    'exactly-once': { type: 'boolean', description: 'Outputs, dead letters and offsets in one Kafka transaction per commit interval (the default with Kafka)' },
-    'at-least-once': { type: 'boolean', description: 'Publish each batch before committing state and offsets: no transactions, outputs visible at once, a crash may repeat some' },
-    'commit-interval': { type: 'string', value: 'TIME', description: `Commit at most this often (default ${DEFAULT_TRANSACTION_INTERVAL_MS / 1000}s exactly once, every batch at least once): bounds latency and what a crash redoes` },
+    ...DELIVERY_FLAGS,
   },
   examples: [
     'tickflow indicators --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
@@ -95,8 +86,7 @@ export const command = defineCommand({
       maxPriceRatio: num(values, 'max-price-ratio', 10, { exclusiveMin: 1 }),
       maxTimeSkewMs: duration(values, 'max-time-skew', 600_000, { minMs: 1 }),
       maxRecordBytes: maxRecordBytes(values),
-      exactlyOnce: deliveryGuarantee(values),
-      commitIntervalMs: str(values, 'commit-interval') === undefined ? undefined : duration(values, 'commit-interval', DEFAULT_TRANSACTION_INTERVAL_MS, { minMs: 0 }),
+      ...delivery(values),
     };
   },
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
