@@ -296,15 +296,11 @@ export class FastProduce {
    * send may or may not be in the log.
    */
   #afterFailedSend(topic: string, queues: PartitionQueue[]): void {
-    if (this.#options.transaction) {
-      // The transaction cannot commit any more: the caller aborts it (a new epoch, sequences from 0).
-      this.#sequences.clear();
-      this.#sequencesOf = null;
-      return;
-    }
     const unacknowledged = queues.flatMap((q) => q.batches.slice(q.next));
     if (unacknowledged.some((b) => b.inDoubt || b.sequenceRefused)) {
-      this.#identity = null;
+      // Transactional: the transaction cannot commit any more; the caller aborts it (a new epoch, sequences from 0).
+      if (this.#options.transaction) this.#sequencesOf = null;
+      else this.#identity = null;
       this.#sequences.clear();
       return;
     }
