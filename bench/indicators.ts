@@ -6,7 +6,8 @@
  * 2. The pipeline on the real Kafka and PostgreSQL: N seeded prices in a fresh 3-partition
  *    topic, then `tickflow indicators --until-end` as a child process (end to end,
  *    process start included) and the same pipeline in-process, each with its own group
- *    and output topic; next to a plain read of the same topic (the ceiling for a consumer).
+ *    and output topic, exactly once (Kafka transactions, --commit-interval, default 1s)
+ *    and --at-least-once; next to a plain read of the same topic (the ceiling for a consumer).
  * Brokers from KAFKA_BROKERS (default 127.0.0.1:9092); PostgreSQL from DATABASE_URL
  * (default postgres://postgres@127.0.0.1:5432/tickflow_bench), in a schema of its own
  * that is dropped at the end, as are the topics.
@@ -90,6 +91,7 @@ export default async function indicatorsBench(args: string[]): Promise<void> {
   const messages = flag(args, 'messages', 1_000_000);
   const symbols = flag(args, 'symbols', 20);
   const updates = flag(args, 'updates', 10_000_000);
+  const interval = args.includes('--commit-interval') ? args[args.indexOf('--commit-interval') + 1] : '1s';
   const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
   const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/tickflow_bench';
   const lines = [`## indicators (${new Date().toISOString()})`, '', ...operators(updates), ''];
@@ -97,7 +99,7 @@ export default async function indicatorsBench(args: string[]): Promise<void> {
 
   const id = `${process.pid}-${randomBytes(3).toString('hex')}`;
   const input = `bench-prices-${id}`;
-  const topics = [input, `${input}-dlq`, `bench-volatility-cli-${id}`, `bench-volatility-inproc-${id}`];
+  const topics = [input, `${input}-dlq`, `bench-volatility-cli-${id}`, `bench-volatility-inproc-${id}`, `bench-volatility-cli-alo-${id}`, `bench-volatility-inproc-alo-${id}`];
   const log = new KafkaLog({ brokers });
   const schema = `bench_indicators_${id.replace(/-/g, '_')}`;
   await createDatabaseIfMissing(databaseUrl);
@@ -135,22 +137,27 @@ export default async function indicatorsBench(args: string[]): Promise<void> {
     const readRate = read / readSeconds;
     rows.push(`| plain read of the topic (log.readRange, no decoding) | ${read.toLocaleString('en-US')} | ${readSeconds.toFixed(2)} | ${rate(read, readSeconds)} | | 1.00x |`);
 
-    const cli = measureCli([
-      'indicators', '--input', input, '--output', topics[2], '--group', `bench-cli-${id}`, '--until-end', '--json',
-      '--brokers', brokers.join(','), '--database-url', url.toString(),
-    ]);
-    const cliReport = JSON.parse(cli.stdout);
-    rows.push(`| \`tickflow indicators --until-end\` (child process, start-up included) | ${cliReport.read.toLocaleString('en-US')} | ${cli.seconds.toFixed(2)} | ${rate(cliReport.read, cli.seconds)} | ${Math.round(cli.peakRssMiB)} | ${(cliReport.read / cli.seconds / readRate).toFixed(2)}x |`);
+    for (const [mode, extra, output] of [[`exactly once, --commit-interval ${interval}`, ['--commit-interval', interval], topics[2]], ['--at-least-once', ['--at-least-once'], topics[4]]] as const) {
+      const cli = measureCli([
+        'indicators', '--input', input, '--output', output, '--group', `bench-cli-${output}`, '--until-end', '--json',
+        '--brokers', brokers.join(','), '--database-url', url.toString(), ...extra,
+      ]);
+      const cliReport = JSON.parse(cli.stdout);
+      rows.push(`| \`tickflow indicators --until-end\`, ${mode} (child process, start-up included) | ${cliReport.read.toLocaleString('en-US')} | ${cli.seconds.toFixed(2)} | ${rate(cliReport.read, cli.seconds)} | ${Math.round(cli.peakRssMiB)} | ${(cliReport.read / cli.seconds / readRate).toFixed(2)}x |`);
+    }
 
-    const db = await openDatabase({ url: url.toString() });
-    const start = performance.now();
-    const report = await runIndicators({
-      log, db, logger: pino({ level: 'warn' }), signal: new AbortController().signal, window: 100, stopAtEnd: true,
-      inputTopic: input, outputTopic: topics[3], deadLetterTopic: topics[1], group: `bench-inproc-${id}`,
-    });
-    const seconds = (performance.now() - start) / 1000;
-    await db.close();
-    rows.push(`| runIndicators in-process (pipeline only) | ${report.read.toLocaleString('en-US')} | ${seconds.toFixed(2)} | ${rate(report.read, seconds)} | | ${(report.read / seconds / readRate).toFixed(2)}x |`);
+    for (const [mode, exactlyOnce, output] of [[`exactly once, ${interval}`, true, topics[3]], ['at least once', false, topics[5]]] as const) {
+      const db = await openDatabase({ url: url.toString() });
+      const start = performance.now();
+      const report = await runIndicators({
+        log, db, logger: pino({ level: 'warn' }), signal: new AbortController().signal, window: 100, stopAtEnd: true,
+        inputTopic: input, outputTopic: output, deadLetterTopic: topics[1], group: `bench-inproc-${output}`,
+        exactlyOnce, ...(exactlyOnce ? { commitIntervalMs: parseInterval(interval) } : {}),
+      });
+      const seconds = (performance.now() - start) / 1000;
+      await db.close();
+      rows.push(`| runIndicators in-process (pipeline only), ${mode} | ${report.read.toLocaleString('en-US')} | ${seconds.toFixed(2)} | ${rate(report.read, seconds)} | | ${(report.read / seconds / readRate).toFixed(2)}x |`);
+    }
     console.log(['', ...rows, ''].join('\n'));
   } finally {
     await log.deleteTopics(topics).catch(() => undefined);
@@ -158,6 +165,13 @@ export default async function indicatorsBench(args: string[]): Promise<void> {
     await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await admin.end();
   }
+}
+
+/** "1s", "500ms", "2m" → ms (the bench's own flag; the CLI validates its own). */
+function parseInterval(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(text);
+  if (!m) throw new Error(`--commit-interval: expected e.g. 500ms, 1s, 2m; got ${text}`);
+  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000);
 }
 
 function measureCli(args: string[]): { seconds: number; peakRssMiB: number; stdout: string } {

@@ -17,7 +17,7 @@ export { runStreamTask } from './runtime/stream-task.ts';
 export type { StreamTaskOptions, StreamTaskReport, TaskLogger } from './runtime/stream-task.ts';
 export type { EndContext, IdleContext, PartitionClaim, ProcessContext, Processor, QuietPartition, RejectOutcome } from './runtime/processor.ts';
 // Commit strategies: exactly once into PostgreSQL, at least once to Kafka, or each output once.
-export { kafkaGroupAfterAck, outputDerived, pgTransaction } from './runtime/commit-strategy.ts';
+export { kafkaGroupAfterAck, kafkaTransaction, outputDerived, pgTransaction } from './runtime/commit-strategy.ts';
 export type { CommitStrategy } from './runtime/commit-strategy.ts';
 
 // Dead letters: one format for every pipeline (docs/dead-letters.md).
@@ -44,6 +44,7 @@ export type {
   TopicPartition,
   TopicPartitionOffset,
   TopicSpec,
+  TransactionalProducer,
 } from './log/types.ts';
 
 // The database: PostgreSQL, or embedded PGlite; `openDatabase` applies the migrations.

@@ -12,6 +12,7 @@ export const SHARED_FLAGS: Record<string, FlagSpec> = {
   'data-dir': { type: 'string', value: 'DIR', env: 'TICKFLOW_DATA_DIR', default: '.tickflow', description: 'Where embedded state lives' },
   json: { type: 'boolean', description: 'Print results as JSON' },
   'log-level': { type: 'string', value: 'LEVEL', env: 'LOG_LEVEL', default: 'info', description: 'trace, debug, info, warn, error or silent' },
+  'isolation-level': { type: 'string', value: 'LEVEL', env: 'KAFKA_ISOLATION_LEVEL', default: 'read_committed', description: 'read_committed (records of open or aborted Kafka transactions are never read; reads end at the last stable offset) or read_uncommitted' },
   'kafka-tls': { type: 'boolean', env: 'KAFKA_TLS', description: 'Connect to Kafka over TLS' },
   'kafka-ca': { type: 'string', value: 'FILE', env: 'KAFKA_CA_FILE', description: 'CA certificate (PEM) for Kafka TLS' },
   'kafka-sasl-mechanism': { type: 'string', value: 'M', env: 'KAFKA_SASL_MECHANISM', description: 'PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password from KAFKA_SASL_PASSWORD)' },
@@ -32,12 +33,15 @@ export interface SharedConfig {
   kafkaTls: { ca?: string } | null;
   kafkaSasl: { mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; username: string; password: string } | null;
   metrics: { host: string; port: number } | null;
+  /** How Kafka reads treat transactions (--isolation-level). */
+  isolationLevel: 'read_committed' | 'read_uncommitted';
   /** How long one outage of Kafka or PostgreSQL is ridden through (--retry-for). */
   retryForMs: number;
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 const MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const;
+const ISOLATION_LEVELS = ['read_committed', 'read_uncommitted'] as const;
 
 /** Fills absent flags from their environment variables, then their defaults. */
 export function withEnvironment(values: FlagValues, specs: Record<string, FlagSpec>, env: NodeJS.ProcessEnv): FlagValues {
@@ -104,6 +108,7 @@ export function resolveShared(values: FlagValues, env: NodeJS.ProcessEnv): Share
     logLevel: oneOf(values, 'log-level', LEVELS, 'info'),
     kafkaTls,
     kafkaSasl,
+    isolationLevel: oneOf(values, 'isolation-level', ISOLATION_LEVELS, 'read_committed'),
   });
 }
 

@@ -236,6 +236,7 @@ export async function openLogFor(shared: SharedConfig, logger?: Logger): Promise
       brokers: shared.brokers,
       tls: shared.kafkaTls ? (shared.kafkaTls.ca ? { ca: shared.kafkaTls.ca } : true) : undefined,
       sasl: shared.kafkaSasl ?? undefined,
+      isolationLevel: shared.isolationLevel,
     });
   }
   const dir = join(shared.dataDir, 'log');

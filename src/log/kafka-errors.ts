@@ -58,6 +58,8 @@ export const KafkaCode = codesOf([
   'UNKNOWN_LEADER_EPOCH',
   'OFFSET_NOT_AVAILABLE',
   'UNKNOWN_TOPIC_ID',
+  'CONCURRENT_TRANSACTIONS',
+  'PRODUCER_FENCED',
 ] as const);
 
 /**

@@ -3,7 +3,8 @@ import type { Connection, Consumer, Reader } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
 import { KafkaCode, errorForCode } from './kafka-errors.ts';
 import type { KafkaErrorContext } from './kafka-errors.ts';
-import { decodeBatches } from './kafka-records.ts';
+import { AbortedTransactions, decodeBatches } from './kafka-records.ts';
+import type { AbortedTransaction } from './kafka-records.ts';
 import type { LogRecord } from './types.ts';
 
 /** Batches with this attribute bit are transaction markers, not data. */
@@ -18,13 +19,27 @@ export interface FetchPosition {
   end?: bigint;
 }
 
+/** Kafka's isolation levels: read_committed never returns records of open or aborted transactions. */
+export type IsolationLevel = 'read_committed' | 'read_uncommitted';
+export const ISOLATION_LEVELS: readonly IsolationLevel[] = ['read_committed', 'read_uncommitted'];
+
+/** The protocol's number for an isolation level (Fetch, ListOffsets). */
+export function isolationCode(level: IsolationLevel): number {
+  return level === 'read_committed' ? 1 : 0;
+}
+
 export interface FetchTuning {
   maxWaitMs: number;
   maxBytes: number;
   partitionMaxBytes: number;
+  /**
+   * read_committed (the default): a fetch stops at the last stable offset and skips the
+   * records of aborted transactions; read_uncommitted: up to the high watermark, all of them.
+   */
+  isolationLevel: IsolationLevel;
 }
 
-export const DEFAULT_FETCH: FetchTuning = { maxWaitMs: 500, maxBytes: 16 << 20, partitionMaxBytes: 4 << 20 };
+export const DEFAULT_FETCH: FetchTuning = { maxWaitMs: 500, maxBytes: 16 << 20, partitionMaxBytes: 4 << 20, isolationLevel: 'read_committed' };
 
 /** Sees each fetch attempt's outcome for its positions; null when none of them could be fetched. */
 export type FetchObserver = (positions: readonly FetchPosition[], outcome: FetchOutcome | null) => void;
@@ -48,7 +63,8 @@ export interface FetchOutcome {
 
 /**
  * One fetch round: a Fetch request per leader broker for the given positions. Decodes the
- * record batches into LogRecords, skips control batches and records before the position
+ * record batches into LogRecords, skips control batches, batches of aborted transactions
+ * (read_committed, from the response's aborted-transactions list) and records before the position
  * (a batch can start earlier), stops at `end`, and advances each position in place.
  *
  * It throws only before any position moved (metadata could not be had). Once requests are
@@ -122,7 +138,8 @@ export async function fetchOnce(consumer: Consumer, positions: FetchPosition[], 
           fail(await classify(errorForCode(result.errorCode, context), context), [position]);
           continue;
         }
-        if (result.records) decodeBatches(result.records, position, outcome.records);
+        const aborted = tuning.isolationLevel === 'read_committed' && result.aborted && result.aborted.length > 0 ? new AbortedTransactions(result.aborted) : null;
+        if (result.records) decodeBatches(result.records, position, outcome.records, aborted);
         else if (result.batches) decodeInto(outcome.records, topic, position, result.batches);
       }
     }),
@@ -136,6 +153,8 @@ interface PartitionResult {
   errorCode: number;
   /** The raw record batches as the socket delivered them (fast path). */
   records?: Buffer[] | null;
+  /** read_committed: the aborted transactions among the returned batches. */
+  aborted?: AbortedTransaction[];
   /** Batches decoded by the client library (fallback path). */
   batches?: Batches;
 }
@@ -170,7 +189,7 @@ async function rawFetch(consumer: Consumer, broker: { host: string; port: number
     connection.send(
       1,
       17,
-      () => fetchV17.createRequest(tuning.maxWaitMs, 1, tuning.maxBytes, 0, 0, -1, topics, [], ''),
+      () => fetchV17.createRequest(tuning.maxWaitMs, 1, tuning.maxBytes, isolationCode(tuning.isolationLevel), 0, -1, topics, [], ''),
       parseRawFetchResponse,
       true,
       true,
@@ -195,10 +214,12 @@ function parseRawFetchResponse(_correlationId: number, _apiKey: number, _apiVers
       reader.readInt64(); // high_watermark
       reader.readInt64(); // last_stable_offset
       reader.readInt64(); // log_start_offset
-      const aborted = reader.readUnsignedVarInt() - 1;
-      for (let a = 0; a < aborted; a++) {
-        reader.readInt64();
-        reader.readInt64();
+      const abortedCount = reader.readUnsignedVarInt() - 1; // -1: null (read_uncommitted)
+      const aborted: AbortedTransaction[] = [];
+      for (let a = 0; a < abortedCount; a++) {
+        const producerId = reader.readInt64();
+        const firstOffset = reader.readInt64();
+        aborted.push({ producerId, firstOffset });
         skipTaggedFields(reader);
       }
       reader.readInt32(); // preferred_read_replica
@@ -210,7 +231,7 @@ function parseRawFetchResponse(_correlationId: number, _apiKey: number, _apiVers
         reader.skip(size);
       }
       skipTaggedFields(reader);
-      results.push({ topicId, partition, errorCode: partitionError, records });
+      results.push({ topicId, partition, errorCode: partitionError, records, aborted });
     }
     skipTaggedFields(reader);
   }
@@ -227,7 +248,8 @@ function skipTaggedFields(reader: Reader): void {
 }
 
 async function libraryFetch(consumer: Consumer, node: number, topics: FetchRequestTopics, tuning: FetchTuning): Promise<PartitionResult[]> {
-  const response = await consumer.fetch({ node, maxWaitTime: tuning.maxWaitMs, minBytes: 1, maxBytes: tuning.maxBytes, topics });
+  // The library skips aborted transactions itself at read_committed.
+  const response = await consumer.fetch({ node, maxWaitTime: tuning.maxWaitMs, minBytes: 1, maxBytes: tuning.maxBytes, isolationLevel: isolationCode(tuning.isolationLevel), topics });
   return response.responses.flatMap((topic) =>
     topic.partitions.map((p) => ({ topicId: topic.topicId, partition: p.partitionIndex, errorCode: p.errorCode, batches: p.records ?? [] })),
   );

@@ -5,6 +5,8 @@ import { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
 import { KafkaCode, errorForCode } from './kafka-errors.ts';
 import type { KafkaErrorContext } from './kafka-errors.ts';
+import { producerFenced } from './kafka-transaction.ts';
+import type { ProducerIdentity, TransactionCoordinator } from './kafka-transaction.ts';
 import type { RecordToProduce } from './types.ts';
 
 /**
@@ -25,6 +27,8 @@ import type { RecordToProduce } from './types.ts';
 const ACKS_ALL = -1;
 const PRODUCE_API = 0;
 const BATCH_HEADER_BYTES = 61;
+/** Batch attribute: the batch belongs to a transaction (committed or aborted by its markers). */
+const TRANSACTIONAL = 0x10;
 
 /**
  * Codes saying that the broker's producer state for this partition does not continue ours.
@@ -46,6 +50,12 @@ export interface FastProduceOptions {
    * broker calls unknown is really missing.
    */
   classify(error: unknown, context: KafkaErrorContext): Promise<TickflowError>;
+  /**
+   * Transactional: batches carry the transactional bit and the coordinator's producer id
+   * and epoch, and their partitions are added to the open transaction before they are sent.
+   * A refused sequence or epoch is then not renewed here: it fails the transaction.
+   */
+  transaction?: TransactionCoordinator;
 }
 
 interface EncodedBatch {
@@ -67,17 +77,14 @@ interface PartitionQueue {
   next: number;
 }
 
-interface ProducerIdentity {
-  producerId: bigint;
-  producerEpoch: number;
-}
-
 export class FastProduce {
   readonly #client: KafkaProducer;
   readonly #options: FastProduceOptions;
   readonly #sequences = new Map<string, number>();
   readonly #roundRobin = new Map<string, number>();
   #identity: ProducerIdentity | null = null;
+  /** The transactional identity the sequences belong to (a new epoch starts them from 0). */
+  #sequencesOf: ProducerIdentity | null = null;
 
   constructor(client: KafkaProducer, options: FastProduceOptions) {
     this.#client = client;
@@ -89,7 +96,12 @@ export class FastProduce {
     if (records.length === 0) return;
     const context = { action: `produce to ${topic}`, topic };
     const refresh = { beforeRetry: () => this.#client.clearMetadata() };
-    const identity = await withRetries('kafka', 'get a producer id', () => this.#currentIdentity(context), refresh);
+    const transaction = this.#options.transaction;
+    const identity = transaction ? await transaction.identity() : await withRetries('kafka', 'get a producer id', () => this.#currentIdentity(context), refresh);
+    if (transaction && this.#sequencesOf !== identity) {
+      this.#sequences.clear();
+      this.#sequencesOf = identity;
+    }
     const partitions = await withRetries('kafka', `metadata of ${topic}`, () => this.#partitionCount(topic, context), refresh);
 
     const byPartition = new Map<number, RecordToProduce[]>();
@@ -108,6 +120,7 @@ export class FastProduce {
       throw error;
     }
     try {
+      await transaction?.addPartitions(topic, queues.map((q) => q.partition));
       await withRetries('kafka', `produce to ${topic}`, () => this.#drain(topic, queues), refresh);
     } catch (error) {
       this.#afterFailedSend(topic, queues);
@@ -147,6 +160,9 @@ export class FastProduce {
     for (;;) {
       const heads = queues.flatMap((q) => (q.next < q.batches.length ? [q.batches[q.next]] : []));
       if (heads.length === 0) return;
+      if (this.#options.transaction && heads.some((b) => b.sequenceRefused)) {
+        throw new TickflowError('LOG_ERROR', `produce to ${topic}: the broker refused the transactional producer's sequence or epoch`, { topic, transactionAbortable: true });
+      }
       if (heads.every((b) => b.sequenceRefused)) {
         if (renewed) throw new TickflowError('LOG_UNAVAILABLE', `produce to ${topic}: the broker refused the sequence of a new producer id too`, { topic });
         await this.#renewProducerId(topic, queues);
@@ -214,6 +230,11 @@ export class FastProduce {
             continue;
           }
           const partitionContext = { ...context, partition: batch.partition };
+          const transaction = this.#options.transaction;
+          if (transaction && (code === KafkaCode.INVALID_PRODUCER_EPOCH || code === KafkaCode.PRODUCER_FENCED)) {
+            failures.push(producerFenced(transaction.transactionalId, code === KafkaCode.PRODUCER_FENCED ? 'PRODUCER_FENCED' : 'INVALID_PRODUCER_EPOCH'));
+            continue;
+          }
           if (SEQUENCE_REFUSED.has(code) && !(code === KafkaCode.INVALID_PRODUCER_EPOCH && batch.inDoubt)) {
             batch.sequenceRefused = true;
             continue;
@@ -277,7 +298,9 @@ export class FastProduce {
   #afterFailedSend(topic: string, queues: PartitionQueue[]): void {
     const unacknowledged = queues.flatMap((q) => q.batches.slice(q.next));
     if (unacknowledged.some((b) => b.inDoubt || b.sequenceRefused)) {
-      this.#identity = null;
+      // Transactional: the transaction cannot commit any more; the caller aborts it (a new epoch, sequences from 0).
+      if (this.#options.transaction) this.#sequencesOf = null;
+      else this.#identity = null;
       this.#sequences.clear();
       return;
     }
@@ -347,7 +370,7 @@ export class FastProduce {
       buffer.writeInt32BE(pos - 12, 8); // batch length
       buffer.writeInt32BE(0, 12); // partition leader epoch
       buffer.writeInt8(2, 16); // magic
-      buffer.writeInt16BE(0, 21); // attributes: no compression, not transactional
+      buffer.writeInt16BE(this.#options.transaction ? TRANSACTIONAL : 0, 21); // attributes: no compression
       buffer.writeInt32BE(count - 1, 23); // last offset delta
       buffer.writeBigInt64BE(baseTimestamp, 27);
       buffer.writeBigInt64BE(maxTimestamp, 35);
@@ -364,7 +387,7 @@ export class FastProduce {
   async #request(connection: Connection, topic: string, batches: EncodedBatch[]): Promise<Map<number, number>> {
     const payload = () =>
       Writer.create()
-        .appendString(null)
+        .appendString(this.#options.transaction?.transactionalId ?? null) // transactional id
         .appendInt16(ACKS_ALL)
         .appendInt32(this.#options.timeoutMs)
         .appendArray([topic], (w, name) => {

@@ -16,6 +16,7 @@ import type { LogRecord, ValueRange } from './types.ts';
 const BATCH_OVERHEAD = 61; // bytes from baseOffset to the first record
 const LENGTH_AND_OFFSET = 12; // baseOffset + batchLength precede the counted length
 const IS_CONTROL = 0x20;
+const IS_TRANSACTIONAL = 0x10;
 /** An offset delta (int32) never reaches this: the range has no end within the batch. */
 const NO_END = 2 ** 31;
 const COMPRESSION_MASK = 0x07;
@@ -39,19 +40,52 @@ export interface DecodeTarget {
  * 64 KiB reads): records are then decoded where they lie, and only a record (or a
  * compressed batch) that straddles two chunks is copied.
  */
-export function decodeBatches(data: Buffer | readonly Buffer[], target: DecodeTarget, out: LogRecord[]): void {
-  if (Buffer.isBuffer(data)) decodeContiguous(data, target, out);
-  else if (data.length === 1) decodeContiguous(data[0]!, target, out);
-  else if (data.length > 1) decodeChunked(new Chunks(data), target, out);
+export function decodeBatches(data: Buffer | readonly Buffer[], target: DecodeTarget, out: LogRecord[], aborted: AbortedTransactions | null = null): void {
+  if (Buffer.isBuffer(data)) decodeContiguous(data, target, out, aborted);
+  else if (data.length === 1) decodeContiguous(data[0]!, target, out, aborted);
+  else if (data.length > 1) decodeChunked(new Chunks(data), target, out, aborted);
 }
 
-function decodeContiguous(data: Buffer, target: DecodeTarget, out: LogRecord[]): void {
+/** An aborted transaction a read_committed Fetch response lists: its producer and first offset. */
+export interface AbortedTransaction {
+  producerId: bigint;
+  firstOffset: bigint;
+}
+
+/**
+ * Read-committed filtering of one partition's fetched batches (the consumer's side of
+ * Kafka transactions): a transactional batch is skipped when its producer has an aborted
+ * transaction that began at or before the batch and whose end marker (a control batch of
+ * the same producer) has not been passed yet. Control batches themselves are never records.
+ */
+export class AbortedTransactions {
+  readonly #pending: AbortedTransaction[];
+  #next = 0;
+  readonly #open = new Set<bigint>();
+
+  constructor(list: readonly AbortedTransaction[]) {
+    this.#pending = [...list].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0));
+  }
+
+  /** True when the batch belongs to an aborted transaction; a control batch closes its producer's. */
+  skips(h: BatchHeader): boolean {
+    if (h.producerId < 0n) return false;
+    while (this.#next < this.#pending.length && this.#pending[this.#next].firstOffset <= h.lastOffset) this.#open.add(this.#pending[this.#next++].producerId);
+    if ((h.attributes & IS_CONTROL) !== 0) {
+      this.#open.delete(h.producerId);
+      return false;
+    }
+    return (h.attributes & IS_TRANSACTIONAL) !== 0 && this.#open.has(h.producerId);
+  }
+}
+
+function decodeContiguous(data: Buffer, target: DecodeTarget, out: LogRecord[], aborted: AbortedTransactions | null): void {
   let pos = 0;
   while (data.length - pos >= LENGTH_AND_OFFSET) {
     const batchEnd = pos + LENGTH_AND_OFFSET + data.readInt32BE(pos + 8);
     if (batchEnd > data.length) return; // a partial batch at the end of a fetch: next fetch resumes there
     const h = readHeader(data, pos, target);
-    if (passOver(h, target)) {
+    if (passOver(h, target, aborted)) {
       pos = batchEnd;
       continue;
     }
@@ -88,21 +122,21 @@ function decodeContiguous(data: Buffer, target: DecodeTarget, out: LogRecord[]):
 }
 
 /** The same walk over chunks; see Chunks for how bytes are reached. */
-function decodeChunked(chunks: Chunks, target: DecodeTarget, out: LogRecord[]): void {
+function decodeChunked(chunks: Chunks, target: DecodeTarget, out: LogRecord[], aborted: AbortedTransactions | null): void {
   let pos = 0;
   while (chunks.length - pos >= BATCH_OVERHEAD) {
     const header = chunks.view(pos, BATCH_OVERHEAD);
     const batchEnd = pos + LENGTH_AND_OFFSET + header.readInt32BE(chunks.offset + 8);
     if (batchEnd > chunks.length) return;
     const h = readHeader(header, chunks.offset, target);
-    if (passOver(h, target)) {
+    if (passOver(h, target, aborted)) {
       pos = batchEnd;
       continue;
     }
     if ((h.attributes & COMPRESSION_MASK) !== 0) {
       // Decompression needs the batch in one piece.
       const batch = chunks.view(pos, batchEnd - pos);
-      decodeContiguous(batch.subarray(chunks.offset, chunks.offset + batchEnd - pos), target, out);
+      decodeContiguous(batch.subarray(chunks.offset, chunks.offset + batchEnd - pos), target, out, null); // already judged above
       if (target.end !== undefined && target.next >= target.end) return;
       pos = batchEnd;
       continue;
@@ -137,6 +171,8 @@ interface BatchHeader {
   attributes: number;
   lastOffset: bigint;
   baseTimestamp: bigint;
+  /** -1 for a batch without a producer id (not idempotent). */
+  producerId: bigint;
   recordCount: number;
 }
 
@@ -150,13 +186,18 @@ function readHeader(data: Buffer, at: number, target: DecodeTarget): BatchHeader
     attributes: data.readInt16BE(at + 21),
     lastOffset: baseOffset + BigInt(data.readInt32BE(at + 23)),
     baseTimestamp: data.readBigInt64BE(at + 27),
+    producerId: data.readBigInt64BE(at + 43),
     recordCount: data.readInt32BE(at + 57),
   };
 }
 
-/** True (and the position moved past it) for a batch with nothing to decode: a control batch, or one read before. */
-function passOver(h: BatchHeader, target: DecodeTarget): boolean {
-  if ((h.attributes & IS_CONTROL) === 0 && h.lastOffset >= target.next) return false;
+/**
+ * True (and the position moved past it) for a batch with nothing to decode: a control
+ * batch, one of an aborted transaction (read_committed), or one read before.
+ */
+function passOver(h: BatchHeader, target: DecodeTarget, aborted: AbortedTransactions | null): boolean {
+  const skipped = aborted !== null && aborted.skips(h);
+  if ((h.attributes & IS_CONTROL) === 0 && !skipped && h.lastOffset >= target.next) return false;
   if (h.lastOffset >= target.next) target.next = h.lastOffset + 1n;
   return true;
 }

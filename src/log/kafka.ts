@@ -2,13 +2,14 @@ import { Admin, Consumer, ListOffsetTimestamps, Producer as KafkaProducer, Produ
 import type { ConnectionOptions } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
-import { DEFAULT_FETCH, fetchOnce } from './kafka-fetch.ts';
-import type { FetchObserver, FetchOutcome, FetchPosition, FetchTuning, KafkaClassifier } from './kafka-fetch.ts';
+import { DEFAULT_FETCH, fetchOnce, isolationCode } from './kafka-fetch.ts';
+import type { FetchObserver, FetchOutcome, FetchPosition, FetchTuning, IsolationLevel, KafkaClassifier } from './kafka-fetch.ts';
 import { classifyKafkaError, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
 import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts';
 import { FastProduce } from './kafka-produce.ts';
+import { TransactionCoordinator } from './kafka-transaction.ts';
 import { groupMember } from './kafka-group.ts';
-import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec } from './types.ts';
+import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer } from './types.ts';
 
 export interface KafkaLogOptions {
   brokers: readonly string[];
@@ -19,6 +20,11 @@ export interface KafkaLogOptions {
   fetch?: Partial<FetchTuning>;
   /** Upper bound of one produce request; the broker's default message.max.bytes is 1 MiB. */
   maxRequestBytes?: number;
+  /**
+   * How reads treat transactions (default read_committed): fetches skip aborted
+   * transactions and end offsets are the last stable offsets (`offsets().latest`).
+   */
+  isolationLevel?: IsolationLevel;
 }
 
 /** Replicas of a topic tickflow creates, when its spec does not say: min(this, brokers). */
@@ -48,7 +54,7 @@ export class KafkaLog implements Log {
   constructor(options: KafkaLogOptions) {
     if (options.brokers.length === 0) throw new TickflowError('BAD_CONFIG', 'no Kafka brokers given');
     this.#options = options;
-    this.#fetch = { ...DEFAULT_FETCH, ...options.fetch };
+    this.#fetch = { ...DEFAULT_FETCH, ...options.fetch, ...(options.isolationLevel ? { isolationLevel: options.isolationLevel } : {}) };
     this.description = `kafka ${options.brokers.join(',')}`;
   }
 
@@ -193,9 +199,11 @@ export class KafkaLog implements Log {
       `list offsets of ${topic}`,
       async () => {
         const reader = this.#readerClient();
+        // read_committed: the latest offset is the last stable offset (below any open transaction).
+        const isolationLevel = isolationCode(this.#fetch.isolationLevel);
         const [earliest, latest] = await Promise.all([
-          reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.EARLIEST }),
-          reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST }),
+          reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.EARLIEST, isolationLevel }),
+          reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel }),
         ]);
         const first = earliest.get(topic) ?? [];
         const last = latest.get(topic) ?? [];
@@ -212,7 +220,8 @@ export class KafkaLog implements Log {
   async committed(group: string, topic: string): Promise<Map<number, bigint>> {
     const partitions = (await this.offsets(topic)).map((p) => p.partition);
     const answer = await this.#call(`list offsets of group ${group}`, () =>
-      this.#adminClient().listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: partitions }] }] }),
+      // requireStable: offsets a transaction is still committing are waited for (UNSTABLE_OFFSET_COMMIT, retried), never read stale.
+      this.#adminClient().listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: partitions }] }], requireStable: true }),
     );
     const result = new Map<number, bigint>();
     for (const g of answer) {
@@ -224,8 +233,66 @@ export class KafkaLog implements Log {
   }
 
   producer(): Producer {
-    // The client provides connections, metadata and the producer id; batches are ours.
-    const client = quiet(
+    const client = this.#producerClient();
+    const fast = new FastProduce(client, this.#produceOptions());
+    // Sends are serialised so that one producer keeps its records in order on every partition.
+    const serial = serialised();
+    const producer: Producer = {
+      send: (topic, records) => serial.run(() => fast.send(topic, records)),
+      close: async () => {
+        await serial.idle();
+        this.#closables.delete(producer);
+        await client.close();
+      },
+    };
+    this.#closables.add(producer);
+    return producer;
+  }
+
+  /**
+   * A transactional producer: tickflow's own batches (transactional bit, the coordinator's
+   * producer id and epoch) and the coordinator calls of kafka-transaction.ts.
+   */
+  transactionalProducer(transactionalId: string): TransactionalProducer {
+    const client = this.#producerClient();
+    const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify);
+    const fast = new FastProduce(client, { ...this.#produceOptions(), transaction: coordinator });
+    const serial = serialised();
+    const producer: TransactionalProducer = {
+      transactionalId,
+      init: () => serial.run(async () => {
+        coordinator.reset();
+        await coordinator.identity();
+      }),
+      send: (topic, records) => serial.run(() => fast.send(topic, records)),
+      commit: (offsets) => serial.run(async () => {
+        try {
+          await coordinator.end(true, offsets ?? null);
+        } catch (error) {
+          coordinator.reset(); // outcome unknown: the next use takes a new epoch, which aborts it if still open
+          throw error;
+        }
+      }),
+      abort: () => serial.run(async () => {
+        try {
+          await coordinator.end(false);
+        } catch {
+          coordinator.reset();
+        }
+      }),
+      close: async () => {
+        await serial.idle();
+        this.#closables.delete(producer);
+        await client.close();
+      },
+    };
+    this.#closables.add(producer);
+    return producer;
+  }
+
+  /** The client provides connections, metadata and the producer id; batches are ours. */
+  #producerClient(): KafkaProducer<Buffer, Buffer, Buffer, Buffer> {
+    return quiet(
       new KafkaProducer<Buffer, Buffer, Buffer, Buffer>({
         ...this.#base('producer'),
         idempotent: true,
@@ -233,27 +300,10 @@ export class KafkaLog implements Log {
         autocreateTopics: false,
       }),
     );
-    const fast = new FastProduce(client, {
-      maxBatchBytes: this.#options.maxRequestBytes ?? 900_000,
-      timeoutMs: PRODUCE_TIMEOUT_MS,
-      classify: this.#classify,
-    });
-    // Sends are serialised so that one producer keeps its records in order on every partition.
-    let tail: Promise<unknown> = Promise.resolve();
-    const producer: Producer = {
-      send: (topic, records) => {
-        const run = tail.then(() => fast.send(topic, records));
-        tail = run.catch(() => undefined);
-        return run;
-      },
-      close: async () => {
-        await tail;
-        this.#closables.delete(producer);
-        await client.close();
-      },
-    };
-    this.#closables.add(producer);
-    return producer;
+  }
+
+  #produceOptions() {
+    return { maxBatchBytes: this.#options.maxRequestBytes ?? 900_000, timeoutMs: PRODUCE_TIMEOUT_MS, classify: this.#classify };
   }
 
   async *readRange(options: RangeReadOptions): AsyncIterable<LogRecord[]> {
@@ -361,6 +411,19 @@ export class KafkaLog implements Log {
     this.#admin = null;
     this.#reader = null;
   }
+}
+
+/** Runs operations one at a time, in call order; a failure does not stop the ones after it. */
+function serialised(): { run<T>(operation: () => Promise<T>): Promise<T>; idle(): Promise<unknown> } {
+  let tail: Promise<unknown> = Promise.resolve();
+  return {
+    run<T>(operation: () => Promise<T>): Promise<T> {
+      const result = tail.then(operation);
+      tail = result.catch(() => undefined);
+      return result;
+    },
+    idle: () => tail,
+  };
 }
 
 /**

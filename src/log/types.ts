@@ -60,6 +60,24 @@ export interface Producer {
   close(): Promise<void>;
 }
 
+/**
+ * A producer whose sends form Kafka transactions: what is sent between two commits becomes
+ * visible to read_committed readers together, with the consumed offsets committed in the
+ * same transaction, or never.
+ */
+export interface TransactionalProducer extends Producer {
+  readonly transactionalId: string;
+  /**
+   * Takes the transactional id over (InitProducerId): a new epoch fences every older
+   * producer of the id, whose open transaction is aborted (one prepared to commit completes).
+   */
+  init(): Promise<void>;
+  /** Commits what was sent since the last commit or abort, with these offsets of `group`. */
+  commit(offsets?: { group: string; offsets: readonly TopicPartitionOffset[] }): Promise<void>;
+  /** Aborts what was sent since the last commit; after a failure it takes a new epoch. */
+  abort(): Promise<void>;
+}
+
 export interface RangeReadOptions {
   topic: string;
   /** Partitions to read; default all. */
@@ -131,6 +149,8 @@ export interface Log {
   /** The group's committed next-offsets for a topic (absent partitions have none). */
   committed(group: string, topic: string): Promise<Map<number, bigint>>;
   producer(): Producer;
+  /** A transactional producer (Kafka only; the embedded log has no transactions). */
+  transactionalProducer?(transactionalId: string): TransactionalProducer;
   /** Reads a fixed offset range in batches and ends there: for batch jobs. */
   readRange(options: RangeReadOptions): AsyncIterable<LogRecord[]>;
   /** Joins a consumer group and yields batches of the assigned partitions until closed. */

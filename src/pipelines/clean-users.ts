@@ -9,7 +9,7 @@ import { TumblingWindows, Watermark, WindowAggregator } from '../core/window.ts'
 import type { ClosedWindow } from '../core/window.ts';
 import { valueText } from '../log/types.ts';
 import type { Log, LogRecord } from '../log/types.ts';
-import { kafkaGroupAfterAck } from '../runtime/commit-strategy.ts';
+import { DEFAULT_TRANSACTION_INTERVAL_MS, kafkaGroupAfterAck, kafkaTransaction } from '../runtime/commit-strategy.ts';
 import { TOO_LARGE } from '../runtime/dead-letters.ts';
 import type { EndContext, IdleContext, ProcessContext, Processor } from '../runtime/processor.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
@@ -23,10 +23,11 @@ import { runStreamTask } from '../runtime/stream-task.ts';
  * stats topic. Every record read lands on exactly one of the output and dead-letter
  * topics, so in a bounded run produced = clean + dead-lettered.
  *
- * On the runtime with the kafka-group-after-ack commit strategy: the service commits its
- * offsets to the group once the clean records, dead letters and window reports emitted
- * before them are acknowledged (at least once downstream); `--until-end` reads up to the
- * end offsets seen at start without the group.
+ * Exactly once (the default with Kafka, commit strategy kafka-transaction): the clean
+ * records, dead letters and window reports of a commit interval and the consumed offsets go
+ * in one Kafka transaction. At least once (`exactlyOnce: false`, kafka-group-after-ack):
+ * offsets commit to the group once everything emitted before them is acknowledged.
+ * `--until-end` reads up to the end offsets seen at start without the group.
  */
 
 export interface CleanUsersConfig {
@@ -45,6 +46,10 @@ export interface CleanUsersConfig {
   partitions: number;
   /** Values above this are dead-lettered as `too-large` unparsed (--max-record-bytes). */
   maxRecordBytes: number;
+  /** Outputs, dead letters, reports and offsets in one Kafka transaction per commit (default: true on Kafka). */
+  exactlyOnce?: boolean;
+  /** Commit at most this often (default: 1 s exactly once, every batch at least once). */
+  commitIntervalMs?: number;
 }
 
 export interface CountryWindow extends CountrySummary {
@@ -139,7 +144,7 @@ class UserCleaner implements Processor<never> {
   }
 
   revoke(): void {
-    // The windows are kept: the group re-delivers what was not committed (at least once).
+    // The windows are kept: the records not yet committed come again and count again in them (in both modes).
   }
 
   #count(reason: RejectReason | typeof TOO_LARGE): void {
@@ -162,10 +167,13 @@ export async function runCleanUsers(config: CleanUsersConfig, deps: CleanUsersDe
   const { log, logger, signal } = deps;
   await log.createTopics([config.output, config.deadLetterTopic, config.statsTopic].map((name) => ({ name, partitions: name === config.statsTopic ? 1 : config.partitions })));
   const cleaner = new UserCleaner(config, deps.onWindow);
+  // The embedded log has no transactions: at least once there unless asked (which is refused).
+  const exactlyOnce = config.exactlyOnce ?? log.transactionalProducer !== undefined;
   const report = await runStreamTask({
     pipeline: PIPELINE,
     log,
-    commit: kafkaGroupAfterAck(),
+    commit: exactlyOnce ? kafkaTransaction() : kafkaGroupAfterAck(),
+    commitIntervalMs: config.commitIntervalMs ?? (exactlyOnce ? DEFAULT_TRANSACTION_INTERVAL_MS : 0),
     group: config.group,
     topics: [config.input],
     processor: cleaner,

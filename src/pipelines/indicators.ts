@@ -7,10 +7,13 @@
  * symbol), in arrival order. Sinks: the output topic (keyed by symbol) and a dead-letter
  * topic for malformed and implausible prices.
  *
- * Per batch: publish the output (awaiting acks), then commit the new states and the
- * next offsets in one transaction. A crash between the two replays the batch from the
- * committed state: the same records again with the same values (at-least-once output,
- * deterministic values; `seq`, the symbol's price count, tells a replayed record).
+ * Exactly once (the default, `exactlyOnce`; Kafka only): per commit interval the outputs,
+ * dead letters and consumed offsets go in one Kafka transaction, inside the PostgreSQL
+ * transaction of the new states (commit strategy kafka-transaction): read_committed readers
+ * see each output once. At least once (`exactlyOnce: false`): per batch, publish the output
+ * (awaiting acks), then commit the new states and the next offsets in one PostgreSQL
+ * transaction; a crash between the two replays the batch from the committed state: the same
+ * records again with the same values (`points` and the offsets tell a replayed record).
  */
 import type { Logger } from 'pino';
 import { SymbolIndicators } from '../core/indicators.ts';
@@ -30,6 +33,7 @@ import type { KeptState } from '../db/indicator-state-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { Log, LogRecord } from '../log/types.ts';
 import type { PartitionClaim, ProcessContext, Processor } from '../runtime/processor.ts';
+import { DEFAULT_TRANSACTION_INTERVAL_MS, kafkaTransaction, pgTransaction } from '../runtime/commit-strategy.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
 import { countingRejections } from './counted-rejections.ts';
 
@@ -55,6 +59,10 @@ export interface IndicatorsOptions {
   /** Return once the input's end offsets at start are processed (single member). */
   stopAtEnd?: boolean;
   maxRecordBytes?: number;
+  /** Outputs, dead letters and offsets in one Kafka transaction per commit (default: true on Kafka). */
+  exactlyOnce?: boolean;
+  /** Commit at most this often (default: 1 s exactly once, every batch at least once). */
+  commitIntervalMs?: number;
 }
 
 export interface IndicatorsReport {
@@ -70,10 +78,13 @@ export async function runIndicators(options: IndicatorsOptions): Promise<Indicat
   const inputPartitions = (await log.offsets(inputTopic)).length;
   // Same partition count as the input: one symbol's outputs stay on one partition, in order.
   await log.createTopics([{ name: outputTopic, partitions: inputPartitions }, { name: deadLetterTopic, partitions: 1 }]);
+  // The embedded log has no transactions: at least once there unless asked (which is refused).
+  const exactlyOnce = options.exactlyOnce ?? log.transactionalProducer !== undefined;
   const report = await runStreamTask({
     pipeline: 'indicators',
     log,
-    db: options.db,
+    commit: exactlyOnce ? kafkaTransaction({ db: options.db }) : pgTransaction(options.db),
+    commitIntervalMs: options.commitIntervalMs ?? (exactlyOnce ? DEFAULT_TRANSACTION_INTERVAL_MS : 0),
     group: options.group,
     topics: [inputTopic],
     processor: new IndicatorsProcessor(options, options.stopAtEnd ? new Map((await log.offsets(inputTopic)).map((p) => [p.partition, p.latest])) : null),

@@ -48,7 +48,8 @@ export class PgTransactionCommitter<Checkpoint> implements Committer<Checkpoint>
     return processed;
   }
 
-  async commit(unit: CommitUnit<Checkpoint>): Promise<number> {
+  /** `last`: run inside the transaction after everything else, before COMMIT (a Kafka commit). */
+  async commit(unit: CommitUnit<Checkpoint>, _consumer?: unknown, last?: () => Promise<void>): Promise<number> {
     const { group, processor, pipeline, signal } = this.#context;
     const what = [...unit.offsets.keys()].join(',') || 'state';
     let attempts = 0;
@@ -59,13 +60,15 @@ export class PgTransactionCommitter<Checkpoint> implements Committer<Checkpoint>
         // Offsets first: a fenced commit fails before writing anything else.
         for (const [topic, { generation, next }] of unit.offsets) await saveOffsets(tx, group, topic, next, generation, unit.id);
         for (const [topic, counts] of unit.counts) await addCounts(tx, group, topic, counts);
-        return unit.checkpoint === null ? 0 : processor.write(tx, unit.checkpoint);
+        const rows = unit.checkpoint === null ? 0 : await processor.write(tx, unit.checkpoint);
+        await last?.();
+        return rows;
       }), { signal, isRetriable: isRetriableDbError });
   }
 }
 
 /** A rolled-back transaction is safe to run again when the database went away or lost a race. */
-function isRetriableDbError(error: unknown): boolean {
+export function isRetriableDbError(error: unknown): boolean {
   if (!isTickflowError(error)) return false;
   if (error.retriable) return true;
   return error.code === 'DB_ERROR' && ['40001', '40P01'].includes(String(error.details.code));

@@ -1,5 +1,5 @@
 /**
- * How a stream task makes its progress durable: one of three commit strategies, chosen per
+ * How a stream task makes its progress durable: one of four commit strategies, chosen per
  * pipeline (docs/runtime.md, "Commit strategies").
  *
  *   pg-transaction         rows + state + offsets + accounting in ONE PostgreSQL
@@ -12,6 +12,10 @@
  *                          offset that state not yet emitted still needs; on every
  *                          assignment the output topic's newest records tell the processor
  *                          what is already out: no output lost or repeated (unique-users).
+ *   kafka-transaction      outputs + dead letters + the consumed offsets in ONE Kafka
+ *                          transaction per commit: exactly once for read_committed readers;
+ *                          with a database, the processor's state commits in PostgreSQL
+ *                          around it (indicators).
  *
  * Each strategy is one file implementing `Committer`; the runtime (stream-task.ts) only
  * asks it where assigned partitions resume and to make a commit unit durable.
@@ -19,13 +23,14 @@
 import { TickflowError } from '../core/errors.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { PartitionCounts } from '../db/pipeline-counts.ts';
-import type { GroupConsumer, Log, RecordToProduce } from '../log/types.ts';
+import type { GroupConsumer, Log, Producer, RecordToProduce } from '../log/types.ts';
 import type { PartitionClaim, Processor } from './processor.ts';
 
 export type CommitStrategy =
   | { readonly kind: 'pg-transaction'; readonly db: Database }
   | { readonly kind: 'kafka-group-after-ack' }
-  | { readonly kind: 'output-derived'; readonly outputTopic: string | null };
+  | { readonly kind: 'output-derived'; readonly outputTopic: string | null }
+  | { readonly kind: 'kafka-transaction'; readonly db: Database | null };
 
 /** Rows + state + offsets + accounting in one PostgreSQL transaction (exactly once into PostgreSQL). */
 export function pgTransaction(db: Database): CommitStrategy {
@@ -43,6 +48,19 @@ export function kafkaGroupAfterAck(): CommitStrategy {
  */
 export function outputDerived(outputTopic: string | null): CommitStrategy {
   return { kind: 'output-derived', outputTopic };
+}
+
+/** The commit interval of exactly-once pipelines when none is given: bounds latency and the work a crash redoes. */
+export const DEFAULT_TRANSACTION_INTERVAL_MS = 1_000;
+
+/**
+ * Outputs, dead letters and the consumed offsets in one Kafka transaction per commit
+ * (exactly once for read_committed readers). With `db`, the processor's state, the offsets
+ * and the accounting also commit in PostgreSQL, in a transaction that closes around the
+ * Kafka commit (commit-kafka-transaction.ts).
+ */
+export function kafkaTransaction(options: { db?: Database } = {}): CommitStrategy {
+  return { kind: 'kafka-transaction', db: options.db ?? null };
 }
 
 /** What one commit makes durable, taken synchronously so offsets, counts and checkpoint agree. */
@@ -71,6 +89,12 @@ export interface ClaimRequest {
 export interface Claimed extends PartitionClaim {
   /** Fencing generation of the claim (0 for strategies without fencing). */
   generation: number;
+  /**
+   * Per partition, where outputs already committed end (kafka-transaction with a database,
+   * after a crash between the Kafka and the PostgreSQL commit): records below it are
+   * processed again to rebuild the state, their outputs and dead letters not sent again.
+   */
+  published?: ReadonlyMap<number, bigint>;
 }
 
 /** What a committer needs from the task that runs it. */
@@ -98,6 +122,12 @@ export interface Committer<Checkpoint> {
    * rows written. `consumer` is the group membership to commit through (null: none now).
    */
   commit(unit: CommitUnit<Checkpoint>, consumer: GroupConsumer | null): Promise<number>;
+  /**
+   * The producer outputs go through, when the strategy owns it (a transactional one); a
+   * unit's sends then wait for the previous unit's commit, so that each transaction holds
+   * exactly one unit.
+   */
+  producer?(): Producer;
 }
 
 /**

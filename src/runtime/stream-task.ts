@@ -31,6 +31,8 @@ import type { Assignment, GroupConsumer, Log, LogRecord, Producer, RecordToProdu
 import { metrics } from '../observability/metrics.ts';
 import { OutageWatch } from '../observability/retry.ts';
 import { GroupAfterAckCommitter } from './commit-group-after-ack.ts';
+import { KafkaTransactionCommitter } from './commit-kafka-transaction.ts';
+import { isProducerFenced } from '../log/kafka-transaction.ts';
 import { OutputDerivedCommitter } from './commit-output-derived.ts';
 import { PgTransactionCommitter } from './commit-pg-transaction.ts';
 import { NO_DATABASE } from './commit-strategy.ts';
@@ -117,6 +119,8 @@ interface Position {
   /** Processed since the last commit was taken. */
   dirty: boolean;
   lastRecordWall: number;
+  /** Records below this were processed and their outputs committed before: replayed silently. */
+  silentUntil: bigint | null;
 }
 
 /** Consecutive records of one partition in a batch. */
@@ -132,6 +136,8 @@ interface Admitted {
   runs: Run[];
   accepted: LogRecord[];
   oversized: LogRecord[];
+  /** Replayed records whose outputs were committed before: processed, nothing sent. */
+  silent: boolean;
 }
 
 /** Batches prepared off the loop's thread while the oldest is processed. */
@@ -158,6 +164,8 @@ function committerFor<Checkpoint>(options: StreamTaskOptions<Checkpoint, never>)
       return new GroupAfterAckCommitter(context);
     case 'output-derived':
       return new OutputDerivedCommitter(strategy.outputTopic, context);
+    case 'kafka-transaction':
+      return new KafkaTransactionCommitter(strategy.db, context);
   }
 }
 
@@ -193,6 +201,10 @@ class StreamTask<Checkpoint, Prepared> {
   #consumer: GroupConsumer | null = null;
   #failure: unknown = null;
   #ticking = false;
+  /** Processing a replay whose outputs were committed before: emits and rejections are not sent. */
+  #silent = false;
+  /** The strategy owns the producer (a transaction): a unit's sends wait for the previous commit. */
+  readonly #transactional: boolean;
   /** Everything touching the state runs one at a time: batches, idle ticks, assignments. */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -200,7 +212,8 @@ class StreamTask<Checkpoint, Prepared> {
     this.#o = options;
     this.#committer = committerFor(options as StreamTaskOptions<Checkpoint, never>);
     this.#now = options.now ?? Date.now;
-    const producer = options.log.producer();
+    this.#transactional = this.#committer.producer !== undefined;
+    const producer = this.#committer.producer?.() ?? options.log.producer();
     const sideTopics = [options.deadLetterTopic, options.lateTopic].filter((t): t is string => t !== undefined);
     this.#producer = sideTopics.length > 0 ? withDeadLetterFallback(producer, sideTopics) : producer;
     this.#commitIntervalMs = options.commitIntervalMs ?? 0;
@@ -354,7 +367,7 @@ class StreamTask<Checkpoint, Prepared> {
     // Save what we have under the old claim; if someone else owns it now, that is FENCED and harmless.
     await this.#drainPending();
     await this.#commit(true).catch((error) => {
-      if (!isTickflowError(error, 'FENCED')) throw error;
+      if (!isTickflowError(error, 'FENCED') || isProducerFenced(error)) throw error;
     });
     this.#revoke();
     this.#fencedAt = null;
@@ -379,7 +392,9 @@ class StreamTask<Checkpoint, Prepared> {
         const next = claim.offsets.get(partition)!;
         const k = key(claim.topic, partition);
         const end = this.#ends?.get(k) ?? null;
-        this.#positions.set(k, { topic: claim.topic, partition, generation: claim.generation, next, fetched: next, end, ended: false, dirty: fromBeginning, lastRecordWall: now });
+        const published = claim.published?.get(partition);
+        const silentUntil = published !== undefined && published > next ? published : null;
+        this.#positions.set(k, { topic: claim.topic, partition, generation: claim.generation, next, fetched: next, end, ended: false, dirty: fromBeginning, lastRecordWall: now, silentUntil });
         starts.push({ topic: claim.topic, partition, offset: next });
       }
     }
@@ -394,10 +409,34 @@ class StreamTask<Checkpoint, Prepared> {
   async #ingest(records: readonly LogRecord[]): Promise<void> {
     if (!this.#assigned || this.#fencedAt !== null || this.#o.signal.aborted) return;
     const started = performance.now();
+    for (const [part, silent] of this.#splitReplay(records)) await this.#ingestPart(part, silent);
+    // A bounded run fetched everything: nothing more comes to push the pending batches out.
+    if (this.#ends && this.#pending.length > 0 && [...this.#positions.values()].every((p) => p.end === null || p.fetched >= p.end)) await this.#drainPending();
+    metrics.batchSeconds.observe({ pipeline: this.#o.pipeline }, (performance.now() - started) / 1000);
+  }
+
+  /**
+   * The records whose outputs were committed before (below a position's `silentUntil`),
+   * then the others; one part when no partition replays. Order within a partition is kept.
+   */
+  #splitReplay(records: readonly LogRecord[]): Array<[readonly LogRecord[], boolean]> {
+    let replaying = false;
+    for (const p of this.#positions.values()) if (p.silentUntil !== null) replaying = true;
+    if (!replaying) return [[records, false]];
+    const silent: LogRecord[] = [];
+    const rest: LogRecord[] = [];
+    for (const record of records) {
+      const until = this.#positions.get(key(record.topic, record.partition))?.silentUntil;
+      (until != null && record.offset < until ? silent : rest).push(record);
+    }
+    return [[silent, true], [rest, false]];
+  }
+
+  async #ingestPart(records: readonly LogRecord[], silent: boolean): Promise<void> {
     const { processor } = this.#o;
     for (let from = 0; from < records.length; from += this.#sliceRecords) {
       const slice = from === 0 && records.length <= this.#sliceRecords ? records : records.slice(from, from + this.#sliceRecords);
-      const admitted = this.#admit(slice);
+      const admitted = this.#admit(slice, silent);
       if (admitted.runs.length === 0) continue;
       const prepared = admitted.accepted.length > 0 ? (processor.prepare?.(admitted.accepted) ?? null) : null;
       if (prepared) {
@@ -409,9 +448,6 @@ class StreamTask<Checkpoint, Prepared> {
         await this.#apply(admitted, undefined);
       }
     }
-    // A bounded run fetched everything: nothing more comes to push the pending batches out.
-    if (this.#ends && this.#pending.length > 0 && [...this.#positions.values()].every((p) => p.end === null || p.fetched >= p.end)) await this.#drainPending();
-    metrics.batchSeconds.observe({ pipeline: this.#o.pipeline }, (performance.now() - started) / 1000);
   }
 
   /**
@@ -419,8 +455,8 @@ class StreamTask<Checkpoint, Prepared> {
    * or already fetched, are skipped; records over the size guard are set apart. Offsets
    * grow within a partition's run, so only the first record of a run is compared.
    */
-  #admit(records: readonly LogRecord[]): Admitted {
-    const admitted: Admitted = { runs: [], accepted: [], oversized: [] };
+  #admit(records: readonly LogRecord[], silent = false): Admitted {
+    const admitted: Admitted = { runs: [], accepted: [], oversized: [], silent };
     let run: Run | null = null;
     let skipping = false;
     let last: LogRecord | null = null;
@@ -486,14 +522,20 @@ class StreamTask<Checkpoint, Prepared> {
         inByTopic.set(position.topic, (inByTopic.get(position.topic) ?? 0) + run.accepted);
       }
     }
-    for (const record of admitted.oversized) {
-      const rejection = tooLargeRejection(record, this.#maxRecordBytes);
-      this.#report.tooLarge++;
-      this.#reject(record, rejection.reason, rejection.error, 'invalid', rejection.headers);
+    this.#silent = admitted.silent;
+    try {
+      for (const record of admitted.oversized) {
+        const rejection = tooLargeRejection(record, this.#maxRecordBytes);
+        this.#report.tooLarge++;
+        this.#reject(record, rejection.reason, rejection.error, 'invalid', rejection.headers);
+      }
+      this.#read += admitted.accepted.length;
+      for (const [topic, n] of inByTopic) metrics.recordsIn.inc({ pipeline, topic }, n);
+      if (admitted.accepted.length > 0) processor.process(admitted.accepted, this.#context(now), prepared);
+    } finally {
+      this.#silent = false;
     }
-    this.#read += admitted.accepted.length;
-    for (const [topic, n] of inByTopic) metrics.recordsIn.inc({ pipeline, topic }, n);
-    if (admitted.accepted.length > 0) processor.process(admitted.accepted, this.#context(now), prepared);
+    for (const { position } of admitted.runs) if (position.silentUntil !== null && position.next >= position.silentUntil) position.silentUntil = null;
     this.#reportEnds(now);
     if (this.#commitRequested || this.#now() - this.#lastCommit >= this.#commitIntervalMs) await this.#commit(false);
   }
@@ -526,6 +568,7 @@ class StreamTask<Checkpoint, Prepared> {
     return {
       now,
       emit: (topic, record) => {
+        if (this.#silent) return; // committed before this replay
         let list = this.#outputs.get(topic);
         if (!list) this.#outputs.set(topic, (list = []));
         list.push(record);
@@ -556,6 +599,7 @@ class StreamTask<Checkpoint, Prepared> {
     this.#countsOf(record.topic).count(record.partition, record.offset, outcome);
     if (outcome === 'late') metrics.late.inc({ pipeline });
     else metrics.invalid.inc({ pipeline, reason });
+    if (this.#silent) return; // sent and committed before this replay; counted again, as the accounting was not
     let list = this.#deadLetters.get(topic);
     if (!list) this.#deadLetters.set(topic, (list = []));
     list.push(detached(deadLetter(pipeline, { record, reason, error, headers }, DEFAULT_DEAD_LETTER_LIMIT)));
@@ -649,7 +693,8 @@ class StreamTask<Checkpoint, Prepared> {
     const previous = this.#committing;
     if (this.#hasWork()) {
       const unit = this.#take();
-      const sent = this.#send(unit);
+      // In a transaction, a unit's sends belong after the previous unit's commit.
+      const sent = this.#transactional && previous ? previous.then(() => this.#send(unit)) : this.#send(unit);
       sent.catch(() => undefined); // awaited below, unless the previous commit failed first
       const committed = (async () => {
         if (previous) await previous;
@@ -682,7 +727,8 @@ class StreamTask<Checkpoint, Prepared> {
       if (this.#settled.has(commit)) return;
       this.#settled.add(commit);
       this.#committing = null;
-      if (!isTickflowError(error, 'FENCED')) throw error;
+      // A newer producer took our transactional id: this member stops (no rejoin would help).
+      if (!isTickflowError(error, 'FENCED') || isProducerFenced(error)) throw error;
       this.#report.fenced++;
       this.#o.logger.warn({ err: error.message }, 'fenced by a newer owner: dropping uncommitted work until the next assignment');
       this.#revoke();

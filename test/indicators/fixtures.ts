@@ -11,6 +11,7 @@ import type { Database } from '../../src/db/types.ts';
 import type { Log, LogRecord } from '../../src/log/types.ts';
 import { BIN } from '../helpers/cli.ts';
 import { TEST_DATABASE_URL } from '../helpers/env.ts';
+import { transactionsSettled } from '../helpers/transactions.ts';
 import { randomWalk, seededRandom } from './reference.ts';
 
 export const uniqueName = (prefix: string) => `${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -53,14 +54,19 @@ export async function produceTicks(log: Log, topic: string, ticks: readonly Pric
   }
 }
 
+/** Every record a read_committed reader sees, once no transaction is open on the topic (or after 10 s). */
 export async function readAll(log: Log, topic: string): Promise<LogRecord[]> {
+  await transactionsSettled(log, topic);
   const records: LogRecord[] = [];
   for await (const batch of log.readRange({ topic })) records.push(...batch);
   return records;
 }
 
+/** Records a read_committed reader sees (offsets also count transaction markers and aborted records). */
+export { transactionsSettled };
+
 export async function messageCount(log: Log, topic: string): Promise<number> {
-  return Number((await log.offsets(topic)).reduce((sum, p) => sum + p.latest - p.earliest, 0n));
+  return (await readAll(log, topic)).length;
 }
 
 /** A schema of our own on the shared test server, so nothing we do touches other suites' tables. */

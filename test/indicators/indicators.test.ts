@@ -163,7 +163,57 @@ describe('indicators on the real Kafka and PostgreSQL', () => {
     assert.deepEqual(counts, { accepted: '20', invalid: '1' });
   });
 
-  it('a crash between publishing and committing replays the batch with identical values', async () => {
+  /** The database, except that the first commit fails: in its state write, or (`afterWrites`) once everything in it ran, just before COMMIT. */
+  function crashingOnce(afterWrites: boolean): Database {
+    let failed = false;
+    return {
+      kind: db.kind,
+      description: db.description,
+      query: (sql, params) => db.query(sql, params),
+      close: async () => {},
+      transaction: (fn) =>
+        db.transaction(async (tx) => {
+          let writesState = false;
+          const failOnce: Queryable = {
+            query: (sql, params) => {
+              if (sql.includes('INSERT INTO indicator_state')) writesState = true;
+              if (!afterWrites && !failed && writesState) {
+                failed = true;
+                throw new TickflowError('DB_ERROR', 'simulated crash before the commit');
+              }
+              return tx.query(sql, params);
+            },
+          };
+          const result = await fn(failOnce);
+          if (afterWrites && !failed && writesState) {
+            failed = true;
+            throw new TickflowError('DB_ERROR', 'simulated crash before the commit');
+          }
+          return result;
+        }),
+    };
+  }
+
+  it('exactly once: a crash before the state commits aborts the outputs; one after the Kafka commit replays silently', async () => {
+    for (const afterWrites of [false, true]) {
+      const topics = names(afterWrites ? 'crash-eo-late' : 'crash-eo');
+      await log.createTopics([{ name: topics.inputTopic, partitions: 3 }]);
+      const { ticks, walks } = seededStream(20, 120, 2);
+      await produceTicks(log, topics.inputTopic, ticks);
+      await assert.rejects(runIndicators(options(topics, { db: crashingOnce(afterWrites), exactlyOnce: true })), /simulated crash/);
+      const visible = await messageCount(log, topics.outputTopic);
+      // Before the Kafka commit: nothing visible. After it (PostgreSQL rolled back): the first interval is out.
+      if (afterWrites) assert.ok(visible > 0, `what the failed commit sent is in Kafka (${visible})`);
+      else assert.equal(visible, 0, 'the outputs of the failed commit are never visible');
+      const rerun = await runIndicators(options(topics, { exactlyOnce: true }));
+      assert.equal(rerun.published, ticks.length - visible, 'the replay sends only what was not committed');
+      const check = await checkOutput(log, topics.outputTopic, ticks, walks);
+      assert.equal(check.distinct, ticks.length);
+      assert.equal(check.records, ticks.length, 'each output once');
+    }
+  });
+
+  it('at least once: a crash between publishing and committing replays the batch with identical values', async () => {
     const topics = names('crash');
     await log.createTopics([{ name: topics.inputTopic, partitions: 3 }]);
     const { ticks, walks } = seededStream(20, 120, 2);
@@ -189,10 +239,10 @@ describe('indicators on the real Kafka and PostgreSQL', () => {
           return fn(failOnce);
         }),
     };
-    await assert.rejects(runIndicators(options(topics, { db: crashing })), /simulated crash/);
+    await assert.rejects(runIndicators(options(topics, { db: crashing, exactlyOnce: false })), /simulated crash/);
     const published = await messageCount(log, topics.outputTopic);
     assert.ok(published > 0, 'the failed batch was published');
-    await runIndicators(options(topics));
+    await runIndicators(options(topics, { exactlyOnce: false }));
     const check = await checkOutput(log, topics.outputTopic, ticks, walks);
     assert.equal(check.distinct, ticks.length);
     assert.equal(check.records, ticks.length + published, 'the replayed batch repeats exactly what was published');
@@ -233,6 +283,6 @@ describe('indicators on the real Kafka and PostgreSQL', () => {
     assert.equal(exit.code, 0, exit.stderr);
     const check = await checkOutput(log, topics.outputTopic, ticks, walks);
     assert.equal(check.distinct, ticks.length, 'every price has its indicators');
-    assert.ok(check.records >= ticks.length);
+    assert.equal(check.records, ticks.length, 'exactly once (the default): no repeat after kill -9');
   });
 });

@@ -5,6 +5,8 @@ import { COUNTRIES } from '../../src/core/countries.ts';
 import { REJECT_REASONS, cleanUserJson } from '../../src/core/user-record.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { execFileSync, spawn } from 'node:child_process';
+import { BIN } from '../helpers/cli.ts';
 import { BROKERS, jsonLines, readAll, run, unique } from './helpers.ts';
 
 describe('clean-users on real Kafka', () => {
@@ -165,6 +167,68 @@ describe('clean-users on real Kafka', () => {
     assert.equal(wider.code, 0, wider.stderr);
     const reasons = jsonLines<{ summary?: { reasons: Record<string, number> } }>(wider.stdout).at(-1)!.summary!.reasons;
     assert.equal(reasons['implausible-date'], injected.filter((r) => r.date.includes('2999')).length);
+  });
+
+  it('exactly once (the default) across kill -9 in an open transaction: clean + dead-lettered = produced, each once, as an uninterrupted run; kcat agrees', async () => {
+    const input = unique('users-eo');
+    const [output, dead, stats] = [unique('users-eo-clean'), unique('users-eo-dead'), unique('users-eo-stats')];
+    const group = unique('clean-users-eo');
+    const generated = await run(['generate', 'users', '--count', '30000', '--seed', 'clean-users-eo']);
+    assert.equal(generated.code, 0, generated.stderr);
+    const lines = generated.stdout.split('\n').filter((l) => l !== '');
+    await log.createTopics([{ name: input, partitions: 3 }]);
+    const uncommitted = new KafkaLog({ brokers: KAFKA_BROKERS, isolationLevel: 'read_uncommitted' });
+    const committed = async () => [...(await log.committed(group, input).catch(() => new Map<number, bigint>())).values()].reduce((n, o) => n + o, 0n);
+    try {
+      // The records stream in (10 chunks, 1.5 s apart) while the service runs, is killed and restarted.
+      const feeding = (async () => {
+        const producer = log.producer();
+        for (let i = 0; i < lines.length; i += 3000) {
+          await producer.send(input, lines.slice(i, i + 3000).map((value, j) => ({ key: String(i + j), value })));
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+        }
+        await producer.close();
+      })();
+      const service = ['clean-users', '--input', input, '--output', output, '--dead-letter-topic', dead, '--stats-topic', stats, '--group', group, '--window', '1h', ...BROKERS];
+      const first = spawn(process.execPath, [BIN, ...service], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+      const firstExit = new Promise((resolve) => first.on('close', (_code, signal) => resolve(signal)));
+      // Killed while a transaction holds clean records (high watermark above the last stable offset).
+      let open = 0n;
+      for (const started = Date.now(); open === 0n && Date.now() - started < 60_000;) {
+        const [stable, high] = await Promise.all([log.offsets(output).catch(() => []), uncommitted.offsets(output).catch(() => [])]);
+        open = high.reduce((n, p, i) => n + p.latest - (stable[i]?.latest ?? p.latest), 0n);
+      }
+      first.kill('SIGKILL');
+      assert.equal(await firstExit, 'SIGKILL');
+      await feeding;
+      const second = spawn(process.execPath, [BIN, ...service], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+      const secondExit = new Promise((resolve) => second.on('close', (code) => resolve(code)));
+      for (let i = 0; (await committed()) < BigInt(lines.length); i++) {
+        if (i > 1200) assert.fail('the restarted service did not commit every offset in 2 minutes');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      second.kill('SIGTERM');
+      assert.equal(await secondExit, 0);
+
+      const referenceOutput = unique('users-eo-ref');
+      const reference = await run(['clean-users', '--until-end', '--input', input, '--output', referenceOutput, '--dead-letter-topic', unique('users-eo-ref-dead'), '--stats-topic', unique('users-eo-ref-stats'), '--window', '1h', '--json', ...BROKERS]);
+      assert.equal(reference.code, 0, reference.stderr);
+      const summary = jsonLines<{ summary?: { clean: number; deadLettered: number } }>(reference.stdout).at(-1)!.summary!;
+      const clean = await readAll(log, output);
+      const rejected = await readAll(log, dead);
+      assert.equal(clean.length + rejected.length, lines.length, 'clean + dead-lettered = produced');
+      assert.deepEqual([clean.length, rejected.length], [summary.clean, summary.deadLettered], 'as the uninterrupted run');
+      const sources = new Set(rejected.map((r) => `${r.headers['x-source-partition']}@${r.headers['x-source-offset']}`));
+      assert.equal(sources.size, rejected.length, 'each dead letter once');
+      // Every clean record as the uninterrupted run has it, as many times (the data repeats some users).
+      const sorted = (records: Array<{ value: string }>) => records.map((r) => r.value).sort();
+      assert.deepEqual(sorted(clean), sorted(await readAll(log, referenceOutput)), 'the same clean records, each once');
+      const kcat = execFileSync('/usr/bin/kcat', ['-b', KAFKA_BROKERS[0], '-C', '-t', output, '-X', 'isolation.level=read_committed', '-e', '-q', '-f', '%k\\n'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      assert.equal(kcat.split('\n').filter(Boolean).length, clean.length, 'kcat at read_committed');
+      console.log(`# clean-users: killed in a transaction holding ${open} records; ${clean.length} clean + ${rejected.length} dead-lettered = ${lines.length}`);
+    } finally {
+      await uncommitted.close();
+    }
   });
 
   it('validates its flags with one line', async () => {

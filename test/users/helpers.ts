@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { BIN } from '../helpers/cli.ts';
 import type { CliResult } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { transactionsSettled } from '../helpers/transactions.ts';
 import type { Log } from '../../src/log/types.ts';
 
 let sequence = 0;
@@ -41,7 +42,9 @@ export interface ReadRecord {
 }
 
 /** Every record of a topic, partition by partition in offset order (through tickflow's own client). */
+/** Every record a read_committed reader sees, once no transaction is open on the topic (or after 10 s). */
 export async function readAll(log: Log, topic: string): Promise<ReadRecord[]> {
+  await transactionsSettled(log, topic);
   const out: ReadRecord[] = [];
   for await (const batch of log.readRange({ topic })) {
     for (const r of batch) {

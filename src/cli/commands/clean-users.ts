@@ -7,6 +7,7 @@ import { defineCommand } from '../command.ts';
 import { badFlag, bool, duration, durationMs, int, oneOf, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
+import { DELIVERY_FLAGS, delivery } from '../delivery.ts';
 
 export const command = defineCommand({
   name: ['clean-users'],
@@ -28,6 +29,10 @@ export const command = defineCommand({
     'represented countries (ties listed) and the number of distinct users (by id).',
     '--until-end: a bounded run up to the end offsets seen at start. --input - reads JSON Lines from',
     'stdin (read whole first, so it must fit in memory; implies --until-end).',
+    'Exactly once (default with Kafka): per --commit-interval the clean records, dead letters, reports',
+    'and consumed offsets go in one Kafka transaction (read_committed readers see each once, whatever',
+    'crashes); --at-least-once: offsets commit after everything before them is acknowledged, outputs',
+    'are visible at once, a crash may repeat some (docs/guarantees.md).',
   ].join('\n'),
   flags: {
     input: { type: 'string', value: 'TOPIC', default: 'users', description: 'Topic of raw user records, or - for stdin (JSON Lines)' },
@@ -43,6 +48,7 @@ export const command = defineCommand({
     'date-order': { type: 'string', value: 'ORDER', description: 'dmy or mdy: how to read numeric dates such as 03/04/2020 (default: reject as ambiguous)' },
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions for the output topics if they have to be created' },
     'max-record-bytes': MAX_RECORD_BYTES_FLAG,
+    ...DELIVERY_FLAGS,
   },
   examples: [
     'tickflow clean-users --brokers 127.0.0.1:9092',
@@ -74,6 +80,7 @@ export const command = defineCommand({
       plausibleDates: plausibleDates(str(values, 'plausible-dates')),
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       maxRecordBytes: maxRecordBytes(values),
+      ...delivery(values),
     };
   },
   async run({ config, shared, out, signal, logger, openLog }) {

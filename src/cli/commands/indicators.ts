@@ -4,6 +4,7 @@ import type { FlagValues } from '../command.ts';
 import { badFlag, bool, duration, int, num, str, topicOnly } from '../flags.ts';
 import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
+import { DELIVERY_FLAGS, delivery } from '../delivery.ts';
 
 const NAME = /^[A-Za-z0-9._-]{1,249}$/;
 
@@ -23,9 +24,12 @@ export const command = defineCommand({
     'ema: EMA over --points points, alpha = 2/(N+1), the plain mean of the points so far until N.',
     'volatility: sample standard deviation of the log returns among the last N prices (N − 1',
     'returns), null until 3 prices; points: prices in the window, min(seen, N).',
-    'State and position are kept in Postgres per input partition, committed together after each',
-    'batch is published: a restart continues where it stopped. Output is at-least-once with',
-    'deterministic values (a replayed batch repeats the same records). Malformed prices go to the',
+    'State and position are kept in Postgres per input partition: a restart continues where it stopped.',
+    'Exactly once (default with Kafka): per --commit-interval the outputs, dead letters and consumed',
+    'offsets go in one Kafka transaction, committed inside the Postgres transaction of the state;',
+    'read_committed readers see each output once, whatever crashes. --at-least-once: publish each',
+    'batch, then commit state and offsets; a crash in between repeats records (same values), but',
+    'outputs are visible at once to every reader (docs/guarantees.md). Malformed prices go to the',
     'dead-letter topic (headers x-reason, x-error, x-source-*), and so do implausible ones',
     '(implausible-price: more than --max-price-ratio from the symbol\'s level, set by a majority of its',
     'first 5 prices; they never enter the EMA or the volatility), and so do records whose ts is more',
@@ -52,11 +56,14 @@ export const command = defineCommand({
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions of the input topic if it has to be created' },
     'until-end': { type: 'boolean', description: 'Exit once everything in the input at start is processed (single member)' },
     'stop-at-end': alias('until-end'),
+    ...DELIVERY_FLAGS,
   },
   examples: [
     'tickflow indicators --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
     'tickflow indicators --input ticks --symbol-field s --price-field p --ts-field t --output ticks-volatility',
     'tickflow indicators --until-end --json',
+    'tickflow indicators --brokers 127.0.0.1:9092 --commit-interval 5s',
+    'tickflow indicators --brokers 127.0.0.1:9092 --at-least-once',
   ],
   configure(values) {
     const topic = topicName(values, 'input', topicOnly(values, 'input', 'prices', 'the indicators keep their position per partition in PostgreSQL; replay the file into a topic first (tickflow replay FILE --output prices)'));
@@ -84,6 +91,7 @@ export const command = defineCommand({
       maxPriceRatio: num(values, 'max-price-ratio', 10, { exclusiveMin: 1 }),
       maxTimeSkewMs: duration(values, 'max-time-skew', 600_000, { minMs: 1 }),
       maxRecordBytes: maxRecordBytes(values),
+      ...delivery(values),
     };
   },
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
