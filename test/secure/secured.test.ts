@@ -103,7 +103,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
       let ticks = 0;
       for (const v of await values('stocks')) ticks += (JSON.parse(v.toString()) as { tickers: unknown[] }).tickers.length;
       const aggregator = startTickflow(
-        ['aggregate', 'stocks', '--window', '1s', '--allowed-lateness', '100ms', '--idle-flush', '200ms', '--max-time-skew', '3650d', '--commit-interval', '200ms'],
+        ['aggregate', 'stocks', '--window', '1s', '--allowed-lateness', '100ms', '--idle-timeout', '200ms', '--max-time-skew', '3650d', '--commit-interval', '200ms'],
         { ...kafkaEnv(kafka, 'tf-aggregate-stocks'), ...db.writerEnv },
       );
       const { child } = aggregator;
@@ -119,10 +119,10 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
       }
     });
 
-    it('indicators --stop-at-end publishes one point per price it reads', async () => {
+    it('indicators --until-end publishes one point per price it reads', async () => {
       const beforeOut = await total('volatility');
       const beforeDlq = await total('prices-dlq');
-      const r = await as('tf-indicators', ['indicators', '--stop-at-end', '--json'], { ...db.writerEnv });
+      const r = await as('tf-indicators', ['indicators', '--until-end', '--json'], { ...db.writerEnv });
       const report = JSON.parse(r.stdout) as { read: number; published: number; deadLettered: number };
       assert.equal(report.read, await total('prices'));
       assert.equal(await total('volatility'), beforeOut + report.published);
@@ -130,7 +130,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
       assert.equal(report.published + report.deadLettered, report.read);
     });
 
-    it('archive --stop-at-end stores every record of prices', async () => {
+    it('archive --until-end stores every record of prices', async () => {
       const r = await as('tf-archive', ['archive', '--input', 'prices', '--until-end', '--json'], { ...db.writerEnv });
       const prices = await total('prices');
       assert.equal((JSON.parse(r.stdout) as { read: number }).read, prices);
@@ -233,7 +233,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     });
 
     it('a principal using a consumer group it has no ACL for', async () => {
-      const line = await failure('tf-indicators', ['indicators', '--group', 'not-mine', '--stop-at-end'], db.writerEnv, 3);
+      const line = await failure('tf-indicators', ['indicators', '--group', 'not-mine', '--until-end'], db.writerEnv, 3);
       assert.equal(line, 'tickflow indicators: join group not-mine: not authorized: user tf-indicators may not use this consumer group (GROUP_AUTHORIZATION_FAILED); the cluster needs an ACL for it (tickflow acls --print)');
     });
 

@@ -53,7 +53,7 @@ export const command = defineCommand({
     group: { type: 'string', value: 'NAME', default: 'unique-users', description: 'Consumer group (service mode)' },
     'until-end': { type: 'boolean', description: 'Read up to the end offsets seen at start, flush, exit (no group)' },
     'allowed-lateness': { type: 'string', value: 'DURATION', default: '5s', description: 'How far behind its partition\'s stream time a frame may be' },
-    'max-time-skew': { type: 'string', value: 'DURATION', default: '10m', description: 'A ts farther than this from its partition\'s stream time is held, then counted or sent to --late-topic as implausible-time (docs/event-time.md)' },
+    'max-time-skew': { type: 'string', value: 'DURATION', description: 'A ts farther than this from its partition\'s stream time is held, then counted or sent to --late-topic as implausible-time (docs/event-time.md) (default 10m, or --allowed-lateness when that is longer)' },
     'idle-timeout': { type: 'string', value: 'DURATION', default: '30s', description: 'Flush open minutes after this long without frames; idle partitions stop holding the watermark' },
     approx: { type: 'boolean', description: 'Count with HyperLogLog instead of exact sets' },
     'max-exact-memory': { type: 'string', value: 'SIZE', default: '64MiB', description: 'Per window: an exact set larger than this switches to a HyperLogLog sketch (record says approximate)' },
@@ -73,7 +73,8 @@ export const command = defineCommand({
   ],
   configure(values) {
     const allowedLatenessMs = duration(values, 'allowed-lateness', 5000);
-    const maxTimeSkewMs = duration(values, 'max-time-skew', 600_000, { minMs: 1 });
+    // Unset, the bound follows a longer allowed lateness; set, it must cover it.
+    const maxTimeSkewMs = duration(values, 'max-time-skew', Math.max(600_000, allowedLatenessMs), { minMs: 1 });
     if (maxTimeSkewMs < allowedLatenessMs) throw badFlag('max-time-skew', `must be at least --allowed-lateness (${allowedLatenessMs}ms), got ${maxTimeSkewMs}ms`);
     const idleTimeoutMs = duration(values, 'idle-timeout', 30_000, { minMs: 100 });
     const input = str(values, 'input') || 'user-tracker';
