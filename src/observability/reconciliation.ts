@@ -4,6 +4,8 @@ import { listStoredOffsets } from '../db/offset-store.ts';
 import { listCounts } from '../db/pipeline-counts.ts';
 import { listRejectionCounts } from '../db/rejection-counts.ts';
 import { supervisionProblems } from './supervision.ts';
+import { sideTopicRejections } from './side-topic-shares.ts';
+import type { SideTopicOptions } from './side-topic-shares.ts';
 
 /**
  * One look at the whole system: every topic's offsets, every consumer's position (Kafka
@@ -54,8 +56,13 @@ export interface AccountingView {
   unaccounted: number;
 }
 
-/** What one sink dead-lettered as late or implausible, over everything it read. */
+/**
+ * What one sink dead-lettered as late or implausible, over everything it read. `stored`:
+ * from the counts it commits in PostgreSQL; `group`: a Kafka-committing pipeline's group,
+ * from its side topic, over what the group consumed (side-topic-shares.ts).
+ */
 export interface LateView {
+  kind: 'stored' | 'group';
   consumer: string;
   topic: string;
   /** Records read (its offsets advanced over them). */
@@ -95,6 +102,11 @@ export interface MonitorOptions {
    * are reported in `lateness` but not judged: reconciliation alone.
    */
   maxLateShare?: number;
+  /**
+   * Where the Kafka-committing pipelines (unique-users, clean-users) send their late and
+   * implausible records, the memory bound and progress of reading them.
+   */
+  sideTopics?: SideTopicOptions;
 }
 
 export const DEFAULT_MAX_LATE_SHARE = 0.01;
@@ -198,17 +210,28 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
       }
     }
     lateness.push(...lateShares(accounting, rejections));
-    const maxLateShare = options.maxLateShare;
-    for (const view of maxLateShare === undefined ? [] : lateness) {
-      if (view.share <= maxLateShare!) continue;
-      const implausible = Object.entries(view.implausible).map(([reason, n]) => `${reason} ${n}`).join(', ');
-      problems.push({
-        where: `consumer ${view.consumer} on ${view.topic}`,
-        message: `${percent(view.share)} of the ${view.advanced} records it read were dead-lettered as late (${view.late}) or implausible (${implausible || 0}): over --max-late-share ${percent(maxLateShare!)}`,
-      });
-    }
   } else {
     notes.push('no database: offsets kept in PostgreSQL are not shown');
+  }
+  const side = await sideTopicRejections(
+    log,
+    committedByGroup.map((g) => ({ ...g, offsets: byTopic.get(g.topic)!.partitions })),
+    options.sideTopics,
+  );
+  notes.push(...side.notes);
+  for (const r of side.rejections) {
+    const flagged = r.late + Object.values(r.implausible).reduce((a, b) => a + b, 0);
+    lateness.push({ kind: 'group', consumer: r.group, topic: r.topic, advanced: r.consumed, late: r.late, implausible: sortedReasons(r.implausible), share: r.consumed > 0 ? flagged / r.consumed : 0 });
+    if (r.duplicates > 0) notes.push(`group ${r.group}: ${r.duplicates} side record${r.duplicates === 1 ? '' : 's'} in ${r.sideTopics.join(', ')} repeat a source position already counted (sent again after a restart); counted once`);
+  }
+  const maxLateShare = options.maxLateShare;
+  for (const view of maxLateShare === undefined ? [] : lateness) {
+    if (view.share <= maxLateShare!) continue;
+    const implausible = Object.entries(view.implausible).map(([reason, n]) => `${reason} ${n}`).join(', ');
+    problems.push({
+      where: `${view.kind === 'group' ? 'group' : 'consumer'} ${view.consumer} on ${view.topic}`,
+      message: `${percent(view.share)} of the ${view.advanced} records it read were dead-lettered as late (${view.late}) or implausible (${implausible || 0}): over --max-late-share ${percent(maxLateShare!)}`,
+    });
   }
   consumers.sort((a, b) => a.topic.localeCompare(b.topic) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   problems.push(...supervisionProblems());
@@ -226,7 +249,7 @@ function lateShares(accounting: readonly AccountingView[], rejections: Awaited<R
   for (const a of accounting) {
     const key = `${a.consumer}\u0000${a.topic}`;
     let view = views.get(key);
-    if (!view) views.set(key, (view = { consumer: a.consumer, topic: a.topic, advanced: 0, late: 0, implausible: {}, share: 0 }));
+    if (!view) views.set(key, (view = { kind: 'stored', consumer: a.consumer, topic: a.topic, advanced: 0, late: 0, implausible: {}, share: 0 }));
     view.advanced += a.advanced;
     view.late += a.late;
     counted.add(`${key}\u0000${a.partition}`);
@@ -243,5 +266,7 @@ function lateShares(accounting: readonly AccountingView[], rejections: Awaited<R
   }
   return [...views.values()];
 }
+
+const sortedReasons = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)));
 
 const percent = (share: number) => `${(share * 100).toFixed(share < 0.001 && share > 0 ? 3 : 1)}%`;
