@@ -103,8 +103,10 @@ export interface MonitorOptions {
    */
   maxLateShare?: number;
   /**
-   * Where the Kafka-committing pipelines (unique-users, clean-users) send their late and
-   * implausible records, the memory bound and progress of reading them.
+   * Given (`monitor` always gives it), the side topics of the Kafka-committing pipelines
+   * (unique-users, clean-users) are read for their late and implausible shares: where
+   * they are, the memory bound and progress of reading them. Without it (the dashboard's
+   * lag view) they are not read.
    */
   sideTopics?: SideTopicOptions;
 }
@@ -213,12 +215,12 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
   } else {
     notes.push('no database: offsets kept in PostgreSQL are not shown');
   }
-  const side = await sideTopicRejections(
-    log,
-    committedByGroup.map((g) => ({ ...g, offsets: byTopic.get(g.topic)!.partitions })),
-    options.sideTopics,
-  );
+  const groupRanges = committedByGroup.map((g) => ({ ...g, offsets: byTopic.get(g.topic)!.partitions }));
+  const side = options.sideTopics ? await sideTopicRejections(log, groupRanges, options.sideTopics) : { rejections: [], notes: [], unreadable: [] };
   notes.push(...side.notes);
+  for (const u of side.unreadable) {
+    problems.push({ where: `group ${u.group} on ${u.topic}`, message: `its late and implausible share is unknown: side topic ${u.sideTopic} could not be read (${u.error})` });
+  }
   for (const r of side.rejections) {
     const flagged = r.late + Object.values(r.implausible).reduce((a, b) => a + b, 0);
     lateness.push({ kind: 'group', consumer: r.group, topic: r.topic, advanced: r.consumed, late: r.late, implausible: sortedReasons(r.implausible), share: r.consumed > 0 ? flagged / r.consumed : 0 });

@@ -65,11 +65,12 @@ export interface SideTopicOptions extends SideTopicNames {
   maxPositions?: number;
   /** Called with a line of progress while a large side topic is read. */
   progress?: (line: string) => void;
+  /** A side topic of more records than this reports progress, every this many (default 200,000). */
+  progressEvery?: number;
 }
 
 export const DEFAULT_MAX_POSITIONS = 2_000_000;
-/** Side topics with more records than this report progress. */
-const PROGRESS_ABOVE = 200_000;
+const PROGRESS_EVERY = 200_000;
 
 interface GroupRange {
   group: string;
@@ -80,6 +81,14 @@ interface GroupRange {
   offsets: readonly PartitionOffsets[];
 }
 
+export interface SideTopicReport {
+  /** Groups whose side topics were all read. */
+  rejections: GroupRejections[];
+  notes: string[];
+  /** Groups whose share is unknown: a side topic could not be read (not authorized, ...). */
+  unreadable: Array<{ group: string; topic: string; sideTopic: string; error: string }>;
+}
+
 /** pipeline → source topic → partition → offset → reason. */
 type Rejected = Map<string, Map<string, Map<number, Map<number, string>>>>;
 
@@ -87,27 +96,32 @@ type Rejected = Map<string, Map<string, Map<number, Map<number, string>>>>;
  * The late and implausible records of every group of a Kafka-committing pipeline among
  * `groups`, over what it consumed; notes say what could not be read in full.
  */
-export async function sideTopicRejections(log: Log, groups: readonly GroupRange[], options: SideTopicOptions = {}): Promise<{ rejections: GroupRejections[]; notes: string[] }> {
+export async function sideTopicRejections(log: Log, groups: readonly GroupRange[], options: SideTopicOptions = {}): Promise<SideTopicReport> {
   const pipelines = kafkaPipelines(options);
   const mine = groups.flatMap((g) => {
     const pipeline = pipelineOfGroup(g.group, pipelines);
     return pipeline ? [{ ...g, pipeline, sideTopics: pipeline.sideTopics(g.topic) }] : [];
   });
   const notes: string[] = [];
-  if (mine.length === 0) return { rejections: [], notes };
+  if (mine.length === 0) return { rejections: [], notes, unreadable: [] };
   const existing = new Set(await log.listTopics());
   const rejected: Rejected = new Map();
   let duplicatesBy = new Map<string, number>();
   const read = new Set<string>();
+  const failed = new Map<string, string>();
   for (const g of mine) {
     for (const side of g.sideTopics) {
       if (read.has(side) || !existing.has(side)) continue;
       read.add(side);
-      const result = await readSideTopic(log, side, rejected, options, notes);
-      duplicatesBy = mergeCounts(duplicatesBy, result);
+      try {
+        duplicatesBy = mergeCounts(duplicatesBy, await readSideTopic(log, side, rejected, options, notes));
+      } catch (error) {
+        failed.set(side, (error as Error).message);
+      }
     }
   }
-  const rejections = mine.map((g) => {
+  const unreadable = mine.flatMap((g) => g.sideTopics.filter((t) => failed.has(t)).map((t) => ({ group: g.group, topic: g.topic, sideTopic: t, error: failed.get(t)! })));
+  const rejections = mine.filter((g) => !g.sideTopics.some((t) => failed.has(t))).map((g) => {
     const view: GroupRejections = { group: g.group, pipeline: g.pipeline.name, topic: g.topic, consumed: 0, late: 0, implausible: {}, duplicates: duplicatesBy.get(`${g.pipeline.name}\u0000${g.topic}`) ?? 0, sideTopics: g.sideTopics };
     const byPartition = rejected.get(g.pipeline.name)?.get(g.topic);
     for (const p of g.offsets) {
@@ -128,7 +142,7 @@ export async function sideTopicRejections(log: Log, groups: readonly GroupRange[
     const missing = g.sideTopics.filter((t) => !existing.has(t));
     if (missing.length > 0) notes.push(`group ${g.group} (${g.pipeline.name}): side topic ${missing.join(', ')} does not exist; no late or implausible records counted from it`);
   }
-  return { rejections, notes };
+  return { rejections, notes, unreadable };
 }
 
 function mergeCounts(a: Map<string, number>, b: Map<string, number>): Map<string, number> {
@@ -146,7 +160,8 @@ async function readSideTopic(log: Log, topic: string, rejected: Rejected, option
   const stop = new AbortController();
   let seen = 0;
   let positions = 0;
-  let nextProgress = PROGRESS_ABOVE;
+  const every = options.progressEvery ?? PROGRESS_EVERY;
+  let nextProgress = every;
   const to = new Map(offsets.map((p) => [p.partition, p.latest]));
   try {
     for await (const batch of log.readRange({ topic, to, signal: stop.signal })) {
@@ -168,9 +183,9 @@ async function readSideTopic(log: Log, topic: string, rejected: Rejected, option
         byOffset.set(side.offset, side.reason);
         positions++;
       }
-      if (total > PROGRESS_ABOVE && seen >= nextProgress) {
+      if (total > every && seen >= nextProgress) {
         options.progress?.(`monitor: ${topic}: read ${seen.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} side records`);
-        nextProgress += PROGRESS_ABOVE;
+        nextProgress = seen - (seen % every) + every;
       }
       if (positions >= maxPositions) {
         notes.push(`side topic ${topic}: stopped after ${seen.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} records at ${positions.toLocaleString('en-US')} distinct late or implausible positions (the memory bound); the shares from it are lower bounds`);

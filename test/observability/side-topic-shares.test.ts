@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryLog } from '../../src/log/memory.ts';
 import { sideTopicRejections } from '../../src/observability/side-topic-shares.ts';
+import { collectSnapshot } from '../../src/observability/reconciliation.ts';
 
 const letter = (reason: string, offset: number, extra: Record<string, string> = {}) => ({
   value: 'x',
@@ -43,6 +44,46 @@ describe('side-topic shares', () => {
     const { rejections, notes } = await sideTopicRejections(log, [group], { maxPositions: 3 });
     assert.ok(rejections[0].late >= 3 && rejections[0].late < 10, String(rejections[0].late));
     assert.match(notes[0], /^side topic user-tracker-late: stopped after \d+ of 10 records at \d+ distinct late or implausible positions \(the memory bound\); the shares from it are lower bounds$/);
+  });
+
+  it('reports progress on a side topic larger than the progress step, none on a small one', async () => {
+    const { log, group } = await setup(Array.from({ length: 10 }, (_, i) => letter('beyond-lateness', i)));
+    const lines: string[] = [];
+    const { rejections } = await sideTopicRejections(log, [group], { progress: (line) => lines.push(line), progressEvery: 4 });
+    assert.equal(rejections[0].late, 10);
+    assert.ok(lines.length >= 1, 'progress was reported');
+    for (const line of lines) assert.match(line, /^monitor: user-tracker-late: read ([4-9]|10) of 10 side records$/);
+    lines.length = 0;
+    await sideTopicRejections(log, [group], { progress: (line) => lines.push(line), progressEvery: 10 });
+    assert.deepEqual(lines, []);
+  });
+
+  it('a side topic that cannot be read leaves the group out and says why', async () => {
+    const { log, group } = await setup([letter('beyond-lateness', 1)]);
+    const refused = async function* () {
+      throw new Error('Not authorized to access topics: [user-tracker-late]');
+    };
+    const denied = new Proxy(log, {
+      get: (target, name) => {
+        if (name === 'readRange') return refused;
+        const value: unknown = Reflect.get(target, name);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const report = await sideTopicRejections(denied, [group]);
+    assert.deepEqual(report.rejections, []);
+    assert.deepEqual(report.unreadable, [{ group: 'unique-users', topic: 'frames', sideTopic: 'user-tracker-late', error: 'Not authorized to access topics: [user-tracker-late]' }]);
+    // The group commits 50 of frames, so that monitor finds it.
+    const member = log.subscribe({ group: 'unique-users', topics: ['frames'] });
+    for await (const _batch of member) {
+      await member.commit([{ topic: 'frames', partition: 0, offset: 50n }]);
+      break;
+    }
+    await member.close();
+    const snapshot = await collectSnapshot(denied, null, { topics: ['frames'], sideTopics: {} });
+    assert.deepEqual(snapshot.problems.filter((p) => p.where.startsWith('group')), [
+      { where: 'group unique-users on frames', message: 'its late and implausible share is unknown: side topic user-tracker-late could not be read (Not authorized to access topics: [user-tracker-late])' },
+    ]);
   });
 
   it('notes a side topic that does not exist', async () => {
