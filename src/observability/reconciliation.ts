@@ -4,8 +4,7 @@ import { listStoredOffsets } from '../db/offset-store.ts';
 import { listCounts } from '../db/pipeline-counts.ts';
 import { listRejectionCounts } from '../db/rejection-counts.ts';
 import { supervisionProblems } from './supervision.ts';
-import { sideTopicRejections } from './side-topic-shares.ts';
-import type { SideTopicOptions } from './side-topic-shares.ts';
+import type { SideTopicReader } from './side-topic-shares.ts';
 
 /**
  * One look at the whole system: every topic's offsets, every consumer's position (Kafka
@@ -104,11 +103,11 @@ export interface MonitorOptions {
   maxLateShare?: number;
   /**
    * Given (`monitor` always gives it), the side topics of the Kafka-committing pipelines
-   * (unique-users, clean-users) are read for their late and implausible shares: where
-   * they are, the memory bound and progress of reading them. Without it (the dashboard's
+   * (unique-users, clean-users) are read for their late and implausible shares (a reader
+   * kept across snapshots reads only what was added since). Without it (the dashboard's
    * lag view) they are not read.
    */
-  sideTopics?: SideTopicOptions;
+  sideTopics?: SideTopicReader;
 }
 
 export const DEFAULT_MAX_LATE_SHARE = 0.01;
@@ -216,7 +215,7 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
     notes.push('no database: offsets kept in PostgreSQL are not shown');
   }
   const groupRanges = committedByGroup.map((g) => ({ ...g, offsets: byTopic.get(g.topic)!.partitions }));
-  const side = options.sideTopics ? await sideTopicRejections(log, groupRanges, options.sideTopics) : { rejections: [], notes: [], unreadable: [] };
+  const side = options.sideTopics ? await options.sideTopics.read(log, groupRanges) : { rejections: [], notes: [], unreadable: [] };
   notes.push(...side.notes);
   for (const u of side.unreadable) {
     problems.push({ where: `group ${u.group} on ${u.topic}`, message: `its late and implausible share is unknown: side topic ${u.sideTopic} could not be read (${u.error})` });

@@ -92,111 +92,147 @@ export interface SideTopicReport {
 /** pipeline → source topic → partition → offset → reason. */
 type Rejected = Map<string, Map<string, Map<number, Map<number, string>>>>;
 
+/** What has been read of one side topic. */
+interface SideTopicState {
+  rejected: Rejected;
+  /** Side records repeating a position already counted, by pipeline and source topic. */
+  duplicates: Map<string, number>;
+  /** Next offset to read, per partition. */
+  next: Map<number, bigint>;
+  positions: number;
+  /** Set once the memory bound is reached: the topic is read no further. */
+  capped: string | null;
+}
+
 /**
  * The late and implausible records of every group of a Kafka-committing pipeline among
- * `groups`, over what it consumed; notes say what could not be read in full.
+ * `groups`, over what it consumed; notes say what could not be read in full. One call
+ * reads the side topics from their start.
  */
 export async function sideTopicRejections(log: Log, groups: readonly GroupRange[], options: SideTopicOptions = {}): Promise<SideTopicReport> {
-  const pipelines = kafkaPipelines(options);
-  const mine = groups.flatMap((g) => {
-    const pipeline = pipelineOfGroup(g.group, pipelines);
-    return pipeline ? [{ ...g, pipeline, sideTopics: pipeline.sideTopics(g.topic) }] : [];
-  });
-  const notes: string[] = [];
-  if (mine.length === 0) return { rejections: [], notes, unreadable: [] };
-  const existing = new Set(await log.listTopics());
-  const rejected: Rejected = new Map();
-  let duplicatesBy = new Map<string, number>();
-  const read = new Set<string>();
-  const failed = new Map<string, string>();
-  for (const g of mine) {
-    for (const side of g.sideTopics) {
+  return new SideTopicReader(options).read(log, groups);
+}
+
+/**
+ * Reads side topics and keeps what it read, so that the next `read` (`monitor --watch`)
+ * only reads what was added since; a topic recreated meanwhile is read again.
+ */
+export class SideTopicReader {
+  readonly #options: SideTopicOptions;
+  readonly #pipelines: KafkaPipeline[];
+  readonly #topics = new Map<string, SideTopicState>();
+
+  constructor(options: SideTopicOptions = {}) {
+    this.#options = options;
+    this.#pipelines = kafkaPipelines(options);
+  }
+
+  async read(log: Log, groups: readonly GroupRange[]): Promise<SideTopicReport> {
+    const mine = groups.flatMap((g) => {
+      const pipeline = pipelineOfGroup(g.group, this.#pipelines);
+      return pipeline ? [{ ...g, pipeline, sideTopics: pipeline.sideTopics(g.topic) }] : [];
+    });
+    const notes: string[] = [];
+    if (mine.length === 0) return { rejections: [], notes, unreadable: [] };
+    const existing = new Set(await log.listTopics());
+    const read = new Set<string>();
+    const failed = new Map<string, string>();
+    for (const side of mine.flatMap((g) => g.sideTopics)) {
       if (read.has(side) || !existing.has(side)) continue;
       read.add(side);
       try {
-        duplicatesBy = mergeCounts(duplicatesBy, await readSideTopic(log, side, rejected, options, notes));
+        await this.#readSideTopic(log, side);
       } catch (error) {
         failed.set(side, (error as Error).message);
       }
+      const capped = this.#topics.get(side)?.capped;
+      if (capped) notes.push(capped);
     }
-  }
-  const unreadable = mine.flatMap((g) => g.sideTopics.filter((t) => failed.has(t)).map((t) => ({ group: g.group, topic: g.topic, sideTopic: t, error: failed.get(t)! })));
-  const rejections = mine.filter((g) => !g.sideTopics.some((t) => failed.has(t))).map((g) => {
-    const view: GroupRejections = { group: g.group, pipeline: g.pipeline.name, topic: g.topic, consumed: 0, late: 0, implausible: {}, duplicates: duplicatesBy.get(`${g.pipeline.name}\u0000${g.topic}`) ?? 0, sideTopics: g.sideTopics };
-    const byPartition = rejected.get(g.pipeline.name)?.get(g.topic);
-    for (const p of g.offsets) {
-      const committed = g.positions.get(p.partition);
-      if (committed === undefined || committed <= p.earliest) continue;
-      view.consumed += Number(committed - p.earliest);
-      const from = Number(p.earliest);
-      const to = Number(committed);
-      for (const [offset, reason] of byPartition?.get(p.partition) ?? []) {
-        if (offset < from || offset >= to) continue;
-        if (LATE_REASONS.has(reason)) view.late++;
-        else view.implausible[reason] = (view.implausible[reason] ?? 0) + 1;
-      }
-    }
-    return view;
-  });
-  for (const g of mine) {
-    const missing = g.sideTopics.filter((t) => !existing.has(t));
-    if (missing.length > 0) notes.push(`group ${g.group} (${g.pipeline.name}): side topic ${missing.join(', ')} does not exist; no late or implausible records counted from it`);
-  }
-  return { rejections, notes, unreadable };
-}
-
-function mergeCounts(a: Map<string, number>, b: Map<string, number>): Map<string, number> {
-  for (const [key, n] of b) a.set(key, (a.get(key) ?? 0) + n);
-  return a;
-}
-
-/** Adds one side topic's late and implausible positions; returns the re-sent ones by pipeline and source topic. */
-async function readSideTopic(log: Log, topic: string, rejected: Rejected, options: SideTopicOptions, notes: string[]): Promise<Map<string, number>> {
-  const duplicates = new Map<string, number>();
-  const offsets = await log.offsets(topic);
-  const total = offsets.reduce((n, p) => n + Number(p.latest - p.earliest), 0);
-  if (total === 0) return duplicates;
-  const maxPositions = options.maxPositions ?? DEFAULT_MAX_POSITIONS;
-  const stop = new AbortController();
-  let seen = 0;
-  let positions = 0;
-  const every = options.progressEvery ?? PROGRESS_EVERY;
-  let nextProgress = every;
-  const to = new Map(offsets.map((p) => [p.partition, p.latest]));
-  try {
-    for await (const batch of log.readRange({ topic, to, signal: stop.signal })) {
-      for (const record of batch) {
-        seen++;
-        const side = sideRecord(record);
-        if (!side || !isLateOrImplausible(side.reason)) continue;
-        let byTopic = rejected.get(side.pipeline);
-        if (!byTopic) rejected.set(side.pipeline, (byTopic = new Map()));
-        let byPartition = byTopic.get(side.topic);
-        if (!byPartition) byTopic.set(side.topic, (byPartition = new Map()));
-        let byOffset = byPartition.get(side.partition);
-        if (!byOffset) byPartition.set(side.partition, (byOffset = new Map()));
-        if (byOffset.has(side.offset)) {
-          const key = `${side.pipeline}\u0000${side.topic}`;
-          duplicates.set(key, (duplicates.get(key) ?? 0) + 1);
-          continue;
+    const unreadable = mine.flatMap((g) => g.sideTopics.filter((t) => failed.has(t)).map((t) => ({ group: g.group, topic: g.topic, sideTopic: t, error: failed.get(t)! })));
+    const rejections = mine.filter((g) => !g.sideTopics.some((t) => failed.has(t))).map((g) => {
+      const view: GroupRejections = { group: g.group, pipeline: g.pipeline.name, topic: g.topic, consumed: 0, late: 0, implausible: {}, duplicates: 0, sideTopics: g.sideTopics };
+      const states = g.sideTopics.filter((t) => read.has(t)).map((t) => this.#topics.get(t)!);
+      for (const state of states) view.duplicates += state.duplicates.get(`${g.pipeline.name}\u0000${g.topic}`) ?? 0;
+      for (const p of g.offsets) {
+        const committed = g.positions.get(p.partition);
+        if (committed === undefined || committed <= p.earliest) continue;
+        view.consumed += Number(committed - p.earliest);
+        const from = Number(p.earliest);
+        const to = Number(committed);
+        for (const state of states) {
+          for (const [offset, reason] of state.rejected.get(g.pipeline.name)?.get(g.topic)?.get(p.partition) ?? []) {
+            if (offset < from || offset >= to) continue;
+            if (LATE_REASONS.has(reason)) view.late++;
+            else view.implausible[reason] = (view.implausible[reason] ?? 0) + 1;
+          }
         }
-        byOffset.set(side.offset, side.reason);
-        positions++;
       }
-      if (total > every && seen >= nextProgress) {
-        options.progress?.(`monitor: ${topic}: read ${seen.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} side records`);
-        nextProgress = seen - (seen % every) + every;
-      }
-      if (positions >= maxPositions) {
-        notes.push(`side topic ${topic}: stopped after ${seen.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} records at ${positions.toLocaleString('en-US')} distinct late or implausible positions (the memory bound); the shares from it are lower bounds`);
-        stop.abort();
-        break;
-      }
+      return view;
+    });
+    for (const g of mine) {
+      const missing = g.sideTopics.filter((t) => !existing.has(t));
+      if (missing.length > 0) notes.push(`group ${g.group} (${g.pipeline.name}): side topic ${missing.join(', ')} does not exist; no late or implausible records counted from it`);
     }
-  } catch (error) {
-    if (!stop.signal.aborted) throw error;
+    return { rejections, notes, unreadable };
   }
-  return duplicates;
+
+  /** Adds what was written to one side topic since the last read. */
+  async #readSideTopic(log: Log, topic: string): Promise<void> {
+    const offsets = await log.offsets(topic);
+    let state = this.#topics.get(topic);
+    if (state && offsets.some((p) => p.latest < (state!.next.get(p.partition) ?? 0n))) state = undefined; // recreated
+    if (!state) this.#topics.set(topic, (state = { rejected: new Map(), duplicates: new Map(), next: new Map(), positions: 0, capped: null }));
+    if (state.capped) return;
+    const from = new Map(offsets.map((p) => {
+      const next = state!.next.get(p.partition) ?? p.earliest;
+      return [p.partition, next > p.earliest ? next : p.earliest];
+    }));
+    const to = new Map(offsets.map((p) => [p.partition, p.latest]));
+    const total = offsets.reduce((n, p) => n + Number(p.latest - from.get(p.partition)!), 0);
+    if (total === 0) return;
+    const maxPositions = this.#options.maxPositions ?? DEFAULT_MAX_POSITIONS;
+    const every = this.#options.progressEvery ?? PROGRESS_EVERY;
+    const stop = new AbortController();
+    let seen = 0;
+    let nextProgress = every;
+    try {
+      for await (const batch of log.readRange({ topic, from, to, signal: stop.signal })) {
+        for (const record of batch) {
+          seen++;
+          state.next.set(record.partition, record.offset + 1n);
+          const side = sideRecord(record);
+          if (side && isLateOrImplausible(side.reason)) this.#add(state, side);
+        }
+        if (total > every && seen >= nextProgress) {
+          this.#options.progress?.(`monitor: ${topic}: read ${seen.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} side records`);
+          nextProgress = seen - (seen % every) + every;
+        }
+        if (state.positions >= maxPositions) {
+          state.capped = `side topic ${topic}: stopped after ${seen.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} records at ${state.positions.toLocaleString('en-US')} distinct late or implausible positions (the memory bound); the shares from it are lower bounds`;
+          stop.abort();
+          break;
+        }
+      }
+    } catch (error) {
+      if (!stop.signal.aborted) throw error;
+    }
+  }
+
+  #add(state: SideTopicState, side: SideRecord): void {
+    let byTopic = state.rejected.get(side.pipeline);
+    if (!byTopic) state.rejected.set(side.pipeline, (byTopic = new Map()));
+    let byPartition = byTopic.get(side.topic);
+    if (!byPartition) byTopic.set(side.topic, (byPartition = new Map()));
+    let byOffset = byPartition.get(side.partition);
+    if (!byOffset) byPartition.set(side.partition, (byOffset = new Map()));
+    if (byOffset.has(side.offset)) {
+      const key = `${side.pipeline}\u0000${side.topic}`;
+      state.duplicates.set(key, (state.duplicates.get(key) ?? 0) + 1);
+      return;
+    }
+    byOffset.set(side.offset, side.reason);
+    state.positions++;
+  }
 }
 
 interface SideRecord {

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryLog } from '../../src/log/memory.ts';
-import { sideTopicRejections } from '../../src/observability/side-topic-shares.ts';
+import { SideTopicReader, sideTopicRejections } from '../../src/observability/side-topic-shares.ts';
 import { collectSnapshot } from '../../src/observability/reconciliation.ts';
 
 const letter = (reason: string, offset: number, extra: Record<string, string> = {}) => ({
@@ -80,10 +80,24 @@ describe('side-topic shares', () => {
       break;
     }
     await member.close();
-    const snapshot = await collectSnapshot(denied, null, { topics: ['frames'], sideTopics: {} });
+    const snapshot = await collectSnapshot(denied, null, { topics: ['frames'], sideTopics: new SideTopicReader() });
     assert.deepEqual(snapshot.problems.filter((p) => p.where.startsWith('group')), [
       { where: 'group unique-users on frames', message: 'its late and implausible share is unknown: side topic user-tracker-late could not be read (Not authorized to access topics: [user-tracker-late])' },
     ]);
+  });
+
+  it('a reader kept across reads (monitor --watch) reads only what was added since', async () => {
+    const { log, group } = await setup([letter('beyond-lateness', 1), letter('implausible-time', 2)]);
+    const reader = new SideTopicReader();
+    const first = (await reader.read(log, [group])).rejections[0];
+    assert.deepEqual([first.late, first.implausible, first.duplicates], [1, { 'implausible-time': 1 }, 0]);
+    const producer = log.producer();
+    await producer.send('user-tracker-late', [letter('beyond-lateness', 3), letter('beyond-lateness', 1)]);
+    const second = (await reader.read(log, [group])).rejections[0];
+    // Had it read from the start again, positions 1 and 2 would be repeats as well.
+    assert.deepEqual([second.late, second.implausible, second.duplicates], [2, { 'implausible-time': 1 }, 1]);
+    const third = (await reader.read(log, [group])).rejections[0];
+    assert.deepEqual([third.late, third.duplicates], [2, 1]);
   });
 
   it('notes a side topic that does not exist', async () => {

@@ -1,5 +1,6 @@
 import { DEFAULT_MAX_LATE_SHARE, collectSnapshot } from '../../observability/reconciliation.ts';
 import type { MonitorSnapshot } from '../../observability/reconciliation.ts';
+import { SideTopicReader } from '../../observability/side-topic-shares.ts';
 import type { Queryable } from '../../db/types.ts';
 import { defineCommand } from '../command.ts';
 import { badFlag, bool, duration, list, str } from '../flags.ts';
@@ -60,7 +61,8 @@ export const command = defineCommand({
     } catch (error) {
       logger.warn({ err: error }, 'database unavailable: stored offsets and sink accounting are not shown');
     }
-    const sideTopics = { lateTopic: config.lateTopic, deadLetterTopic: config.deadLetterTopic, progress: (line: string) => process.stderr.write(`${line}\n`) };
+    // One reader for every refresh of --watch: each reads only what the side topics gained.
+    const sideTopics = new SideTopicReader({ lateTopic: config.lateTopic, deadLetterTopic: config.deadLetterTopic, progress: (line) => process.stderr.write(`${line}\n`) });
     const options = { topics: config.topics, ignoreGroups: config.ignoreGroups, maxLateShare: config.maxLateShare, sideTopics };
     if (config.watch) {
       while (!signal.aborted) {
