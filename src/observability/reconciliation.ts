@@ -17,7 +17,8 @@ import type { SideTopicReader } from './side-topic-shares.ts';
  * consumer whose position lies inside the log.
  * And, when `maxLateShare` is given (`monitor`: 1%), one that means data is silently
  * leaving a stream: a sink that dead-lettered more than that share of what it read as
- * late or implausible.
+ * late or implausible (for unique-users and clean-users, which commit to Kafka: read from
+ * their side topics when `sideTopics` is given, see side-topic-shares.ts).
  */
 
 export interface TopicView {
@@ -223,7 +224,7 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
   for (const r of side.rejections) {
     const flagged = r.late + Object.values(r.implausible).reduce((a, b) => a + b, 0);
     lateness.push({ kind: 'group', consumer: r.group, topic: r.topic, advanced: r.consumed, late: r.late, implausible: sortedReasons(r.implausible), share: r.consumed > 0 ? flagged / r.consumed : 0 });
-    if (r.duplicates > 0) notes.push(`group ${r.group}: ${r.duplicates} side record${r.duplicates === 1 ? '' : 's'} in ${r.sideTopics.join(', ')} repeat a source position already counted (sent again after a restart); counted once`);
+    if (r.duplicates > 0) notes.push(`group ${r.group}: ${r.duplicates} side record${r.duplicates === 1 ? '' : 's'} in ${r.sideTopics.join(', ')} ${r.duplicates === 1 ? 'repeats' : 'repeat'} a source position already counted (sent again after a restart); counted once`);
   }
   const maxLateShare = options.maxLateShare;
   for (const view of maxLateShare === undefined ? [] : lateness) {
