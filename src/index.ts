@@ -59,6 +59,8 @@ export { configureRetries, withRetries } from './observability/retry.ts';
 export type { Dependency, RetryLogger, RetryOptions, RetrySettings } from './observability/retry.ts';
 export { collectSnapshot } from './observability/reconciliation.ts';
 export type { LateView, MonitorOptions, MonitorSnapshot, Problem } from './observability/reconciliation.ts';
+export { SideTopicReader } from './observability/side-topic-shares.ts';
+export type { SideTopicOptions } from './observability/side-topic-shares.ts';
 
 // Core operators: pure, no I/O, time passed in.
 export { TumblingWindows, Watermark, WindowAggregator } from './core/window.ts';

@@ -37,7 +37,7 @@ export const SERVICE_ACLS: readonly ServiceAcl[] = [
   { service: 'archive', principal: 'tf-archive', reads: ['prices', 'stocks'], writes: ['prices-dlq', 'stocks-dlq'], groups: ['tickflow-archive-*'] },
   { service: 'unique-users', principal: 'tf-unique-users', reads: ['user-tracker'], writes: ['unique-users', 'user-tracker-late', 'user-tracker-dlq'], groups: ['unique-users'] },
   { service: 'clean-users', principal: 'tf-clean-users', reads: ['users'], writes: ['users-clean', 'users-stats', 'users-dlq'], groups: ['clean-users'] },
-  { service: 'monitor', principal: 'tf-monitor', reads: [], writes: [], describes: ['*'], groups: [], describesGroups: ['*'] },
+  { service: 'monitor', principal: 'tf-monitor', reads: ['user-tracker-late', 'users-dlq'], writes: [], describes: ['*'], groups: [], describesGroups: ['*'] },
   { service: 'api', principal: 'tf-api', reads: ['unique-users'], writes: [], describes: ['*'], groups: [] },
 ];
 

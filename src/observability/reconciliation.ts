@@ -4,6 +4,7 @@ import { listStoredOffsets } from '../db/offset-store.ts';
 import { listCounts } from '../db/pipeline-counts.ts';
 import { listRejectionCounts } from '../db/rejection-counts.ts';
 import { supervisionProblems } from './supervision.ts';
+import type { SideTopicReader } from './side-topic-shares.ts';
 
 /**
  * One look at the whole system: every topic's offsets, every consumer's position (Kafka
@@ -16,7 +17,8 @@ import { supervisionProblems } from './supervision.ts';
  * consumer whose position lies inside the log.
  * And, when `maxLateShare` is given (`monitor`: 1%), one that means data is silently
  * leaving a stream: a sink that dead-lettered more than that share of what it read as
- * late or implausible.
+ * late or implausible (for unique-users and clean-users, which commit to Kafka: read from
+ * their side topics when `sideTopics` is given, see side-topic-shares.ts).
  */
 
 export interface TopicView {
@@ -54,8 +56,13 @@ export interface AccountingView {
   unaccounted: number;
 }
 
-/** What one sink dead-lettered as late or implausible, over everything it read. */
+/**
+ * What one sink dead-lettered as late or implausible, over everything it read. `stored`:
+ * from the counts it commits in PostgreSQL; `group`: a Kafka-committing pipeline's group,
+ * from its side topic, over what the group consumed (side-topic-shares.ts).
+ */
 export interface LateView {
+  kind: 'stored' | 'group';
   consumer: string;
   topic: string;
   /** Records read (its offsets advanced over them). */
@@ -95,6 +102,13 @@ export interface MonitorOptions {
    * are reported in `lateness` but not judged: reconciliation alone.
    */
   maxLateShare?: number;
+  /**
+   * Given (`monitor` always gives it), the side topics of the Kafka-committing pipelines
+   * (unique-users, clean-users) are read for their late and implausible shares (a reader
+   * kept across snapshots reads only what was added since). Without it (the dashboard's
+   * lag view) they are not read.
+   */
+  sideTopics?: SideTopicReader;
 }
 
 export const DEFAULT_MAX_LATE_SHARE = 0.01;
@@ -198,17 +212,28 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
       }
     }
     lateness.push(...lateShares(accounting, rejections));
-    const maxLateShare = options.maxLateShare;
-    for (const view of maxLateShare === undefined ? [] : lateness) {
-      if (view.share <= maxLateShare!) continue;
-      const implausible = Object.entries(view.implausible).map(([reason, n]) => `${reason} ${n}`).join(', ');
-      problems.push({
-        where: `consumer ${view.consumer} on ${view.topic}`,
-        message: `${percent(view.share)} of the ${view.advanced} records it read were dead-lettered as late (${view.late}) or implausible (${implausible || 0}): over --max-late-share ${percent(maxLateShare!)}`,
-      });
-    }
   } else {
     notes.push('no database: offsets kept in PostgreSQL are not shown');
+  }
+  const groupRanges = committedByGroup.map((g) => ({ ...g, offsets: byTopic.get(g.topic)!.partitions }));
+  const side = options.sideTopics ? await options.sideTopics.read(log, groupRanges) : { rejections: [], notes: [], unreadable: [] };
+  notes.push(...side.notes);
+  for (const u of side.unreadable) {
+    problems.push({ where: `group ${u.group} on ${u.topic}`, message: `its late and implausible share is unknown: side topic ${u.sideTopic} could not be read (${u.error})` });
+  }
+  for (const r of side.rejections) {
+    const flagged = r.late + Object.values(r.implausible).reduce((a, b) => a + b, 0);
+    lateness.push({ kind: 'group', consumer: r.group, topic: r.topic, advanced: r.consumed, late: r.late, implausible: sortedReasons(r.implausible), share: r.consumed > 0 ? flagged / r.consumed : 0 });
+    if (r.duplicates > 0) notes.push(`group ${r.group}: ${r.duplicates} side record${r.duplicates === 1 ? '' : 's'} in ${r.sideTopics.join(', ')} ${r.duplicates === 1 ? 'repeats' : 'repeat'} a source position already counted (sent again after a restart); counted once`);
+  }
+  const maxLateShare = options.maxLateShare;
+  for (const view of maxLateShare === undefined ? [] : lateness) {
+    if (view.share <= maxLateShare!) continue;
+    const implausible = Object.entries(view.implausible).map(([reason, n]) => `${reason} ${n}`).join(', ');
+    problems.push({
+      where: `${view.kind === 'group' ? 'group' : 'consumer'} ${view.consumer} on ${view.topic}`,
+      message: `${percent(view.share)} of the ${view.advanced} records it read were dead-lettered as late (${view.late}) or implausible (${implausible || 0}): over --max-late-share ${percent(maxLateShare!)}`,
+    });
   }
   consumers.sort((a, b) => a.topic.localeCompare(b.topic) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   problems.push(...supervisionProblems());
@@ -226,7 +251,7 @@ function lateShares(accounting: readonly AccountingView[], rejections: Awaited<R
   for (const a of accounting) {
     const key = `${a.consumer}\u0000${a.topic}`;
     let view = views.get(key);
-    if (!view) views.set(key, (view = { consumer: a.consumer, topic: a.topic, advanced: 0, late: 0, implausible: {}, share: 0 }));
+    if (!view) views.set(key, (view = { kind: 'stored', consumer: a.consumer, topic: a.topic, advanced: 0, late: 0, implausible: {}, share: 0 }));
     view.advanced += a.advanced;
     view.late += a.late;
     counted.add(`${key}\u0000${a.partition}`);
@@ -243,5 +268,7 @@ function lateShares(accounting: readonly AccountingView[], rejections: Awaited<R
   }
   return [...views.values()];
 }
+
+const sortedReasons = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)));
 
 const percent = (share: number) => `${(share * 100).toFixed(share < 0.001 && share > 0 ? 3 : 1)}%`;

@@ -165,7 +165,7 @@ describe('monitor: late and implausible shares', () => {
     assert.equal((await collectSnapshot(log, db, { topics: [topic], maxLateShare: 0.01 })).problems.length, 1);
     const view = snapshot.lateness.find((l) => l.consumer === sink)!;
     assert.deepEqual({ ...view, share: Math.round(view.share * 1000) / 1000 }, {
-      consumer: sink, topic, advanced: 400, late: 8, implausible: { 'implausible-price': 4, 'implausible-time': 12 }, share: 0.06,
+      kind: 'stored', consumer: sink, topic, advanced: 400, late: 8, implausible: { 'implausible-price': 4, 'implausible-time': 12 }, share: 0.06,
     });
 
     const failing = await cli([]);

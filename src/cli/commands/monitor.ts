@@ -1,5 +1,6 @@
 import { DEFAULT_MAX_LATE_SHARE, collectSnapshot } from '../../observability/reconciliation.ts';
 import type { MonitorSnapshot } from '../../observability/reconciliation.ts';
+import { SideTopicReader } from '../../observability/side-topic-shares.ts';
 import type { Queryable } from '../../db/types.ts';
 import { defineCommand } from '../command.ts';
 import { badFlag, bool, duration, list, str } from '../flags.ts';
@@ -26,7 +27,10 @@ export const command = defineCommand({
     'advanced over (accepted + invalid + late + dropped). Per sink it reports the records',
     'dead-lettered as late or implausible (implausible-time, implausible-price, ...) over what it',
     'read; more than --max-late-share of them is a problem too: a stream that silently loses data',
-    'must not say OK. --check exits 1 on any problem.',
+    'must not say OK. unique-users and clean-users commit to Kafka and keep no counts: for their',
+    'groups (named after the pipeline, or starting with its name and -) the records of their side',
+    'topic (--late-topic, --dead-letter-topic) are counted, once per source position, over the source',
+    'offsets below the group\'s committed ones. --check exits 1 on any problem.',
   ].join('\n'),
   flags: {
     check: { type: 'boolean', description: 'Exit 1 (with a report) when anything disagrees' },
@@ -34,6 +38,8 @@ export const command = defineCommand({
     interval: { type: 'string', value: 'DURATION', default: '2s', description: 'Refresh interval for --watch' },
     topics: { type: 'string', value: 'LIST', description: 'Only these topics (default: all but internal ones)' },
     'ignore-groups': { type: 'string', value: 'LIST', description: 'Ignore consumer groups starting with these prefixes' },
+    'late-topic': { type: 'string', value: 'TOPIC', default: 'user-tracker-late', description: 'unique-users\' late topic, read for its late and implausible records' },
+    'dead-letter-topic': { type: 'string', value: 'TOPIC', description: 'clean-users\' dead-letter topic, read for its implausible records (default: <input>-dlq)' },
     'max-late-share': { type: 'string', value: 'SHARE', default: '1%', description: 'Largest share of a sink\'s records dead-lettered as late or implausible that is OK (1%, 0.5%, 0.01)' },
   },
   examples: ['tickflow monitor --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/tickflow', 'tickflow monitor --check --topics prices,stocks', 'tickflow monitor --watch --interval 1s'],
@@ -44,6 +50,8 @@ export const command = defineCommand({
     topics: str(values, 'topics') === undefined ? undefined : list(values, 'topics', []),
     ignoreGroups: str(values, 'ignore-groups') === undefined ? [] : list(values, 'ignore-groups', []),
     maxLateShare: share(values, 'max-late-share', DEFAULT_MAX_LATE_SHARE),
+    lateTopic: str(values, 'late-topic') || undefined,
+    deadLetterTopic: str(values, 'dead-letter-topic') || undefined,
   }),
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
     const log = await openLog();
@@ -53,7 +61,9 @@ export const command = defineCommand({
     } catch (error) {
       logger.warn({ err: error }, 'database unavailable: stored offsets and sink accounting are not shown');
     }
-    const options = { topics: config.topics, ignoreGroups: config.ignoreGroups, maxLateShare: config.maxLateShare };
+    // One reader for every refresh of --watch: each reads only what the side topics gained.
+    const sideTopics = new SideTopicReader({ lateTopic: config.lateTopic, deadLetterTopic: config.deadLetterTopic, progress: (line) => process.stderr.write(`${line}\n`) });
+    const options = { topics: config.topics, ignoreGroups: config.ignoreGroups, maxLateShare: config.maxLateShare, sideTopics };
     if (config.watch) {
       while (!signal.aborted) {
         const snapshot = await collectSnapshot(log, db, options);
