@@ -43,6 +43,8 @@ kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --a
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-stats'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Read --group 'clean-users'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Read --topic 'user-tracker-late'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Read --topic 'users-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Describe --topic '*'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Describe --group '*'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-api --operation Read --topic 'unique-users'
