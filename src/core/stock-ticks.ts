@@ -35,16 +35,16 @@ export interface StockTick {
 
 /** Names as they may appear in the topic and in the API's `ticker` parameter. */
 export const TICKER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
-/** Prices are integers in [0, MAX_PRICE]: sums of a window stay exact in a double. */
+/** Prices are integers in [1, MAX_PRICE] (a price is > 0): sums of a window stay exact in a double. */
 export const MAX_PRICE = 1_000_000_000;
 export const MAX_TICKERS_PER_TICK = 3;
 
 /** The inclusive integer range of prices drawn for a mean: [ceil(mean·(1−s)), floor(mean·(1+s))]. */
 export function priceRange(mean: number, spread: number): [number, number] {
-  const low = Math.max(0, Math.ceil(mean * (1 - spread)));
+  const low = Math.max(1, Math.ceil(mean * (1 - spread)));
   const high = Math.min(MAX_PRICE, Math.floor(mean * (1 + spread)));
   if (low > high) {
-    const only = Math.min(MAX_PRICE, Math.max(0, Math.round(mean)));
+    const only = Math.min(MAX_PRICE, Math.max(1, Math.round(mean)));
     return [only, only];
   }
   return [low, high];
@@ -111,8 +111,8 @@ export function decodeStockTick(text: string | null): DecodedStockTick {
     if (typeof name !== 'string' || !TICKER_NAME.test(name)) return fault('bad-ticker', `ticker name must match ${TICKER_NAME}`);
     if (seen.has(name)) return fault('duplicate-ticker', `ticker ${name} appears twice`);
     seen.add(name);
-    if (typeof price !== 'number' || !Number.isInteger(price) || price < 0 || price > MAX_PRICE) {
-      return fault('bad-price', `price of ${name} must be an integer in 0..${MAX_PRICE}`);
+    if (typeof price !== 'number' || !Number.isInteger(price) || price < 1 || price > MAX_PRICE) {
+      return fault('bad-price', `price of ${name} must be an integer in 1..${MAX_PRICE}`);
     }
     tickers.push({ name, price });
   }

@@ -10,7 +10,7 @@ describe('stock tick generator', () => {
     assert.deepEqual(priceRange(1902, 0.1), [1712, 2092]);
     assert.deepEqual(priceRange(107, 0.1), [97, 117]);
     assert.deepEqual(priceRange(215, 0.1), [194, 236]);
-    assert.deepEqual(priceRange(0.4, 0.1), [0, 0]);
+    assert.deepEqual(priceRange(0.4, 0.1), [1, 1]);
   });
 
   it('is reproducible from its seed, and another seed gives another stream', () => {
@@ -88,6 +88,7 @@ describe('stock tick codec', () => {
     ['{"tickers":[{"name":"A","price":1},{"name":"A","price":2}],"ts":0}', 'duplicate-ticker'],
     ['{"tickers":[{"name":"A","price":1.5}],"ts":0}', 'bad-price'],
     ['{"tickers":[{"name":"A","price":-1}],"ts":0}', 'bad-price'],
+    ['{"tickers":[{"name":"A","price":0}],"ts":0}', 'bad-price'],
     ['{"tickers":[{"name":"A","price":"10"}],"ts":0}', 'bad-price'],
     ['{"tickers":[{"name":"A","price":1e12}],"ts":0}', 'bad-price'],
   ];
