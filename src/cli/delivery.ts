@@ -6,7 +6,7 @@ import { badFlag, bool, duration, str } from './flags.ts';
 export const DELIVERY_FLAGS: Record<string, FlagSpec> = {
   'exactly-once': { type: 'boolean', description: 'Outputs, dead letters and offsets in one Kafka transaction per commit interval (the default with Kafka)' },
   'at-least-once': { type: 'boolean', description: 'No transactions: outputs visible at once, to every reader; a crash may repeat some' },
-  'commit-interval': { type: 'string', value: 'TIME', description: `Commit at most this often (default ${DEFAULT_TRANSACTION_INTERVAL_MS / 1000}s exactly once, every batch at least once): bounds latency and what a crash redoes` },
+  'commit-interval': { type: 'string', value: 'DURATION', description: `Commit at most this often (default ${DEFAULT_TRANSACTION_INTERVAL_MS / 1000}s exactly once, every batch at least once): bounds latency and what a crash redoes` },
 };
 
 export interface Delivery {
