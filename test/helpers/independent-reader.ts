@@ -36,6 +36,15 @@ export async function forEachMessageIndependently(brokers: string[], topic: stri
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   await new Promise<void>((resolve, reject) => {
+    // A transactional topic ends in a commit marker: the last offset below the end is a
+    // control record that KafkaJS never hands to eachBatch. A partition is therefore done
+    // when a fetched batch — data or markers only — reaches its end offset, which the
+    // end-of-batch event reports for both.
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      const end = remaining.get(payload.partition);
+      if (end !== undefined && BigInt(payload.lastOffset) + 1n >= end) remaining.delete(payload.partition);
+      if (remaining.size === 0) resolve();
+    });
     consumer
       .run({
         eachBatch: async ({ batch, resolveOffset }) => {
@@ -47,9 +56,7 @@ export async function forEachMessageIndependently(brokers: string[], topic: stri
             onMessage({ partition: batch.partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value?.toString() ?? null, headers });
             count++;
             resolveOffset(message.offset);
-            if (BigInt(message.offset) + 1n >= end) remaining.delete(batch.partition);
           }
-          if (remaining.size === 0) resolve();
         },
       })
       .catch(reject);
