@@ -94,7 +94,7 @@ export function loadCompose(): LoadedCompose {
     if (r?.status !== 0) throw new Error(`docker-compose config failed: ${r?.stderr.trim()}`);
     cached = { config: normalise(parse(r.stdout)), source: 'docker-compose' };
   } else {
-    cached = { config: normalise(interpolate(parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }), process.env)), source: 'file' };
+    cached = { config: normalise(interpolate(parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true, maxAliasCount: 10_000 }), process.env)), source: 'file' };
   }
   return cached;
 }

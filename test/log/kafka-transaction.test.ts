@@ -86,7 +86,9 @@ describe('Kafka transactions', { timeout: 180_000 }, () => {
     await producer.init();
     await producer.send(topic, [{ value: 'done' }]);
     await producer.commit();
-    const stable = (await log.offsets(topic))[0].latest;
+    // The record and its commit marker: the last stable offset reaches 2 once the marker is written.
+    const stable = (await eventually(() => log.offsets(topic), (o) => o[0].latest === 2n))[0].latest;
+    assert.equal(stable, 2n);
     await producer.send(topic, [{ value: 'open-1' }, { value: 'open-2' }]);
     assert.equal((await log.offsets(topic))[0].latest, stable, 'read_committed end stays at the last stable offset');
     assert.equal((await uncommitted.offsets(topic))[0].latest, stable + 2n, 'read_uncommitted end is the high watermark');
