@@ -13,12 +13,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { forEachMessageIndependently } from '../helpers/independent-reader.ts';
-import { BROKERS_FLAG, FAULT_BROKERS, createTopics, deleteTopics, messageCount } from './cluster.ts';
+import { BROKERS_FLAG, FAULT_BROKERS, committedCount, createTopics, deleteTopics, messageCount } from './cluster.ts';
 import { FaultRun, KAFKA_LEADER_KILL, killLeader } from './fault-run.ts';
 import { unique } from './suite.ts';
 import { tickflow } from './tickflow-process.ts';
 
-const COUNT = 80_000;
+// Enough for several seconds of work: the fault must land while records are still coming.
+const COUNT = 400_000;
 
 interface Outputs {
   /** Conformed records, sorted. */
@@ -76,8 +77,9 @@ describe('fault: clean-users (service)', () => {
       const cleaner = await run.start('clean-users', ['clean-users', '--input', input, ...flags(faulted), '--group', unique('clean-users'), '--idle-timeout', '5s', ...BROKERS_FLAG]);
       run.watch(() => cleaner.metric(['tickflow_records_in_total'], { pipeline: 'clean-users' }));
       await run.strike(() => killLeader(input, 0), { total: COUNT });
-      const written = async () => (await messageCount(faulted.clean)) + (await messageCount(faulted.dead));
-      await run.waitUntil(async () => (await written()) >= COUNT && (await messageCount(faulted.stats)) >= baseline.stats.length, `${COUNT} records out and the window reported`, 120_000);
+      // The outputs are written in transactions: count what read_committed readers see.
+      const written = async () => (await committedCount(faulted.clean)) + (await committedCount(faulted.dead));
+      await run.waitUntil(async () => (await written()) >= COUNT && (await committedCount(faulted.stats)) >= baseline.stats.length, `${COUNT} records out and the window reported`, 120_000);
       await sleep(6000); // one more idle flush: a window reported twice would show now
       await run.stopAll();
       await run.verify(async () => {

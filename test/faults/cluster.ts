@@ -8,6 +8,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin } from '@platformatic/kafka';
 import kafkajs from 'kafkajs';
+import { forEachMessageIndependently } from '../helpers/independent-reader.ts';
 import type { ClusterMetadata } from '@platformatic/kafka';
 import { localBrokers } from '../../scripts/infra.ts';
 import type { LocalBroker } from '../../scripts/infra.ts';
@@ -161,6 +162,14 @@ function alive(pid: number): boolean {
 }
 
 /** Messages in a topic now (end − earliest offsets), asked with KafkaJS. */
+/**
+ * Records a read_committed reader sees: for a topic written in transactions the offsets
+ * also count the commit markers (and aborted records), so the records are read and counted.
+ */
+export function committedCount(topic: string): Promise<number> {
+  return forEachMessageIndependently(FAULT_BROKERS, topic, () => undefined);
+}
+
 export async function messageCount(topic: string): Promise<number> {
   const admin = new kafkajs.Kafka({ clientId: 'tickflow-faults-count', brokers: FAULT_BROKERS, logLevel: kafkajs.logLevel.NOTHING }).admin();
   await admin.connect();
