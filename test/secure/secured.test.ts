@@ -122,7 +122,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     it('indicators --until-end publishes one point per price it reads', async () => {
       const beforeOut = await total('volatility');
       const beforeDlq = await total('prices-dlq');
-      const r = await as('tf-indicators', ['indicators', '--until-end', '--json'], { ...db.writerEnv });
+      const r = await as('tf-indicators', ['indicators', '--until-end', '--at-least-once', '--json'], { ...db.writerEnv });
       const report = JSON.parse(r.stdout) as { read: number; published: number; deadLettered: number };
       assert.equal(report.read, await total('prices'));
       assert.equal(await total('volatility'), beforeOut + report.published);
@@ -151,7 +151,7 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
 
       const outputs = async (): Promise<number[]> => Promise.all(['users-clean', 'users-dlq', 'unique-users', 'user-tracker-late'].map(total));
       const [clean0, dead0] = await outputs();
-      const clean = await as('tf-clean-users', ['clean-users', '--until-end', '--json']);
+      const clean = await as('tf-clean-users', ['clean-users', '--until-end', '--at-least-once', '--json']);
       const summary = (JSON.parse(clean.stdout.trimEnd().split('\n').at(-1) as string) as { summary: { read: number; clean: number; deadLettered: number } }).summary;
       assert.equal(summary.read, await total('users'));
       const [clean1, dead1, minutes1, late1] = await outputs();
