@@ -202,9 +202,12 @@ describe('tickflow up restarted on its data dir', () => {
       assert.ok(first < restartWindow && restartWindow < last, `${ticker}: the restart's window lies between the first and the last`);
       const expected = Array.from({ length: (last - first) / 30_000 + 1 }, (_, i) => first + i * 30_000);
       assert.deepEqual(mine.map((r) => r.windowStart), expected, `${ticker}: a row for every 30 s window from the first to the last`);
-      // 10 messages/s of one to three of three tickers: ~200 samples a full window.
+      // 10 messages/s of one to three of three tickers: ~200 samples a full window. The
+      // restart's window lacks what the generator did not write while `up` was down and
+      // re-ran its batch steps (seconds, more on a loaded machine), but holds both sides.
       for (const row of mine.slice(1, -1)) {
-        assert.ok(row.sampleCount >= 150, `${ticker} ${new Date(row.windowStart).toISOString()}: ${row.sampleCount} samples`);
+        const least = row.windowStart === restartWindow ? 50 : 150;
+        assert.ok(row.sampleCount >= least, `${ticker} ${new Date(row.windowStart).toISOString()}: ${row.sampleCount} samples`);
       }
     }
   });
