@@ -23,7 +23,7 @@ export async function readTopicIndependently(brokers: string[], topic: string): 
  * Every message up to the end offsets at the start, handed over one by one (a topic of
  * millions need not be held), partition by partition in offset order; returns the count.
  */
-export async function forEachMessageIndependently(brokers: string[], topic: string, onMessage: (message: RawMessage) => void): Promise<number> {
+export async function forEachMessageIndependently(brokers: string[], topic: string, onMessage: (message: RawMessage) => void, timeoutMs = 180_000): Promise<number> {
   const kafka = new kafkajs.Kafka({ clientId: 'independent-reader', brokers, logLevel: kafkajs.logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
@@ -35,7 +35,11 @@ export async function forEachMessageIndependently(brokers: string[], topic: stri
   const consumer = kafka.consumer({ groupId: `independent-${randomUUID()}`, maxBytes: 32 << 20, maxBytesPerPartition: 8 << 20 });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
-  await new Promise<void>((resolve, reject) => {
+  let timer: NodeJS.Timeout | undefined;
+  const reading = new Promise<void>((resolve, reject) => {
+    // Bounded: a partition that never reaches its end (an open transaction holds read_committed
+    // readers at its start) fails the test instead of keeping the test file alive forever.
+    timer = setTimeout(() => reject(new Error(`independent reader: ${topic} not read to its end in ${timeoutMs / 1000} s; partitions short of it: ${[...remaining.keys()].join(', ')}`)), timeoutMs);
     // A transactional topic ends in a commit marker: the last offset below the end is a
     // control record that KafkaJS never hands to eachBatch. A partition is therefore done
     // when a fetched batch — data or markers only — reaches its end offset, which the
@@ -61,6 +65,11 @@ export async function forEachMessageIndependently(brokers: string[], topic: stri
       })
       .catch(reject);
   });
-  await consumer.disconnect();
+  try {
+    await reading;
+  } finally {
+    clearTimeout(timer);
+    await consumer.disconnect();
+  }
   return count;
 }
