@@ -91,6 +91,8 @@ export interface KafkaErrorContext {
   action: string;
   topic?: string;
   partition?: number;
+  /** The transactional id of a transaction coordinator call, named when the principal may not use it. */
+  transactionalId?: string;
   /** Who connects how, for the message of a TLS, SASL or authorization failure. */
   security?: KafkaSecurityContext;
 }

@@ -9,7 +9,7 @@ import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts'
 import { FastProduce } from './kafka-produce.ts';
 import { TransactionCoordinator } from './kafka-transaction.ts';
 import { groupMember } from './kafka-group.ts';
-import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer } from './types.ts';
+import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer, TransactionOptions } from './types.ts';
 
 export interface KafkaLogOptions {
   brokers: readonly string[];
@@ -253,9 +253,9 @@ export class KafkaLog implements Log {
    * A transactional producer: tickflow's own batches (transactional bit, the coordinator's
    * producer id and epoch) and the coordinator calls of kafka-transaction.ts.
    */
-  transactionalProducer(transactionalId: string): TransactionalProducer {
+  transactionalProducer(transactionalId: string, options: TransactionOptions = {}): TransactionalProducer {
     const client = this.#producerClient();
-    const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify);
+    const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify, options.timeoutMs);
     const fast = new FastProduce(client, { ...this.#produceOptions(), transaction: coordinator });
     const serial = serialised();
     const producer: TransactionalProducer = {

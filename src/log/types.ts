@@ -78,6 +78,14 @@ export interface TransactionalProducer extends Producer {
   abort(): Promise<void>;
 }
 
+export interface TransactionOptions {
+  /**
+   * How long a transaction may stay open before the coordinator aborts it (default 60 s; the
+   * broker refuses more than its transaction.max.timeout.ms, 15 minutes by default).
+   */
+  timeoutMs?: number;
+}
+
 export interface RangeReadOptions {
   topic: string;
   /** Partitions to read; default all. */
@@ -150,7 +158,7 @@ export interface Log {
   committed(group: string, topic: string): Promise<Map<number, bigint>>;
   producer(): Producer;
   /** A transactional producer (Kafka only; the embedded log has no transactions). */
-  transactionalProducer?(transactionalId: string): TransactionalProducer;
+  transactionalProducer?(transactionalId: string, options?: TransactionOptions): TransactionalProducer;
   /** Reads a fixed offset range in batches and ends there: for batch jobs. */
   readRange(options: RangeReadOptions): AsyncIterable<LogRecord[]>;
   /** Joins a consumer group and yields batches of the assigned partitions until closed. */
