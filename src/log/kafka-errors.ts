@@ -60,6 +60,7 @@ export const KafkaCode = codesOf([
   'UNKNOWN_TOPIC_ID',
   'CONCURRENT_TRANSACTIONS',
   'PRODUCER_FENCED',
+  'TRANSACTIONAL_ID_NOT_FOUND',
 ] as const);
 
 /**

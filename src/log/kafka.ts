@@ -9,7 +9,8 @@ import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts'
 import { FastProduce } from './kafka-produce.ts';
 import { TransactionCoordinator } from './kafka-transaction.ts';
 import { groupMember } from './kafka-group.ts';
-import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer, TransactionOptions } from './types.ts';
+import { listOpenTransactions } from './kafka-open-transactions.ts';
+import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer, TransactionOptions, OpenTransaction, StableOffsets } from './types.ts';
 
 export interface KafkaLogOptions {
   brokers: readonly string[];
@@ -211,6 +212,24 @@ export class KafkaLog implements Log {
       },
       { topic },
     );
+  }
+
+  async stableOffsets(topic: string): Promise<StableOffsets[]> {
+    return this.#call(
+      `list stable offsets of ${topic}`,
+      async () => {
+        const reader = this.#readerClient();
+        const end = (level: IsolationLevel) => reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel: isolationCode(level) });
+        const [stable, high] = await Promise.all([end('read_committed'), end('read_uncommitted')]);
+        const lastStable = stable.get(topic) ?? [];
+        return (high.get(topic) ?? []).map((highWatermark, partition) => ({ partition, lastStable: lastStable[partition] ?? highWatermark, highWatermark }));
+      },
+      { topic },
+    );
+  }
+
+  async openTransactions(): Promise<OpenTransaction[]> {
+    return this.#call('list open transactions', () => listOpenTransactions(this.#adminClient()));
   }
 
   async groups(): Promise<string[]> {

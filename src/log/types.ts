@@ -78,6 +78,30 @@ export interface TransactionalProducer extends Producer {
   abort(): Promise<void>;
 }
 
+/** A Kafka transaction open now (monitoring). */
+export interface OpenTransaction {
+  transactionalId: string;
+  /** Ongoing, PrepareCommit or PrepareAbort. */
+  state: string;
+  producerId: bigint;
+  producerEpoch: number;
+  /** When its first partition was added (epoch ms, the coordinator's clock); null if not known. */
+  startedAt: number | null;
+  /** The coordinator aborts it once it is open this long. */
+  timeoutMs: number;
+  /** The partitions it wrote to (offsets committed in it show as partitions of __consumer_offsets). */
+  partitions: TopicPartition[];
+}
+
+/** A partition's end for each isolation level: they differ while a transaction is open on it. */
+export interface StableOffsets {
+  partition: number;
+  /** The end a read_committed reader sees: the first offset of the oldest transaction still open. */
+  lastStable: bigint;
+  /** The end a read_uncommitted reader sees. */
+  highWatermark: bigint;
+}
+
 export interface TransactionOptions {
   /**
    * How long a transaction may stay open before the coordinator aborts it (default 60 s; the
@@ -159,6 +183,10 @@ export interface Log {
   producer(): Producer;
   /** A transactional producer (Kafka only; the embedded log has no transactions). */
   transactionalProducer?(transactionalId: string, options?: TransactionOptions): TransactionalProducer;
+  /** The transactions open on the cluster (Kafka only: monitoring). */
+  openTransactions?(): Promise<OpenTransaction[]>;
+  /** Per partition, the last stable offset and the high watermark (Kafka only: monitoring). */
+  stableOffsets?(topic: string): Promise<StableOffsets[]>;
   /** Reads a fixed offset range in batches and ends there: for batch jobs. */
   readRange(options: RangeReadOptions): AsyncIterable<LogRecord[]>;
   /** Joins a consumer group and yields batches of the assigned partitions until closed. */
