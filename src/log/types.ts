@@ -149,6 +149,13 @@ export interface RecordBatch {
   /** The assignment generation the batch was fetched under. */
   readonly generation: number;
   readonly records: readonly LogRecord[];
+  /**
+   * Where reading each fetched partition goes on after this batch: every record below it has
+   * been delivered. On Kafka it lies past transaction markers and records of aborted
+   * transactions, which take offsets but give no record to a read_committed reader; a batch
+   * may then hold no record at all. Absent on logs without such offsets.
+   */
+  readonly positions?: readonly TopicPartitionOffset[];
 }
 
 export interface GroupConsumer extends AsyncIterable<RecordBatch> {

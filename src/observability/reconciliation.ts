@@ -81,6 +81,8 @@ export interface AccountingView {
   invalid: number;
   late: number;
   dropped: number;
+  /** Offsets without a record for the sink (transaction markers, aborted records). */
+  skipped: number;
   unaccounted: number;
 }
 
@@ -271,13 +273,13 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
       const next = row.nextOffset;
       if (next === null || (options.topics && !options.topics.includes(row.topic))) continue;
       const advanced = Number(next - row.firstOffset);
-      const counted = row.accepted + row.invalid + row.late + row.dropped;
-      const entry = { consumer: row.consumer, topic: row.topic, partition: row.partition, advanced, accepted: row.accepted, invalid: row.invalid, late: row.late, dropped: row.dropped, unaccounted: advanced - counted };
+      const counted = row.accepted + row.invalid + row.late + row.dropped + row.skipped;
+      const entry = { consumer: row.consumer, topic: row.topic, partition: row.partition, advanced, accepted: row.accepted, invalid: row.invalid, late: row.late, dropped: row.dropped, skipped: row.skipped, unaccounted: advanced - counted };
       accounting.push(entry);
       if (entry.unaccounted !== 0) {
         problems.push({
           where: `consumer ${row.consumer} on ${row.topic}[${row.partition}]`,
-          message: `advanced over ${advanced} records but accounted for ${counted} (accepted ${row.accepted}, invalid ${row.invalid}, late ${row.late}, dropped ${row.dropped}): ${Math.abs(entry.unaccounted)} ${entry.unaccounted > 0 ? 'missing' : 'extra'}`,
+          message: `advanced over ${advanced} records but accounted for ${counted} (accepted ${row.accepted}, invalid ${row.invalid}, late ${row.late}, dropped ${row.dropped}${row.skipped > 0 ? `, skipped ${row.skipped}` : ''}): ${Math.abs(entry.unaccounted)} ${entry.unaccounted > 0 ? 'missing' : 'extra'}`,
         });
       }
     }
@@ -351,7 +353,7 @@ function lateShares(accounting: readonly AccountingView[], rejections: Awaited<R
     const key = `${a.consumer}\u0000${a.topic}`;
     let view = views.get(key);
     if (!view) views.set(key, (view = { kind: 'stored', consumer: a.consumer, topic: a.topic, advanced: 0, late: 0, implausible: {}, share: 0 }));
-    view.advanced += a.advanced;
+    view.advanced += a.advanced - a.skipped; // records read: offsets without a record are not
     view.late += a.late;
     counted.add(`${key}\u0000${a.partition}`);
   }

@@ -11,10 +11,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { startTickflow, tickflow } from '../helpers/cli.ts';
 import type { RunningTickflow } from '../helpers/cli.ts';
-import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { KAFKA_BROKERS, TEST_DATABASE_URL } from '../helpers/env.ts';
 import { kcatRecords, kcatValues } from '../helpers/kcat.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { waitFor } from '../stocks/fixtures.ts';
@@ -153,6 +154,36 @@ describe('producers --transactional on the real broker', { timeout: 300_000 }, (
     assert.match(r.stderr.trimEnd().split('\n').at(-1)!, new RegExp(`^tickflow generate stocks: transaction of tickflow-generate-stocks-${topic} was open for [\\d.]+s, longer than --transaction-timeout 1s: the coordinator aborted it, so none of its \\d+ records is visible to read_committed readers; raise --transaction-timeout \\(at most the broker's transaction.max.timeout.ms, 15m by default\\) or commit every N records with --transaction-size N$`));
     assert.deepEqual(await kcatValues(B, topic, 'read_committed'), []);
     assert.ok((await kcatRecords(B, topic, 'read_uncommitted')).length > 0, 'its records are in the log, aborted');
+  });
+
+  it('a sink reading a transactional topic: --until-end ends past the last commit marker, every record once, the markers accounted as skipped', async () => {
+    const topic = unique('txn-archive');
+    await ok(['produce', 'prices', '-n', '1000', '--seed', '6', '--output', topic, '--transactional', '--transaction-size', '100']);
+    assert.ok(await transactionsSettled(committed, topic));
+    const archived = await tickflow(['archive', '--input', topic, '--until-end', '--json', '--database-url', TEST_DATABASE_URL, ...BROKERS], { timeoutMs: 120_000 });
+    assert.equal(archived.code, 0, archived.stderr);
+    assert.deepEqual(JSON.parse(archived.stdout), { read: 1000, inserted: 1000 });
+    const db = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await db.connect();
+    try {
+      const rows = await db.query<{ at: string }>(`SELECT partition || ' ' || "offset" AS at FROM archived_messages WHERE topic = $1 ORDER BY partition, "offset"`, [topic]);
+      const visible = await kcatRecords(B, topic, 'read_committed');
+      assert.equal(visible.length, 1000);
+      assert.deepEqual(rows.rows.map((r) => r.at), visible.map((r) => `${r.partition} ${r.offset}`), 'the rows are exactly the committed records');
+    } finally {
+      await db.end();
+    }
+    // Per partition, the offsets that hold no record (one commit marker per transaction), from kcat and the high watermarks.
+    const records = await kcatRecords(B, topic, 'read_uncommitted');
+    const ends = await uncommitted.offsets(topic);
+    const markers = ends.filter((p) => p.latest > 0n).map((p) => [p.partition, Number(p.latest) - records.filter((r) => r.partition === p.partition).length]);
+    const monitor = await tickflow(['monitor', '--check', '--json', '--topics', topic, '--database-url', TEST_DATABASE_URL, ...BROKERS]);
+    assert.equal(monitor.code, 0, monitor.stdout);
+    const snapshot = JSON.parse(monitor.stdout) as { accounting: { partition: number; accepted: number; skipped: number; unaccounted: number }[]; consumers: { lag: number }[] };
+    assert.deepEqual(snapshot.accounting.map((a) => [a.partition, a.skipped]), markers);
+    assert.ok(snapshot.accounting.every((a) => a.unaccounted === 0));
+    assert.equal(snapshot.accounting.reduce((n, a) => n + a.accepted, 0), 1000);
+    assert.deepEqual(snapshot.consumers.map((c) => c.lag), [0], 'the stored offsets lie past the last markers');
   });
 
   it('a custom --transactional-id: a second run fences nothing of another id; the ids are independent', async () => {

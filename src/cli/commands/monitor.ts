@@ -24,7 +24,8 @@ export const command = defineCommand({
     'the offsets sinks keep in PostgreSQL) with lag per partition, and the sinks\' accounting.',
     'Reconciles: produced (end − start) = consumed + in flight (lag); a position before the log',
     'start means messages were deleted unconsumed; a sink must account for every record it',
-    'advanced over (accepted + invalid + late + dropped). Per sink it reports the records',
+    'advanced over (accepted + invalid + late + dropped + skipped: offsets of transaction markers and',
+    'aborted records, which hold no record for it). Per sink it reports the records',
     'dead-lettered as late or implausible (implausible-time, implausible-price, ...) over what it',
     'read; more than --max-late-share of them is a problem too: a stream that silently loses data',
     'must not say OK. unique-users and clean-users commit to Kafka and keep no counts: for their',
@@ -156,8 +157,8 @@ export function render(s: MonitorSnapshot): string {
     lines.push('');
     lines.push(
       ...table(
-        ['SINK', 'TOPIC', 'PART', 'ADVANCED', 'ACCEPTED', 'INVALID', 'LATE', 'DROPPED', 'UNACCOUNTED'],
-        s.accounting.map((a) => [a.consumer, a.topic, String(a.partition), String(a.advanced), String(a.accepted), String(a.invalid), String(a.late), String(a.dropped), String(a.unaccounted)]),
+        ['SINK', 'TOPIC', 'PART', 'ADVANCED', 'ACCEPTED', 'INVALID', 'LATE', 'DROPPED', 'SKIPPED', 'UNACCOUNTED'],
+        s.accounting.map((a) => [a.consumer, a.topic, String(a.partition), String(a.advanced), String(a.accepted), String(a.invalid), String(a.late), String(a.dropped), String(a.skipped), String(a.unaccounted)]),
       ),
     );
   }
