@@ -19,8 +19,10 @@ import type { TopicPartitionOffset } from './types.ts';
  *   EndTxn                            commit or abort: the markers make the transaction's
  *                                     records visible to read_committed readers, or never
  *
- * Errors: PRODUCER_FENCED, INVALID_PRODUCER_EPOCH and TRANSACTIONAL_ID_AUTHORIZATION_FAILED
- * end this producer (FENCED, `producerFenced`: a newer one owns the id); CONCURRENT_TRANSACTIONS
+ * Errors: PRODUCER_FENCED and INVALID_PRODUCER_EPOCH end this producer (FENCED,
+ * `producerFenced`: a newer one owns the id, or the coordinator aborted a transaction open
+ * longer than its timeout); TRANSACTIONAL_ID_AUTHORIZATION_FAILED is the principal's missing
+ * ACL, said as such (kafka-errors.ts names the id and the ACL); CONCURRENT_TRANSACTIONS
  * (the previous transaction's markers still being written) is retried at once, a few ms
  * apart; coordinator moves and lost brokers are retried under `withRetries` after looking the
  * coordinator up again; anything else fails the transaction (the caller aborts and redoes).
@@ -28,13 +30,13 @@ import type { TopicPartitionOffset } from './types.ts';
 
 const KEY_GROUP = 0;
 const KEY_TRANSACTION = 1;
-/** How long a transaction may stay open before the coordinator aborts it. */
+/** How long a transaction may stay open before the coordinator aborts it (unless the producer asks otherwise). */
 export const TRANSACTION_TIMEOUT_MS = 60_000;
 const CONCURRENT_RETRY_MS = 20;
 const CONCURRENT_TRIES = 500;
 
 /** Codes by which the broker says that a newer producer owns the transactional id. */
-const FENCING = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
+const FENCING = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH']);
 
 export interface ProducerIdentity {
   producerId: bigint;
@@ -55,6 +57,8 @@ export function isProducerFenced(error: unknown): boolean {
 
 export class TransactionCoordinator {
   readonly transactionalId: string;
+  /** The transaction timeout asked for in InitProducerId: the coordinator aborts a transaction open longer. */
+  readonly timeoutMs: number;
   readonly #client: KafkaProducer;
   readonly #classify: Classify;
   #coordinator: Connection | null = null;
@@ -64,9 +68,10 @@ export class TransactionCoordinator {
   #added = new Set<string>();
   #offsetsAdded = false;
 
-  constructor(client: KafkaProducer, transactionalId: string, classify: Classify) {
+  constructor(client: KafkaProducer, transactionalId: string, classify: Classify, timeoutMs: number = TRANSACTION_TIMEOUT_MS) {
     this.#client = client;
     this.transactionalId = transactionalId;
+    this.timeoutMs = timeoutMs;
     this.#classify = classify;
   }
 
@@ -85,7 +90,7 @@ export class TransactionCoordinator {
   async #init(): Promise<ProducerIdentity> {
     const response = await this.#call('initialise the transactional producer', async () => {
       const connection = await this.#coordinatorConnection();
-      return initProducerIdV4.api.async(connection, this.transactionalId, TRANSACTION_TIMEOUT_MS, -1n, -1);
+      return initProducerIdV4.api.async(connection, this.transactionalId, this.timeoutMs, -1n, -1);
     });
     this.#added.clear();
     this.#offsetsAdded = false;
@@ -149,7 +154,7 @@ export class TransactionCoordinator {
   }
 
   async #call<T>(action: string, operation: () => Promise<T>, onRetry?: () => void): Promise<T> {
-    const context: KafkaErrorContext = { action };
+    const context: KafkaErrorContext = { action, transactionalId: this.transactionalId };
     return withRetries('kafka', `${action} (${this.transactionalId})`, async () => {
       for (let attempt = 0; ; attempt++) {
         let classified: TickflowError;

@@ -9,7 +9,8 @@ import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts'
 import { FastProduce } from './kafka-produce.ts';
 import { TransactionCoordinator } from './kafka-transaction.ts';
 import { groupMember } from './kafka-group.ts';
-import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer } from './types.ts';
+import { listOpenTransactions } from './kafka-open-transactions.ts';
+import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer, TransactionOptions, OpenTransaction, StableOffsets } from './types.ts';
 
 export interface KafkaLogOptions {
   brokers: readonly string[];
@@ -213,6 +214,24 @@ export class KafkaLog implements Log {
     );
   }
 
+  async stableOffsets(topic: string): Promise<StableOffsets[]> {
+    return this.#call(
+      `list stable offsets of ${topic}`,
+      async () => {
+        const reader = this.#readerClient();
+        const end = (level: IsolationLevel) => reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel: isolationCode(level) });
+        const [stable, high] = await Promise.all([end('read_committed'), end('read_uncommitted')]);
+        const lastStable = stable.get(topic) ?? [];
+        return (high.get(topic) ?? []).map((highWatermark, partition) => ({ partition, lastStable: lastStable[partition] ?? highWatermark, highWatermark }));
+      },
+      { topic },
+    );
+  }
+
+  async openTransactions(): Promise<OpenTransaction[]> {
+    return this.#call('list open transactions', () => listOpenTransactions(this.#adminClient()));
+  }
+
   async groups(): Promise<string[]> {
     return this.#call('list consumer groups', async () => [...(await this.#adminClient().listGroups()).keys()].sort());
   }
@@ -253,9 +272,9 @@ export class KafkaLog implements Log {
    * A transactional producer: tickflow's own batches (transactional bit, the coordinator's
    * producer id and epoch) and the coordinator calls of kafka-transaction.ts.
    */
-  transactionalProducer(transactionalId: string): TransactionalProducer {
+  transactionalProducer(transactionalId: string, options: TransactionOptions = {}): TransactionalProducer {
     const client = this.#producerClient();
-    const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify);
+    const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify, options.timeoutMs);
     const fast = new FastProduce(client, { ...this.#produceOptions(), transaction: coordinator });
     const serial = serialised();
     const producer: TransactionalProducer = {

@@ -78,6 +78,38 @@ export interface TransactionalProducer extends Producer {
   abort(): Promise<void>;
 }
 
+/** A Kafka transaction open now (monitoring). */
+export interface OpenTransaction {
+  transactionalId: string;
+  /** Ongoing, PrepareCommit or PrepareAbort. */
+  state: string;
+  producerId: bigint;
+  producerEpoch: number;
+  /** When its first partition was added (epoch ms, the coordinator's clock); null if not known. */
+  startedAt: number | null;
+  /** The coordinator aborts it once it is open this long. */
+  timeoutMs: number;
+  /** The partitions it wrote to (offsets committed in it show as partitions of __consumer_offsets). */
+  partitions: TopicPartition[];
+}
+
+/** A partition's end for each isolation level: they differ while a transaction is open on it. */
+export interface StableOffsets {
+  partition: number;
+  /** The end a read_committed reader sees: the first offset of the oldest transaction still open. */
+  lastStable: bigint;
+  /** The end a read_uncommitted reader sees. */
+  highWatermark: bigint;
+}
+
+export interface TransactionOptions {
+  /**
+   * How long a transaction may stay open before the coordinator aborts it (default 60 s; the
+   * broker refuses more than its transaction.max.timeout.ms, 15 minutes by default).
+   */
+  timeoutMs?: number;
+}
+
 export interface RangeReadOptions {
   topic: string;
   /** Partitions to read; default all. */
@@ -117,6 +149,13 @@ export interface RecordBatch {
   /** The assignment generation the batch was fetched under. */
   readonly generation: number;
   readonly records: readonly LogRecord[];
+  /**
+   * Where reading each fetched partition goes on after this batch: every record below it has
+   * been delivered. On Kafka it lies past transaction markers and records of aborted
+   * transactions, which take offsets but give no record to a read_committed reader; a batch
+   * may then hold no record at all. Absent on logs without such offsets.
+   */
+  readonly positions?: readonly TopicPartitionOffset[];
 }
 
 export interface GroupConsumer extends AsyncIterable<RecordBatch> {
@@ -150,7 +189,11 @@ export interface Log {
   committed(group: string, topic: string): Promise<Map<number, bigint>>;
   producer(): Producer;
   /** A transactional producer (Kafka only; the embedded log has no transactions). */
-  transactionalProducer?(transactionalId: string): TransactionalProducer;
+  transactionalProducer?(transactionalId: string, options?: TransactionOptions): TransactionalProducer;
+  /** The transactions open on the cluster (Kafka only: monitoring). */
+  openTransactions?(): Promise<OpenTransaction[]>;
+  /** Per partition, the last stable offset and the high watermark (Kafka only: monitoring). */
+  stableOffsets?(topic: string): Promise<StableOffsets[]>;
   /** Reads a fixed offset range in batches and ends there: for batch jobs. */
   readRange(options: RangeReadOptions): AsyncIterable<LogRecord[]>;
   /** Joins a consumer group and yields batches of the assigned partitions until closed. */

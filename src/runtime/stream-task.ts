@@ -126,9 +126,13 @@ interface Position {
 /** Consecutive records of one partition in a batch. */
 interface Run {
   position: Position;
+  /** Where the run's accounting starts: the position before it (offsets up to `first` held no record). */
+  from: bigint;
   first: bigint;
   next: bigint;
   accepted: number;
+  /** Offsets in [from, next) without a record: transaction markers, aborted or compacted records. */
+  skipped: number;
 }
 
 /** A slice checked against the positions: what the processor gets, and what is too large. */
@@ -148,6 +152,11 @@ const PREPARE_AHEAD = 2;
  */
 const FENCED_REJOIN_MS = 3_000;
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+/** A run of a partition's records starting at `first`; the offsets between the position and it held no record. */
+function newRun(position: Position, first: bigint): Run {
+  return { position, from: position.fetched, first, next: first, accepted: 0, skipped: Number(first - position.fetched) };
+}
 
 export async function runStreamTask<Checkpoint, Prepared = unknown>(options: StreamTaskOptions<Checkpoint, Prepared>): Promise<StreamTaskReport> {
   return new StreamTask(options).run();
@@ -293,7 +302,10 @@ class StreamTask<Checkpoint, Prepared> {
         this.#consumer = consumer;
         try {
           for await (const batch of consumer) {
-            await this.#serial(() => this.#ingest(batch.records));
+            await this.#serial(async () => {
+              await this.#ingest(batch.records);
+              if (batch.positions) await this.#skipTo(batch.positions);
+            });
             kafka.recovered();
             if (this.#caughtUp()) done.abort();
           }
@@ -416,6 +428,35 @@ class StreamTask<Checkpoint, Prepared> {
   }
 
   /**
+   * Moves positions past offsets that hold no record for this reader (transaction markers,
+   * records of aborted transactions), as the log reports them after a batch: a partition
+   * whose last offsets are a commit marker is then at its end (a bounded run finishes, an
+   * idle one counts as caught up), and the stored offset moves past the marker. In order:
+   * the batches still being prepared are applied first.
+   */
+  async #skipTo(positions: readonly TopicPartitionOffset[]): Promise<void> {
+    if (!this.#assigned || this.#fencedAt !== null || this.#o.signal.aborted) return;
+    const gaps = positions.filter((pos) => {
+      const p = this.#positions.get(key(pos.topic, pos.partition));
+      return p !== undefined && pos.offset > p.fetched;
+    });
+    if (gaps.length === 0) return;
+    await this.#drainPending();
+    if (!this.#assigned) return;
+    for (const pos of gaps) {
+      const p = this.#positions.get(key(pos.topic, pos.partition));
+      if (!p || pos.offset <= p.fetched) continue;
+      this.#countsOf(p.topic).skip(p.partition, p.fetched, Number(pos.offset - p.fetched));
+      p.fetched = pos.offset;
+      if (pos.offset > p.next) {
+        p.next = pos.offset;
+        p.dirty = true;
+      }
+    }
+    this.#reportEnds(this.#now());
+  }
+
+  /**
    * The records whose outputs were committed before (below a position's `silentUntil`),
    * then the others; one part when no partition replays. Order within a partition is kept.
    */
@@ -468,7 +509,9 @@ class StreamTask<Checkpoint, Prepared> {
         const position = this.#positions.get(key(record.topic, record.partition));
         const offset = record.offset;
         if (!position || offset < position.fetched) skipping = true;
-        else admitted.runs.push((run = { position, first: offset, next: offset, accepted: 0 }));
+        else admitted.runs.push((run = newRun(position, offset)));
+      } else if (run !== null && record.offset > last.offset + 1n) {
+        run.skipped += Number(record.offset - last.offset - 1n);
       }
       last = record;
       if (skipping) {
@@ -476,7 +519,7 @@ class StreamTask<Checkpoint, Prepared> {
         const position = this.#positions.get(key(record.topic, record.partition));
         if (!position || record.offset < position.fetched) continue;
         skipping = false;
-        admitted.runs.push((run = { position, first: record.offset, next: record.offset, accepted: 0 }));
+        admitted.runs.push((run = newRun(position, record.offset)));
       }
       if (tooLarge(record, this.#maxRecordBytes)) {
         admitted.oversized.push(record);
@@ -516,7 +559,8 @@ class StreamTask<Checkpoint, Prepared> {
       position.dirty = true;
       position.lastRecordWall = now;
       const counts = this.#countsOf(position.topic);
-      counts.observe(position.partition, run.first);
+      counts.observe(position.partition, run.from);
+      if (run.skipped > 0) counts.skip(position.partition, run.from, run.skipped);
       if (run.accepted > 0) {
         counts.add(position.partition, run.first, 'accepted', run.accepted);
         inByTopic.set(position.topic, (inByTopic.get(position.topic) ?? 0) + run.accepted);
