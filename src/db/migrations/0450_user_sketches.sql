@@ -1,0 +1,28 @@
+-- Unique users over any range (GET /v1/unique-users): each emitted minute of `unique-users`
+-- as a HyperLogLog sketch (src/core/sketch-bytes.ts: versioned, sparse or 6-bit dense,
+-- precision 12 → at most 3 KiB), with its frames, its late count and, when the minute was
+-- counted exactly, its exact count. Writing a minute again replaces it.
+CREATE TABLE IF NOT EXISTS user_minute_sketches (
+  minute_start bigint      PRIMARY KEY CHECK (minute_start % 60 = 0), -- unix seconds
+  frames       bigint      NOT NULL CHECK (frames >= 0),
+  late         bigint      NOT NULL CHECK (late >= 0),
+  exact_users  bigint      CHECK (exact_users >= 0),                   -- null: the minute was a sketch
+  sketch       bytea       NOT NULL,
+  updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Rollups of whole UTC hours (seconds = 3600) and days (86400): the merge of the stored
+-- minutes they span, rewritten in the transaction that writes any of those minutes, so a
+-- range of a year reads ~365 rows instead of 525,600. exact_users is set only when the
+-- rollup holds a single minute that was counted exactly.
+CREATE TABLE IF NOT EXISTS user_sketch_rollups (
+  seconds     int         NOT NULL CHECK (seconds IN (3600, 86400)),
+  start       bigint      NOT NULL CHECK (start % seconds = 0),       -- unix seconds
+  minutes     int         NOT NULL CHECK (minutes > 0),
+  frames      bigint      NOT NULL CHECK (frames >= 0),
+  late        bigint      NOT NULL CHECK (late >= 0),
+  exact_users bigint      CHECK (exact_users >= 0),
+  sketch      bytea       NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (seconds, start)
+);

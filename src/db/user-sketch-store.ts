@@ -1,0 +1,163 @@
+/**
+ * Per-minute user sketches and their hour and day rollups (tables user_minute_sketches,
+ * user_sketch_rollups): written by `unique-users` as it emits minutes, read by
+ * GET /v1/unique-users for any range. docs/users.md, "Ranges on demand".
+ *
+ * Writing takes a transaction handle, so the pipeline can write its minutes in the same
+ * PostgreSQL transaction as its offsets. A minute written again replaces the stored one;
+ * the rollups of its hour and day are then recomputed from the stored minutes (not merged
+ * into: a replaced minute leaves no trace), so writing the same minutes twice, or in any
+ * grouping, leaves the same rows. Writers are serialised by one transaction-scoped
+ * advisory lock, so two transactions writing minutes of one hour never rebuild its
+ * rollup from different sets of minutes.
+ */
+import { HyperLogLog } from '../core/hyperloglog.ts';
+import { encodeSketch, mergeSketchBytes, sketchPrecision } from '../core/sketch-bytes.ts';
+import type { SketchSpan, SpanRange, StoredSketch } from '../core/user-ranges.ts';
+import type { MinuteSketchRow } from '../core/user-sketches.ts';
+import type { Database, Queryable } from './types.ts';
+
+/** "tick" in ASCII and a sub-key (migrations use 1): serialises sketch writers. */
+const LOCK_KEY = [0x7469636b, 2];
+const HOUR = 3600;
+const DAY = 86400;
+
+/** Writes the minutes (and the rollups they change) in one transaction of its own. */
+export async function saveUserMinutes(db: Database, minutes: readonly MinuteSketchRow[]): Promise<void> {
+  if (minutes.length === 0) return;
+  await db.transaction((tx) => writeUserMinutes(tx, minutes));
+}
+
+/**
+ * Inside the caller's transaction: upserts the minutes (the last one wins when a minute
+ * is given twice), then rebuilds the rollup of every hour and day they fall in.
+ */
+export async function writeUserMinutes(tx: Queryable, minutes: readonly MinuteSketchRow[]): Promise<void> {
+  if (minutes.length === 0) return;
+  const byStart = new Map<number, MinuteSketchRow>();
+  for (const minute of minutes) {
+    checkMinute(minute);
+    byStart.set(minute.start, minute);
+  }
+  const rows = [...byStart.values()].sort((a, b) => a.start - b.start);
+  await tx.query('SELECT pg_advisory_xact_lock($1, $2)', LOCK_KEY);
+  await tx.query(
+    `INSERT INTO user_minute_sketches AS m (minute_start, frames, late, exact_users, sketch)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])
+     ON CONFLICT (minute_start) DO UPDATE SET
+       frames = EXCLUDED.frames, late = EXCLUDED.late, exact_users = EXCLUDED.exact_users,
+       sketch = EXCLUDED.sketch, updated_at = now()`,
+    [rows.map((r) => r.start), rows.map((r) => r.frames), rows.map((r) => r.late), rows.map((r) => r.exactUsers), rows.map((r) => r.sketch)],
+  );
+  const asStored = rows.map((r): StoredSketch => ({ seconds: 60, start: r.start, minutes: 1, frames: r.frames, late: r.late, exactUsers: r.exactUsers, sketch: r.sketch }));
+  const hours = await rebuild(tx, HOUR, asStored, MINUTES_OF_SPAN);
+  await rebuild(tx, DAY, hours, HOURS_OF_SPAN);
+}
+
+/** Stored parts of the spans starting at $1[i] and $2 seconds long, except those starting at one of $3 (the parts in hand). */
+const MINUTES_OF_SPAN = `SELECT m.minute_start AS start, 1 AS minutes, m.frames, m.late, m.exact_users, m.sketch
+  FROM unnest($1::bigint[]) AS g(start)
+  JOIN user_minute_sketches m ON m.minute_start >= g.start AND m.minute_start < g.start + $2::bigint
+  WHERE NOT EXISTS (SELECT 1 FROM unnest($3::bigint[]) AS p(start) WHERE p.start = m.minute_start)`;
+const HOURS_OF_SPAN = `SELECT u.start, u.minutes, u.frames, u.late, u.exact_users, u.sketch
+  FROM unnest($1::bigint[]) AS g(start)
+  JOIN user_sketch_rollups u ON u.seconds = 3600 AND u.start >= g.start AND u.start < g.start + $2::bigint
+  WHERE NOT EXISTS (SELECT 1 FROM unnest($3::bigint[]) AS p(start) WHERE p.start = u.start)`;
+
+/**
+ * The rollups of span `seconds` that `parts` fall in, each the merge of `parts` and the
+ * stored parts of its span that are not among them (read by `others`), written and returned.
+ */
+async function rebuild(tx: Queryable, seconds: SketchSpan, parts: readonly StoredSketch[], others: string): Promise<StoredSketch[]> {
+  const groups = new Map<number, StoredSketch[]>();
+  for (const part of parts) {
+    const start = Math.floor(part.start / seconds) * seconds;
+    let group = groups.get(start);
+    if (group === undefined) groups.set(start, (group = []));
+    group.push(part);
+  }
+  const starts = [...groups.keys()];
+  const { rows } = await tx.query<RawSketch>(others, [starts, seconds, parts.map((p) => p.start)]);
+  for (const row of rows) {
+    const part = fromRaw(row, parts[0].seconds);
+    groups.get(Math.floor(part.start / seconds) * seconds)!.push(part);
+  }
+  const rollups = [...groups].map(([start, group]) => rollup(seconds, start, group));
+  await tx.query(
+    `INSERT INTO user_sketch_rollups (seconds, start, minutes, frames, late, exact_users, sketch)
+     SELECT $1, * FROM unnest($2::bigint[], $3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bytea[])
+     ON CONFLICT (seconds, start) DO UPDATE SET
+       minutes = EXCLUDED.minutes, frames = EXCLUDED.frames, late = EXCLUDED.late,
+       exact_users = EXCLUDED.exact_users, sketch = EXCLUDED.sketch, updated_at = now()`,
+    [seconds, rollups.map((r) => r.start), rollups.map((r) => r.minutes), rollups.map((r) => r.frames), rollups.map((r) => r.late), rollups.map((r) => r.exactUsers), rollups.map((r) => r.sketch)],
+  );
+  return rollups;
+}
+
+/** The merge of parts (at the lowest precision among them), their sums, and an exact count only for a single exact minute. */
+function rollup(seconds: SketchSpan, start: number, parts: readonly StoredSketch[]): StoredSketch {
+  const sketch = new HyperLogLog(Math.min(...parts.map((p) => sketchPrecision(p.sketch))));
+  let minutes = 0;
+  let frames = 0;
+  let late = 0;
+  for (const part of parts) {
+    mergeSketchBytes(sketch, part.sketch);
+    minutes += part.minutes;
+    frames += part.frames;
+    late += part.late;
+  }
+  const single = parts.length === 1 && parts[0].minutes === 1 ? parts[0].exactUsers : null;
+  return { seconds, start, minutes, frames, late, exactUsers: single, sketch: encodeSketch(sketch) };
+}
+
+function checkMinute(minute: MinuteSketchRow): void {
+  if (!Number.isSafeInteger(minute.start) || minute.start % 60 !== 0) throw new RangeError(`a minute starts at a multiple of 60 unix seconds, got ${minute.start}`);
+  for (const [name, value] of [['frames', minute.frames], ['late', minute.late], ['exactUsers', minute.exactUsers ?? 0]] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`minute ${minute.start}: ${name} must be an integer >= 0, got ${value}`);
+  }
+  sketchPrecision(minute.sketch); // a malformed header fails here, before anything is written
+}
+
+interface RawSketch {
+  seconds?: number;
+  start: string;
+  minutes: number;
+  frames: string;
+  late: string;
+  exact_users: string | null;
+  sketch: Buffer;
+}
+
+function fromRaw(row: RawSketch, seconds: SketchSpan): StoredSketch {
+  return {
+    seconds: (row.seconds ?? seconds) as SketchSpan,
+    start: Number(row.start),
+    minutes: Number(row.minutes),
+    frames: Number(row.frames),
+    late: Number(row.late),
+    exactUsers: row.exact_users === null ? null : Number(row.exact_users),
+    sketch: row.sketch,
+  };
+}
+
+/**
+ * The stored sketches whose start lies in the ranges: minutes (span 60) from
+ * user_minute_sketches, hours and days from user_sketch_rollups, each range an index range
+ * scan on the primary key. One round trip.
+ */
+export async function readUserSketches(db: Queryable, ranges: readonly SpanRange[]): Promise<StoredSketch[]> {
+  if (ranges.length === 0) return [];
+  const minutes = ranges.filter((r) => r.seconds === 60);
+  const rollups = ranges.filter((r) => r.seconds !== 60);
+  const { rows } = await db.query<RawSketch>(
+    `SELECT 60 AS seconds, m.minute_start AS start, 1 AS minutes, m.frames, m.late, m.exact_users, m.sketch
+     FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi)
+     JOIN user_minute_sketches m ON m.minute_start >= r.lo AND m.minute_start < r.hi
+     UNION ALL
+     SELECT u.seconds, u.start, u.minutes, u.frames, u.late, u.exact_users, u.sketch
+     FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS r(seconds, lo, hi)
+     JOIN user_sketch_rollups u ON u.seconds = r.seconds AND u.start >= r.lo AND u.start < r.hi`,
+    [minutes.map((r) => r.start), minutes.map((r) => r.end), rollups.map((r) => r.seconds), rollups.map((r) => r.start), rollups.map((r) => r.end)],
+  );
+  return rows.map((row) => fromRaw(row, 60));
+}
