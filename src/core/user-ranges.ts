@@ -159,54 +159,103 @@ export function countUserRange(plan: UserRangePlan, rows: readonly StoredSketch[
   const buckets: BucketCount[] = [];
   let next = 0;
   for (const b of plan.buckets) {
-    bucket.reset();
     for (; next < sorted.length && sorted[next].start < b.end; next++) {
       const row = sorted[next];
       if (row.start < b.start) throw new RangeError(`a stored sketch starting at ${row.start} lies outside the buckets`);
       bucket.add(row);
-      total.add(row);
     }
     buckets.push({ window: b.window, ...bucket.count(b.start, b.end) });
+    total.addTally(bucket);
+    bucket.reset();
   }
   if (next < sorted.length) throw new RangeError(`a stored sketch starting at ${sorted[next].start} lies after the range`);
   return { buckets, total: total.count(plan.start, plan.end), precision };
 }
 
-/** Sums and the merged sketch of the rows of a bucket or of the range. */
+/**
+ * Sums and the merged sketch of the rows of a bucket or of the range. A row is kept aside
+ * until a second one comes or its count is needed (a single exact minute's never is), so a
+ * range by minute decodes each minute once, into the total.
+ */
 class Tally {
   readonly #sketch: HyperLogLog | null;
+  /** Whether #sketch holds any registers. */
+  #merged = false;
+  /** A row not merged into #sketch yet. */
+  #pending: StoredSketch | null = null;
+  /** The row, while there is exactly one. */
+  #only: StoredSketch | null = null;
   #rows = 0;
   #minutes = 0;
   #frames = 0;
   #late = 0;
-  #single: StoredSketch | null = null;
 
   constructor(precision: number | null) {
     this.#sketch = precision === null ? null : new HyperLogLog(precision);
   }
 
   reset(): void {
-    if (this.#rows > 0) this.#sketch!.registers.fill(0);
+    if (this.#merged) this.#sketch!.registers.fill(0);
+    this.#merged = false;
+    this.#pending = this.#only = null;
     this.#rows = this.#minutes = this.#frames = this.#late = 0;
-    this.#single = null;
   }
 
   add(row: StoredSketch): void {
-    mergeSketchBytes(this.#sketch!, row.sketch);
-    this.#single = this.#rows === 0 ? row : null;
-    this.#rows++;
-    this.#minutes += row.minutes;
-    this.#frames += row.frames;
-    this.#late += row.late;
+    this.#sums(1, row.minutes, row.frames, row.late);
+    this.#only = this.#rows === 1 ? row : null;
+    this.#keep(row);
+  }
+
+  /** Adds everything another tally holds. */
+  addTally(other: Tally): void {
+    if (other.#rows === 0) return;
+    this.#sums(other.#rows, other.#minutes, other.#frames, other.#late);
+    this.#only = this.#rows === 1 ? other.#only : null;
+    if (other.#merged) {
+      this.#flush();
+      const mine = this.#sketch!.registers;
+      const theirs = other.#sketch!.registers;
+      for (let i = 0; i < mine.length; i++) if (theirs[i] > mine[i]) mine[i] = theirs[i];
+      this.#merged = true;
+    }
+    if (other.#pending !== null) this.#keep(other.#pending);
   }
 
   count(start: number, end: number): UsersCount {
     const sums = { start, end, frames: this.#frames, late: this.#late, minutes: this.#minutes };
     if (this.#rows === 0) return { ...sums, uniqueUsers: 0, approximate: false, standardError: 0 };
-    const single = this.#single;
-    if (single !== null && single.minutes === 1 && single.exactUsers !== null) return { ...sums, uniqueUsers: single.exactUsers, approximate: false, standardError: 0 };
+    const only = this.#only;
+    if (only !== null && only.minutes === 1 && only.exactUsers !== null) return { ...sums, uniqueUsers: only.exactUsers, approximate: false, standardError: 0 };
+    this.#flush();
     const sketch = this.#sketch!;
     return { ...sums, uniqueUsers: sketch.count(), approximate: true, standardError: hyperLogLogStandardError(sketch.precision) };
+  }
+
+  #sums(rows: number, minutes: number, frames: number, late: number): void {
+    this.#rows += rows;
+    this.#minutes += minutes;
+    this.#frames += frames;
+    this.#late += late;
+  }
+
+  /** Keeps a row aside when nothing else is held, else merges it. */
+  #keep(row: StoredSketch): void {
+    if (!this.#merged && this.#pending === null) {
+      this.#pending = row;
+      return;
+    }
+    this.#flush();
+    mergeSketchBytes(this.#sketch!, row.sketch);
+    this.#merged = true;
+  }
+
+  #flush(): void {
+    const pending = this.#pending;
+    if (pending === null) return;
+    this.#pending = null;
+    mergeSketchBytes(this.#sketch!, pending.sketch);
+    this.#merged = true;
   }
 }
 
