@@ -14,11 +14,14 @@
  * is stored exact (its exact count kept), as by default.
  *
  * Prints the load time, the storage per table (and per year), then, per query shape,
- * in-process timings (SQL and merge) and the API's latency at an evenly paced rate, open
- * loop (`tickflow api` as its own process; see bench/api.ts for why not autocannon's rate).
+ * in-process timings (SQL and merge) and, through `tickflow api` as its own process, the
+ * ceiling (requests per second with two in flight, closed loop) and the latency at an
+ * evenly paced rate of half that ceiling, at most `--rate`, open loop (see bench/api.ts
+ * for why not autocannon's rate).
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import http from 'node:http';
 import os from 'node:os';
 import { HyperLogLog } from '../src/core/hyperloglog.ts';
 import { seededRandom } from '../src/core/random.ts';
@@ -29,6 +32,7 @@ import { createDatabaseIfMissing, openDatabase } from '../src/db/open.ts';
 import type { Database } from '../src/db/types.ts';
 import { readUserSketches, writeUserMinutes } from '../src/db/user-sketch-store.ts';
 import { ROOT, flag, line, paced } from './_lib.ts';
+import type { Outcome } from './_lib.ts';
 
 const START = Date.parse('2024-01-01T00:00:00Z') / 1000;
 const POPULATION = 3_000_000;
@@ -82,13 +86,17 @@ export default async function bench(args: string[]): Promise<void> {
     await paced(base, path(shapes[0]), 20, 2); // warm-up: JIT, pool
     const loadAtStart = os.loadavg().map((v) => v.toFixed(1)).join(' ');
     const rows: string[] = [];
-    for (const shape of shapes) rows.push(line(shape.name, `${rate}/s, paced`, await paced(base, path(shape), rate, seconds)));
-    const mixed = () => `/v1/unique-users?${shapes[Math.floor(Math.random() * shapes.length)].query()}`;
-    rows.push(line('mixed (all of the above)', `${rate}/s, paced`, await paced(base, mixed, rate, seconds)));
-    rows.push(line('mixed (all of the above)', `${rate * 2}/s, paced`, await paced(base, mixed, rate * 2, seconds)));
+    const all: Shape = { name: 'mixed (all of the above)', query: () => shapes[Math.floor(Math.random() * shapes.length)].query() };
+    for (const shape of [...shapes, all]) {
+      // The ceiling first (two requests in flight, one per core), then an even pace at half of it (at most --rate).
+      const ceiling = await closedLoop(base, path(shape), 2, seconds / 3);
+      rows.push(line(shape.name, 'ceiling, 2 in flight', ceiling));
+      const at = Math.max(1, Math.min(rate, Math.floor(ceiling.rate / 2)));
+      rows.push(line(shape.name, `${at}/s, paced`, await paced(base, path(shape), at, seconds)));
+    }
     console.log([
       `# ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), load average ${loadAtStart} at start, ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at end`,
-      `### GET /v1/unique-users over ${days} days of minute sketches (precision ${precision}), ${seconds} s per row`,
+      `### GET /v1/unique-users over ${days} days of minute sketches (precision ${precision}): the ceiling (${(seconds / 3).toFixed(0)} s), then ${seconds} s paced at half of it (at most ${rate}/s)`,
       '',
       '| query | load | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx + errors |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -208,4 +216,30 @@ async function inProcess(db: Database, shapes: readonly Shape[]): Promise<void> 
     ...lines,
     '',
   ].join('\n'));
+}
+
+/** Closed loop: `concurrency` requests in flight, each sent when the one before it answered, for `seconds`. */
+async function closedLoop(base: string, path: () => string, concurrency: number, seconds: number): Promise<Outcome> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies: number[] = [];
+  let failed = 0;
+  const t0 = performance.now();
+  const deadline = t0 + seconds * 1000;
+  const get = (url: string) => new Promise<boolean>((resolve) => {
+    http.get(url, { agent }, (response) => {
+      response.resume();
+      response.on('end', () => resolve(response.statusCode === 200));
+    }).on('error', () => resolve(false));
+  });
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < deadline) {
+      const sent = performance.now();
+      if (!(await get(`${base}${path()}`))) failed++;
+      latencies.push(performance.now() - sent);
+    }
+  }));
+  agent.destroy();
+  const sorted = latencies.sort((a, b) => a - b);
+  const q = (x: number) => sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))];
+  return { rate: sorted.length / ((performance.now() - t0) / 1000), p50: q(0.5), p90: q(0.9), p99: q(0.99), max: sorted[sorted.length - 1], failed };
 }

@@ -6,19 +6,26 @@
  * Minutes are the unit: a minute counts in a range when its start lies in [from, to).
  * Each window of the granularity (src/core/calendar-windows.ts: UTC, or days and coarser
  * in a time zone) is a bucket; the first and the last are cut to the range. A bucket is
- * read as few rows as the stored levels allow: minutes up to the first whole UTC hour,
- * hours up to the first whole UTC day, days, then hours and minutes again — so a UTC day
- * is one row, a day in Europe/Zurich 24 hour rows, a day in Asia/Kolkata 23 hours and 60
- * minutes, a month 28 to 31 day rows.
+ * read as few rows as the stored spans allow (minutes, quarter hours, hours, 3-hour blocks
+ * and days of UTC): a UTC day is one row, a month 28 to 31; a day in Europe/Zurich (+01:00)
+ * 1 hour, 7 blocks and 2 hours, 10 rows; a day in Asia/Kolkata (+05:30) 2 quarters, 2
+ * hours, 7 blocks and 2 quarters, 13 rows.
  */
 import { calendarOf, windowEnd, windowIso, windowStart } from './calendar-windows.ts';
 import type { Granularity } from './calendar-windows.ts';
 import { HyperLogLog, hyperLogLogStandardError } from './hyperloglog.ts';
 import { mergeSketchBytes, sketchPrecision } from './sketch-bytes.ts';
 
-/** The spans sketches are stored at: minutes, and rollups of whole UTC hours and days. */
-export type SketchSpan = 60 | 3600 | 86400;
-export const SKETCH_SPANS: readonly SketchSpan[] = [60, 3600, 86400];
+/**
+ * The spans sketches are stored at: minutes, and rollups of whole UTC quarter hours, hours,
+ * 3-hour blocks and days. Each divides the next, so a range splits into the fewest rows
+ * greedily; quarters serve the zones 30 or 45 minutes off the hour, 3-hour blocks the days
+ * of zones off UTC by whole hours.
+ */
+export type SketchSpan = 60 | 900 | 3600 | 10800 | 86400;
+export const SKETCH_SPANS: readonly SketchSpan[] = [60, 900, 3600, 10800, 86400];
+/** The rolled-up spans, finest first: each is rebuilt from the one before it. */
+export const ROLLUP_SPANS: readonly SketchSpan[] = SKETCH_SPANS.slice(1);
 
 /** Rows of one span whose start lies in [start, end) (unix seconds). */
 export interface SpanRange {
@@ -73,22 +80,26 @@ export function planUserRange(options: { fromMs: number; toMs: number; granulari
   return { granularity, timeZone: calendar?.timeZone ?? 'UTC', start, end, buckets, ranges: ranges.list() };
 }
 
-/** Per span, the ranges to read; a bucket [s, e) is minutes, hours, days, hours, minutes. */
+/**
+ * Per span, the ranges to read. A bucket [s, e) is, from the outside in: minutes up to the
+ * first whole quarter hour, quarters up to the first whole hour, and so on up to whole
+ * days in the middle, then back down.
+ */
 class Ranges {
   readonly #bySpan = new Map<SketchSpan, SpanRange[]>(SKETCH_SPANS.map((s) => [s, []]));
 
-  cover(s: number, e: number): void {
-    const h1 = Math.min(ceilTo(s, 3600), e);
-    const h2 = Math.max(floorTo(e, 3600), h1);
-    this.#add(60, s, h1);
-    if (h1 < h2) {
-      const d1 = Math.min(ceilTo(h1, 86400), h2);
-      const d2 = Math.max(floorTo(h2, 86400), d1);
-      this.#add(3600, h1, d1);
-      this.#add(86400, d1, d2);
-      this.#add(3600, d2, h2);
+  cover(s: number, e: number, level = 0): void {
+    const span = SKETCH_SPANS[level];
+    const coarser = SKETCH_SPANS[level + 1];
+    if (coarser === undefined) {
+      this.#add(span, s, e);
+      return;
     }
-    this.#add(60, h2, e);
+    const a = Math.min(ceilTo(s, coarser), e);
+    const b = Math.max(floorTo(e, coarser), a);
+    this.#add(span, s, a);
+    if (a < b) this.cover(a, b, level + 1);
+    this.#add(span, b, e);
   }
 
   list(): SpanRange[] {

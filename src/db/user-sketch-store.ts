@@ -1,26 +1,25 @@
 /**
- * Per-minute user sketches and their hour and day rollups (tables user_minute_sketches,
- * user_sketch_rollups): written by `unique-users` as it emits minutes, read by
+ * Per-minute user sketches and their rollups of UTC quarter hours, hours, 3-hour blocks and
+ * days (tables user_minute_sketches, user_sketch_rollups): written by `unique-users` as it emits minutes, read by
  * GET /v1/unique-users for any range. docs/users.md, "Ranges on demand".
  *
  * Writing takes a transaction handle, so the pipeline can write its minutes in the same
  * PostgreSQL transaction as its offsets. A minute written again replaces the stored one;
- * the rollups of its hour and day are then recomputed from the stored minutes (not merged
+ * the rollups that span it are then recomputed from the stored minutes (not merged
  * into: a replaced minute leaves no trace), so writing the same minutes twice, or in any
  * grouping, leaves the same rows. Writers are serialised by one transaction-scoped
- * advisory lock, so two transactions writing minutes of one hour never rebuild its
- * rollup from different sets of minutes.
+ * advisory lock, so two transactions writing minutes of one hour never rebuild a rollup
+ * from different sets of minutes.
  */
 import { HyperLogLog } from '../core/hyperloglog.ts';
 import { encodeSketch, mergeSketchBytes, sketchPrecision } from '../core/sketch-bytes.ts';
+import { ROLLUP_SPANS } from '../core/user-ranges.ts';
 import type { SketchSpan, SpanRange, StoredSketch } from '../core/user-ranges.ts';
 import type { MinuteSketchRow } from '../core/user-sketches.ts';
 import type { Database, Queryable } from './types.ts';
 
 /** "tick" in ASCII and a sub-key (migrations use 1): serialises sketch writers. */
 const LOCK_KEY = [0x7469636b, 2];
-const HOUR = 3600;
-const DAY = 86400;
 
 /** Writes the minutes (and the rollups they change) in one transaction of its own. */
 export async function saveUserMinutes(db: Database, minutes: readonly MinuteSketchRow[]): Promise<void> {
@@ -30,7 +29,9 @@ export async function saveUserMinutes(db: Database, minutes: readonly MinuteSket
 
 /**
  * Inside the caller's transaction: upserts the minutes (the last one wins when a minute
- * is given twice), then rebuilds the rollup of every hour and day they fall in.
+ * is given twice), then rebuilds every rollup they fall in, finest first: each quarter
+ * from its minutes, each hour from its quarters, each 3-hour block from its hours, each
+ * day from its blocks.
  */
 export async function writeUserMinutes(tx: Queryable, minutes: readonly MinuteSketchRow[]): Promise<void> {
   if (minutes.length === 0) return;
@@ -49,26 +50,28 @@ export async function writeUserMinutes(tx: Queryable, minutes: readonly MinuteSk
        sketch = EXCLUDED.sketch, updated_at = now()`,
     [rows.map((r) => r.start), rows.map((r) => r.frames), rows.map((r) => r.late), rows.map((r) => r.exactUsers), rows.map((r) => r.sketch)],
   );
-  const asStored = rows.map((r): StoredSketch => ({ seconds: 60, start: r.start, minutes: 1, frames: r.frames, late: r.late, exactUsers: r.exactUsers, sketch: r.sketch }));
-  const hours = await rebuild(tx, HOUR, asStored, MINUTES_OF_SPAN);
-  await rebuild(tx, DAY, hours, HOURS_OF_SPAN);
+  let parts = rows.map((r): StoredSketch => ({ seconds: 60, start: r.start, minutes: 1, frames: r.frames, late: r.late, exactUsers: r.exactUsers, sketch: r.sketch }));
+  for (const seconds of ROLLUP_SPANS) parts = await rebuild(tx, seconds, parts);
 }
 
-/** Stored parts of the spans starting at $1[i] and $2 seconds long, except those starting at one of $3 (the parts in hand). */
-const MINUTES_OF_SPAN = `SELECT m.minute_start AS start, 1 AS minutes, m.frames, m.late, m.exact_users, m.sketch
+/**
+ * The stored parts (minutes, or rollups of span $4) of the spans starting at $1[i] and $2
+ * seconds long, except those starting at one of $3 (the parts in hand).
+ */
+const OTHER_MINUTES = `SELECT m.minute_start AS start, 1 AS minutes, m.frames, m.late, m.exact_users, m.sketch
   FROM unnest($1::bigint[]) AS g(start)
   JOIN user_minute_sketches m ON m.minute_start >= g.start AND m.minute_start < g.start + $2::bigint
   WHERE NOT EXISTS (SELECT 1 FROM unnest($3::bigint[]) AS p(start) WHERE p.start = m.minute_start)`;
-const HOURS_OF_SPAN = `SELECT u.start, u.minutes, u.frames, u.late, u.exact_users, u.sketch
+const OTHER_ROLLUPS = `SELECT u.start, u.minutes, u.frames, u.late, u.exact_users, u.sketch
   FROM unnest($1::bigint[]) AS g(start)
-  JOIN user_sketch_rollups u ON u.seconds = 3600 AND u.start >= g.start AND u.start < g.start + $2::bigint
+  JOIN user_sketch_rollups u ON u.seconds = $4::int AND u.start >= g.start AND u.start < g.start + $2::bigint
   WHERE NOT EXISTS (SELECT 1 FROM unnest($3::bigint[]) AS p(start) WHERE p.start = u.start)`;
 
 /**
- * The rollups of span `seconds` that `parts` fall in, each the merge of `parts` and the
- * stored parts of its span that are not among them (read by `others`), written and returned.
+ * The rollups of span `seconds` that `parts` (all of the next finer span) fall in, each the
+ * merge of `parts` and the stored parts of its span that are not among them; written and returned.
  */
-async function rebuild(tx: Queryable, seconds: SketchSpan, parts: readonly StoredSketch[], others: string): Promise<StoredSketch[]> {
+async function rebuild(tx: Queryable, seconds: SketchSpan, parts: readonly StoredSketch[]): Promise<StoredSketch[]> {
   const groups = new Map<number, StoredSketch[]>();
   for (const part of parts) {
     const start = Math.floor(part.start / seconds) * seconds;
@@ -76,10 +79,12 @@ async function rebuild(tx: Queryable, seconds: SketchSpan, parts: readonly Store
     if (group === undefined) groups.set(start, (group = []));
     group.push(part);
   }
-  const starts = [...groups.keys()];
-  const { rows } = await tx.query<RawSketch>(others, [starts, seconds, parts.map((p) => p.start)]);
+  const finer = parts[0].seconds;
+  const { rows } = finer === 60
+    ? await tx.query<RawSketch>(OTHER_MINUTES, [[...groups.keys()], seconds, parts.map((p) => p.start)])
+    : await tx.query<RawSketch>(OTHER_ROLLUPS, [[...groups.keys()], seconds, parts.map((p) => p.start), finer]);
   for (const row of rows) {
-    const part = fromRaw(row, parts[0].seconds);
+    const part = fromRaw(row, finer);
     groups.get(Math.floor(part.start / seconds) * seconds)!.push(part);
   }
   const rollups = [...groups].map(([start, group]) => rollup(seconds, start, group));
@@ -106,7 +111,7 @@ function rollup(seconds: SketchSpan, start: number, parts: readonly StoredSketch
     frames += part.frames;
     late += part.late;
   }
-  const single = parts.length === 1 && parts[0].minutes === 1 ? parts[0].exactUsers : null;
+  const single = minutes === 1 ? parts[0].exactUsers : null;
   return { seconds, start, minutes, frames, late, exactUsers: single, sketch: encodeSketch(sketch) };
 }
 
@@ -142,7 +147,7 @@ function fromRaw(row: RawSketch, seconds: SketchSpan): StoredSketch {
 
 /**
  * The stored sketches whose start lies in the ranges: minutes (span 60) from
- * user_minute_sketches, hours and days from user_sketch_rollups, each range an index range
+ * user_minute_sketches, the other spans from user_sketch_rollups, each range an index range
  * scan on the primary key. One round trip.
  */
 export async function readUserSketches(db: Queryable, ranges: readonly SpanRange[]): Promise<StoredSketch[]> {

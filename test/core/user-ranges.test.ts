@@ -18,7 +18,7 @@ function plan(from: string, to: string, granularity: (typeof GRANULARITIES)[numb
 }
 
 describe('planUserRange: buckets and the stored rows that make them', () => {
-  it('a UTC day is one day row; whole hours around it hour rows; the edges minutes', () => {
+  it('a UTC day is one day row; around it the fewest hours, quarters and minutes', () => {
     const p = plan('2024-05-01T22:10:00Z', '2024-05-03T01:30:00Z', 'day');
     assert.deepEqual(p.buckets, [
       { window: '2024-05-01T00:00:00Z', start: unix('2024-05-01T22:10:00Z'), end: unix('2024-05-02T00:00:00Z') },
@@ -26,8 +26,9 @@ describe('planUserRange: buckets and the stored rows that make them', () => {
       { window: '2024-05-03T00:00:00Z', start: unix('2024-05-03T00:00:00Z'), end: unix('2024-05-03T01:30:00Z') },
     ]);
     assert.deepEqual(p.ranges, [
-      { seconds: 60, start: unix('2024-05-01T22:10:00Z'), end: unix('2024-05-01T23:00:00Z') },
-      { seconds: 60, start: unix('2024-05-03T01:00:00Z'), end: unix('2024-05-03T01:30:00Z') },
+      { seconds: 60, start: unix('2024-05-01T22:10:00Z'), end: unix('2024-05-01T22:15:00Z') },
+      { seconds: 900, start: unix('2024-05-01T22:15:00Z'), end: unix('2024-05-01T23:00:00Z') },
+      { seconds: 900, start: unix('2024-05-03T01:00:00Z'), end: unix('2024-05-03T01:30:00Z') },
       { seconds: 3600, start: unix('2024-05-01T23:00:00Z'), end: unix('2024-05-02T00:00:00Z') },
       { seconds: 3600, start: unix('2024-05-03T00:00:00Z'), end: unix('2024-05-03T01:00:00Z') },
       { seconds: 86400, start: unix('2024-05-02T00:00:00Z'), end: unix('2024-05-03T00:00:00Z') },
@@ -35,14 +36,17 @@ describe('planUserRange: buckets and the stored rows that make them', () => {
     assert.equal(p.timeZone, 'UTC');
   });
 
-  it('a day in Europe/Zurich is 24 hour rows (23 and 25 when the clocks change); in Asia/Kolkata 23 hours and 60 minutes', () => {
+  it('a day in Europe/Zurich is 10 rows (hours and 3-hour blocks), in Asia/Kolkata 13 (quarters too), a UTC month 31', () => {
+    const rowsBySpan = (p: UserRangePlan) => [60, 900, 3600, 10800, 86400].map((span) => p.ranges.filter((r) => r.seconds === span).reduce((n, r) => n + (r.end - r.start) / span, 0));
     const zurich = plan('2024-03-30T00:00:00+01:00', '2024-04-01T00:00:00+02:00', 'day', 'Europe/Zurich');
     assert.deepEqual(zurich.buckets.map((b) => [b.window, (b.end - b.start) / 3600]), [['2024-03-30T00:00:00+01:00', 24], ['2024-03-31T00:00:00+01:00', 23]]);
-    assert.deepEqual(zurich.ranges, [{ seconds: 3600, start: unix('2024-03-29T23:00:00Z'), end: unix('2024-03-31T22:00:00Z') }]);
+    assert.deepEqual(rowsBySpan(zurich), [0, 0, 5, 14, 0], 'day 1: 1 + 7 + 2; day 2 (23 hours): 1 + 7 + 1');
     const kolkata = plan('2024-05-02T00:00:00+05:30', '2024-05-03T00:00:00+05:30', 'day', 'Asia/Kolkata');
     assert.equal(kolkata.buckets.length, 1);
-    const bySpan = (s: number) => kolkata.ranges.filter((r) => r.seconds === s).reduce((n, r) => n + (r.end - r.start) / s, 0);
-    assert.deepEqual([bySpan(60), bySpan(3600), bySpan(86400)], [60, 23, 0]);
+    assert.deepEqual(rowsBySpan(kolkata), [0, 4, 2, 7, 0], '18:30 to 18:30 UTC: quarters 18:30–19:00 and 18:00–18:30, hours 19–21, blocks 21–24 and 0–18');
+    const kathmandu = plan('2024-05-02T00:00:00+05:45', '2024-05-03T00:00:00+05:45', 'day', 'Asia/Kathmandu');
+    assert.deepEqual(rowsBySpan(kathmandu), [0, 4, 2, 7, 0], '18:15 to 18:15 UTC: quarters 18:15–19:00 and 18:00–18:15, hours 19–21, blocks 21–24 and 0–18');
+    assert.deepEqual(rowsBySpan(plan('2024-05-01', '2024-06-01', 'month')), [0, 0, 0, 0, 31]);
   });
 
   it('minutes and hours stay UTC in a zone; weeks run Monday to Monday, months and years by the calendar', () => {

@@ -1,6 +1,6 @@
 /**
  * The user sketch store on real PostgreSQL and on PGlite: minutes round-trip byte for byte,
- * hour and day rollups hold exactly the registers of a sketch fed all their minutes' users
+ * rollups (quarter hours, hours, 3-hour blocks, days) hold exactly the registers of a sketch fed all their minutes' users
  * (recomputed here from the raw uids, not from the stored sketches), writes are idempotent
  * whatever their grouping, a replaced minute leaves no trace in its rollups, and a write in
  * a transaction that rolls back leaves nothing.
@@ -11,6 +11,7 @@ import { BoundedDistinct, ExactDistinct, HyperLogLog } from '../../src/core/hype
 import type { DistinctCounter } from '../../src/core/hyperloglog.ts';
 import { seededRandom } from '../../src/core/random.ts';
 import { decodeSketch } from '../../src/core/sketch-bytes.ts';
+import { ROLLUP_SPANS, SKETCH_SPANS } from '../../src/core/user-ranges.ts';
 import type { StoredSketch } from '../../src/core/user-ranges.ts';
 import { minuteSketchRow } from '../../src/core/user-sketches.ts';
 import type { MinuteSketchRow } from '../../src/core/user-sketches.ts';
@@ -19,7 +20,7 @@ import { readUserSketches, saveUserMinutes, writeUserMinutes } from '../../src/d
 import { allBackends } from './backends.ts';
 
 const T0 = Date.parse('2024-05-01T22:50:00Z') / 1000; // 70 minutes before 2024-05-02T00:00Z
-const ALL = [{ seconds: 60 as const, start: -1e12, end: 1e12 }, { seconds: 3600 as const, start: -1e12, end: 1e12 }, { seconds: 86400 as const, start: -1e12, end: 1e12 }];
+const ALL = SKETCH_SPANS.map((seconds) => ({ seconds, start: -1e12, end: 1e12 }));
 
 interface Minute {
   start: number;
@@ -70,7 +71,7 @@ async function stored(db: Database): Promise<StoredSketch[]> {
 }
 
 function assertRollups(rows: readonly StoredSketch[], data: readonly Minute[]): void {
-  for (const seconds of [3600, 86400] as const) {
+  for (const seconds of ROLLUP_SPANS) {
     const expected = expectedRollups(data, seconds);
     const actual = rows.filter((r) => r.seconds === seconds);
     assert.deepEqual(actual.map((r) => r.start), [...expected.keys()].sort((a, b) => a - b), `the ${seconds} s rollups`);
@@ -94,7 +95,7 @@ for (const backend of allBackends()) {
     });
     const clear = () => db.query('TRUNCATE user_minute_sketches, user_sketch_rollups');
 
-    it('minutes round-trip byte for byte; hour and day rollups hold the registers of all their users', async () => {
+    it('minutes round-trip byte for byte; every rollup holds the registers of all its users', async () => {
       await clear();
       const data = minutes(150, 'round-trip');
       await saveUserMinutes(db, data.map((m) => m.row));
@@ -106,7 +107,7 @@ for (const backend of allBackends()) {
         assert.deepEqual({ ...r, sketch: Buffer.from(r.sketch) }, { seconds: 60, start: m.start, minutes: 1, frames: m.row.frames, late: m.row.late, exactUsers: m.row.exactUsers, sketch: Buffer.from(m.row.sketch) });
       }
       assert.ok(data.some((m) => m.row.exactUsers === null) && data.some((m) => m.row.exactUsers !== null), 'both kinds of minute');
-      assert.deepEqual([...new Set(rows.filter((r) => r.seconds === 3600).map((r) => r.start))].length, 4, '22:00, 23:00, 00:00, 01:00');
+      assert.deepEqual(ROLLUP_SPANS.map((span) => rows.filter((r) => r.seconds === span).length), [11, 4, 2, 2], 'quarters 22:45 to 01:15, hours 22:00 to 01:00, blocks 21:00 and 00:00, two days');
       assertRollups(rows, data);
     });
 
@@ -126,7 +127,7 @@ for (const backend of allBackends()) {
       assertRollups(await stored(db), data);
     });
 
-    it('a minute written again replaces the stored one, and its hour and day no longer hold its old users', async () => {
+    it('a minute written again replaces the stored one, and no rollup holds its old users any more', async () => {
       await clear();
       const data = minutes(90, 'replace');
       await saveUserMinutes(db, data.map((m) => m.row));
@@ -179,13 +180,17 @@ for (const backend of allBackends()) {
       const rows = await readUserSketches(db, [
         { seconds: 60, start: T0, end: T0 + 600 },
         { seconds: 60, start: day + 3600, end: day + 3600 + 120 },
+        { seconds: 900, start: day - 900, end: day },
         { seconds: 3600, start: day - 3600, end: day },
+        { seconds: 10800, start: day, end: day + 10800 },
         { seconds: 86400, start: day, end: day + 86400 },
       ]);
       const keys = rows.map((r) => `${r.seconds}@${r.start}`).sort();
       const expected = [
         ...data.filter((m) => (m.start >= T0 && m.start < T0 + 600) || (m.start >= day + 3600 && m.start < day + 3720)).map((m) => `60@${m.start}`),
+        `900@${day - 900}`,
         `3600@${day - 3600}`,
+        `10800@${day}`,
         `86400@${day}`,
       ].sort();
       assert.deepEqual(keys, expected);

@@ -11,12 +11,13 @@ CREATE TABLE IF NOT EXISTS user_minute_sketches (
   updated_at   timestamptz NOT NULL DEFAULT now()
 );
 
--- Rollups of whole UTC hours (seconds = 3600) and days (86400): the merge of the stored
--- minutes they span, rewritten in the transaction that writes any of those minutes, so a
--- range of a year reads ~365 rows instead of 525,600. exact_users is set only when the
--- rollup holds a single minute that was counted exactly.
+-- Rollups of whole UTC quarter hours (seconds = 900), hours (3600), 3-hour blocks (10800)
+-- and days (86400): the merge of the stored minutes they span, rewritten in the
+-- transaction that writes any of those minutes, so a year reads ~365 rows instead of
+-- 525,600 and a day of a zone off UTC ~10. exact_users is set only when the rollup holds a
+-- single minute that was counted exactly.
 CREATE TABLE IF NOT EXISTS user_sketch_rollups (
-  seconds     int         NOT NULL CHECK (seconds IN (3600, 86400)),
+  seconds     int         NOT NULL CHECK (seconds IN (900, 3600, 10800, 86400)),
   start       bigint      NOT NULL CHECK (start % seconds = 0),       -- unix seconds
   minutes     int         NOT NULL CHECK (minutes > 0),
   frames      bigint      NOT NULL CHECK (frames >= 0),
