@@ -63,7 +63,7 @@ export default async function bench(args: string[]): Promise<void> {
     { name: 'last 30 days by day (dashboard)', query: () => { const t = Math.floor(at(30 * 86400) / 86400) * 86400; return query(t, t + 30 * 86400, 'day'); } },
     { name: 'a day by minute (1,440 minute rows)', query: () => { const t = at(86400); return query(t, t + 86400, 'minute'); } },
     { name: 'a week by hour, unaligned', query: () => { const t = at(7 * 86400, 17); return query(t, t + 7 * 86400 - 600, 'hour'); } },
-    { name: '30 days by day in Europe/Zurich (720 hour rows)', query: () => { const t = at(31 * 86400); return query(t, t + 30 * 86400, 'day', 'Europe/Zurich'); } },
+    { name: '30 days by day in Europe/Zurich', query: () => { const t = at(31 * 86400); return query(t, t + 30 * 86400, 'day', 'Europe/Zurich'); } },
     { name: 'the year by month', query: () => query(START, end, 'month') },
     { name: 'the year by week in Asia/Kolkata', query: () => query(START, end, 'week', 'Asia/Kolkata') },
   ];

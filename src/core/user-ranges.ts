@@ -115,7 +115,7 @@ class Ranges {
   }
 }
 
-/** A stored sketch: a minute (seconds 60) or a rollup of the minutes of a UTC hour or day. */
+/** A stored sketch: a minute (seconds 60) or a rollup of the minutes of a UTC quarter hour, hour, 3-hour block or day. */
 export interface StoredSketch {
   seconds: SketchSpan;
   /** Unix seconds. */
