@@ -26,11 +26,11 @@ import os from 'node:os';
 import { HyperLogLog } from '../src/core/hyperloglog.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { encodeSketch } from '../src/core/sketch-bytes.ts';
-import { countUserRange, planUserRange } from '../src/core/user-ranges.ts';
+import { SKETCH_SPANS, countUserRange, planUserRange } from '../src/core/user-ranges.ts';
 import type { MinuteSketchRow } from '../src/core/user-sketches.ts';
 import { createDatabaseIfMissing, openDatabase } from '../src/db/open.ts';
 import type { Database } from '../src/db/types.ts';
-import { readUserSketches, writeUserMinutes } from '../src/db/user-sketch-store.ts';
+import { USER_SKETCHES_SQL, readUserSketches, userSketchParameters, writeUserMinutes } from '../src/db/user-sketch-store.ts';
 import { ROOT, flag, line, paced } from './_lib.ts';
 import type { Outcome } from './_lib.ts';
 
@@ -74,6 +74,7 @@ export default async function bench(args: string[]): Promise<void> {
     await load(db, { days, perMinute, precision, reload: args.includes('--reload') });
     await storage(db, days);
     await inProcess(db, shapes);
+    await explain(db, shapes.filter((s) => /Kolkata|by minute/.test(s.name)));
   } finally {
     await db.close();
   }
@@ -112,7 +113,7 @@ export default async function bench(args: string[]): Promise<void> {
 /** A day of minutes per transaction through the store; skipped when the database holds these minutes already. */
 async function load(db: Database, options: { days: number; perMinute: number; precision: number; reload: boolean }): Promise<void> {
   const { days, perMinute, precision } = options;
-  const marker = `${days} days, ${perMinute} users a minute, precision ${precision}`;
+  const marker = `${days} days, ${perMinute} users a minute, precision ${precision}, spans ${SKETCH_SPANS.join(' ')}`;
   await db.query('CREATE TABLE IF NOT EXISTS bench_user_ranges (loaded text NOT NULL)');
   const { rows } = await db.query<{ loaded: string }>('SELECT loaded FROM bench_user_ranges');
   if (rows[0]?.loaded === marker && !options.reload) {
@@ -167,8 +168,8 @@ async function storage(db: Database, days: number): Promise<void> {
     `SELECT 'minutes' AS kind, count(*) AS rows, sum(length(sketch)) AS sketch_bytes, count(*) FILTER (WHERE get_byte(sketch, 2) = 1) AS sparse,
             pg_total_relation_size('user_minute_sketches') AS total FROM user_minute_sketches
      UNION ALL
-     SELECT CASE seconds WHEN 3600 THEN 'hour rollups' ELSE 'day rollups' END, count(*), sum(length(sketch)), count(*) FILTER (WHERE get_byte(sketch, 2) = 1),
-            NULL FROM user_sketch_rollups GROUP BY seconds
+     (SELECT 'rollups of ' || seconds || ' s', count(*), sum(length(sketch)), count(*) FILTER (WHERE get_byte(sketch, 2) = 1),
+            NULL FROM user_sketch_rollups GROUP BY seconds ORDER BY seconds)
      UNION ALL
      SELECT 'rollups table', NULL, NULL, NULL, pg_total_relation_size('user_sketch_rollups')`,
   );
@@ -242,4 +243,14 @@ async function closedLoop(base: string, path: () => string, concurrency: number,
   const sorted = latencies.sort((a, b) => a - b);
   const q = (x: number) => sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))];
   return { rate: sorted.length / ((performance.now() - t0) / 1000), p50: q(0.5), p90: q(0.9), p99: q(0.99), max: sorted[sorted.length - 1], failed };
+}
+
+/** The store's own SQL and parameters for a query of each shape, as a request runs them. */
+async function explain(db: Database, shapes: readonly Shape[]): Promise<void> {
+  for (const shape of shapes) {
+    const params = new URLSearchParams(shape.query());
+    const plan = planUserRange({ fromMs: Number(params.get('from')), toMs: Number(params.get('to')), granularity: params.get('granularity') as 'hour', timeZone: params.get('timeZone'), maxBuckets: 1440 })!;
+    const { rows } = await db.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${USER_SKETCHES_SQL}`, userSketchParameters(plan.ranges));
+    console.log(`# EXPLAIN: ${shape.name} (${plan.ranges.length} ranges)\n${rows.map((r) => r['QUERY PLAN']).join('\n')}\n`);
+  }
 }

@@ -56,15 +56,21 @@ export async function writeUserMinutes(tx: Queryable, minutes: readonly MinuteSk
 
 /**
  * The stored parts (minutes, or rollups of span $4) of the spans starting at $1[i] and $2
- * seconds long, except those starting at one of $3 (the parts in hand).
+ * seconds long, except those starting at one of $3 (the parts in hand). Each span is an
+ * index range scan: the LIMIT (at most one part per minute or per finer span) keeps the
+ * planner from joining the whole table by hash instead.
  */
-const OTHER_MINUTES = `SELECT m.minute_start AS start, 1 AS minutes, m.frames, m.late, m.exact_users, m.sketch
-  FROM unnest($1::bigint[]) AS g(start)
-  JOIN user_minute_sketches m ON m.minute_start >= g.start AND m.minute_start < g.start + $2::bigint
-  WHERE NOT EXISTS (SELECT 1 FROM unnest($3::bigint[]) AS p(start) WHERE p.start = m.minute_start)`;
-const OTHER_ROLLUPS = `SELECT u.start, u.minutes, u.frames, u.late, u.exact_users, u.sketch
-  FROM unnest($1::bigint[]) AS g(start)
-  JOIN user_sketch_rollups u ON u.seconds = $4::int AND u.start >= g.start AND u.start < g.start + $2::bigint
+const OTHER_MINUTES = `SELECT m.* FROM unnest($1::bigint[]) AS g(start)
+  CROSS JOIN LATERAL (
+    SELECT minute_start AS start, 1 AS minutes, frames, late, exact_users, sketch FROM user_minute_sketches
+    WHERE minute_start >= g.start AND minute_start < g.start + $2::bigint LIMIT $2::bigint / 60
+  ) AS m
+  WHERE NOT EXISTS (SELECT 1 FROM unnest($3::bigint[]) AS p(start) WHERE p.start = m.start)`;
+const OTHER_ROLLUPS = `SELECT u.* FROM unnest($1::bigint[]) AS g(start)
+  CROSS JOIN LATERAL (
+    SELECT start, minutes, frames, late, exact_users, sketch FROM user_sketch_rollups
+    WHERE seconds = $4::int AND start >= g.start AND start < g.start + $2::bigint LIMIT $2::bigint / $4::int
+  ) AS u
   WHERE NOT EXISTS (SELECT 1 FROM unnest($3::bigint[]) AS p(start) WHERE p.start = u.start)`;
 
 /**
@@ -146,23 +152,33 @@ function fromRaw(row: RawSketch, seconds: SketchSpan): StoredSketch {
 }
 
 /**
- * The stored sketches whose start lies in the ranges: minutes (span 60) from
- * user_minute_sketches, the other spans from user_sketch_rollups, each range an index range
- * scan on the primary key. One round trip.
+ * The stored sketches whose start lies in the ranges ($1/$2: minutes; $3/$4/$5: rollups by
+ * span): minutes from user_minute_sketches, the other spans from user_sketch_rollups. One
+ * index range scan per range; the LIMIT (a range holds at most one row per span) keeps the
+ * planner from hash-joining the whole table on `seconds` instead.
  */
-export async function readUserSketches(db: Queryable, ranges: readonly SpanRange[]): Promise<StoredSketch[]> {
-  if (ranges.length === 0) return [];
+export const USER_SKETCHES_SQL = `SELECT m.* FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi)
+  CROSS JOIN LATERAL (
+    SELECT 60 AS seconds, minute_start AS start, 1 AS minutes, frames, late, exact_users, sketch FROM user_minute_sketches
+    WHERE minute_start >= r.lo AND minute_start < r.hi LIMIT (r.hi - r.lo) / 60
+  ) AS m
+  UNION ALL
+  SELECT u.* FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS r(seconds, lo, hi)
+  CROSS JOIN LATERAL (
+    SELECT seconds, start, minutes, frames, late, exact_users, sketch FROM user_sketch_rollups
+    WHERE seconds = r.seconds AND start >= r.lo AND start < r.hi LIMIT (r.hi - r.lo) / r.seconds
+  ) AS u`;
+
+/** USER_SKETCHES_SQL's parameters for some ranges. */
+export function userSketchParameters(ranges: readonly SpanRange[]): unknown[] {
   const minutes = ranges.filter((r) => r.seconds === 60);
   const rollups = ranges.filter((r) => r.seconds !== 60);
-  const { rows } = await db.query<RawSketch>(
-    `SELECT 60 AS seconds, m.minute_start AS start, 1 AS minutes, m.frames, m.late, m.exact_users, m.sketch
-     FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi)
-     JOIN user_minute_sketches m ON m.minute_start >= r.lo AND m.minute_start < r.hi
-     UNION ALL
-     SELECT u.seconds, u.start, u.minutes, u.frames, u.late, u.exact_users, u.sketch
-     FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS r(seconds, lo, hi)
-     JOIN user_sketch_rollups u ON u.seconds = r.seconds AND u.start >= r.lo AND u.start < r.hi`,
-    [minutes.map((r) => r.start), minutes.map((r) => r.end), rollups.map((r) => r.seconds), rollups.map((r) => r.start), rollups.map((r) => r.end)],
-  );
+  return [minutes.map((r) => r.start), minutes.map((r) => r.end), rollups.map((r) => r.seconds), rollups.map((r) => r.start), rollups.map((r) => r.end)];
+}
+
+/** The stored sketches whose start lies in the ranges, in one round trip. */
+export async function readUserSketches(db: Queryable, ranges: readonly SpanRange[]): Promise<StoredSketch[]> {
+  if (ranges.length === 0) return [];
+  const { rows } = await db.query<RawSketch>(USER_SKETCHES_SQL, userSketchParameters(ranges));
   return rows.map((row) => fromRaw(row, 60));
 }
