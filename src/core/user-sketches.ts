@@ -1,9 +1,9 @@
 /**
- * What `unique-users` keeps of each minute so that any range can be answered later: its
+ * What is kept of each minute of `unique-users` so that any range can be answered later: its
  * users as a HyperLogLog sketch of a fixed, modest precision (mergeable with every other
  * minute's), the exact count when the minute was exact, and its frames and late count.
- * Pure: the pipeline calls `minuteSketchRow` when it emits a minute, and hands the row to
- * the store (src/db/user-sketch-store.ts) in its own transaction.
+ * Pure: `minuteSketchRow` is for the pipeline to call when it emits a minute; the row goes
+ * to the store (src/db/user-sketch-store.ts) in the pipeline's own transaction.
  */
 import { BoundedDistinct, ExactDistinct, HyperLogLog } from './hyperloglog.ts';
 import type { DistinctCounter } from './hyperloglog.ts';

@@ -1,7 +1,7 @@
 /**
  * Per-minute user sketches and their rollups of UTC quarter hours, hours, 3-hour blocks and
- * days (tables user_minute_sketches, user_sketch_rollups): written by `unique-users` as it emits minutes, read by
- * GET /v1/unique-users for any range. docs/users.md, "Ranges on demand".
+ * days (tables user_minute_sketches, user_sketch_rollups): written as minutes are emitted,
+ * read by GET /v1/unique-users for any range. docs/users.md, "Ranges on demand".
  *
  * Writing takes a transaction handle, so the pipeline can write its minutes in the same
  * PostgreSQL transaction as its offsets. A minute written again replaces the stored one;

@@ -78,7 +78,7 @@ export function registerUniqueUsersRoute(app: FastifyInstance, deps: { db: Query
     schema: {
       summary: 'Distinct users of any range, per calendar window',
       description: [
-        'From the per-minute HyperLogLog sketches `unique-users` stores (with rollups of UTC quarter hours, hours, 3-hour blocks and days): every window of',
+        'From the per-minute HyperLogLog sketches of `unique-users` kept in PostgreSQL (with rollups of UTC quarter hours, hours, 3-hour blocks and days): every window of',
         '`granularity` in [from, to) — a minute counts when its start lies in the range — with its distinct users, frames',
         'and late frames, and the distinct users of the whole range. A bucket is exact when it holds a single minute counted',
         `exactly (or none); otherwise an estimate with its relative standard error. At most ${MAX_BUCKETS} buckets per answer.`,
