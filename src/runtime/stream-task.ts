@@ -302,7 +302,7 @@ class StreamTask<Checkpoint, Prepared> {
           for await (const batch of consumer) {
             await this.#serial(() => this.#ingest(batch.records));
             kafka.recovered();
-            if (this.#caughtUp()) done.abort();
+            if (this.#caughtUp()) await this.#finishCaughtUp(done);
           }
           if (this.#failure) throw this.#failure;
           // Shutting down or caught up: keep what was processed.
@@ -330,6 +330,18 @@ class StreamTask<Checkpoint, Prepared> {
       kafka.leave();
       clearInterval(timer);
     }
+  }
+
+  /**
+   * A bounded group run reached its ends: commit while still a member (a transaction's
+   * offsets carry the membership, which leaving ends), then leave.
+   */
+  async #finishCaughtUp(done: AbortController): Promise<void> {
+    await this.#serial(async () => {
+      await this.#drainPending();
+      await this.#commit(true);
+    }).catch((error) => this.#fail(error));
+    done.abort();
   }
 
   #serial<T>(task: () => Promise<T>): Promise<T> {
@@ -412,7 +424,8 @@ class StreamTask<Checkpoint, Prepared> {
     this.#lastCommit = now;
     this.#o.onAssigned?.({ partitions: starts, generation: claims[0]?.generation ?? null });
     this.#reportEnds(now);
-    if (done && this.#caughtUp()) done.abort();
+    // Nothing to read: the bounded run commits (after this assignment, while a member) and leaves.
+    if (done && this.#caughtUp()) void this.#finishCaughtUp(done);
     return starts;
   }
 
