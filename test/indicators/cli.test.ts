@@ -31,7 +31,7 @@ describe('indicators and archive flags', () => {
     assert.match(indicators.stdout, /--points N/);
     assert.match(indicators.stdout, /sample standard deviation of the log returns/);
     assert.match(indicators.stdout, /--at-least-once/);
-    assert.match(indicators.stdout, /--commit-interval TIME/);
+    assert.match(indicators.stdout, /--commit-interval DURATION/);
     const archive = await tickflow(['archive', '--help']);
     assert.equal(archive.code, 0);
     assert.match(archive.stdout, /--from-beginning/);

@@ -236,4 +236,56 @@ describe('unique-users exactly once under kill -9', { timeout: 900_000 }, () => 
     const aborted = kcatCount(killed.late, 'read_uncommitted') - late.length + kcatCount(killed.output, 'read_uncommitted') - got.length;
     console.log(`# ${FRAMES} frames, ${expected.length} windows, ${late.length} late, ${malformed.length} malformed; ${kills.join('; ')}; last run ${lastRun.toFixed(1)} s, uninterrupted run ${wholeRun.toFixed(1)} s; aborted records in the log: ${aborted}`);
   });
+
+  it('switched from --at-least-once with minutes open: the first exactly-once start skips the minutes already out, every minute once', async () => {
+    const input = unique('uu-switch');
+    const t = { output: unique('uu-switch-out'), late: unique('uu-switch-late'), dead: unique('uu-switch-dlq') };
+    created.push(input, ...Object.values(t));
+    await log.createTopics([{ name: input, partitions: 3 }]);
+    const group = unique('uu-switch-group');
+    // Three minutes on every partition, each partition with users of its own; after the
+    // first frames of the third minute, one of the second (on time): re-read after the
+    // switch, it must not bring that minute out again.
+    const texts = (from: number, to: number) => Array.from({ length: 3 }, (_, partition) => {
+      const list: Array<{ value: string; partition: number }> = [];
+      const frame = (s: number) => list.push({ partition, value: JSON.stringify({ uid: `p${partition}-u${s % 14}`, ts: T0 + s }) });
+      for (let s = from; s < to; s += 2) {
+        frame(s);
+        if (s === 122) frame(118);
+      }
+      return list;
+    }).flat();
+    const producer = log.producer();
+    await producer.send(input, texts(0, 150)); // the third minute stays open
+    const service = (idle: string, delivery: string) => spawn(process.execPath, [BIN, 'unique-users', '--input', input, '--output', t.output, '--late-topic', t.late, '--dead-letter-topic', t.dead,
+      '--group', group, '--idle-timeout', idle, delivery, ...BROKERS], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const minutes = async () => {
+      const out: Array<{ start: number; uniqueUsers: number; frames: number }> = [];
+      if (!(await log.listTopics()).includes(t.output)) return out;
+      for await (const batch of log.readRange({ topic: t.output })) for (const r of batch) out.push(JSON.parse(r.value!.toString('utf8')) as { start: number; uniqueUsers: number; frames: number });
+      return out.map(({ start, uniqueUsers, frames: n }) => ({ start, uniqueUsers, frames: n }));
+    };
+    const runUntil = async (child: ReturnType<typeof service>, count: number) => {
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      for (let i = 0; (await minutes()).length < count; i++) {
+        if (i > 600) assert.fail(`${count} minutes not out in 60 s: ${stderr}`);
+        await sleep(100);
+      }
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    };
+    await runUntil(service('5m', '--at-least-once'), 2);
+    const before = await log.committedWithMetadata(group, input);
+    assert.deepEqual([...before.values()].map((c) => [c.offset, c.metadata]), [[60n, null], [60n, null], [60n, null]], 'at least once: the first frame of the open minute, no resume point');
+    await producer.send(input, texts(150, 180));
+    await producer.close();
+    await runUntil(service('1s', '--exactly-once'), 3);
+    await sleep(1500); // time for a repeat, were there one
+    const expected = [0, 60, 120].map((offset) => ({ start: T0 + offset, uniqueUsers: 21, frames: offset === 60 ? 93 : 90 }));
+    assert.deepEqual(await minutes(), expected, 'every minute once, the third complete');
+    const after = await log.committedWithMetadata(group, input);
+    assert.ok([...after.values()].every((c) => c.offset === 91n && c.metadata?.startsWith('{"tickflow":1,')), `exactly once from its first commit: offsets with resume points (${[...after.values()].map((c) => c.offset).join(', ')})`);
+  });
 });

@@ -386,7 +386,11 @@ describe('unique-users on real Kafka', () => {
     const waitFor = async (count: number) => {
       for (let attempt = 0; attempt < 240; attempt++) {
         let n = 0;
-        for await (const batch of log.readRange({ topic: output })) n += batch.length;
+        try {
+          for await (const batch of log.readRange({ topic: output })) n += batch.length;
+        } catch {
+          // not created yet
+        }
         if (n >= count) return;
         await sleep(250);
       }
