@@ -86,12 +86,12 @@ describe('zombie fencing across a rebalance', { timeout: 600_000 }, () => {
     })();
     const args = ['clean-users', '--input', input, '--output', output, '--dead-letter-topic', dead, '--stats-topic', stats, '--group', group, '--window', '1h', ...BROKERS];
     const older = start(args);
-    const context = () => `older member:\n${older.log().slice(-3000)}\nnewer member:\n${newer?.log().slice(-3000) ?? ''}`;
-    let newer: Member | undefined;
+    const started: { newer?: Member } = {};
+    const context = () => `older member:\n${older.log().slice(-3000)}\nnewer member:\n${started.newer?.log().slice(-3000) ?? ''}`;
     await until('the older member commits', async () => (await total()) > 0n, 60_000, context);
-    newer = start(args);
+    const newer = (started.newer = start(args));
     // The group splits the partitions between the two, and both commit.
-    await until('the partitions split between the members', () => newer!.claims().some((c) => c.length > 0) && (older.claims().at(-1)?.length ?? PARTITIONS) < PARTITIONS, 60_000, context);
+    await until('the partitions split between the members', () => newer.claims().some((c) => c.length > 0) && (older.claims().at(-1)?.length ?? PARTITIONS) < PARTITIONS, 60_000, context);
     const split = { older: older.claims().at(-1)!, newer: newer.claims().at(-1)! };
     const atSplit = await committed();
     await until('both members commit', async () => {
@@ -102,7 +102,7 @@ describe('zombie fencing across a rebalance', { timeout: 600_000 }, () => {
     older.child.kill('SIGSTOP');
     const atPause = await committed();
     // Its session expires (10 s): the group gives every partition to the newer member, which goes on with the older one's.
-    await until('the newer member takes every partition', () => newer!.claims().at(-1)?.length === PARTITIONS, 60_000, context);
+    await until('the newer member takes every partition', () => newer.claims().at(-1)?.length === PARTITIONS, 60_000, context);
     await until('the newer member commits the older one\'s partitions', async () => {
       const now = await committed();
       return split.older.every((p) => (now.get(p) ?? 0n) > (atPause.get(p) ?? 0n));
