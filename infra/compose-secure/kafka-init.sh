@@ -42,6 +42,7 @@ kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --a
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --topic 'user-tracker-late'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --topic 'user-tracker-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Read --group 'unique-users'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --transactional-id 'tickflow-unique-users-' --resource-pattern-type prefixed
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Read --topic 'users'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-clean'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-stats'

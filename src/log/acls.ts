@@ -50,7 +50,7 @@ export const SERVICE_ACLS: readonly ServiceAcl[] = [
   { service: 'aggregate stocks', principal: 'tf-aggregate-stocks', reads: ['stocks'], writes: ['stocks-dlq'], groups: ['stocks-aggregator'] },
   { service: 'indicators', principal: 'tf-indicators', reads: ['prices'], writes: ['volatility', 'prices-dlq'], groups: ['tickflow-indicators'], transactionalIds: ['tickflow-indicators-*'] },
   { service: 'archive', principal: 'tf-archive', reads: ['prices', 'stocks'], writes: ['prices-dlq', 'stocks-dlq'], groups: ['tickflow-archive-*'] },
-  { service: 'unique-users', principal: 'tf-unique-users', reads: ['user-tracker'], writes: ['unique-users', 'user-tracker-late', 'user-tracker-dlq'], groups: ['unique-users'] },
+  { service: 'unique-users', principal: 'tf-unique-users', reads: ['user-tracker'], writes: ['unique-users', 'user-tracker-late', 'user-tracker-dlq'], groups: ['unique-users'], transactionalIds: ['tickflow-unique-users-*'] },
   { service: 'clean-users', principal: 'tf-clean-users', reads: ['users'], writes: ['users-clean', 'users-stats', 'users-dlq'], groups: ['clean-users'], transactionalIds: ['tickflow-clean-users-*'] },
   { service: 'monitor', principal: 'tf-monitor', reads: ['user-tracker-late', 'users-dlq'], writes: [], describes: ['*'], groups: [], describesGroups: ['*'], describesTransactionalIds: ['*'] },
   { service: 'api', principal: 'tf-api', reads: ['unique-users'], writes: [], describes: ['*'], groups: [] },

@@ -76,7 +76,8 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
     });
     client.on('consumer:group:join', () => {
       if (client !== consumer) return;
-      assignment = { generation: client.generationId, partitions: flatten(client.assignments ?? []) };
+      const member = { generationId: client.generationId, memberId: client.memberId ?? '', groupInstanceId: client.groupInstanceId ?? null };
+      assignment = { generation: client.generationId, partitions: flatten(client.assignments ?? []), member };
       version++;
       wakeup.notify();
     });

@@ -10,7 +10,7 @@ import { FastProduce } from './kafka-produce.ts';
 import { TransactionCoordinator } from './kafka-transaction.ts';
 import { groupMember } from './kafka-group.ts';
 import { listOpenTransactions } from './kafka-open-transactions.ts';
-import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer, TransactionOptions, OpenTransaction, StableOffsets } from './types.ts';
+import type { CommittedOffset, GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer, TransactionOptions, OpenTransaction, StableOffsets } from './types.ts';
 
 export interface KafkaLogOptions {
   brokers: readonly string[];
@@ -237,15 +237,19 @@ export class KafkaLog implements Log {
   }
 
   async committed(group: string, topic: string): Promise<Map<number, bigint>> {
+    return new Map([...(await this.committedWithMetadata(group, topic))].map(([p, c]) => [p, c.offset]));
+  }
+
+  async committedWithMetadata(group: string, topic: string): Promise<Map<number, CommittedOffset>> {
     const partitions = (await this.offsets(topic)).map((p) => p.partition);
     const answer = await this.#call(`list offsets of group ${group}`, () =>
       // requireStable: offsets a transaction is still committing are waited for (UNSTABLE_OFFSET_COMMIT, retried), never read stale.
       this.#adminClient().listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: partitions }] }], requireStable: true }),
     );
-    const result = new Map<number, bigint>();
+    const result = new Map<number, CommittedOffset>();
     for (const g of answer) {
       for (const t of g.topics) {
-        for (const p of t.partitions) if (p.committedOffset >= 0n) result.set(p.partitionIndex, p.committedOffset);
+        for (const p of t.partitions) if (p.committedOffset >= 0n) result.set(p.partitionIndex, { offset: p.committedOffset, metadata: p.metadata || null });
       }
     }
     return result;

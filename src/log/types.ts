@@ -54,6 +54,28 @@ export interface TopicPartitionOffset extends TopicPartition {
   offset: bigint;
 }
 
+/** An offset to commit, with the short text Kafka keeps next to it (offset commit metadata). */
+export interface OffsetToCommit extends TopicPartitionOffset {
+  metadata?: string;
+}
+
+/** A group's committed offset of one partition, with the metadata committed with it (null: none). */
+export interface CommittedOffset {
+  offset: bigint;
+  metadata: string | null;
+}
+
+/**
+ * Who a consumer-group member is in one generation of the group: a transaction's offsets
+ * carry it (KIP-447), so the coordinator refuses them once the group has moved on.
+ */
+export interface GroupMember {
+  generationId: number;
+  memberId: string;
+  /** Static membership (group.instance.id); null for a dynamic member. */
+  groupInstanceId: string | null;
+}
+
 export interface Producer {
   /** Resolves once every record is acknowledged by all in-sync replicas (acks=all, idempotent). */
   send(topic: string, records: readonly RecordToProduce[]): Promise<void>;
@@ -72,8 +94,13 @@ export interface TransactionalProducer extends Producer {
    * producer of the id, whose open transaction is aborted (one prepared to commit completes).
    */
   init(): Promise<void>;
-  /** Commits what was sent since the last commit or abort, with these offsets of `group`. */
-  commit(offsets?: { group: string; offsets: readonly TopicPartitionOffset[] }): Promise<void>;
+  /**
+   * Commits what was sent since the last commit or abort, with these offsets of `group`.
+   * With `member`, the group coordinator accepts the offsets only from that member in that
+   * generation: a member the group has moved on from is refused (FENCED, `groupFenced`) and
+   * must abort.
+   */
+  commit(offsets?: { group: string; offsets: readonly OffsetToCommit[]; member?: GroupMember | null }): Promise<void>;
   /** Aborts what was sent since the last commit; after a failure it takes a new epoch. */
   abort(): Promise<void>;
 }
@@ -125,6 +152,8 @@ export interface RangeReadOptions {
 export interface Assignment {
   generation: number;
   partitions: TopicPartition[];
+  /** Kafka: the member and generation this assignment belongs to (absent on the embedded log). */
+  member?: GroupMember;
 }
 
 export interface SubscribeOptions {
@@ -187,6 +216,8 @@ export interface Log {
   groups(): Promise<string[]>;
   /** The group's committed next-offsets for a topic (absent partitions have none). */
   committed(group: string, topic: string): Promise<Map<number, bigint>>;
+  /** The same with the metadata committed next to each offset (Kafka). */
+  committedWithMetadata?(group: string, topic: string): Promise<Map<number, CommittedOffset>>;
   producer(): Producer;
   /** A transactional producer (Kafka only; the embedded log has no transactions). */
   transactionalProducer?(transactionalId: string, options?: TransactionOptions): TransactionalProducer;

@@ -27,7 +27,7 @@ import { randomUUID } from 'node:crypto';
 import { BatchCounts } from '../db/pipeline-counts.ts';
 import type { PartitionCounts } from '../db/pipeline-counts.ts';
 import type { Database } from '../db/types.ts';
-import type { Assignment, GroupConsumer, Log, LogRecord, Producer, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
+import type { Assignment, GroupConsumer, GroupMember, Log, LogRecord, Producer, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
 import { OutageWatch } from '../observability/retry.ts';
 import { GroupAfterAckCommitter } from './commit-group-after-ack.ts';
@@ -36,7 +36,7 @@ import { isProducerFenced } from '../log/kafka-transaction.ts';
 import { OutputDerivedCommitter } from './commit-output-derived.ts';
 import { PgTransactionCommitter } from './commit-pg-transaction.ts';
 import { NO_DATABASE } from './commit-strategy.ts';
-import type { Claimed, CommitStrategy, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
+import type { Claimed, CommitOffsets, CommitStrategy, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
 import { withDeadLetterFallback } from './dead-letter-producer.ts';
 import { DEFAULT_DEAD_LETTER_LIMIT, DEFAULT_MAX_RECORD_BYTES, deadLetter, tooLarge, tooLargeRejection } from './dead-letters.ts';
 import type { EndContext, IdleContext, ProcessContext, Processor, QuietPartition, RejectOutcome } from './processor.ts';
@@ -119,8 +119,10 @@ interface Position {
   /** Processed since the last commit was taken. */
   dirty: boolean;
   lastRecordWall: number;
-  /** Records below this were processed and their outputs committed before: replayed silently. */
+  /** Records below this were processed and their side records (and outputs, with `silentOutputs`) committed before: replayed silently. */
   silentUntil: bigint | null;
+  /** The outputs of the records below `silentUntil` were committed too (per record outputs); false: the processor's to deduplicate. */
+  silentOutputs: boolean;
 }
 
 /** Consecutive records of one partition in a batch. */
@@ -140,9 +142,12 @@ interface Admitted {
   runs: Run[];
   accepted: LogRecord[];
   oversized: LogRecord[];
-  /** Replayed records whose outputs were committed before: processed, nothing sent. */
-  silent: boolean;
+  /** Replayed records: processed, their side records (and with 'all' their outputs) not sent. */
+  silent: Silence;
 }
+
+/** What a replay does not send again: nothing held back, side records, or side records and outputs. */
+type Silence = 'none' | 'side' | 'all';
 
 /** Batches prepared off the loop's thread while the oldest is processed. */
 const PREPARE_AHEAD = 2;
@@ -174,7 +179,7 @@ function committerFor<Checkpoint>(options: StreamTaskOptions<Checkpoint, never>)
     case 'output-derived':
       return new OutputDerivedCommitter(strategy.outputTopic, context);
     case 'kafka-transaction':
-      return new KafkaTransactionCommitter(strategy.db, context);
+      return new KafkaTransactionCommitter(strategy.db, strategy.outputTopic, context);
   }
 }
 
@@ -210,8 +215,10 @@ class StreamTask<Checkpoint, Prepared> {
   #consumer: GroupConsumer | null = null;
   #failure: unknown = null;
   #ticking = false;
-  /** Processing a replay whose outputs were committed before: emits and rejections are not sent. */
-  #silent = false;
+  /** Processing a replay: rejections (and with 'all' emits) are not sent, they were committed before. */
+  #silent: Silence = 'none';
+  /** The group member of the current claim: a transaction's offsets carry it (null: none, or a bounded run outside the group). */
+  #member: GroupMember | null = null;
   /** The strategy owns the producer (a transaction): a unit's sends wait for the previous commit. */
   readonly #transactional: boolean;
   /** Everything touching the state runs one at a time: batches, idle ticks, assignments. */
@@ -307,7 +314,7 @@ class StreamTask<Checkpoint, Prepared> {
               if (batch.positions) await this.#skipTo(batch.positions);
             });
             kafka.recovered();
-            if (this.#caughtUp()) done.abort();
+            if (this.#caughtUp()) await this.#finishCaughtUp(done);
           }
           if (this.#failure) throw this.#failure;
           // Shutting down or caught up: keep what was processed.
@@ -335,6 +342,18 @@ class StreamTask<Checkpoint, Prepared> {
       kafka.leave();
       clearInterval(timer);
     }
+  }
+
+  /**
+   * A bounded group run reached its ends: commit while still a member (a transaction's
+   * offsets carry the membership, which leaving ends), then leave.
+   */
+  async #finishCaughtUp(done: AbortController): Promise<void> {
+    await this.#serial(async () => {
+      await this.#drainPending();
+      await this.#commit(true);
+    }).catch((error) => this.#fail(error));
+    done.abort();
   }
 
   #serial<T>(task: () => Promise<T>): Promise<T> {
@@ -383,6 +402,7 @@ class StreamTask<Checkpoint, Prepared> {
     });
     this.#revoke();
     this.#fencedAt = null;
+    this.#member = assignment.member ?? null;
     const byTopic = new Map<string, number[]>();
     for (const { topic, partition } of assignment.partitions) if (topics.includes(topic)) byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
     const earliest = new Map<string, Map<number, bigint>>();
@@ -405,8 +425,10 @@ class StreamTask<Checkpoint, Prepared> {
         const k = key(claim.topic, partition);
         const end = this.#ends?.get(k) ?? null;
         const published = claim.published?.get(partition);
-        const silentUntil = published !== undefined && published > next ? published : null;
-        this.#positions.set(k, { topic: claim.topic, partition, generation: claim.generation, next, fetched: next, end, ended: false, dirty: fromBeginning, lastRecordWall: now, silentUntil });
+        const replayed = claim.replayed?.get(partition);
+        const silentOutputs = published !== undefined && published > next;
+        const silentUntil = silentOutputs ? published : replayed !== undefined && replayed > next ? replayed : null;
+        this.#positions.set(k, { topic: claim.topic, partition, generation: claim.generation, next, fetched: next, end, ended: false, dirty: fromBeginning, lastRecordWall: now, silentUntil, silentOutputs });
         starts.push({ topic: claim.topic, partition, offset: next });
       }
     }
@@ -414,7 +436,8 @@ class StreamTask<Checkpoint, Prepared> {
     this.#lastCommit = now;
     this.#o.onAssigned?.({ partitions: starts, generation: claims[0]?.generation ?? null });
     this.#reportEnds(now);
-    if (done && this.#caughtUp()) done.abort();
+    // Nothing to read: the bounded run commits (after this assignment, while a member) and leaves.
+    if (done && this.#caughtUp()) void this.#finishCaughtUp(done);
     return starts;
   }
 
@@ -457,23 +480,26 @@ class StreamTask<Checkpoint, Prepared> {
   }
 
   /**
-   * The records whose outputs were committed before (below a position's `silentUntil`),
-   * then the others; one part when no partition replays. Order within a partition is kept.
+   * The records processed before (below a position's `silentUntil`), outputs committed too
+   * or only side records, then the others; one part when no partition replays. Order
+   * within a partition is kept.
    */
-  #splitReplay(records: readonly LogRecord[]): Array<[readonly LogRecord[], boolean]> {
+  #splitReplay(records: readonly LogRecord[]): Array<[readonly LogRecord[], Silence]> {
     let replaying = false;
     for (const p of this.#positions.values()) if (p.silentUntil !== null) replaying = true;
-    if (!replaying) return [[records, false]];
-    const silent: LogRecord[] = [];
+    if (!replaying) return [[records, 'none']];
+    const all: LogRecord[] = [];
+    const side: LogRecord[] = [];
     const rest: LogRecord[] = [];
     for (const record of records) {
-      const until = this.#positions.get(key(record.topic, record.partition))?.silentUntil;
-      (until != null && record.offset < until ? silent : rest).push(record);
+      const position = this.#positions.get(key(record.topic, record.partition));
+      const until = position?.silentUntil;
+      (until != null && record.offset < until ? (position!.silentOutputs ? all : side) : rest).push(record);
     }
-    return [[silent, true], [rest, false]];
+    return [[all, 'all'], [side, 'side'], [rest, 'none']];
   }
 
-  async #ingestPart(records: readonly LogRecord[], silent: boolean): Promise<void> {
+  async #ingestPart(records: readonly LogRecord[], silent: Silence): Promise<void> {
     const { processor } = this.#o;
     for (let from = 0; from < records.length; from += this.#sliceRecords) {
       const slice = from === 0 && records.length <= this.#sliceRecords ? records : records.slice(from, from + this.#sliceRecords);
@@ -496,7 +522,7 @@ class StreamTask<Checkpoint, Prepared> {
    * or already fetched, are skipped; records over the size guard are set apart. Offsets
    * grow within a partition's run, so only the first record of a run is compared.
    */
-  #admit(records: readonly LogRecord[], silent = false): Admitted {
+  #admit(records: readonly LogRecord[], silent: Silence = 'none'): Admitted {
     const admitted: Admitted = { runs: [], accepted: [], oversized: [], silent };
     let run: Run | null = null;
     let skipping = false;
@@ -576,10 +602,19 @@ class StreamTask<Checkpoint, Prepared> {
       this.#read += admitted.accepted.length;
       for (const [topic, n] of inByTopic) metrics.recordsIn.inc({ pipeline, topic }, n);
       if (admitted.accepted.length > 0) processor.process(admitted.accepted, this.#context(now), prepared);
+      for (const { position } of admitted.runs) {
+        if (position.silentUntil === null || position.next < position.silentUntil) continue;
+        position.silentUntil = null;
+        if (!processor.onReplayed) continue;
+        // Silent: what the processor decides as the replay ends was decided and sent before.
+        const silent = this.#silent;
+        this.#silent = position.silentOutputs ? 'all' : 'side';
+        processor.onReplayed({ topic: position.topic, partition: position.partition }, this.#context(now));
+        this.#silent = silent;
+      }
     } finally {
-      this.#silent = false;
+      this.#silent = 'none';
     }
-    for (const { position } of admitted.runs) if (position.silentUntil !== null && position.next >= position.silentUntil) position.silentUntil = null;
     this.#reportEnds(now);
     if (this.#commitRequested || this.#now() - this.#lastCommit >= this.#commitIntervalMs) await this.#commit(false);
   }
@@ -612,7 +647,7 @@ class StreamTask<Checkpoint, Prepared> {
     return {
       now,
       emit: (topic, record) => {
-        if (this.#silent) return; // committed before this replay
+        if (this.#silent === 'all') return; // committed before this replay
         let list = this.#outputs.get(topic);
         if (!list) this.#outputs.set(topic, (list = []));
         list.push(record);
@@ -643,7 +678,7 @@ class StreamTask<Checkpoint, Prepared> {
     this.#countsOf(record.topic).count(record.partition, record.offset, outcome);
     if (outcome === 'late') metrics.late.inc({ pipeline });
     else metrics.invalid.inc({ pipeline, reason });
-    if (this.#silent) return; // sent and committed before this replay; counted again, as the accounting was not
+    if (this.#silent !== 'none') return; // sent and committed before this replay; counted again, as the accounting was not
     let list = this.#deadLetters.get(topic);
     if (!list) this.#deadLetters.set(topic, (list = []));
     list.push(detached(deadLetter(pipeline, { record, reason, error, headers }, DEFAULT_DEAD_LETTER_LIMIT)));
@@ -781,13 +816,15 @@ class StreamTask<Checkpoint, Prepared> {
   }
 
   #take(): CommitUnit<Checkpoint> {
-    const processed = new Map<string, { generation: number; next: Map<number, bigint> }>();
+    const processed: CommitOffsets = new Map();
     // Every assigned partition, changed or not: the fencing check then covers the whole
     // commit (a checkpoint can change state without new records, e.g. windows closed on idle).
     for (const p of this.#positions.values()) {
       let topic = processed.get(p.topic);
       if (!topic) processed.set(p.topic, (topic = { generation: p.generation, next: new Map() }));
       topic.next.set(p.partition, p.next);
+      // A replay under way: what was processed before it still ends there.
+      if (p.silentUntil !== null && p.silentUntil > p.next) (topic.read ??= new Map()).set(p.partition, p.silentUntil);
       p.dirty = false;
     }
     const counts = new Map<string, ReadonlyMap<number, PartitionCounts>>();
@@ -796,6 +833,7 @@ class StreamTask<Checkpoint, Prepared> {
       outputs: this.#outputs,
       deadLetters: this.#deadLetters,
       offsets: this.#committer.offsets(processed),
+      member: this.#range ? null : this.#member,
       counts,
       checkpoint: this.#o.processor.checkpoint(),
       read: this.#read,
