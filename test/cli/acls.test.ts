@@ -54,6 +54,7 @@ describe('tickflow acls', () => {
     // The ids the exactly-once pipelines take, for their default groups and topics, and the producers' default ids.
     assert.ok(covered('indicators', KafkaTransactionCommitter.transactionalId('indicators', 'tickflow-indicators', new Map([['prices', [0, 1, 2]]]))));
     assert.ok(covered('indicators', KafkaTransactionCommitter.transactionalId('indicators', 'tickflow-indicators', new Map())), 'a bounded run without the group');
+    assert.ok(covered('unique-users', KafkaTransactionCommitter.transactionalId('unique-users', 'unique-users', new Map([['user-tracker', [0, 1, 2]]]))));
     assert.ok(covered('clean-users', KafkaTransactionCommitter.transactionalId('clean-users', 'clean-users', new Map([['users', [1]]]))));
     for (const [service, command, topic] of [['produce prices', 'produce-prices', 'prices'], ['generate stocks', 'generate-stocks', 'stocks'], ['replay', 'replay', 'users']]) {
       assert.ok(covered(service, defaultTransactionalId(command, topic)), service);
@@ -70,6 +71,7 @@ describe('tickflow acls', () => {
       'User:tf-generate-stocks Write tickflow-generate-stocks-*',
       'User:tf-replay Write tickflow-replay-*',
       'User:tf-indicators Write tickflow-indicators-*',
+      'User:tf-unique-users Write tickflow-unique-users-*',
       'User:tf-clean-users Write tickflow-clean-users-*',
       'User:tf-monitor Describe *',
     ]);
