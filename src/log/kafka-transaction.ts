@@ -25,8 +25,9 @@ import type { GroupMember, OffsetToCommit } from './types.ts';
  * or it was removed while paused (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) — so a zombie of
  * the group can never commit, whatever transactional id it has.
  *
- * Errors: PRODUCER_FENCED, INVALID_PRODUCER_EPOCH and TRANSACTIONAL_ID_AUTHORIZATION_FAILED
- * end this producer (FENCED, `producerFenced`: a newer one owns the id); the group's refusals
+ * Errors: PRODUCER_FENCED and INVALID_PRODUCER_EPOCH end this producer (FENCED,
+ * `producerFenced`: a newer one owns the id); a missing ACL (TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+ * GROUP_AUTHORIZATION_FAILED) is the classifier's one line naming it; the group's refusals
  * above are FENCED with `groupFenced` (the member aborts and rejoins); CONCURRENT_TRANSACTIONS
  * (the previous transaction's markers still being written) is retried at once, a few ms
  * apart; coordinator moves and lost brokers are retried under `withRetries` after looking the
@@ -174,7 +175,7 @@ export class TransactionCoordinator {
 
   /** `final`: an error for codes that end the call at once (no retry), or null. */
   async #call<T>(action: string, operation: () => Promise<T>, onRetry?: () => void, final?: (code: string) => TickflowError | null): Promise<T> {
-    const context: KafkaErrorContext = { action };
+    const context: KafkaErrorContext = { action: `${action} (${this.transactionalId})` };
     return withRetries('kafka', `${action} (${this.transactionalId})`, async () => {
       for (let attempt = 0; ; attempt++) {
         let classified: TickflowError;
@@ -183,6 +184,8 @@ export class TransactionCoordinator {
         } catch (error) {
           classified = await this.#classify(error, context);
         }
+        // Not allowed (an ACL missing for the transactional id or the group): say so, not "fenced".
+        if (classified.details.security !== undefined) throw classified;
         const code = classified.details.kafkaCode;
         if (typeof code === 'string' && FENCING.has(code)) throw producerFenced(this.transactionalId, code);
         const ended = typeof code === 'string' ? final?.(code) : null;
