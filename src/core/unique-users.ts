@@ -138,13 +138,13 @@ export interface PartitionTime {
  * input draining), or windows closing past the partition's watermark (`closed`: the new
  * closed-through time, which makes its on-time frames of those windows late).
  */
-export type GuardEvent = { at: bigint; kind: 'settle' | 'drain' } | { at: bigint; kind: 'closed'; value: number };
+export type JudgingEvent = { at: bigint; kind: 'settle' | 'drain' } | { at: bigint; kind: 'closed'; value: number };
 
 /** Where a restart resumes a partition: the frame at `offset` (omitted: after the last) with the partition's time and the guard's decisions after it. */
 export interface PartitionResume {
   offset?: bigint;
   time: PartitionTime;
-  events: GuardEvent[];
+  events: JudgingEvent[];
   /** Declared idle since its last frame: once its frames are judged again it holds nothing back. */
   idle: boolean;
 }
@@ -173,7 +173,7 @@ interface PartitionState<R> {
   /** Restored, or a frame with an offset came: it has a resume point. */
   resumable: boolean;
   /** The guard's decisions between frames (restored ones first); the first `applied` are in effect. */
-  events: GuardEvent[];
+  events: JudgingEvent[];
   applied: number;
   /** Frames below this were judged before a restart: judged again, closed windows left alone (null: not replaying). */
   replayUntil: bigint | null;
@@ -374,14 +374,14 @@ export class UniqueUsersWindows<R = never> {
   }
 
   /** Keeps an event of a partition in effect now (a later `closed` at the same position replaces an earlier one). */
-  #record(state: PartitionState<R>, event: GuardEvent): void {
+  #record(state: PartitionState<R>, event: JudgingEvent): void {
     if (state.replaying || !state.resumable) return; // replaying: it is one of those kept
     const last = state.applied > 0 ? state.events[state.applied - 1] : undefined;
     if (event.kind === 'closed' && last?.kind === 'closed' && last.at === event.at) state.events[state.applied - 1] = event;
     else state.events.splice(state.applied++, 0, event);
   }
 
-  #apply(state: PartitionState<R>, event: GuardEvent): void {
+  #apply(state: PartitionState<R>, event: JudgingEvent): void {
     if (event.kind === 'closed') state.replayClosed = event.value;
     else if (event.kind === 'settle') state.guard?.settle(state.guardSink!);
     else state.guard?.drain(state.guardSink!);
@@ -402,7 +402,7 @@ export class UniqueUsersWindows<R = never> {
    * the read position of that commit: frames below it are judged again as they were, and
    * count in no window closed by then (`restoreClosed`).
    */
-  restore(partition: number, resume: { from: bigint; time: PartitionTime | null; events: readonly GuardEvent[]; idle: boolean; replayUntil: bigint | null }): void {
+  restore(partition: number, resume: { from: bigint; time: PartitionTime | null; events: readonly JudgingEvent[]; idle: boolean; replayUntil: bigint | null }): void {
     const state = this.#newPartition(partition, resume.time ?? undefined);
     state.next = resume.from;
     state.events = [...resume.events];

@@ -188,6 +188,8 @@ export class TransactionCoordinator {
         } catch (error) {
           classified = await this.#classify(error, context);
         }
+        // Not allowed (an ACL missing for the transactional id or the group): say so, not "fenced".
+        if (classified.details.security !== undefined) throw classified;
         const code = classified.details.kafkaCode;
         if (typeof code === 'string' && FENCING.has(code)) throw producerFenced(this.transactionalId, code);
         const ended = typeof code === 'string' ? final?.(code) : null;

@@ -8,7 +8,7 @@ import { JsonRecordSplitter } from '../core/json-records.ts';
 import type { JsonRecordFormat } from '../core/json-records.ts';
 import { describeSkew } from '../core/event-time-guard.ts';
 import { UniqueUsersWindows } from '../core/unique-users.ts';
-import type { ALREADY_EMITTED, GuardEvent, LateFrame, PartitionTime, WindowCount } from '../core/unique-users.ts';
+import type { ALREADY_EMITTED, JudgingEvent, LateFrame, PartitionTime, WindowCount } from '../core/unique-users.ts';
 import { UserFrameReader } from '../core/user-frame.ts';
 import type { FrameProblem } from '../core/user-frame.ts';
 import { FrameScanner, ScannedFrames } from './frame-scanner.ts';
@@ -505,7 +505,7 @@ interface ResumeState {
 }
 
 /** A committed resume state read back, or null when it is not one (another version's, or damaged). */
-function decodeResumeState(raw: unknown): { time: PartitionTime; closed: number | null; events: GuardEvent[]; idle: boolean } | null {
+function decodeResumeState(raw: unknown): { time: PartitionTime; closed: number | null; events: JudgingEvent[]; idle: boolean } | null {
   const value = raw as Partial<ResumeState> | null;
   if (value === null || typeof value !== 'object') return null;
   const time = value.time as Partial<PartitionTime> | undefined;
@@ -514,7 +514,7 @@ function decodeResumeState(raw: unknown): { time: PartitionTime; closed: number 
   const guard = time.guard;
   if (guard !== null && (typeof guard !== 'object' || guard === undefined || !number(guard.streamTime) || !number(guard.judgedAt) || !Array.isArray(guard.recent) || !guard.recent.every((t) => typeof t === 'number'))) return null;
   if (!number(value.closed ?? null) || !Array.isArray(value.events)) return null;
-  const events: GuardEvent[] = [];
+  const events: JudgingEvent[] = [];
   for (const e of value.events as unknown[][]) {
     if (!Array.isArray(e) || typeof e[0] !== 'string' || !/^\d+$/.test(e[0])) return null;
     if (e[1] === 'settle' || e[1] === 'drain') events.push({ at: BigInt(e[0]), kind: e[1] });

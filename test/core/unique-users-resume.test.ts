@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { ExactDistinct } from '../../src/core/hyperloglog.ts';
 import { seededRandom } from '../../src/core/random.ts';
 import { ALREADY_EMITTED, HELD, UniqueUsersWindows } from '../../src/core/unique-users.ts';
-import type { GuardEvent, LateFrame, PartitionTime, WindowCount } from '../../src/core/unique-users.ts';
+import type { JudgingEvent, LateFrame, PartitionTime, WindowCount } from '../../src/core/unique-users.ts';
 import type { Granularity } from '../../src/core/calendar-windows.ts';
 
 /**
@@ -32,7 +32,7 @@ interface Ref {
 
 interface Commit {
   step: number;
-  points: Map<number, { offset?: bigint; time: PartitionTime; events: GuardEvent[]; idle: boolean }>;
+  points: Map<number, { offset?: bigint; time: PartitionTime; events: JudgingEvent[]; idle: boolean }>;
   closed: number;
   read: Map<number, bigint>;
 }
@@ -102,9 +102,9 @@ class Service {
     for (const [p, n] of this.next) read.set(p, n > (read.get(p) ?? -1n) ? n : read.get(p)!);
     const points = this.op.resumePoints();
     // A resume point's state goes through JSON, as in the offset metadata.
-    const stored = JSON.parse(JSON.stringify([...points].map(([p, v]) => [p, { ...v, offset: v.offset?.toString(), events: v.events.map((e) => ({ ...e, at: String(e.at) })) }]))) as Array<[number, { offset?: string; time: PartitionTime; events: Array<Omit<GuardEvent, 'at'> & { at: string }>; idle: boolean }]>;
+    const stored = JSON.parse(JSON.stringify([...points].map(([p, v]) => [p, { ...v, offset: v.offset?.toString(), events: v.events.map((e) => ({ ...e, at: String(e.at) })) }]))) as Array<[number, { offset?: string; time: PartitionTime; events: Array<Omit<JudgingEvent, 'at'> & { at: string }>; idle: boolean }]>;
     const all: Commit['points'] = new Map();
-    for (const [p, v] of stored) all.set(p, { ...(v.offset === undefined ? {} : { offset: BigInt(v.offset) }), time: v.time, events: v.events.map((e) => ({ ...e, at: BigInt(e.at) }) as GuardEvent), idle: v.idle });
+    for (const [p, v] of stored) all.set(p, { ...(v.offset === undefined ? {} : { offset: BigInt(v.offset) }), time: v.time, events: v.events.map((e) => ({ ...e, at: BigInt(e.at) }) as JudgingEvent), idle: v.idle });
     this.last = { step: index, points: all, closed: this.op.watermarkMs, read };
     this.windows.push(...this.pendingWindows);
     this.side.push(...this.pendingSide);
