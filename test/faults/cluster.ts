@@ -161,7 +161,6 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Messages in a topic now (end − earliest offsets), asked with KafkaJS. */
 /**
  * Records a read_committed reader sees: for a topic written in transactions the offsets
  * also count the commit markers (and aborted records), so the records are read and counted.
@@ -170,6 +169,7 @@ export function committedCount(topic: string): Promise<number> {
   return forEachMessageIndependently(FAULT_BROKERS, topic, () => undefined);
 }
 
+/** Messages in a topic now (end − earliest offsets), asked with KafkaJS; a topic written in transactions counts its markers too (see committedCount). */
 export async function messageCount(topic: string): Promise<number> {
   const admin = new kafkajs.Kafka({ clientId: 'tickflow-faults-count', brokers: FAULT_BROKERS, logLevel: kafkajs.logLevel.NOTHING }).admin();
   await admin.connect();
