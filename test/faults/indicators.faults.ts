@@ -13,7 +13,7 @@ import { FaultRun, KAFKA_LEADER_KILL, PG_KILL, PG_RESTART, killLeader, killPostg
 import { accounting, committedOffsets, freshDatabase, suitePostgres, unique } from './suite.ts';
 import { tickflow } from './tickflow-process.ts';
 
-const COUNT = 150_000;
+const COUNT = 400_000;
 const WINDOW = 100;
 
 interface Expected {
