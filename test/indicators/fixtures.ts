@@ -58,7 +58,7 @@ export async function produceTicks(log: Log, topic: string, ticks: readonly Pric
 export async function readAll(log: Log, topic: string): Promise<LogRecord[]> {
   await transactionsSettled(log, topic);
   const records: LogRecord[] = [];
-  for await (const batch of log.readRange({ topic })) records.push(...batch);
+  for await (const batch of log.readRange({ topic })) for (const record of batch) records.push(record);
   return records;
 }
 
