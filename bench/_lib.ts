@@ -1,8 +1,10 @@
 /**
  * Shared benchmark plumbing: run a command under /usr/bin/time for wall time and peak RSS,
- * and print a table of rates with ratios against the other rows of the same run.
+ * print a table of rates with ratios against the other rows of the same run, and measure
+ * HTTP latency at an evenly paced rate (open loop).
  */
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,4 +97,53 @@ export function report(title: string, rows: Row[], reference: string): string {
 export function flag(args: string[], name: string, fallback: string): string {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+}
+
+export interface Outcome {
+  rate: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  failed: number;
+}
+
+export function line(name: string, load: string, o: Outcome): string {
+  const ms = (v: number) => (v < 10 ? v.toFixed(2) : v.toFixed(1));
+  return `| ${name} | ${load} | ${Math.round(o.rate).toLocaleString('en-US')} | ${ms(o.p50)} | ${ms(o.p90)} | ${ms(o.p99)} | ${ms(o.max)} | ${o.failed} |`;
+}
+
+/** Open-loop load: request i leaves at t0 + i/rate; its latency runs from that moment to the end of its response. */
+export async function paced(base: string, path: () => string, rate: number, seconds: number): Promise<Outcome> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const total = Math.round(rate * seconds);
+  const latencies = new Float64Array(total);
+  let failed = 0;
+  let done = 0;
+  const t0 = performance.now() + 20;
+  const due = (i: number) => t0 + (i * 1000) / rate;
+  await new Promise<void>((resolve) => {
+    const finish = (i: number, ok: boolean) => {
+      latencies[i] = performance.now() - due(i);
+      if (!ok) failed++;
+      if (++done === total) resolve();
+    };
+    let next = 0;
+    const tick = () => {
+      while (next < total && due(next) <= performance.now()) {
+        const i = next++;
+        http.get(`${base}${path()}`, { agent }, (response) => {
+          response.resume();
+          response.on('end', () => finish(i, response.statusCode === 200));
+        }).on('error', () => finish(i, false));
+      }
+      if (next < total) setTimeout(tick, Math.max(0, due(next) - performance.now()));
+    };
+    tick();
+  });
+  agent.destroy();
+  const elapsed = (performance.now() - t0) / 1000;
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  return { rate: total / elapsed, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted[sorted.length - 1], failed };
 }

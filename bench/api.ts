@@ -15,14 +15,14 @@
  * comparison, its burst mode. Prints a markdown table and the query plans.
  */
 import { spawn } from 'node:child_process';
-import http from 'node:http';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { createDatabaseIfMissing, openDatabase } from '../src/db/open.ts';
 import { LATEST_SQL, RANGE_SQL, rangeParameters } from '../src/db/stock-prices.ts';
 import type { Database } from '../src/db/types.ts';
-import { ROOT, flag } from './_lib.ts';
+import { ROOT, flag, line, paced } from './_lib.ts';
+import type { Outcome } from './_lib.ts';
 
 interface AutocannonResult {
   requests: { average: number; total: number };
@@ -121,57 +121,8 @@ export default async function bench(args: string[]): Promise<void> {
   }
 }
 
-interface Outcome {
-  rate: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-  failed: number;
-}
-
 function summarise(r: AutocannonResult): Outcome {
   return { rate: r.requests.average, p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max, failed: r.non2xx + r.errors + r.timeouts };
-}
-
-function line(name: string, load: string, o: Outcome): string {
-  const ms = (v: number) => (v < 10 ? v.toFixed(2) : v.toFixed(1));
-  return `| ${name} | ${load} | ${Math.round(o.rate).toLocaleString('en-US')} | ${ms(o.p50)} | ${ms(o.p90)} | ${ms(o.p99)} | ${ms(o.max)} | ${o.failed} |`;
-}
-
-/** Open-loop load: request i leaves at t0 + i/rate; its latency runs from that moment to the end of its response. */
-async function paced(base: string, path: () => string, rate: number, seconds: number): Promise<Outcome> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const total = Math.round(rate * seconds);
-  const latencies = new Float64Array(total);
-  let failed = 0;
-  let done = 0;
-  const t0 = performance.now() + 20;
-  const due = (i: number) => t0 + (i * 1000) / rate;
-  await new Promise<void>((resolve) => {
-    const finish = (i: number, ok: boolean) => {
-      latencies[i] = performance.now() - due(i);
-      if (!ok) failed++;
-      if (++done === total) resolve();
-    };
-    let next = 0;
-    const tick = () => {
-      while (next < total && due(next) <= performance.now()) {
-        const i = next++;
-        http.get(`${base}${path()}`, { agent }, (response) => {
-          response.resume();
-          response.on('end', () => finish(i, response.statusCode === 200));
-        }).on('error', () => finish(i, false));
-      }
-      if (next < total) setTimeout(tick, Math.max(0, due(next) - performance.now()));
-    };
-    tick();
-  });
-  agent.destroy();
-  const elapsed = (performance.now() - t0) / 1000;
-  const sorted = [...latencies].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  return { rate: total / elapsed, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted[sorted.length - 1], failed };
 }
 
 /** One row per ticker and window; sample counts and prices vary like the generator's. Skipped when already there. */

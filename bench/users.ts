@@ -3,6 +3,9 @@
  * `npm run bench -- users --time-frames [--frames 200000] [--repeat 5] [--before DIR]`: only
  * unique-users, minute-only against all six granularities (and, with `--before`, minute-only
  * of another checkout), alternating on one replayed topic (below).
+ * `npm run bench -- users --delivery [--frames 400000] [--repeat 5]`: only unique-users,
+ * `--exactly-once` against `--at-least-once`, as a bounded run and as the service, alternating
+ * on one replayed topic (below).
  *
  * User activity on the real Kafka, every row on the same data in the same run:
  * 1. a file of `--frames` user-tracker frames (~2 KB each: 1M ≈ 2 GB) is generated into a
@@ -22,7 +25,8 @@
  * The KafkaJS baselines live in this file (`node bench/users.ts --baseline NAME ...`); the
  * Python ones are written next to the data.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
@@ -40,6 +44,7 @@ const SELF = fileURLToPath(import.meta.url);
 
 export default async function usersBenchmark(args: string[]): Promise<void> {
   if (args.includes('--time-frames')) return timeFramesBenchmark(args);
+  if (args.includes('--delivery')) return deliveryBenchmark(args);
   const frames = Number(flag(args, 'frames', '1000000'));
   const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
   const partitions = Number(flag(args, 'partitions', '3'));
@@ -214,6 +219,103 @@ async function timeFramesBenchmark(args: string[]): Promise<void> {
     for (const r of rows) console.log(`| ${r.name} | ${r.walls} | ${r.wall.toFixed(2)} | ${r.rate.toLocaleString('en-US')} | ${r.rss.toFixed(0)} | ${r.windows} |`);
     if (rows[2]) console.log(`\nminute-only vs ${before}: wall ${((rows[0]!.wall / rows[2].wall - 1) * 100).toFixed(1)}%, frames/s ${((rows[2].rate / rows[0]!.rate - 1) * 100).toFixed(1)}% (positive: slower)`);
     console.log(`all six vs minute-only: wall ${((rows[1]!.wall / rows[0]!.wall - 1) * 100).toFixed(1)}%, frames/s ${((rows[0]!.rate / rows[1]!.rate - 1) * 100).toFixed(1)}% (target: at most 25% more); minute records identical`);
+  } finally {
+    await log.deleteTopics(names).catch(() => undefined);
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * What exactly once costs unique-users: `--exactly-once` (Kafka transactions: window records,
+ * side records and the offsets with their resume points, one transaction per commit
+ * interval) against `--at-least-once` (output-derived), alternating on one topic (generated
+ * with 1% late frames, replayed once), `--repeat` times each:
+ * - bounded: `unique-users --until-end --json`, process start included (outputs
+ *   in transactions, no offsets: a bounded run stores none);
+ * - service: a fresh group each run, from the start until the group's committed offsets
+ *   reach the end offsets — every frame read, every minute out (after `--idle-timeout 1s`
+ *   of quiet) — then SIGTERM; peak RSS from /proc.
+ * The minute records of every run must be the same.
+ */
+async function deliveryBenchmark(args: string[]): Promise<void> {
+  const frames = Number(flag(args, 'frames', '400000'));
+  const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
+  const partitions = Number(flag(args, 'partitions', '3'));
+  const repeat = Number(flag(args, 'repeat', '5'));
+  const id = randomUUID().slice(0, 6);
+  const topic = (name: string) => `bench-delivery-${id}-${name}`;
+  const bin = join(ROOT, 'bin/tickflow.js');
+  const dir = await mkdtemp(join(tmpdir(), 'tickflow-bench-delivery-'));
+  const file = join(dir, 'frames.jsonl');
+  const log = new KafkaLog({ brokers: brokers.split(',') });
+  const input = topic('input');
+  const names = [input];
+  try {
+    await log.createTopics([{ name: input, partitions }]);
+    measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
+    measure(NODE, [bin, 'replay', file, '--output', input, '--brokers', brokers, '--json']);
+    spawnSync('sync');
+    const ends = new Map((await log.offsets(input)).map((p) => [p.partition, p.latest]));
+    let run = 0;
+    const outputs = () => {
+      const list = ['out', 'late', 'dead'].map((name) => topic(`${name}-${run++}`));
+      names.push(...list);
+      return ['--output', list[0]!, '--late-topic', list[1]!, '--dead-letter-topic', list[2]!];
+    };
+    const bounded = (delivery: string) => (): Measured => {
+      const out = outputs();
+      const m = measure(NODE, [bin, 'unique-users', '--until-end', '--input', input, ...out, delivery, '--brokers', brokers, '--json']);
+      return { ...m, stdout: JSON.stringify({ ...(JSON.parse(m.stdout) as object), output: out[1] }) };
+    };
+    const service = (delivery: string) => async (): Promise<Measured> => {
+      const out = outputs();
+      const group = topic(`group-${run}`);
+      const started = performance.now();
+      const child = spawn(NODE, [bin, 'unique-users', '--input', input, ...out, '--group', group, '--idle-timeout', '1s', delivery, '--brokers', brokers, '--json'], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      for (;;) {
+        const committed = await log.committed(group, input).catch(() => new Map<number, bigint>());
+        if ([...ends].every(([p, end]) => (committed.get(p) ?? -1n) >= end)) break;
+        if (child.exitCode !== null || performance.now() - started > 600_000) throw new Error(`unique-users ${delivery} did not catch up: ${stderr.slice(-2000)}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const seconds = (performance.now() - started) / 1000;
+      const peak = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+      child.kill('SIGTERM');
+      if ((await exited) !== 0) throw new Error(`unique-users ${delivery} exited badly: ${stderr.slice(-2000)}`);
+      return { seconds, peakRssMiB: Number(peak ?? 0) / 1024, stdout: JSON.stringify({ ...(JSON.parse(stdout) as object), output: out[1] }), stderr };
+    };
+    const contenders: Array<{ name: string; run: () => Measured | Promise<Measured> }> = [
+      { name: '`--until-end --exactly-once`', run: bounded('--exactly-once') },
+      { name: '`--until-end --at-least-once`', run: bounded('--at-least-once') },
+      { name: 'service `--exactly-once`', run: service('--exactly-once') },
+      { name: 'service `--at-least-once`', run: service('--at-least-once') },
+    ];
+    const runs: Measured[][] = contenders.map(() => []);
+    for (let round = 0; round < repeat; round++) for (const [i, c] of contenders.entries()) runs[i]!.push(await c.run());
+    const minuteRecords = async (m: Measured) => {
+      const output = (JSON.parse(m.stdout) as { output: string }).output;
+      const values: string[] = [];
+      for await (const batch of log.readRange({ topic: output })) for (const r of batch) values.push(r.value!.toString('utf8'));
+      return JSON.stringify(values.sort());
+    };
+    const reference = await minuteRecords(runs[0]![0]!);
+    for (const list of runs) for (const m of list) if ((await minuteRecords(m)) !== reference) throw new Error('the minute records differ between the runs');
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
+    console.log(`# unique-users exactly once vs at least once: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, ${repeat} alternating runs each\n`);
+    console.log('| run | wall s (runs) | median wall s | frames/s (median wall) | peak RSS MiB |');
+    console.log('| --- | --- | ---: | ---: | ---: |');
+    const walls = runs.map((list) => median(list.map((m) => m.seconds)));
+    for (const [i, list] of runs.entries()) {
+      console.log(`| ${contenders[i]!.name} | ${list.map((m) => m.seconds.toFixed(2)).join(', ')} | ${walls[i]!.toFixed(2)} | ${Math.round(frames / walls[i]!).toLocaleString('en-US')} | ${Math.max(...list.map((m) => m.peakRssMiB)).toFixed(0)} |`);
+    }
+    const cost = (a: number, b: number) => `${((walls[a]! / walls[b]! - 1) * 100).toFixed(1)}%`;
+    console.log(`\nexactly once vs at least once (median wall, positive: slower): bounded ${cost(0, 1)}, service ${cost(2, 3)}; minute records identical in every run`);
   } finally {
     await log.deleteTopics(names).catch(() => undefined);
     await log.close();

@@ -214,6 +214,7 @@ function partitionsOf(topic: string): number {
 }
 
 const OPERATION = { Read: AclOperations.READ, Write: AclOperations.WRITE, Describe: AclOperations.DESCRIBE } as const;
+const RESOURCE = { topic: ResourceTypes.TOPIC, group: ResourceTypes.GROUP, 'transactional-id': ResourceTypes.TRANSACTIONAL_ID } as const;
 
 /** The topics of the ACL table (missing ones created) and exactly its bindings. */
 async function applyAcls(password: string): Promise<void> {
@@ -224,7 +225,7 @@ async function applyAcls(password: string): Promise<void> {
     const missing = aclTopics().filter((topic) => !existing.has(topic));
     for (const topic of missing) await admin.createTopics({ topics: [topic], partitions: partitionsOf(topic), replicas: 1 });
     const creations: Acl[] = aclBindings().map((b) => ({
-      resourceType: b.resource === 'topic' ? ResourceTypes.TOPIC : ResourceTypes.GROUP,
+      resourceType: RESOURCE[b.resource],
       resourceName: b.name,
       resourcePatternType: b.prefixed ? ResourcePatternTypes.PREFIXED : ResourcePatternTypes.LITERAL,
       principal: b.principal,
@@ -259,8 +260,10 @@ export async function secureUp(opts: { timeout: number }): Promise<void> {
   const t0 = performance.now();
   const pid = runningPid(node);
   if (pid !== undefined && existsSync(SECURE_ENV_FILE)) {
-    await waitReady(ensurePasswords(true).get(ADMIN_USER) as string, pid, 0, 10);
-    say(`secured Kafka already running at ${HOST}:${node.port} (pid ${pid}); nothing to do — env in ${rel(SECURE_ENV_FILE)}`);
+    const admin = ensurePasswords(true).get(ADMIN_USER) as string;
+    await waitReady(admin, pid, 0, 10);
+    await applyAcls(admin); // the table may have grown since the broker started: bindings are idempotent
+    say(`secured Kafka already running at ${HOST}:${node.port} (pid ${pid}); ACLs brought up to date — env in ${rel(SECURE_ENV_FILE)}`);
     return;
   }
   checkJava();

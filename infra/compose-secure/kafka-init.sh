@@ -17,9 +17,12 @@ for topic in prices prices-dlq stocks stocks-dlq unique-users user-tracker user-
 done
 # ACLs: the output of `tickflow acls --commands --bootstrap-server kafka-secure:9096 --command-config /tmp/admin.properties`.
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-produce-prices --operation Write --topic 'prices'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-produce-prices --operation Write --transactional-id 'tickflow-produce-prices-' --resource-pattern-type prefixed
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-generate-stocks --operation Write --topic 'stocks'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-generate-stocks --operation Write --transactional-id 'tickflow-generate-stocks-' --resource-pattern-type prefixed
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-replay --operation Write --topic 'user-tracker'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-replay --operation Write --topic 'users'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-replay --operation Write --transactional-id 'tickflow-replay-' --resource-pattern-type prefixed
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-stats --operation Read --topic 'prices'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-aggregate-stocks --operation Read --topic 'stocks'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-aggregate-stocks --operation Write --topic 'stocks-dlq'
@@ -28,6 +31,7 @@ kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --a
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-indicators --operation Write --topic 'volatility'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-indicators --operation Write --topic 'prices-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-indicators --operation Read --group 'tickflow-indicators'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-indicators --operation Write --transactional-id 'tickflow-indicators-' --resource-pattern-type prefixed
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Read --topic 'prices'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Read --topic 'stocks'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-archive --operation Write --topic 'prices-dlq'
@@ -38,14 +42,17 @@ kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --a
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --topic 'user-tracker-late'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --topic 'user-tracker-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Read --group 'unique-users'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-unique-users --operation Write --transactional-id 'tickflow-unique-users-' --resource-pattern-type prefixed
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Read --topic 'users'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-clean'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-stats'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --topic 'users-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Read --group 'clean-users'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-clean-users --operation Write --transactional-id 'tickflow-clean-users-' --resource-pattern-type prefixed
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Read --topic 'user-tracker-late'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Read --topic 'users-dlq'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Describe --topic '*'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Describe --group '*'
+kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-monitor --operation Describe --transactional-id '*'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-api --operation Read --topic 'unique-users'
 kafka-acls.sh --bootstrap-server kafka-secure:9096 --command-config "$admin" --add --allow-principal User:tf-api --operation Describe --topic '*'

@@ -200,6 +200,32 @@ export class EventTimeGuard<T> {
     for (const h of rest) sink.implausible(h.item, h.eventTime, this.#skew(h.eventTime));
   }
 
+  /** How many numbers `savePosition` writes: 3 + K − 1. */
+  get positionSize(): number {
+    return 3 + this.#ring.length;
+  }
+
+  /**
+   * Writes the guard's position — everything but the held records: stream time, when the
+   * held records were last judged, and the times not yet agreed on — into `into` from `at`
+   * (`positionSize` numbers, no allocation: taken before every record where a caller may
+   * have to resume).
+   */
+  savePosition(into: Float64Array, at: number): void {
+    into[at] = this.#streamTime;
+    into[at + 1] = this.#judgedAt;
+    into[at + 2] = this.#count;
+    const ring = this.#ring;
+    for (let i = 0; i < ring.length; i++) into[at + 3 + i] = ring[i];
+  }
+
+  /** A position written by `savePosition`, as a snapshot holding nothing. */
+  static positionSnapshot(from: Float64Array, at: number): EventTimeGuardSnapshot<never> {
+    const recent: number[] = [];
+    for (let i = 0; i < from[at + 2]; i++) recent.push(from[at + 3 + i]);
+    return { streamTime: Number.isNaN(from[at]) ? null : from[at], recent, held: [], judgedAt: Number.isNaN(from[at + 1]) ? null : from[at + 1] };
+  }
+
   snapshot(): EventTimeGuardSnapshot<T> {
     const recent: number[] = [];
     for (let i = 0; i < this.#count; i++) recent.push(this.#ring[i]);

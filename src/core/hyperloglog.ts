@@ -265,9 +265,34 @@ export class HyperLogLog implements DistinctCounter {
     this.#rankBits = 64 - precision;
   }
 
+  /** A sketch of exactly the members of `exact` (the one a sketch fed the same values would have). */
+  static fromExact(exact: ExactDistinct, precision = 14): HyperLogLog {
+    const sketch = new HyperLogLog(precision);
+    exact.addTo(sketch);
+    return sketch;
+  }
+
   /** The expected relative standard error of `count()`. */
   get standardError(): number {
-    return 1.04 / Math.sqrt(this.registers.length);
+    return hyperLogLogStandardError(this.precision);
+  }
+
+  /**
+   * This sketch at a lower (or the same) precision: register for register what a sketch of
+   * that precision fed the same values holds, so sketches of different precisions merge
+   * once brought to the lower one. The index bits given up become the leading bits of the
+   * rank's suffix: non-zero, they decide the rank; zero, they add to it.
+   */
+  foldTo(precision: number): HyperLogLog {
+    if (precision === this.precision) {
+      const copy = new HyperLogLog(precision);
+      copy.registers.set(this.registers);
+      return copy;
+    }
+    if (!(precision < this.precision)) throw new RangeError(`cannot raise a HyperLogLog sketch from precision ${this.precision} to ${precision}`);
+    const folded = new HyperLogLog(precision);
+    foldRegisters(this.registers, this.precision, folded.registers, precision);
+    return folded;
   }
 
   /** Always true: a sketch cannot tell whether it has seen a value. */
@@ -313,6 +338,33 @@ export class HyperLogLog implements DistinctCounter {
     for (let k = q; k >= 1; k--) z = 0.5 * (z + histogram[k]);
     z += m * sigma(histogram[0] / m);
     return Math.round((m * m) / (2 * Math.LN2) / z);
+  }
+}
+
+/** The relative standard error of a HyperLogLog sketch of precision p: 1.04 / sqrt(2^p) (0.81% at 14, 1.63% at 12). */
+export function hyperLogLogStandardError(precision: number): number {
+  return 1.04 / Math.sqrt(2 ** precision);
+}
+
+/**
+ * Max-merges registers of precision `from` into `into`, of precision `to` <= `from`
+ * (HyperLogLog.foldTo). `dropped` = from − to index bits become the top of the suffix.
+ */
+export function foldRegisters(registers: Uint8Array, from: number, into: Uint8Array, to: number): void {
+  const dropped = from - to;
+  if (dropped === 0) {
+    for (let i = 0; i < into.length; i++) if (registers[i] > into[i]) into[i] = registers[i];
+    return;
+  }
+  const lowMask = (1 << dropped) - 1;
+  for (let i = 0; i < registers.length; i++) {
+    const rank = registers[i];
+    if (rank === 0) continue;
+    const low = i & lowMask;
+    // Leading zeros of the `dropped` bits, + 1; all zero: they lengthen the run before the old rank.
+    const folded = low !== 0 ? Math.clz32(low) - (32 - dropped) + 1 : dropped + rank;
+    const j = i >>> dropped;
+    if (folded > into[j]) into[j] = folded;
   }
 }
 

@@ -39,6 +39,16 @@ import type { Granularity, ZonedCalendar } from './calendar-windows.ts';
  *
  * State is the open windows (per granularity, the spread of event time between
  * partitions plus the lateness, in windows, plus one) and the frames held.
+ *
+ * Resuming exactly (`resumePoints`, `restore`): a service commits, per partition, the
+ * offset of the first frame that an open window or a held frame still needs, with the
+ * partition's event time just before that frame (watermark and guard position, saved
+ * before every frame with an offset), the closed-through time, and the guard's decisions
+ * made between frames since (an idle partition settling, a quiet input deciding what is
+ * held). Restored there, the partition's frames up to the read position of that commit
+ * are judged again exactly as before: the open windows are rebuilt with the same frames,
+ * and a window that was closed is not counted in again (those frames count only in the
+ * coarser windows still open, as with `resumeAfter`).
  */
 
 export interface UniqueUsersOptions {
@@ -107,6 +117,45 @@ interface HeldFrame<R> {
   readonly uid: string;
   readonly offset: bigint | undefined;
   readonly ref: R;
+  /** The partition's event time just before this frame (with an offset). */
+  readonly time: PartitionTime | null;
+}
+
+/**
+ * A partition's event time at one point of its frames, JSON-safe: its stream time (null:
+ * none yet) and its event-time guard's position (null: no guard). What is held is not in it.
+ */
+export interface PartitionTime {
+  stream: number | null;
+  guard: { streamTime: number | null; judgedAt: number | null; recent: number[] } | null;
+  /** Windows ending at or before this (ms) were closed then (null: none). */
+  closed: number | null;
+}
+
+/**
+ * What changed the judging of a partition's frames between two of them, at the position
+ * before frame `at`: the guard deciding what it held (an idle partition settling, a quiet
+ * input draining), or windows closing past the partition's watermark (`closed`: the new
+ * closed-through time, which makes its on-time frames of those windows late).
+ */
+export type JudgingEvent = { at: bigint; kind: 'settle' | 'drain' } | { at: bigint; kind: 'closed'; value: number };
+
+/** Where a restart resumes a partition: the frame at `offset` (omitted: after the last) with the partition's time and the guard's decisions after it. */
+export interface PartitionResume {
+  offset?: bigint;
+  time: PartitionTime;
+  events: JudgingEvent[];
+  /** Declared idle since its last frame: once its frames are judged again it holds nothing back. */
+  idle: boolean;
+}
+
+/** Decisions between frames kept for a resume point at most: beyond, the oldest are forgotten (a restart then decides those frames anew). */
+const MAX_EVENTS = 32;
+
+/** The first frame of a partition in a window: where a restart must re-read it from, and the partition's time there. */
+interface FirstFrame {
+  readonly offset: bigint;
+  readonly time: PartitionTime;
 }
 
 interface PartitionState<R> {
@@ -117,6 +166,24 @@ interface PartitionState<R> {
   /** The partition's event-time guard and its sink (null without `maxTimeSkewMs`). */
   guard: EventTimeGuard<HeldFrame<R>> | null;
   guardSink: EventTimeSink<HeldFrame<R>> | null;
+  /** The partition's time before the current frame: watermark stream time, then the guard's position. */
+  readonly before: Float64Array;
+  /** After the last frame with an offset: its offset + 1. */
+  next: bigint | undefined;
+  /** Restored, or a frame with an offset came: it has a resume point. */
+  resumable: boolean;
+  /** The guard's decisions between frames (restored ones first); the first `applied` are in effect. */
+  events: JudgingEvent[];
+  applied: number;
+  /** Frames below this were judged before a restart: judged again, closed windows left alone (null: not replaying). */
+  replayUntil: bigint | null;
+  replaying: boolean;
+  /** Replaying: whether it was idle when the run before committed (it holds the watermark back until the replay ends). */
+  idleAfterReplay: boolean;
+  /** Replaying: the closed-through time its frames were judged with before the restart. */
+  replayClosed: number;
+  /** The offset of the frame being judged (null between frames). */
+  judging: bigint | null;
 }
 
 interface WindowState {
@@ -125,8 +192,8 @@ interface WindowState {
   readonly counter: DistinctCounter;
   frames: number;
   late: number;
-  /** Offset of the first frame of each partition in this window (for safe commits). */
-  readonly firstOffsets: Map<number, bigint>;
+  /** The first frame of each partition in this window (for safe commits). */
+  readonly firstOffsets: Map<number, FirstFrame>;
 }
 
 /** One granularity's open windows, and the window of the last frame (frames come mostly in order). */
@@ -197,6 +264,8 @@ export class UniqueUsersWindows<R = never> {
    */
   #emittedEnd = Number.NEGATIVE_INFINITY;
   #emittedRank = -1;
+  /** Skip emitted windows for every frame (`resumeAfter`); otherwise only for frames judged again (`restore`). */
+  #resumeAll = false;
 
   constructor(options: UniqueUsersOptions, heldFrames?: HeldFrameSink<R>) {
     if (!(options.allowedLatenessMs >= 0)) throw new RangeError(`allowed lateness must be >= 0, got ${options.allowedLatenessMs}`);
@@ -238,19 +307,30 @@ export class UniqueUsersWindows<R = never> {
     if (!this.#partitions.has(partition)) this.#partitions.set(partition, this.#newPartition(partition));
   }
 
-  #newPartition(partition: number): PartitionState<R> {
+  #newPartition(partition: number, time?: PartitionTime): PartitionState<R> {
     const { allowedLatenessMs, maxTimeSkewMs } = this.#options;
-    const state: PartitionState<R> = { watermark: new Watermark(allowedLatenessMs), finished: false, idle: false, guard: null, guardSink: null };
-    if (maxTimeSkewMs === undefined) return state;
+    const restored = time?.guard ? { ...time.guard, held: [] } : undefined;
+    const guard = maxTimeSkewMs === undefined ? null : new EventTimeGuard<HeldFrame<R>>({ maxSkewMs: maxTimeSkewMs, toleranceMs: allowedLatenessMs }, restored);
+    const state: PartitionState<R> = {
+      watermark: new Watermark(allowedLatenessMs), finished: false, idle: false, guard, guardSink: null,
+      before: new Float64Array(2 + (guard?.positionSize ?? 0)), next: undefined, resumable: false, events: [], applied: 0, replayUntil: null, replaying: false, idleAfterReplay: false,
+      replayClosed: time?.closed ?? Number.NEGATIVE_INFINITY, judging: null,
+    };
+    if (time?.stream != null) state.watermark.resetTo(time.stream);
+    if (guard === null) return state;
     const sink = this.#heldFrames!;
-    state.guard = new EventTimeGuard<HeldFrame<R>>({ maxSkewMs: maxTimeSkewMs, toleranceMs: allowedLatenessMs });
     state.guardSink = {
       // The watermark follows the guard's stream time: back too, when the whole stream moved back.
       moved: (to, from) => {
-        if (from !== null && to < from) state.watermark.resetTo(to);
-        else state.watermark.advanceTo(to);
+        if (from !== null && to < from) {
+          state.watermark.resetTo(to);
+          // Windows closed before may now be ahead of the partition: its frames are judged against them.
+          if (this.#closedThrough > state.watermark.current) this.#record(state, { at: state.judging ?? state.next ?? 0n, kind: 'closed', value: this.#closedThrough });
+        } else {
+          state.watermark.advanceTo(to);
+        }
       },
-      release: (frame, eventTimeMs) => sink.released(frame.ref, eventTimeMs, this.#count(state, partition, eventTimeMs, frame.uid, frame.offset)),
+      release: (frame, eventTimeMs) => sink.released(frame.ref, eventTimeMs, this.#count(state, partition, eventTimeMs, frame.uid, frame.offset, frame.time)),
       implausible: (frame, eventTimeMs, skewMs) => sink.implausible(frame.ref, eventTimeMs, skewMs, state.guard!.streamTime),
     };
     return state;
@@ -265,7 +345,7 @@ export class UniqueUsersWindows<R = never> {
   idle(partition: number): void {
     const state = this.#partitions.get(partition);
     if (!state) return;
-    state.guard?.settle(state.guardSink!);
+    if (state.guard !== null && state.guard.streamTime === null && state.guard.held > 0) this.#decide(state, 'settle');
     state.idle = true;
   }
 
@@ -284,7 +364,118 @@ export class UniqueUsersWindows<R = never> {
    * takes their median), else implausible — as at the end of the input.
    */
   decideHeld(): void {
-    for (const state of this.#partitions.values()) if (state.guard !== null && state.guard.held > 0) state.guard.drain(state.guardSink!);
+    for (const state of this.#partitions.values()) if (state.guard !== null && state.guard.held > 0) this.#decide(state, 'drain');
+  }
+
+  /** A guard decision between frames, kept with its position so that a restart replays it there. */
+  #decide(state: PartitionState<R>, kind: 'settle' | 'drain'): void {
+    if (state.next !== undefined) this.#record(state, { at: state.next, kind });
+    this.#apply(state, { at: 0n, kind });
+  }
+
+  /** Keeps an event of a partition in effect now (a later `closed` at the same position replaces an earlier one). */
+  #record(state: PartitionState<R>, event: JudgingEvent): void {
+    if (state.replaying || !state.resumable) return; // replaying: it is one of those kept
+    const last = state.applied > 0 ? state.events[state.applied - 1] : undefined;
+    if (event.kind === 'closed' && last?.kind === 'closed' && last.at === event.at) state.events[state.applied - 1] = event;
+    else state.events.splice(state.applied++, 0, event);
+  }
+
+  #apply(state: PartitionState<R>, event: JudgingEvent): void {
+    if (event.kind === 'closed') state.replayClosed = event.value;
+    else if (event.kind === 'settle') state.guard?.settle(state.guardSink!);
+    else state.guard?.drain(state.guardSink!);
+  }
+
+  /** Windows ending at or before `endMs` close; partitions whose watermark is behind it keep the moment. */
+  #closeThrough(endMs: number): void {
+    if (!(endMs > this.#closedThrough)) return;
+    this.#closedThrough = endMs;
+    for (const state of this.#partitions.values()) {
+      if (state.next !== undefined && endMs > state.watermark.current) this.#record(state, { at: state.next, kind: 'closed', value: endMs });
+    }
+  }
+
+  /**
+   * Resumes a partition where an earlier run committed it (`resumePoints`): `from`, the
+   * frame to read first, its event time before it, what changed the judging after it, and `replayUntil`,
+   * the read position of that commit: frames below it are judged again as they were, and
+   * count in no window closed by then (`restoreClosed`).
+   */
+  restore(partition: number, resume: { from: bigint; time: PartitionTime | null; events: readonly JudgingEvent[]; idle: boolean; replayUntil: bigint | null }): void {
+    const state = this.#newPartition(partition, resume.time ?? undefined);
+    state.next = resume.from;
+    state.events = [...resume.events];
+    state.replayUntil = resume.replayUntil;
+    state.replaying = resume.replayUntil !== null;
+    state.idleAfterReplay = resume.idle;
+    state.idle = resume.idle && !state.replaying; // replaying, it holds the watermark back until the replay ends
+    state.resumable = true;
+    this.#partitions.set(partition, state);
+    if (!state.replaying) this.#catchUp(state, null);
+  }
+
+  /** Windows ending at or before `endMs` were closed (and emitted, if open) by an earlier run: frames judged again skip them. */
+  restoreClosed(endMs: number): void {
+    if (!Number.isFinite(endMs)) return;
+    this.#closeThrough(endMs);
+    if (endMs > this.#emittedEnd || this.#emittedRank < 0) {
+      this.#emittedEnd = endMs;
+      this.#emittedRank = granularityRank('year');
+    }
+  }
+
+  /** The partition's frames judged before the restart are all judged again: what the guard decided after them is applied, and judging goes on as new. */
+  endReplay(partition: number): void {
+    const state = this.#partitions.get(partition);
+    if (state && state.replaying) this.#catchUp(state, null);
+  }
+
+  /** Applies the kept decisions up to the frame at `offset` (all with null); with null the replay ends. */
+  #catchUp(state: PartitionState<R>, offset: bigint | null): void {
+    const events = state.events;
+    while (state.applied < events.length && (offset === null || events[state.applied].at <= offset)) this.#apply(state, events[state.applied++]);
+    if (offset === null && state.replaying) {
+      state.replaying = false;
+      state.replayUntil = null;
+      state.idle = state.idleAfterReplay;
+    }
+  }
+
+  /**
+   * Per partition, where a restart resumes exactly: the first frame an open window or a
+   * held frame still needs (as `pendingOffsets`), the partition's time just before it and
+   * the guard's decisions since; a partition that needs nothing resumes after its last
+   * frame, with its time now. Only partitions that had a frame with an offset (a service).
+   */
+  resumePoints(): Map<number, PartitionResume> {
+    const first = new Map<number, FirstFrame>();
+    const need = (partition: number, frame: FirstFrame) => {
+      const known = first.get(partition);
+      if (known === undefined || frame.offset < known.offset) first.set(partition, frame);
+    };
+    for (const frames of this.#frames) {
+      for (const window of frames.open.values()) for (const [partition, frame] of window.firstOffsets) need(partition, frame);
+    }
+    for (const [partition, state] of this.#partitions) {
+      if (state.guard === null || state.guard.held === 0) continue;
+      for (const frame of state.guard.heldItems()) if (frame.offset !== undefined && frame.time !== null) need(partition, { offset: frame.offset, time: frame.time });
+    }
+    const points = new Map<number, PartitionResume>();
+    for (const [partition, state] of this.#partitions) {
+      if (!state.resumable && !first.has(partition) && !state.idle) continue;
+      const frame = first.get(partition);
+      // Decisions in effect before the frame (all of them, without one: it resumes now) are in
+      // its time; the rest, and those a replay has not reached yet, are replayed after it.
+      let drop = 0;
+      while (drop < state.applied && (frame === undefined || state.events[drop].at <= frame.offset)) drop++;
+      if (drop > 0) {
+        state.events = state.events.slice(drop);
+        state.applied -= drop;
+      }
+      points.set(partition, { ...(frame ? { offset: frame.offset } : {}), time: frame?.time ?? currentTime(state, state.replaying ? state.replayClosed : this.#closedThrough), events: state.events.slice(-MAX_EVENTS), idle: state.replaying ? state.idleAfterReplay : state.idle });
+    }
+    return points;
   }
 
   /** Forgets a partition (revoked by a rebalance). */
@@ -298,13 +489,14 @@ export class UniqueUsersWindows<R = never> {
    * skipped; frames count only in windows not yet emitted.
    */
   resumeAfter(endMs: number, granularity: Granularity = 'minute'): void {
+    this.#resumeAll = true;
     const rank = granularityRank(granularity);
     if (endMs > this.#emittedEnd || (endMs === this.#emittedEnd && rank > this.#emittedRank)) {
       this.#emittedEnd = endMs;
       this.#emittedRank = rank;
     }
     // Closed just before that end: windows of coarser granularities ending there are still open.
-    this.#closedThrough = Math.max(this.#closedThrough, endMs - 1);
+    this.#closeThrough(endMs - 1);
   }
 
   #emitted(frames: Frames): boolean {
@@ -323,14 +515,31 @@ export class UniqueUsersWindows<R = never> {
       state = this.#partitions.get(partition)!;
     }
     const guard = state.guard;
-    if (guard !== null && !guard.check(eventTimeMs, state.guardSink!)) return HELD;
-    return this.#count(state, partition, eventTimeMs, uid, offset);
+    if (offset !== undefined) {
+      if (state.replaying) this.#catchUp(state, offset < state.replayUntil! ? offset : null);
+      // The partition's time before this frame: where a restart resumes if it is a window's first.
+      const before = state.before;
+      before[0] = state.watermark.streamTime;
+      before[1] = state.replaying ? state.replayClosed : this.#closedThrough;
+      guard?.savePosition(before, 2);
+      state.next = offset + 1n;
+      state.resumable = true;
+      if (guard !== null) {
+        state.judging = offset;
+        const now = guard.check(eventTimeMs, state.guardSink!);
+        state.judging = null;
+        if (!now) return HELD;
+      }
+    } else if (guard !== null && !guard.check(eventTimeMs, state.guardSink!)) {
+      return HELD;
+    }
+    return this.#count(state, partition, eventTimeMs, uid, offset, null);
   }
 
   /** Holds the frame `add` just answered HELD for; its fate goes to the `heldFrames` sink later. */
   hold(partition: number, eventTimeMs: number, uid: string, offset: bigint | undefined, ref: R): void {
     const state = this.#partitions.get(partition)!;
-    state.guard!.hold(eventTimeMs, { uid, offset, ref }, state.guardSink!);
+    state.guard!.hold(eventTimeMs, { uid, offset, ref, time: offset === undefined ? null : savedTime(state) }, state.guardSink!);
   }
 
   /**
@@ -338,21 +547,25 @@ export class UniqueUsersWindows<R = never> {
    * partition's watermark, so every coarse window counts exactly the on-time frames of its
    * minutes (docs/users.md, "Time frames").
    */
-  #count(state: PartitionState<R>, partition: number, eventTimeMs: number, uid: string | AsciiText, offset: bigint | undefined): LateFrame | typeof ALREADY_EMITTED | null {
+  #count(state: PartitionState<R>, partition: number, eventTimeMs: number, uid: string | AsciiText, offset: bigint | undefined, time: PartitionTime | null): LateFrame | typeof ALREADY_EMITTED | null {
     // Without a guard the frames move their partition's stream time; with one, only the guard does.
     const observe = state.guard === null;
     const watermark = state.watermark;
     const all = this.#frames;
-    const resumed = this.#emittedRank >= 0;
+    // Judged again after a restart: against the windows closed when it was judged before.
+    const replaying = state.replaying;
+    const closedThrough = replaying ? state.replayClosed : this.#closedThrough;
+    const resumed = this.#emittedRank >= 0 && (this.#resumeAll || replaying);
     let pending = 0;
     let closed = false;
     for (const frames of all) {
       frames.locate(eventTimeMs);
+      if (replaying && frames.end <= closedThrough) closed = true; // whether or not that window is out now
       if (resumed && this.#emitted(frames)) continue;
       pending++;
-      if (frames.end <= this.#closedThrough) closed = true;
+      if (frames.end <= closedThrough) closed = true;
     }
-    if (pending === 0) return ALREADY_EMITTED;
+    if (pending === 0 && !replaying) return ALREADY_EMITTED;
     state.idle = false;
     const current = watermark.current;
     if (eventTimeMs < current) {
@@ -360,12 +573,13 @@ export class UniqueUsersWindows<R = never> {
       // window: then the window cannot have been emitted, and the count does not depend on
       // how partitions interleave.
       for (const frames of all) {
-        if (current < frames.end && frames.end > this.#closedThrough && !(resumed && this.#emitted(frames))) this.#window(frames, partition, offset).late++;
+        if (current < frames.end && frames.end > closedThrough && !(resumed && this.#emitted(frames))) this.#window(frames, state, partition, offset, time).late++;
       }
       return { reason: 'beyond-lateness', lateByMs: watermark.streamTime - eventTimeMs, watermarkMs: current };
     }
     if (observe) watermark.observe(eventTimeMs);
-    if (closed) return { reason: 'window-closed', lateByMs: Math.max(0, watermark.streamTime - eventTimeMs), watermarkMs: this.#closedThrough };
+    if (closed) return { reason: 'window-closed', lateByMs: Math.max(0, watermark.streamTime - eventTimeMs), watermarkMs: closedThrough };
+    if (pending === 0) return ALREADY_EMITTED; // judged again: it counted in windows that are out
     // Finest first. A window that already had the uid is inside the coarser ones of the
     // same chain (minute ⊂ hour ⊂ day ⊂ week, and day ⊂ month ⊂ year), which got every frame
     // it got: they have the uid too, and are not asked again. Only a week does not nest in
@@ -374,7 +588,7 @@ export class UniqueUsersWindows<R = never> {
     let known = false;
     for (const frames of all) {
       if (resumed && this.#emitted(frames)) continue;
-      const window = this.#window(frames, partition, offset);
+      const window = this.#window(frames, state, partition, offset, time);
       window.frames++;
       if (frames.startsChain) known = false;
       if (known) continue;
@@ -384,9 +598,13 @@ export class UniqueUsersWindows<R = never> {
     return null;
   }
 
-  #window(frames: Frames, partition: number, offset: bigint | undefined): WindowState {
+  /** The located window, with the frame as its partition's first when it is (the lowest offset: a released held frame can be older). */
+  #window(frames: Frames, state: PartitionState<R>, partition: number, offset: bigint | undefined, time: PartitionTime | null): WindowState {
     const window = frames.window(this.#options.counter);
-    if (offset !== undefined && !window.firstOffsets.has(partition)) window.firstOffsets.set(partition, offset);
+    if (offset !== undefined) {
+      const known = window.firstOffsets.get(partition);
+      if (known === undefined || offset < known.offset) window.firstOffsets.set(partition, { offset, time: time ?? savedTime(state) });
+    }
     return window;
   }
 
@@ -403,14 +621,14 @@ export class UniqueUsersWindows<R = never> {
       if (current < minimum) minimum = current;
     }
     const combined = holding ? minimum : maximum;
-    if (combined > this.#closedThrough) this.#closedThrough = combined;
+    this.#closeThrough(combined);
     return this.#emit((end) => end <= this.#closedThrough);
   }
 
   /** Emits every open window (end of input). */
   flush(): WindowCount[] {
     const out = this.#emit(() => true);
-    for (const record of out) this.#closedThrough = Math.max(this.#closedThrough, record.end * 1000);
+    for (const record of out) this.#closeThrough(record.end * 1000);
     return out;
   }
 
@@ -420,7 +638,7 @@ export class UniqueUsersWindows<R = never> {
    */
   flushMinutes(): WindowCount[] {
     const minutes = this.#frames.find((f) => f.granularity === 'minute');
-    if (minutes !== undefined) for (const window of minutes.open.values()) this.#closedThrough = Math.max(this.#closedThrough, window.end);
+    if (minutes !== undefined) for (const window of minutes.open.values()) this.#closeThrough(window.end);
     return this.#emit((end) => end <= this.#closedThrough);
   }
 
@@ -436,7 +654,7 @@ export class UniqueUsersWindows<R = never> {
       if (known === undefined || offset < known) result.set(partition, offset);
     };
     for (const frames of this.#frames) {
-      for (const window of frames.open.values()) for (const [partition, offset] of window.firstOffsets) need(partition, offset);
+      for (const window of frames.open.values()) for (const [partition, frame] of window.firstOffsets) need(partition, frame.offset);
     }
     for (const [partition, state] of this.#partitions) {
       if (state.guard === null || state.guard.held === 0) continue;
@@ -456,6 +674,27 @@ export class UniqueUsersWindows<R = never> {
       return windowRecord(frames, window);
     });
   }
+}
+
+/** The partition's time saved before its current frame (`add`). */
+function savedTime(state: PartitionState<unknown>): PartitionTime {
+  const before = state.before;
+  const [stream, closed] = [before[0], before[1]];
+  const time = { stream: Number.isFinite(stream) ? stream : null, closed: Number.isFinite(closed) ? closed : null };
+  if (state.guard === null) return { ...time, guard: null };
+  const { streamTime, judgedAt, recent } = EventTimeGuard.positionSnapshot(before, 2);
+  return { ...time, guard: { streamTime, judgedAt, recent: [...recent] } };
+}
+
+/** The partition's time now (between frames), with the closed-through time now. */
+function currentTime(state: PartitionState<unknown>, closed: number): PartitionTime {
+  const stream = state.watermark.streamTime;
+  const guard = state.guard?.snapshot() ?? null;
+  return {
+    stream: Number.isFinite(stream) ? stream : null,
+    guard: guard === null ? null : { streamTime: guard.streamTime, judgedAt: guard.judgedAt, recent: [...guard.recent] },
+    closed: Number.isFinite(closed) ? closed : null,
+  };
 }
 
 function add(counter: DistinctCounter, uid: string | AsciiText, hash: number | undefined): boolean {

@@ -2,7 +2,7 @@
  * Per-partition accounting for sinks that keep their offsets in Postgres. A sink adds its
  * counts in the transaction that stores its offsets, so after any crash the counts and
  * the offsets agree, and `monitor` can check that every consumed record is accounted for:
- * next_offset − first_offset = accepted + invalid + late + dropped.
+ * next_offset − first_offset = accepted + invalid + late + dropped + skipped.
  */
 import type { Queryable } from './types.ts';
 
@@ -14,9 +14,15 @@ export interface PartitionCounts {
   late: number;
   /** Records deliberately discarded (e.g. filtered out); not an error. */
   dropped: number;
+  /**
+   * Offsets moved past that held no record for the reader: transaction markers, records of
+   * aborted transactions, compacted ones (absent: none).
+   */
+  skipped?: number;
 }
 
-export interface CountsRow extends Omit<PartitionCounts, 'firstOffset'> {
+export interface CountsRow extends Omit<PartitionCounts, 'firstOffset' | 'skipped'> {
+  skipped: number;
   consumer: string;
   topic: string;
   partition: number;
@@ -34,6 +40,7 @@ export async function addCounts(tx: Queryable, consumer: string, topic: string, 
   const invalid: number[] = [];
   const late: number[] = [];
   const dropped: number[] = [];
+  const skipped: number[] = [];
   for (const [partition, c] of counts) {
     partitions.push(partition);
     first.push(String(c.firstOffset));
@@ -41,18 +48,20 @@ export async function addCounts(tx: Queryable, consumer: string, topic: string, 
     invalid.push(c.invalid);
     late.push(c.late);
     dropped.push(c.dropped);
+    skipped.push(c.skipped ?? 0);
   }
   await tx.query(
-    `INSERT INTO pipeline_counts AS c (consumer, topic, partition, first_offset, accepted, invalid, late, dropped)
-     SELECT $1, $2, p, f, a, i, l, d
-     FROM unnest($3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) AS t(p, f, a, i, l, d)
+    `INSERT INTO pipeline_counts AS c (consumer, topic, partition, first_offset, accepted, invalid, late, dropped, skipped)
+     SELECT $1, $2, p, f, a, i, l, d, s
+     FROM unnest($3::int[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) AS t(p, f, a, i, l, d, s)
      ON CONFLICT (consumer, topic, partition) DO UPDATE SET
        accepted = c.accepted + EXCLUDED.accepted,
        invalid = c.invalid + EXCLUDED.invalid,
        late = c.late + EXCLUDED.late,
        dropped = c.dropped + EXCLUDED.dropped,
+       skipped = c.skipped + EXCLUDED.skipped,
        updated_at = now()`,
-    [consumer, topic, partitions, first, accepted, invalid, late, dropped],
+    [consumer, topic, partitions, first, accepted, invalid, late, dropped, skipped],
   );
 }
 
@@ -77,9 +86,10 @@ export async function listCounts(db: Queryable): Promise<CountsRow[]> {
     invalid: string;
     late: string;
     dropped: string;
+    skipped: string;
     next_offset: string | null;
   }>(
-    `SELECT c.consumer, c.topic, c.partition, c.first_offset, c.accepted, c.invalid, c.late, c.dropped, o.next_offset
+    `SELECT c.consumer, c.topic, c.partition, c.first_offset, c.accepted, c.invalid, c.late, c.dropped, c.skipped, o.next_offset
      FROM pipeline_counts c
      LEFT JOIN stored_offsets o ON o.consumer = c.consumer AND o.topic = c.topic AND o.partition = c.partition
      ORDER BY c.consumer, c.topic, c.partition`,
@@ -93,6 +103,7 @@ export async function listCounts(db: Queryable): Promise<CountsRow[]> {
     invalid: Number(r.invalid),
     late: Number(r.late),
     dropped: Number(r.dropped),
+    skipped: Number(r.skipped),
     nextOffset: r.next_offset === null ? null : BigInt(r.next_offset),
   }));
 }
@@ -103,7 +114,7 @@ export class BatchCounts {
 
   #entry(partition: number, offset: bigint): PartitionCounts {
     let entry = this.#byPartition.get(partition);
-    if (!entry) this.#byPartition.set(partition, (entry = { firstOffset: offset, accepted: 0, invalid: 0, late: 0, dropped: 0 }));
+    if (!entry) this.#byPartition.set(partition, (entry = { firstOffset: offset, accepted: 0, invalid: 0, late: 0, dropped: 0, skipped: 0 }));
     return entry;
   }
 
@@ -119,6 +130,12 @@ export class BatchCounts {
   /** Counts `n` records of one outcome at once (a run of records starting at `offset`). */
   add(partition: number, offset: bigint, outcome: 'accepted' | 'invalid' | 'late' | 'dropped', n: number): void {
     this.#entry(partition, offset)[outcome] += n;
+  }
+
+  /** Counts `n` offsets from `offset` on that held no record for the reader (transaction markers, aborted records). */
+  skip(partition: number, offset: bigint, n: number): void {
+    const entry = this.#entry(partition, offset);
+    entry.skipped = (entry.skipped ?? 0) + n;
   }
 
   get partitions(): ReadonlyMap<number, PartitionCounts> {

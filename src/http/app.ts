@@ -20,6 +20,7 @@ import { registerMetricsRoute } from './metrics-route.ts';
 import { registerOpenApi } from './openapi.ts';
 import { registerPricesRoute } from './prices-route.ts';
 import { installStrictIntegers } from './strict-integers.ts';
+import { registerUniqueUsersRoute } from './unique-users-route.ts';
 
 export interface ApiOptions {
   /** Where reads go: ideally a connection whose role can only read. */
@@ -49,6 +50,7 @@ export async function buildApp(options: ApiOptions): Promise<FastifyInstance> {
   registerMetricsRoute(app);
   registerHealthRoutes(app, { db: options.db });
   registerPricesRoute(app, { db: options.db, tickers: new KnownTickers(options.db, { ttlMs: options.tickerCacheMs }) });
+  registerUniqueUsersRoute(app, { db: options.db });
   registerLiveRoutes(app, { snapshots: new LiveSnapshots({ db: options.db, log: options.log, logger: options.logger, options: options.dashboard }) });
   await registerDashboardRoutes(app);
   return app;

@@ -8,7 +8,8 @@
  */
 export const ApiErrorCodes = {
   BAD_PARAMETER: { status: 400, description: 'A query parameter is malformed, out of range or unknown' },
-  BAD_TIME_RANGE: { status: 400, description: 'endTime is before startTime' },
+  BAD_TIME_RANGE: { status: 400, description: 'The end of the time range is before its start (endTime before startTime; for unique users, to not after from)' },
+  TOO_MANY_BUCKETS: { status: 400, description: 'The range holds more windows of the granularity than one answer may; ask for a shorter range or a coarser granularity' },
   BAD_CURSOR: { status: 400, description: 'The cursor is not one this API returned for this kind of query' },
   UNKNOWN_TICKER: { status: 400, description: 'No aggregates exist for a requested ticker' },
   BAD_REQUEST: { status: 400, description: 'The request itself is malformed (an undecodable URL, a body where none belongs)' },

@@ -20,13 +20,14 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         title: 'tickflow API',
         version: '1',
         description: [
-          'Aggregated stock prices from the `aggregate stocks` pipeline, and the live dashboard (/dashboard) with its data.',
+          'Aggregated stock prices from the `aggregate stocks` pipeline, distinct users of any range from per-minute sketches kept in PostgreSQL,',
+          'and the live dashboard (/dashboard) with its data.',
           'Errors, whatever their status, always have the body `{"error": {"code", "message", "parameter"?}}` (schema `ApiError`);',
           'a 405 also names the allowed methods in its `Allow` header. Messages never carry internal detail. Codes:',
           ...Object.entries(ApiErrorCodes).map(([code, { status, description }]) => `- \`${code}\` (${status}): ${description}`),
         ].join('\n'),
       },
-      tags: [{ name: 'prices' }, { name: 'dashboard' }, { name: 'operations' }],
+      tags: [{ name: 'prices' }, { name: 'users' }, { name: 'dashboard' }, { name: 'operations' }],
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

@@ -60,6 +60,7 @@ export const KafkaCode = codesOf([
   'UNKNOWN_TOPIC_ID',
   'CONCURRENT_TRANSACTIONS',
   'PRODUCER_FENCED',
+  'TRANSACTIONAL_ID_NOT_FOUND',
 ] as const);
 
 /**
@@ -91,6 +92,8 @@ export interface KafkaErrorContext {
   action: string;
   topic?: string;
   partition?: number;
+  /** The transactional id of a transaction coordinator call, named when the principal may not use it. */
+  transactionalId?: string;
   /** Who connects how, for the message of a TLS, SASL or authorization failure. */
   security?: KafkaSecurityContext;
 }
@@ -287,6 +290,14 @@ export function securityFailure(error: unknown, context: KafkaErrorContext): Tic
     (e) => {
       const apiCode = codeOf(e);
       if (apiCode === undefined || !AUTHORIZATION.has(apiCode)) return undefined;
+      const id = context.transactionalId;
+      if (apiCode === protocolErrors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code && id !== undefined) {
+        // Every transaction call needs Write on the id (which implies the Describe that finding its coordinator needs).
+        return make('acl', `not authorized: ${who} may not use transactional id ${id} (${kafkaCodeName(apiCode)}); the cluster needs an ACL allowing Write on TransactionalId ${id} or a prefix of it (tickflow acls --print)`, {
+          kafkaCode: kafkaCodeName(apiCode),
+          transactionalId: id,
+        });
+      }
       const what = apiCode === protocolErrors.TOPIC_AUTHORIZATION_FAILED.code && context.topic !== undefined ? `topic ${context.topic}` : AUTHORIZATION.get(apiCode);
       return make('acl', `not authorized: ${who} may not use ${what} (${kafkaCodeName(apiCode)}); the cluster needs an ACL for it (tickflow acls --print)`, { kafkaCode: kafkaCodeName(apiCode) });
     },

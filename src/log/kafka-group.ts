@@ -76,7 +76,8 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
     });
     client.on('consumer:group:join', () => {
       if (client !== consumer) return;
-      assignment = { generation: client.generationId, partitions: flatten(client.assignments ?? []) };
+      const member = { generationId: client.generationId, memberId: client.memberId ?? '', groupInstanceId: client.groupInstanceId ?? null };
+      assignment = { generation: client.generationId, partitions: flatten(client.assignments ?? []), member };
       version++;
       wakeup.notify();
     });
@@ -175,10 +176,16 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
           continue;
         }
         const generation = assignment.generation;
+        const before = positions.map((p) => p.next);
         const outcome = await deps.fetchRound(consumer, positions, `fetch for group ${options.group}`, signal, observe);
         if (version !== seen || closed) continue; // rebalanced meanwhile: these partitions may be gone
         for (const p of outcome.outOfRange) p.next = 0n; // retention removed them: restart at the log start
-        if (outcome.records.length > 0) yield { generation, records: outcome.records };
+        // A fetch that only moved past transaction markers or aborted records is reported too:
+        // a reader waiting for the end of a partition learns that it got there.
+        const moved = positions.some((p, i) => p.next > before[i]);
+        if (outcome.records.length > 0 || moved) {
+          yield { generation, records: outcome.records, positions: positions.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.next })) };
+        }
         if (outcome.failure && !outcome.failure.retriable) throw outcome.failure;
       }
     } catch (error) {

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
 import type { KafkaErrorContext } from './kafka-errors.ts';
-import type { TopicPartitionOffset } from './types.ts';
+import type { GroupMember, OffsetToCommit } from './types.ts';
 
 /**
  * The coordinator side of a Kafka transaction, on the client library's raw API functions
@@ -19,8 +19,17 @@ import type { TopicPartitionOffset } from './types.ts';
  *   EndTxn                            commit or abort: the markers make the transaction's
  *                                     records visible to read_committed readers, or never
  *
- * Errors: PRODUCER_FENCED, INVALID_PRODUCER_EPOCH and TRANSACTIONAL_ID_AUTHORIZATION_FAILED
- * end this producer (FENCED, `producerFenced`: a newer one owns the id); CONCURRENT_TRANSACTIONS
+ * The offsets carry the consumer-group member that read the records: its generation, member
+ * id and group instance id (KIP-447). The group coordinator refuses them from a member the
+ * group has moved on from — a rebalance gave its partitions to others (ILLEGAL_GENERATION),
+ * or it was removed while paused (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) — so a zombie of
+ * the group can never commit, whatever transactional id it has.
+ *
+ * Errors: PRODUCER_FENCED and INVALID_PRODUCER_EPOCH end this producer (FENCED,
+ * `producerFenced`: a newer one owns the id, or the coordinator aborted a transaction open
+ * longer than its timeout); the group's refusals above are FENCED with `groupFenced` (the
+ * member aborts and rejoins); TRANSACTIONAL_ID_AUTHORIZATION_FAILED is the principal's missing
+ * ACL, said as such (kafka-errors.ts names the id and the ACL); CONCURRENT_TRANSACTIONS
  * (the previous transaction's markers still being written) is retried at once, a few ms
  * apart; coordinator moves and lost brokers are retried under `withRetries` after looking the
  * coordinator up again; anything else fails the transaction (the caller aborts and redoes).
@@ -28,13 +37,15 @@ import type { TopicPartitionOffset } from './types.ts';
 
 const KEY_GROUP = 0;
 const KEY_TRANSACTION = 1;
-/** How long a transaction may stay open before the coordinator aborts it. */
+/** How long a transaction may stay open before the coordinator aborts it (unless the producer asks otherwise). */
 export const TRANSACTION_TIMEOUT_MS = 60_000;
 const CONCURRENT_RETRY_MS = 20;
 const CONCURRENT_TRIES = 500;
 
 /** Codes by which the broker says that a newer producer owns the transactional id. */
-const FENCING = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
+const FENCING = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH']);
+/** Codes by which the group coordinator refuses a transaction's offsets from a member the group has moved on from. */
+const GROUP_FENCING = new Set(['ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'FENCED_INSTANCE_ID']);
 
 export interface ProducerIdentity {
   producerId: bigint;
@@ -53,8 +64,20 @@ export function isProducerFenced(error: unknown): boolean {
   return error instanceof TickflowError && error.details.producerFenced === true;
 }
 
+/** The error of a transaction whose offsets the group refused: the member is not (or no longer) the one that owns the partitions. */
+export function groupFenced(group: string, member: GroupMember, kafkaCode: string): TickflowError {
+  return new TickflowError('FENCED', `group ${group} refused the offsets of member ${member.memberId} of generation ${member.generationId} (${kafkaCode}): the group has moved on; the transaction is aborted`, { kafkaCode, groupFenced: true, group, generationId: member.generationId });
+}
+
+/** True for the error of a transaction whose offsets the group refused (a stale member). */
+export function isGroupFenced(error: unknown): boolean {
+  return error instanceof TickflowError && error.details.groupFenced === true;
+}
+
 export class TransactionCoordinator {
   readonly transactionalId: string;
+  /** The transaction timeout asked for in InitProducerId: the coordinator aborts a transaction open longer. */
+  readonly timeoutMs: number;
   readonly #client: KafkaProducer;
   readonly #classify: Classify;
   #coordinator: Connection | null = null;
@@ -64,9 +87,10 @@ export class TransactionCoordinator {
   #added = new Set<string>();
   #offsetsAdded = false;
 
-  constructor(client: KafkaProducer, transactionalId: string, classify: Classify) {
+  constructor(client: KafkaProducer, transactionalId: string, classify: Classify, timeoutMs: number = TRANSACTION_TIMEOUT_MS) {
     this.#client = client;
     this.transactionalId = transactionalId;
+    this.timeoutMs = timeoutMs;
     this.#classify = classify;
   }
 
@@ -85,7 +109,7 @@ export class TransactionCoordinator {
   async #init(): Promise<ProducerIdentity> {
     const response = await this.#call('initialise the transactional producer', async () => {
       const connection = await this.#coordinatorConnection();
-      return initProducerIdV4.api.async(connection, this.transactionalId, TRANSACTION_TIMEOUT_MS, -1n, -1);
+      return initProducerIdV4.api.async(connection, this.transactionalId, this.timeoutMs, -1n, -1);
     });
     this.#added.clear();
     this.#offsetsAdded = false;
@@ -104,11 +128,15 @@ export class TransactionCoordinator {
     for (const p of fresh) this.#added.add(`${topic}\u0000${p}`);
   }
 
-  /** Commits (or aborts) the open transaction; with `offsets`, those of `group` commit with it. */
-  async end(commit: boolean, offsets: { group: string; offsets: readonly TopicPartitionOffset[] } | null = null): Promise<void> {
+  /**
+   * Commits (or aborts) the open transaction; with `offsets`, those of `group` commit with it,
+   * accepted only from `member` in its generation when one is given.
+   */
+  async end(commit: boolean, offsets: { group: string; offsets: readonly OffsetToCommit[]; member?: GroupMember | null } | null = null): Promise<void> {
     const { producerId, producerEpoch } = await this.identity();
     if (commit && offsets && offsets.offsets.length > 0) {
       const { group } = offsets;
+      const member = offsets.member ?? null;
       if (!this.#offsetsAdded) {
         await this.#call(`add the offsets of group ${group} to the transaction`, async () => {
           const connection = await this.#coordinatorConnection();
@@ -116,18 +144,19 @@ export class TransactionCoordinator {
         });
         this.#offsetsAdded = true;
       }
-      const byTopic = new Map<string, Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number }>>();
+      const byTopic = new Map<string, Array<{ partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number; committedMetadata: string | null }>>();
       for (const o of offsets.offsets) {
         let list = byTopic.get(o.topic);
         if (!list) byTopic.set(o.topic, (list = []));
-        list.push({ partitionIndex: o.partition, committedOffset: o.offset, committedLeaderEpoch: -1 });
+        list.push({ partitionIndex: o.partition, committedOffset: o.offset, committedLeaderEpoch: -1, committedMetadata: o.metadata ?? null });
       }
       const topics = [...byTopic].map(([name, partitions]) => ({ name, partitions }));
-      // Generation -1 and no member id: the offsets are fenced by the producer epoch, not by the group generation.
+      // With the member, the coordinator checks its generation (KIP-447); without one (a
+      // bounded run outside the group) generation -1 and no member id: only the producer epoch fences.
       await this.#call(`commit the offsets of group ${group} in the transaction`, async () => {
         const connection = await this.#groupCoordinator(group);
-        return txnOffsetCommitV3.api.async(connection, this.transactionalId, group, producerId, producerEpoch, -1, '', null, topics);
-      }, () => this.#groupCoordinators.delete(group));
+        return txnOffsetCommitV3.api.async(connection, this.transactionalId, group, producerId, producerEpoch, member?.generationId ?? -1, member?.memberId ?? '', member?.groupInstanceId ?? null, topics);
+      }, () => this.#groupCoordinators.delete(group), (code) => (member !== null && GROUP_FENCING.has(code) ? groupFenced(group, member, code) : null));
     }
     if (!this.open) return; // nothing was written: there is no transaction to end
     await this.#call(`${commit ? 'commit' : 'abort'} the transaction`, async () => {
@@ -148,8 +177,9 @@ export class TransactionCoordinator {
     this.#offsetsAdded = false;
   }
 
-  async #call<T>(action: string, operation: () => Promise<T>, onRetry?: () => void): Promise<T> {
-    const context: KafkaErrorContext = { action };
+  /** `final`: an error for codes that end the call at once (no retry), or null. */
+  async #call<T>(action: string, operation: () => Promise<T>, onRetry?: () => void, final?: (code: string) => TickflowError | null): Promise<T> {
+    const context: KafkaErrorContext = { action, transactionalId: this.transactionalId };
     return withRetries('kafka', `${action} (${this.transactionalId})`, async () => {
       for (let attempt = 0; ; attempt++) {
         let classified: TickflowError;
@@ -158,8 +188,12 @@ export class TransactionCoordinator {
         } catch (error) {
           classified = await this.#classify(error, context);
         }
+        // Not allowed (an ACL missing for the transactional id or the group): say so, not "fenced".
+        if (classified.details.security !== undefined) throw classified;
         const code = classified.details.kafkaCode;
         if (typeof code === 'string' && FENCING.has(code)) throw producerFenced(this.transactionalId, code);
+        const ended = typeof code === 'string' ? final?.(code) : null;
+        if (ended) throw ended;
         if (code === 'CONCURRENT_TRANSACTIONS' && attempt < CONCURRENT_TRIES) {
           await sleep(CONCURRENT_RETRY_MS);
           continue;

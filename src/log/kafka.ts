@@ -9,7 +9,8 @@ import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts'
 import { FastProduce } from './kafka-produce.ts';
 import { TransactionCoordinator } from './kafka-transaction.ts';
 import { groupMember } from './kafka-group.ts';
-import type { GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer } from './types.ts';
+import { listOpenTransactions } from './kafka-open-transactions.ts';
+import type { CommittedOffset, GroupConsumer, Log, LogRecord, PartitionOffsets, Producer, RangeReadOptions, SubscribeOptions, TopicSpec, TransactionalProducer, TransactionOptions, OpenTransaction, StableOffsets } from './types.ts';
 
 export interface KafkaLogOptions {
   brokers: readonly string[];
@@ -213,20 +214,42 @@ export class KafkaLog implements Log {
     );
   }
 
+  async stableOffsets(topic: string): Promise<StableOffsets[]> {
+    return this.#call(
+      `list stable offsets of ${topic}`,
+      async () => {
+        const reader = this.#readerClient();
+        const end = (level: IsolationLevel) => reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel: isolationCode(level) });
+        const [stable, high] = await Promise.all([end('read_committed'), end('read_uncommitted')]);
+        const lastStable = stable.get(topic) ?? [];
+        return (high.get(topic) ?? []).map((highWatermark, partition) => ({ partition, lastStable: lastStable[partition] ?? highWatermark, highWatermark }));
+      },
+      { topic },
+    );
+  }
+
+  async openTransactions(): Promise<OpenTransaction[]> {
+    return this.#call('list open transactions', () => listOpenTransactions(this.#adminClient()));
+  }
+
   async groups(): Promise<string[]> {
     return this.#call('list consumer groups', async () => [...(await this.#adminClient().listGroups()).keys()].sort());
   }
 
   async committed(group: string, topic: string): Promise<Map<number, bigint>> {
+    return new Map([...(await this.committedWithMetadata(group, topic))].map(([p, c]) => [p, c.offset]));
+  }
+
+  async committedWithMetadata(group: string, topic: string): Promise<Map<number, CommittedOffset>> {
     const partitions = (await this.offsets(topic)).map((p) => p.partition);
     const answer = await this.#call(`list offsets of group ${group}`, () =>
       // requireStable: offsets a transaction is still committing are waited for (UNSTABLE_OFFSET_COMMIT, retried), never read stale.
       this.#adminClient().listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: partitions }] }], requireStable: true }),
     );
-    const result = new Map<number, bigint>();
+    const result = new Map<number, CommittedOffset>();
     for (const g of answer) {
       for (const t of g.topics) {
-        for (const p of t.partitions) if (p.committedOffset >= 0n) result.set(p.partitionIndex, p.committedOffset);
+        for (const p of t.partitions) if (p.committedOffset >= 0n) result.set(p.partitionIndex, { offset: p.committedOffset, metadata: p.metadata || null });
       }
     }
     return result;
@@ -253,9 +276,9 @@ export class KafkaLog implements Log {
    * A transactional producer: tickflow's own batches (transactional bit, the coordinator's
    * producer id and epoch) and the coordinator calls of kafka-transaction.ts.
    */
-  transactionalProducer(transactionalId: string): TransactionalProducer {
+  transactionalProducer(transactionalId: string, options: TransactionOptions = {}): TransactionalProducer {
     const client = this.#producerClient();
-    const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify);
+    const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify, options.timeoutMs);
     const fast = new FastProduce(client, { ...this.#produceOptions(), transaction: coordinator });
     const serial = serialised();
     const producer: TransactionalProducer = {

@@ -54,6 +54,28 @@ export interface TopicPartitionOffset extends TopicPartition {
   offset: bigint;
 }
 
+/** An offset to commit, with the short text Kafka keeps next to it (offset commit metadata). */
+export interface OffsetToCommit extends TopicPartitionOffset {
+  metadata?: string;
+}
+
+/** A group's committed offset of one partition, with the metadata committed with it (null: none). */
+export interface CommittedOffset {
+  offset: bigint;
+  metadata: string | null;
+}
+
+/**
+ * Who a consumer-group member is in one generation of the group: a transaction's offsets
+ * carry it (KIP-447), so the coordinator refuses them once the group has moved on.
+ */
+export interface GroupMember {
+  generationId: number;
+  memberId: string;
+  /** Static membership (group.instance.id); null for a dynamic member. */
+  groupInstanceId: string | null;
+}
+
 export interface Producer {
   /** Resolves once every record is acknowledged by all in-sync replicas (acks=all, idempotent). */
   send(topic: string, records: readonly RecordToProduce[]): Promise<void>;
@@ -72,10 +94,47 @@ export interface TransactionalProducer extends Producer {
    * producer of the id, whose open transaction is aborted (one prepared to commit completes).
    */
   init(): Promise<void>;
-  /** Commits what was sent since the last commit or abort, with these offsets of `group`. */
-  commit(offsets?: { group: string; offsets: readonly TopicPartitionOffset[] }): Promise<void>;
+  /**
+   * Commits what was sent since the last commit or abort, with these offsets of `group`.
+   * With `member`, the group coordinator accepts the offsets only from that member in that
+   * generation: a member the group has moved on from is refused (FENCED, `groupFenced`) and
+   * must abort.
+   */
+  commit(offsets?: { group: string; offsets: readonly OffsetToCommit[]; member?: GroupMember | null }): Promise<void>;
   /** Aborts what was sent since the last commit; after a failure it takes a new epoch. */
   abort(): Promise<void>;
+}
+
+/** A Kafka transaction open now (monitoring). */
+export interface OpenTransaction {
+  transactionalId: string;
+  /** Ongoing, PrepareCommit or PrepareAbort. */
+  state: string;
+  producerId: bigint;
+  producerEpoch: number;
+  /** When its first partition was added (epoch ms, the coordinator's clock); null if not known. */
+  startedAt: number | null;
+  /** The coordinator aborts it once it is open this long. */
+  timeoutMs: number;
+  /** The partitions it wrote to (offsets committed in it show as partitions of __consumer_offsets). */
+  partitions: TopicPartition[];
+}
+
+/** A partition's end for each isolation level: they differ while a transaction is open on it. */
+export interface StableOffsets {
+  partition: number;
+  /** The end a read_committed reader sees: the first offset of the oldest transaction still open. */
+  lastStable: bigint;
+  /** The end a read_uncommitted reader sees. */
+  highWatermark: bigint;
+}
+
+export interface TransactionOptions {
+  /**
+   * How long a transaction may stay open before the coordinator aborts it (default 60 s; the
+   * broker refuses more than its transaction.max.timeout.ms, 15 minutes by default).
+   */
+  timeoutMs?: number;
 }
 
 export interface RangeReadOptions {
@@ -93,6 +152,8 @@ export interface RangeReadOptions {
 export interface Assignment {
   generation: number;
   partitions: TopicPartition[];
+  /** Kafka: the member and generation this assignment belongs to (absent on the embedded log). */
+  member?: GroupMember;
 }
 
 export interface SubscribeOptions {
@@ -117,6 +178,13 @@ export interface RecordBatch {
   /** The assignment generation the batch was fetched under. */
   readonly generation: number;
   readonly records: readonly LogRecord[];
+  /**
+   * Where reading each fetched partition goes on after this batch: every record below it has
+   * been delivered. On Kafka it lies past transaction markers and records of aborted
+   * transactions, which take offsets but give no record to a read_committed reader; a batch
+   * may then hold no record at all. Absent on logs without such offsets.
+   */
+  readonly positions?: readonly TopicPartitionOffset[];
 }
 
 export interface GroupConsumer extends AsyncIterable<RecordBatch> {
@@ -148,9 +216,15 @@ export interface Log {
   groups(): Promise<string[]>;
   /** The group's committed next-offsets for a topic (absent partitions have none). */
   committed(group: string, topic: string): Promise<Map<number, bigint>>;
+  /** The same with the metadata committed next to each offset (Kafka). */
+  committedWithMetadata?(group: string, topic: string): Promise<Map<number, CommittedOffset>>;
   producer(): Producer;
   /** A transactional producer (Kafka only; the embedded log has no transactions). */
-  transactionalProducer?(transactionalId: string): TransactionalProducer;
+  transactionalProducer?(transactionalId: string, options?: TransactionOptions): TransactionalProducer;
+  /** The transactions open on the cluster (Kafka only: monitoring). */
+  openTransactions?(): Promise<OpenTransaction[]>;
+  /** Per partition, the last stable offset and the high watermark (Kafka only: monitoring). */
+  stableOffsets?(topic: string): Promise<StableOffsets[]>;
   /** Reads a fixed offset range in batches and ends there: for batch jobs. */
   readRange(options: RangeReadOptions): AsyncIterable<LogRecord[]>;
   /** Joins a consumer group and yields batches of the assigned partitions until closed. */

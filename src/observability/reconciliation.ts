@@ -1,4 +1,4 @@
-import type { Log, PartitionOffsets } from '../log/types.ts';
+import type { Log, OpenTransaction, PartitionOffsets } from '../log/types.ts';
 import type { Queryable } from '../db/types.ts';
 import { listStoredOffsets } from '../db/offset-store.ts';
 import { listCounts } from '../db/pipeline-counts.ts';
@@ -19,12 +19,40 @@ import type { SideTopicReader } from './side-topic-shares.ts';
  * leaving a stream: a sink that dead-lettered more than that share of what it read as
  * late or implausible (for unique-users and clean-users, which commit to Kafka: read from
  * their side topics when `sideTopics` is given, see side-topic-shares.ts).
+ * And, on Kafka, the transactions open now and each partition's last stable offset against
+ * its high watermark: a transaction open longer than `maxTransactionAgeMs` is hanging — it
+ * holds every read_committed reader of its partitions at the last stable offset — and is a
+ * problem too.
  */
 
 export interface TopicView {
   topic: string;
-  partitions: PartitionOffsets[];
+  partitions: TopicPartitionView[];
   messages: number;
+}
+
+/**
+ * A partition's offsets; on Kafka also its last stable offset (the end read_committed readers
+ * see) and high watermark, which differ while a transaction is open on it.
+ */
+export interface TopicPartitionView extends PartitionOffsets {
+  lastStable?: bigint;
+  highWatermark?: bigint;
+}
+
+/** A transaction open now, with its age (Kafka). */
+export interface TransactionView {
+  transactionalId: string;
+  state: string;
+  producerId: string;
+  producerEpoch: number;
+  /** How long it has been open (the coordinator's start time to now); null if not known. */
+  ageMs: number | null;
+  timeoutMs: number;
+  /** `topic[partition]`, in the order the coordinator lists them. */
+  partitions: string[];
+  /** Open longer than the allowed age (`--max-transaction-age`). */
+  hanging: boolean;
 }
 
 export interface PartitionPosition {
@@ -53,6 +81,8 @@ export interface AccountingView {
   invalid: number;
   late: number;
   dropped: number;
+  /** Offsets without a record for the sink (transaction markers, aborted records). */
+  skipped: number;
   unaccounted: number;
 }
 
@@ -87,6 +117,8 @@ export interface MonitorSnapshot {
   accounting: AccountingView[];
   /** Per sink: its late and implausible records over what it read. */
   lateness: LateView[];
+  /** Open transactions (Kafka; empty on the embedded log, which has none). */
+  transactions: TransactionView[];
   problems: Problem[];
   notes: string[];
 }
@@ -109,9 +141,30 @@ export interface MonitorOptions {
    * lag view) they are not read.
    */
   sideTopics?: SideTopicReader;
+  /**
+   * Given (`monitor` gives it), the open transactions and every partition's last stable offset
+   * and high watermark are read too (Kafka; the embedded log has no transactions). Without it
+   * (the dashboard's lag view) they are not.
+   */
+  transactions?: boolean;
+  /**
+   * A transaction open longer than this is hanging, a problem (`monitor` passes its
+   * `--max-transaction-age`, default 2 minutes). Without it open transactions are listed but
+   * not judged.
+   */
+  maxTransactionAgeMs?: number;
+  /** The clock, epoch ms (tests). */
+  now?: () => number;
 }
 
 export const DEFAULT_MAX_LATE_SHARE = 0.01;
+/**
+ * tickflow's transactions time out after 60 s and the coordinator looks for expired ones
+ * every 10 s: one open twice as long was not aborted when it should have been, or its
+ * producer asked for a long timeout — either way read_committed readers of its partitions
+ * have been held back that long.
+ */
+export const DEFAULT_MAX_TRANSACTION_AGE_MS = 120_000;
 
 export async function collectSnapshot(log: Log, db: Queryable | null, options: MonitorOptions = {}): Promise<MonitorSnapshot> {
   const notes: string[] = [];
@@ -146,8 +199,27 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
 
   const topics: TopicView[] = [];
   for (const topic of names) {
-    const partitions = await log.offsets(topic);
+    const partitions: TopicPartitionView[] = await log.offsets(topic);
+    if (options.transactions && log.stableOffsets) {
+      const ends = new Map((await log.stableOffsets(topic)).map((e) => [e.partition, e]));
+      for (const p of partitions) {
+        const end = ends.get(p.partition);
+        if (!end) continue;
+        p.lastStable = end.lastStable;
+        p.highWatermark = end.highWatermark;
+        if (end.lastStable < end.highWatermark) {
+          notes.push(`${topic}[${p.partition}]: last stable offset ${end.lastStable} < high watermark ${end.highWatermark}: a transaction open on it holds read_committed readers at ${end.lastStable}`);
+        }
+      }
+    }
     topics.push({ topic, partitions, messages: partitions.reduce((n, p) => n + Number(p.latest - p.earliest), 0) });
+  }
+  const transactions = options.transactions && log.openTransactions ? transactionViews(await log.openTransactions(), options, options.topics === undefined ? null : new Set(names)) : [];
+  for (const t of transactions.filter((t) => t.hanging)) {
+    problems.push({
+      where: `transaction ${t.transactionalId}`,
+      message: `open for ${age(t.ageMs!)} (over --max-transaction-age ${age(options.maxTransactionAgeMs!)}) on ${t.partitions.join(', ') || 'no partition yet'}: read_committed readers of those partitions are held at their last stable offset; a producer of the same transactional id aborts it, else the coordinator after its timeout of ${age(t.timeoutMs)}`,
+    });
   }
   const byTopic = new Map(topics.map((t) => [t.topic, t]));
 
@@ -201,13 +273,13 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
       const next = row.nextOffset;
       if (next === null || (options.topics && !options.topics.includes(row.topic))) continue;
       const advanced = Number(next - row.firstOffset);
-      const counted = row.accepted + row.invalid + row.late + row.dropped;
-      const entry = { consumer: row.consumer, topic: row.topic, partition: row.partition, advanced, accepted: row.accepted, invalid: row.invalid, late: row.late, dropped: row.dropped, unaccounted: advanced - counted };
+      const counted = row.accepted + row.invalid + row.late + row.dropped + row.skipped;
+      const entry = { consumer: row.consumer, topic: row.topic, partition: row.partition, advanced, accepted: row.accepted, invalid: row.invalid, late: row.late, dropped: row.dropped, skipped: row.skipped, unaccounted: advanced - counted };
       accounting.push(entry);
       if (entry.unaccounted !== 0) {
         problems.push({
           where: `consumer ${row.consumer} on ${row.topic}[${row.partition}]`,
-          message: `advanced over ${advanced} records but accounted for ${counted} (accepted ${row.accepted}, invalid ${row.invalid}, late ${row.late}, dropped ${row.dropped}): ${Math.abs(entry.unaccounted)} ${entry.unaccounted > 0 ? 'missing' : 'extra'}`,
+          message: `advanced over ${advanced} records but accounted for ${counted} (accepted ${row.accepted}, invalid ${row.invalid}, late ${row.late}, dropped ${row.dropped}${row.skipped > 0 ? `, skipped ${row.skipped}` : ''}): ${Math.abs(entry.unaccounted)} ${entry.unaccounted > 0 ? 'missing' : 'extra'}`,
         });
       }
     }
@@ -237,7 +309,36 @@ export async function collectSnapshot(log: Log, db: Queryable | null, options: M
   }
   consumers.sort((a, b) => a.topic.localeCompare(b.topic) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   problems.push(...supervisionProblems());
-  return { at: new Date().toISOString(), topics, consumers, accounting, lateness, problems, notes };
+  return { at: new Date().toISOString(), topics, consumers, accounting, lateness, transactions, problems, notes };
+}
+
+/** Open transactions as shown (only those touching `topics` when given), judged against the allowed age. */
+function transactionViews(open: readonly OpenTransaction[], options: MonitorOptions, topics: ReadonlySet<string> | null): TransactionView[] {
+  const now = (options.now ?? Date.now)();
+  const limit = options.maxTransactionAgeMs;
+  return open
+    .filter((t) => topics === null || t.partitions.some((p) => topics.has(p.topic)))
+    .map((t) => {
+      const ageMs = t.startedAt === null ? null : Math.max(0, now - t.startedAt);
+      return {
+        transactionalId: t.transactionalId,
+        state: t.state,
+        producerId: String(t.producerId),
+        producerEpoch: t.producerEpoch,
+        ageMs,
+        timeoutMs: t.timeoutMs,
+        partitions: t.partitions.map((p) => `${p.topic}[${p.partition}]`),
+        hanging: limit !== undefined && ageMs !== null && ageMs > limit,
+      };
+    });
+}
+
+/** 45s, 2m 5s, 3h 10m: a transaction's age for people. */
+export function age(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${ms < 10_000 ? Math.floor(ms / 100) / 10 : s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? ` ${s % 60}s` : ''}`;
+  return `${Math.floor(s / 3600)}h${Math.floor(s / 60) % 60 ? ` ${Math.floor(s / 60) % 60}m` : ''}`;
 }
 
 /**
@@ -252,7 +353,7 @@ function lateShares(accounting: readonly AccountingView[], rejections: Awaited<R
     const key = `${a.consumer}\u0000${a.topic}`;
     let view = views.get(key);
     if (!view) views.set(key, (view = { kind: 'stored', consumer: a.consumer, topic: a.topic, advanced: 0, late: 0, implausible: {}, share: 0 }));
-    view.advanced += a.advanced;
+    view.advanced += a.advanced - a.skipped; // records read: offsets without a record are not
     view.late += a.late;
     counted.add(`${key}\u0000${a.partition}`);
   }

@@ -4,6 +4,8 @@ import type { TickerMean } from '../core/stock-ticks.ts';
 import { seededRandom } from '../core/random.ts';
 import type { Log, RecordToProduce } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
+import { openRunOutput } from './transactional-output.ts';
+import type { ProducerTransactions, TransactionTally } from './transactional-output.ts';
 
 export interface GenerateStocksOptions {
   topic: string;
@@ -21,6 +23,8 @@ export interface GenerateStocksOptions {
   count: number | null;
   /** Stop after this much schedule time (null = no limit). */
   durationMs: number | null;
+  /** --transactional: the run (or each batch of `size` messages) in Kafka transactions. */
+  transactions?: ProducerTransactions | null;
   signal?: AbortSignal;
   /** Wall clock, epoch ms, and a way to wait on it; injectable for tests. */
   clock?: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> };
@@ -32,6 +36,8 @@ export interface GenerateStocksSummary {
   seconds: number;
   firstEventTime: number | null;
   lastEventTime: number | null;
+  /** What the transactions committed (null without --transactional). */
+  transactions: TransactionTally | null;
 }
 
 const systemClock = {
@@ -47,13 +53,20 @@ const MAX_BATCH = 5000;
  * start + i/rate and carries event time eventStart + i/rate, so the rate never drifts
  * (sleeping a fixed time per message would add the send time every time) and event
  * times are evenly spaced. After a stall (a slow broker) the overdue messages go out
- * at once and the schedule goes on. Key = the first ticker of the message.
+ * at once and the schedule goes on. Key = the first ticker of the message. With
+ * transactions, a stop before --count or --duration (Ctrl-C) aborts a whole-run
+ * transaction and commits the last batch.
  */
 export async function generateStocks(log: Log, options: GenerateStocksOptions): Promise<GenerateStocksSummary> {
   const clock = options.clock ?? systemClock;
   const now = () => clock.now();
-  await log.createTopics([{ name: options.topic, partitions: options.partitions }]);
-  const producer = log.producer();
+  const producer = await openRunOutput(log, options.transactions);
+  try {
+    await log.createTopics([{ name: options.topic, partitions: options.partitions }]);
+  } catch (error) {
+    await producer.close();
+    throw error;
+  }
   const nextTick = stockTicks({ random: seededRandom(options.seed), tickers: options.tickers, spread: options.spread });
   const periodMs = 1000 / options.rate;
   const started = now();
@@ -82,6 +95,7 @@ export async function generateStocks(log: Log, options: GenerateStocksOptions): 
       const wait = started + sent * periodMs - now();
       if (wait > 0) await clock.sleep(wait, options.signal);
     }
+    await producer.finish(sent < limit);
   } finally {
     await producer.close();
   }
@@ -90,5 +104,6 @@ export async function generateStocks(log: Log, options: GenerateStocksOptions): 
     seconds: (now() - started) / 1000,
     firstEventTime: sent > 0 ? eventTimeOf(0) : null,
     lastEventTime: sent > 0 ? eventTimeOf(sent - 1) : null,
+    transactions: producer.tally,
   };
 }

@@ -5,6 +5,8 @@ import type { JsonRecordFormat } from '../core/json-records.ts';
 import { RootFields, ValueKind } from '../core/json-root-fields.ts';
 import type { Log, RecordToProduce } from '../log/types.ts';
 import type { ByteSource } from './byte-source.ts';
+import { openRunOutput } from './transactional-output.ts';
+import type { ProducerTransactions, TransactionTally } from './transactional-output.ts';
 
 /**
  * Replay: a file of JSON records → a topic, as fast as the broker takes them or at a set
@@ -12,7 +14,8 @@ import type { ByteSource } from './byte-source.ts';
  * fields, plus a native UTF-8 check) and sent as its original bytes, so nothing is parsed
  * into objects or re-serialised. Records that are not JSON are counted and reported with
  * their line, never sent, and do not stop the replay. Memory: one input chunk, the batch
- * being filled and at most two batches in flight.
+ * being filled and at most two batches in flight. With transactions (transactional-output.ts)
+ * the file, or each batch of records, is committed whole; Ctrl-C aborts a whole-file one.
  */
 
 export interface ReplayOptions {
@@ -28,6 +31,8 @@ export interface ReplayOptions {
   batchBytes: number;
   /** How many bad records to describe (all are counted). */
   reportBad: number;
+  /** --transactional: the file (or each batch of `size` records) in Kafka transactions. */
+  transactions?: ProducerTransactions | null;
   signal?: AbortSignal;
   onProgress?: (progress: ReplayProgress) => void;
 }
@@ -61,6 +66,8 @@ export interface ReplaySummary {
   recordsPerSecond: number;
   megabytesPerSecond: number;
   aborted: boolean;
+  /** What the transactions committed (null without --transactional). */
+  transactions: TransactionTally | null;
 }
 
 interface Batch {
@@ -71,15 +78,15 @@ interface Batch {
 
 export async function replay(log: Log, source: ByteSource, options: ReplayOptions): Promise<ReplaySummary> {
   const started = performance.now();
+  const producer = await openRunOutput(log, options.transactions);
   // Created while the first chunk is read and checked: only the first send waits for it.
   const topicReady = log.createTopics([{ name: options.topic, partitions: options.partitions }]);
   topicReady.catch(() => undefined);
-  const producer = log.producer();
   const fields = new RootFields(options.keyField ? [options.keyField] : []);
   const perBatch = options.rate ? Math.max(1, Math.ceil(options.rate / 20)) : Number.POSITIVE_INFINITY;
   const summary: ReplaySummary = {
     source: source.name, topic: options.topic, format: options.format, gzip: false, records: 0, bytes: 0, bad: 0,
-    badRecords: [], framing: [], seconds: 0, recordsPerSecond: 0, megabytesPerSecond: 0, aborted: false,
+    badRecords: [], framing: [], seconds: 0, recordsPerSecond: 0, megabytesPerSecond: 0, aborted: false, transactions: null,
   };
   const ready: Batch[] = [];
   const newBatch = (): Batch => ({ records: [], data: Buffer.allocUnsafe(options.batchBytes), used: 0 });
@@ -164,9 +171,11 @@ export async function replay(log: Log, source: ByteSource, options: ReplayOption
     ready.push(batch);
     while (ready.length > 0) await send(ready.shift()!);
     await Promise.all(inFlight);
+    await producer.finish(summary.aborted);
   } finally {
     await producer.close();
   }
+  summary.transactions = producer.tally;
   summary.format = splitter.format === 'auto' ? 'lines' : splitter.format;
   summary.gzip = source.gzip();
   summary.records = sent;

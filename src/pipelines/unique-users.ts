@@ -8,19 +8,19 @@ import { JsonRecordSplitter } from '../core/json-records.ts';
 import type { JsonRecordFormat } from '../core/json-records.ts';
 import { describeSkew } from '../core/event-time-guard.ts';
 import { UniqueUsersWindows } from '../core/unique-users.ts';
-import type { ALREADY_EMITTED, LateFrame, WindowCount } from '../core/unique-users.ts';
+import type { ALREADY_EMITTED, JudgingEvent, LateFrame, PartitionTime, WindowCount } from '../core/unique-users.ts';
 import { UserFrameReader } from '../core/user-frame.ts';
 import type { FrameProblem } from '../core/user-frame.ts';
 import { FrameScanner, ScannedFrames } from './frame-scanner.ts';
 import type { FrameView, ScanResult } from './frame-scanner.ts';
 import { valueRange } from '../log/types.ts';
 import { SendQueue } from '../log/send-queue.ts';
-import type { Log, LogRecord, TopicPartitionOffset, ValueRange } from '../log/types.ts';
+import type { Log, LogRecord, TopicPartition, TopicPartitionOffset, ValueRange } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
-import { outputDerived } from '../runtime/commit-strategy.ts';
+import { DEFAULT_TRANSACTION_INTERVAL_MS, kafkaTransaction, outputDerived } from '../runtime/commit-strategy.ts';
 import { withDeadLetterFallback } from '../runtime/dead-letter-producer.ts';
 import { TOO_LARGE, deadLetter } from '../runtime/dead-letters.ts';
-import type { EndContext, IdleContext, PartitionClaim, ProcessContext, Processor } from '../runtime/processor.ts';
+import type { EndContext, IdleContext, PartitionClaim, ProcessContext, Processor, ResumePoint } from '../runtime/processor.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
 import type { ByteSource } from './byte-source.ts';
 
@@ -36,11 +36,17 @@ import type { ByteSource } from './byte-source.ts';
  *   end offsets seen at start, no consumer group; the answer depends only on the data, so
  *   a re-run prints the same minutes. With two threads the frames' root fields are read
  *   on a worker (the processor's `prepare`) while the loop fetches and counts.
- * - group (the service, on the runtime with the output-derived commit strategy): commits,
- *   per partition, the lowest offset an unemitted window still needs, and on every
- *   assignment skips windows that the output topic already holds, so a restart neither
- *   loses nor repeats a window. A partition idle for --idle-timeout (fetched, nothing
- *   new) stops holding minutes back; one that cannot be fetched is not idle.
+ * - group (the service, on the runtime): commits, per partition, the lowest offset an
+ *   unemitted window still needs, so a restart re-reads what is still open. Exactly once
+ *   (the default on Kafka, commit strategy kafka-transaction): window records, late frames,
+ *   dead letters and those offsets go in one Kafka transaction per commit interval, each
+ *   offset with the partition's event time at it and the read position (`resumePoints`);
+ *   a restart restores them and judges the re-read frames again exactly as before —
+ *   windows closed by then are not emitted again, their side records are not sent again.
+ *   At least once (output-derived): on every assignment it skips windows that the output
+ *   topic already holds, so no window is lost or repeated, but side records of re-read
+ *   frames are sent again. A partition idle for --idle-timeout (fetched, nothing new)
+ *   stops holding minutes back; one that cannot be fetched is not idle.
  * - stdin: one JSON Lines (or JSON array) stream as a single partition, read here over
  *   the same counting core.
  */
@@ -75,6 +81,10 @@ export interface UniqueUsersConfig {
   format: JsonRecordFormat;
   /** Frames above this many bytes are dead-lettered as `too-large` unparsed (--max-record-bytes). */
   maxRecordBytes: number;
+  /** Windows, side records and offsets in one Kafka transaction per commit (default: true on Kafka with a topic output). */
+  exactlyOnce?: boolean;
+  /** Commit at most this often (default 1 s). */
+  commitIntervalMs?: number;
 }
 
 export interface UniqueUsersDeps {
@@ -99,7 +109,7 @@ export interface UniqueUsersSummary {
   invalidReasons: Partial<Record<FrameProblem | typeof TOO_LARGE, number>>;
   /** Frames whose ts the stream never confirmed (`implausible-time`, to the late topic). */
   implausible: number;
-  /** Frames of minutes an earlier run already emitted (group mode, after a restart). */
+  /** Frames of windows an earlier run already emitted or closed (group mode, after a restart). */
   alreadyEmitted: number;
   /** Minute records emitted. */
   minutes: number;
@@ -333,7 +343,8 @@ interface ScannedBatch {
  * unique-users as a Processor: only the logic. The runtime reads (a bounded range or the
  * group), guards sizes, sends side records and minutes, and commits; with the
  * output-derived strategy it asks `neededOffsets()` what to commit and hands `resume()` the
- * newest minute records before every assignment.
+ * newest minute records before every assignment; with kafka-transaction it commits
+ * `resumePoints()` and hands their state back to `assign`.
  */
 class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
   readonly #config: UniqueUsersConfig;
@@ -372,7 +383,24 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
   }
 
   async assign(_tx: unknown, claims: readonly PartitionClaim[]): Promise<void> {
-    for (const claim of claims) for (const partition of claim.partitions) this.#counter.operator.expect(partition);
+    const operator = this.#counter.operator;
+    let closed = Number.NEGATIVE_INFINITY;
+    const restored: string[] = [];
+    for (const claim of claims) {
+      for (const partition of claim.partitions) {
+        const raw = claim.states?.get(partition);
+        const replayUntil = claim.replayed?.get(partition) ?? null;
+        const state = raw === undefined ? null : decodeResumeState(raw);
+        if (raw !== undefined && state === null) this.#logger.warn({ partition }, 'the state committed with this partition\'s offset is not one this version reads: its time starts over');
+        if (state === null && replayUntil === null) continue;
+        operator.restore(partition, { from: claim.offsets.get(partition)!, time: state?.time ?? null, events: state?.events ?? [], idle: state?.idle ?? false, replayUntil });
+        if (state?.closed != null && state.closed > closed) closed = state.closed;
+        restored.push(replayUntil === null ? `${partition}` : `${partition}@${claim.offsets.get(partition)}..${replayUntil}`);
+      }
+    }
+    operator.restoreClosed(closed);
+    if (restored.length > 0) this.#logger.info({ partitions: restored, closedThrough: minuteIsoish(closed) }, 'resuming from the committed event time; frames up to the last read position are judged again');
+    for (const claim of claims) for (const partition of claim.partitions) operator.expect(partition);
   }
 
   prepare(records: readonly LogRecord[]): Promise<ScannedBatch> | null {
@@ -426,6 +454,22 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
     return [...this.#counter.operator.pendingOffsets()].map(([partition, offset]) => ({ topic: this.#config.input, partition, offset }));
   }
 
+  resumePoints(): ResumePoint[] {
+    const operator = this.#counter.operator;
+    const closed = Number.isFinite(operator.watermarkMs) ? operator.watermarkMs : null;
+    return [...operator.resumePoints()].map(([partition, point]) => {
+      const events = point.events.map((e): ResumeState['events'][number] => (e.kind === 'closed' ? [String(e.at), e.kind, e.value] : [String(e.at), e.kind]));
+      const state: ResumeState = { time: point.time, closed, events, ...(point.idle ? { idle: true } : {}) };
+      return { topic: this.#config.input, partition, ...(point.offset === undefined ? {} : { offset: point.offset }), state };
+    });
+  }
+
+  onReplayed(partition: TopicPartition, context: Pick<ProcessContext, 'now' | 'emit' | 'reject'>): void {
+    this.#counter.side = sideRecordsOf(context);
+    this.#counter.operator.endReplay(partition.partition);
+    this.#emitWindows(this.#counter.operator.close(), context);
+  }
+
   checkpoint(): null {
     return null;
   }
@@ -447,6 +491,38 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** What a resume point of unique-users commits with the offset (in the offset's metadata). */
+interface ResumeState {
+  /** The partition's event time just before the frame at the offset. */
+  time: PartitionTime;
+  /** Windows ending at or before this (ms) were closed: emitted if they were open. */
+  closed: number | null;
+  /** What changed the judging between frames after the offset: [position, kind] or [position, 'closed', closed-through ms]. */
+  events: Array<[string, 'settle' | 'drain'] | [string, 'closed', number]>;
+  /** Idle at the read position (absent: not). */
+  idle?: true;
+}
+
+/** A committed resume state read back, or null when it is not one (another version's, or damaged). */
+function decodeResumeState(raw: unknown): { time: PartitionTime; closed: number | null; events: JudgingEvent[]; idle: boolean } | null {
+  const value = raw as Partial<ResumeState> | null;
+  if (value === null || typeof value !== 'object') return null;
+  const time = value.time as Partial<PartitionTime> | undefined;
+  const number = (x: unknown) => x === null || typeof x === 'number';
+  if (!time || !number(time.stream) || !number(time.closed ?? null)) return null;
+  const guard = time.guard;
+  if (guard !== null && (typeof guard !== 'object' || guard === undefined || !number(guard.streamTime) || !number(guard.judgedAt) || !Array.isArray(guard.recent) || !guard.recent.every((t) => typeof t === 'number'))) return null;
+  if (!number(value.closed ?? null) || !Array.isArray(value.events)) return null;
+  const events: JudgingEvent[] = [];
+  for (const e of value.events as unknown[][]) {
+    if (!Array.isArray(e) || typeof e[0] !== 'string' || !/^\d+$/.test(e[0])) return null;
+    if (e[1] === 'settle' || e[1] === 'drain') events.push({ at: BigInt(e[0]), kind: e[1] });
+    else if (e[1] === 'closed' && typeof e[2] === 'number') events.push({ at: BigInt(e[0]), kind: 'closed', value: e[2] });
+    else return null;
+  }
+  return { time: { stream: time.stream ?? null, guard: guard ?? null, closed: time.closed ?? null }, closed: value.closed ?? null, events, idle: value.idle === true };
+}
 
 /** Side records through the runtime: late frames to the late topic, the others to dead letters. */
 function sideRecordsOf(context: Pick<ProcessContext, 'reject'>): SideRecords {
@@ -485,10 +561,12 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
   // The root fields are read on a second thread while this one fetches and counts.
   const scanner = config.untilEnd && config.threads > 1 ? new FrameScanner(config.strict, config.maxRecordBytes) : null;
   try {
+    // The embedded log has no transactions, and stdout none to speak of: at least once there.
+    const exactlyOnce = config.exactlyOnce ?? (deps.log.transactionalProducer !== undefined && config.output !== '-');
     const report = await runStreamTask({
       pipeline: PIPELINE,
       log: deps.log,
-      commit: outputDerived(config.output === '-' ? null : config.output),
+      commit: exactlyOnce ? kafkaTransaction({ outputTopic: config.output }) : outputDerived(config.output === '-' ? null : config.output),
       group: config.group,
       topics: [config.input],
       processor: new UniqueUsersProcessor(config, counter, emit, scanner, deps.logger),
@@ -497,7 +575,7 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
       logger: deps.logger,
       signal: deps.signal,
       untilEnd: config.untilEnd,
-      commitIntervalMs: 1000,
+      commitIntervalMs: config.commitIntervalMs ?? DEFAULT_TRANSACTION_INTERVAL_MS,
       idleMs: config.idleTimeoutMs,
       maxRecordBytes: config.maxRecordBytes,
       outputsReady: ready,

@@ -7,7 +7,7 @@
  * fully emitted: at worst the new owner re-reads).
  */
 import type { GroupConsumer, Log, TopicPartitionOffset } from '../log/types.ts';
-import type { Claimed, ClaimRequest, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
+import type { Claimed, ClaimRequest, CommitOffsets, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
 import { NO_DATABASE } from './commit-strategy.ts';
 
 export class GroupAfterAckCommitter<Checkpoint> implements Committer<Checkpoint> {
@@ -25,7 +25,7 @@ export class GroupAfterAckCommitter<Checkpoint> implements Committer<Checkpoint>
     return claimed;
   }
 
-  offsets(processed: Map<string, { generation: number; next: Map<number, bigint> }>) {
+  offsets(processed: CommitOffsets): CommitOffsets {
     return processed;
   }
 

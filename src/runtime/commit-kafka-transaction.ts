@@ -18,27 +18,49 @@
  *   unit behind Kafka: the claim sees it (Kafka's committed offset above PostgreSQL's) and
  *   the task processes those records again silently (`published`), rebuilding the state
  *   without sending their outputs twice (the processor is deterministic).
- * - Errors: a producer fenced by a newer one stops the member (FENCED, one line); other
- *   failures are retried by the coordinator calls until --retry-for, then the transaction is
- *   aborted and the run fails: a restart redoes the unit from the committed state.
+ * - Resume points (a processor holding windows open over many records, without a database:
+ *   unique-users): the offsets committed are the processor's resume points, the lowest
+ *   offset that a window not yet emitted still needs, each with the processor's state there
+ *   and the read position, in the offset commit's metadata — all in the same transaction as
+ *   the outputs. The claim hands the state back and has the records between the resume point
+ *   and the read position processed again (`replayed`): they rebuild the open windows, their
+ *   side records are not sent again (committed before), and the processor emits only what
+ *   its restored state says is not out yet.
+ * - Group fencing (KIP-447): the offsets carry the member and generation of the claim the
+ *   unit was processed under. After a rebalance the group coordinator refuses them from a
+ *   member it has moved on from (paused past its session, or still catching up with the new
+ *   assignment): that transaction is aborted and the member drops its uncommitted work and
+ *   rejoins, whatever transactional id the new owner uses.
+ * - Errors: a producer fenced by a newer one stops the member (FENCED, one line); a group
+ *   that refuses the offsets fences the unit (FENCED `groupFenced`: aborted, the member
+ *   rejoins); other failures are retried by the coordinator calls until --retry-for, then
+ *   the transaction is aborted and the run fails: a restart redoes the unit from the
+ *   committed state.
  */
 import { TickflowError } from '../core/errors.ts';
 import type { Database } from '../db/types.ts';
-import { isProducerFenced } from '../log/kafka-transaction.ts';
-import type { GroupConsumer, Producer, RecordToProduce, TopicPartitionOffset, TransactionalProducer } from '../log/types.ts';
+import { isGroupFenced, isProducerFenced } from '../log/kafka-transaction.ts';
+import type { CommittedOffset, Producer, RecordToProduce, OffsetToCommit, TransactionalProducer } from '../log/types.ts';
 import { groupPositions } from './commit-group-after-ack.ts';
+import { newestRecords } from './commit-output-derived.ts';
 import { PgTransactionCommitter } from './commit-pg-transaction.ts';
-import type { Claimed, ClaimRequest, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
+import type { Claimed, ClaimRequest, CommitOffsets, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
 import { NO_DATABASE } from './commit-strategy.ts';
+
+/** Kafka's default `offset.metadata.max.bytes`: a larger metadata text is refused. */
+const MAX_METADATA_CHARS = 4096;
 
 export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoint> {
   readonly kind = 'kafka-transaction';
   readonly boundedWithoutGroup: boolean;
   readonly #context: CommitterContext<Checkpoint>;
   readonly #pg: PgTransactionCommitter<Checkpoint> | null;
+  /** The processor gives resume points: offsets lowered to them, its state committed with them. */
+  readonly #resumable: boolean;
+  readonly #outputTopic: string | null;
   #current: TransactionalProducer | null = null;
 
-  constructor(db: Database | null, context: CommitterContext<Checkpoint>) {
+  constructor(db: Database | null, outputTopic: string | null, context: CommitterContext<Checkpoint>) {
     if (!context.log.transactionalProducer) {
       const log = context.log.kind === 'memory' ? 'the embedded log' : `the ${context.log.kind} log`;
       throw new TickflowError('BAD_CONFIG', `${context.pipeline}: exactly once needs Kafka transactions, which ${log} does not have (connect to Kafka, or commit at least once)`);
@@ -46,6 +68,9 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
     this.#context = context;
     this.#pg = db === null ? null : new PgTransactionCommitter(db, context);
     this.boundedWithoutGroup = db === null;
+    this.#resumable = db === null && context.processor.resumePoints !== undefined;
+    if (this.#resumable && !context.log.committedWithMetadata) throw new TickflowError('INTERNAL', `${context.pipeline}: resume points need a log that keeps offset metadata`);
+    this.#outputTopic = outputTopic;
   }
 
   /** The transactional id of a partition set: stable across restarts, one per set. */
@@ -64,6 +89,7 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
     // A new epoch: fences a zombie of this id and ends its transaction (completes one it
     // prepared to commit, aborts one still open) before the offsets are read.
     await this.#current.init();
+    if (this.#resumable) return this.#claimResumePoints(request);
     if (!this.#pg) {
       const claimed = await groupPositions(log, group, request.partitions, request.earliest, request.fromBeginning);
       await processor.assign(NO_DATABASE, claimed);
@@ -84,21 +110,81 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
     }));
   }
 
-  offsets(processed: Map<string, { generation: number; next: Map<number, bigint> }>) {
-    return processed;
+  /**
+   * Resume points: each partition at its committed offset, with the processor's state there
+   * and the read position of that commit (records between are replayed). Offsets committed
+   * without them (by an at-least-once run) resume as output-derived did: the newest record of
+   * the output topic tells the processor what is out.
+   */
+  async #claimResumePoints(request: ClaimRequest): Promise<Claimed[]> {
+    const { log, group, processor, signal } = this.#context;
+    const claimed: Claimed[] = [];
+    let foreign = false;
+    for (const [topic, list] of request.partitions) {
+      const committed = request.fromBeginning ? new Map<number, CommittedOffset>() : await log.committedWithMetadata!(group, topic);
+      const starts = request.earliest.get(topic)!;
+      const offsets = new Map<number, bigint>();
+      const states = new Map<number, unknown>();
+      const replayed = new Map<number, bigint>();
+      for (const p of list) {
+        const start = starts.get(p) ?? 0n;
+        const stored = committed.get(p);
+        const offset = stored !== undefined && stored.offset > start ? stored.offset : start;
+        offsets.set(p, offset);
+        if (stored === undefined) continue;
+        const point = parseResumePoint(stored.metadata);
+        if (point === null) {
+          foreign = true;
+          continue;
+        }
+        if (point.state !== undefined) states.set(p, point.state);
+        if (point.read > offset) replayed.set(p, point.read);
+      }
+      claimed.push({ topic, partitions: list, offsets, generation: 0, states, replayed });
+    }
+    if (foreign && processor.resume && this.#outputTopic !== null) processor.resume(await newestRecords(log, this.#outputTopic, signal));
+    await processor.assign(NO_DATABASE, claimed);
+    return claimed;
   }
 
-  async commit(unit: CommitUnit<Checkpoint>, consumer: GroupConsumer | null): Promise<number> {
+  offsets(processed: CommitOffsets): CommitOffsets {
+    if (!this.#resumable) return processed;
+    const points = new Map<string, { offset?: bigint; state: unknown }>();
+    for (const point of this.#context.processor.resumePoints!()) points.set(`${point.topic}\u0000${point.partition}`, point);
+    const lowered: CommitOffsets = new Map();
+    for (const [topic, { generation, next, read }] of processed) {
+      const offsets = new Map<number, bigint>();
+      const metadata = new Map<number, string>();
+      for (const [partition, position] of next) {
+        const point = points.get(`${topic}\u0000${partition}`);
+        offsets.set(partition, point?.offset !== undefined && point.offset < position ? point.offset : position);
+        metadata.set(partition, resumePointText(this.#context.pipeline, read?.get(partition) ?? position, point?.state));
+      }
+      lowered.set(topic, { generation, next: offsets, metadata });
+    }
+    return lowered;
+  }
+
+  async commit(unit: CommitUnit<Checkpoint>): Promise<number> {
     const producer = this.#current;
     if (!producer) return 0; // nothing claimed, nothing sent
-    const offsets: TopicPartitionOffset[] = [];
+    const offsets: OffsetToCommit[] = [];
     // Without a database the group keeps the offsets: none for a bounded run without the group.
-    const storesOffsets = this.#pg !== null || consumer !== null;
-    if (storesOffsets) for (const [topic, { next }] of unit.offsets) for (const [partition, offset] of next) offsets.push({ topic, partition, offset });
+    const storesOffsets = this.#pg !== null || unit.member !== null;
+    if (storesOffsets) {
+      for (const [topic, { next, read, metadata }] of unit.offsets) {
+        for (const [partition, position] of next) {
+          // With a database Kafka's offsets say where published outputs end (PostgreSQL's where
+          // the state is): a replay still under way does not move them back.
+          const offset = this.#pg !== null ? (read?.get(partition) ?? position) : position;
+          offsets.push({ topic, partition, offset, ...(metadata?.has(partition) ? { metadata: metadata.get(partition)! } : {}) });
+        }
+      }
+    }
     let committed = false;
     const commitKafka = async () => {
       if (committed) return; // a retried PostgreSQL transaction: the Kafka one is done
-      await this.#commitKafka(producer, offsets);
+      await this.#commitKafka(producer, offsets, unit.member);
       committed = true;
     };
     if (!this.#pg) {
@@ -108,13 +194,14 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
     return this.#pg.commit(unit, null, commitKafka);
   }
 
-  async #commitKafka(producer: TransactionalProducer, offsets: TopicPartitionOffset[]): Promise<void> {
+  async #commitKafka(producer: TransactionalProducer, offsets: OffsetToCommit[], member: CommitUnit<Checkpoint>['member']): Promise<void> {
     const { group, pipeline } = this.#context;
     try {
-      await producer.commit(offsets.length > 0 ? { group, offsets } : undefined);
+      await producer.commit(offsets.length > 0 ? { group, offsets, member } : undefined);
     } catch (error) {
       if (isProducerFenced(error)) throw error;
       await producer.abort();
+      if (isGroupFenced(error)) throw error; // the member rejoins; the new owner redoes the unit
       throw new TickflowError('LOG_ERROR', `${pipeline}: Kafka transaction ${producer.transactionalId} aborted (${error instanceof Error ? error.message : String(error)}); a restart redoes it from the committed offsets`, { transactionalId: producer.transactionalId }, { cause: error });
     }
   }
@@ -136,5 +223,26 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
         this.#current = null;
       },
     };
+  }
+}
+
+/**
+ * The offset commit metadata of a resume point: the read position and the processor's
+ * state, JSON, marked as tickflow's so that metadata of other writers is told apart.
+ */
+function resumePointText(pipeline: string, read: bigint, state: unknown): string {
+  const text = JSON.stringify(state === undefined ? { tickflow: 1, read: String(read) } : { tickflow: 1, read: String(read), state });
+  if (text.length > MAX_METADATA_CHARS) throw new TickflowError('INTERNAL', `${pipeline}: the state of a resume point takes ${text.length} characters, more than Kafka keeps with an offset (${MAX_METADATA_CHARS})`);
+  return text;
+}
+
+function parseResumePoint(metadata: string | null): { read: bigint; state?: unknown } | null {
+  if (metadata === null || !metadata.startsWith('{')) return null;
+  try {
+    const parsed = JSON.parse(metadata) as { tickflow?: unknown; read?: unknown; state?: unknown };
+    if (parsed.tickflow !== 1 || typeof parsed.read !== 'string' || !/^\d+$/.test(parsed.read)) return null;
+    return 'state' in parsed ? { read: BigInt(parsed.read), state: parsed.state } : { read: BigInt(parsed.read) };
+  } catch {
+    return null;
   }
 }

@@ -14,7 +14,7 @@
  */
 import { TickflowError } from '../core/errors.ts';
 import type { Log, LogRecord } from '../log/types.ts';
-import type { Claimed, ClaimRequest, CommitterContext } from './commit-strategy.ts';
+import type { Claimed, ClaimRequest, CommitOffsets, CommitterContext } from './commit-strategy.ts';
 import { NO_DATABASE } from './commit-strategy.ts';
 import { GroupAfterAckCommitter, groupPositions } from './commit-group-after-ack.ts';
 
@@ -39,8 +39,8 @@ export class OutputDerivedCommitter<Checkpoint> extends GroupAfterAckCommitter<C
     return claimed;
   }
 
-  override offsets(processed: Map<string, { generation: number; next: Map<number, bigint> }>) {
-    const lowered = new Map<string, { generation: number; next: Map<number, bigint> }>();
+  override offsets(processed: CommitOffsets): CommitOffsets {
+    const lowered: CommitOffsets = new Map();
     for (const [topic, { generation, next }] of processed) lowered.set(topic, { generation, next: new Map(next) });
     for (const { topic, partition, offset } of this.context.processor.neededOffsets!()) {
       const next = lowered.get(topic)?.next;
@@ -51,13 +51,24 @@ export class OutputDerivedCommitter<Checkpoint> extends GroupAfterAckCommitter<C
   }
 }
 
-/** The last record of every partition of `topic` (none for an empty partition). */
-async function newestRecords(log: Log, topic: string, signal: AbortSignal): Promise<LogRecord[]> {
+/**
+ * The last record of every partition of `topic` (none for an empty partition). A topic
+ * written in transactions ends in commit markers and may hold aborted records, which a
+ * read_committed read skips: the read starts a few offsets before the end and goes further
+ * back until it finds a record.
+ */
+export async function newestRecords(log: Log, topic: string, signal: AbortSignal): Promise<LogRecord[]> {
   const newest: LogRecord[] = [];
   for (const p of await log.offsets(topic)) {
-    if (p.latest <= p.earliest) continue;
-    const from = new Map([[p.partition, p.latest - 1n]]);
-    for await (const batch of log.readRange({ topic, partitions: [p.partition], from, signal })) newest.push(...batch);
+    let last: LogRecord | null = null;
+    for (let back = 1n, end = p.latest; last === null && end > p.earliest; back *= 16n) {
+      const start = end - back > p.earliest ? end - back : p.earliest;
+      const from = new Map([[p.partition, start]]);
+      const to = new Map([[p.partition, end]]);
+      for await (const batch of log.readRange({ topic, partitions: [p.partition], from, to, signal })) if (batch.length > 0) last = batch.at(-1)!;
+      end = start;
+    }
+    if (last !== null) newest.push(last);
   }
   return newest;
 }

@@ -14,7 +14,7 @@ import { claimInTransaction, commitLanded, saveOffsets } from '../db/offset-stor
 import { addCounts, resetCounts } from '../db/pipeline-counts.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import { withRetries } from '../observability/retry.ts';
-import type { Claimed, ClaimRequest, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
+import type { Claimed, ClaimRequest, CommitOffsets, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
 
 export class PgTransactionCommitter<Checkpoint> implements Committer<Checkpoint> {
   readonly kind = 'pg-transaction';
@@ -44,7 +44,7 @@ export class PgTransactionCommitter<Checkpoint> implements Committer<Checkpoint>
       }), { signal, isRetriable: isRetriableDbError });
   }
 
-  offsets(processed: Map<string, { generation: number; next: Map<number, bigint> }>) {
+  offsets(processed: CommitOffsets): CommitOffsets {
     return processed;
   }
 

@@ -15,7 +15,9 @@
  *   kafka-transaction      outputs + dead letters + the consumed offsets in ONE Kafka
  *                          transaction per commit: exactly once for read_committed readers;
  *                          with a database, the processor's state commits in PostgreSQL
- *                          around it (indicators).
+ *                          around it (indicators); with resume points, the offsets are the
+ *                          lowest that open windows need and carry the processor's state
+ *                          there (unique-users).
  *
  * Each strategy is one file implementing `Committer`; the runtime (stream-task.ts) only
  * asks it where assigned partitions resume and to make a commit unit durable.
@@ -23,14 +25,14 @@
 import { TickflowError } from '../core/errors.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { PartitionCounts } from '../db/pipeline-counts.ts';
-import type { GroupConsumer, Log, Producer, RecordToProduce } from '../log/types.ts';
+import type { GroupConsumer, GroupMember, Log, Producer, RecordToProduce } from '../log/types.ts';
 import type { PartitionClaim, Processor } from './processor.ts';
 
 export type CommitStrategy =
   | { readonly kind: 'pg-transaction'; readonly db: Database }
   | { readonly kind: 'kafka-group-after-ack' }
   | { readonly kind: 'output-derived'; readonly outputTopic: string | null }
-  | { readonly kind: 'kafka-transaction'; readonly db: Database | null };
+  | { readonly kind: 'kafka-transaction'; readonly db: Database | null; readonly outputTopic: string | null };
 
 /** Rows + state + offsets + accounting in one PostgreSQL transaction (exactly once into PostgreSQL). */
 export function pgTransaction(db: Database): CommitStrategy {
@@ -57,11 +59,21 @@ export const DEFAULT_TRANSACTION_INTERVAL_MS = 1_000;
  * Outputs, dead letters and the consumed offsets in one Kafka transaction per commit
  * (exactly once for read_committed readers). With `db`, the processor's state, the offsets
  * and the accounting also commit in PostgreSQL, in a transaction that closes around the
- * Kafka commit (commit-kafka-transaction.ts).
+ * Kafka commit (commit-kafka-transaction.ts). Without, a processor with `resumePoints()`
+ * has its offsets lowered to them, its state there committed with them; `outputTopic` is
+ * where it finds, with `resume()`, what a run before (at least once) emitted, for offsets
+ * committed without that state.
  */
-export function kafkaTransaction(options: { db?: Database } = {}): CommitStrategy {
-  return { kind: 'kafka-transaction', db: options.db ?? null };
+export function kafkaTransaction(options: { db?: Database; outputTopic?: string } = {}): CommitStrategy {
+  return { kind: 'kafka-transaction', db: options.db ?? null, outputTopic: options.outputTopic ?? null };
 }
+
+/**
+ * Offsets a commit stores, by topic: the claim generation, the next offset per partition,
+ * where the records processed before end when a replay of them is still under way (`read`,
+ * above `next`), and for some partitions the metadata committed with the offset.
+ */
+export type CommitOffsets = Map<string, { generation: number; next: Map<number, bigint>; read?: Map<number, bigint>; metadata?: Map<number, string> }>;
 
 /** What one commit makes durable, taken synchronously so offsets, counts and checkpoint agree. */
 export interface CommitUnit<Checkpoint> {
@@ -69,7 +81,9 @@ export interface CommitUnit<Checkpoint> {
   /** Side records in the dead-letter format, by topic (dead letters, late records). */
   deadLetters: Map<string, RecordToProduce[]>;
   /** Next offset to read after a restart, per topic and partition. */
-  offsets: Map<string, { generation: number; next: Map<number, bigint> }>;
+  offsets: CommitOffsets;
+  /** The consumer-group member whose claim the unit was processed under (null: a bounded run outside the group). */
+  member: GroupMember | null;
   counts: Map<string, ReadonlyMap<number, PartitionCounts>>;
   checkpoint: Checkpoint | null;
   read: number;
@@ -116,7 +130,7 @@ export interface Committer<Checkpoint> {
   /** Where the assigned partitions resume; restores the processor's state for them (`assign`). */
   claim(request: ClaimRequest): Promise<Claimed[]>;
   /** The offsets a commit stores, from the processed positions (the next offset per partition). */
-  offsets(processed: Map<string, { generation: number; next: Map<number, bigint> }>): Map<string, { generation: number; next: Map<number, bigint> }>;
+  offsets(processed: CommitOffsets): CommitOffsets;
   /**
    * Makes a unit durable once its outputs and side records are acknowledged; returns the
    * rows written. `consumer` is the group membership to commit through (null: none now).

@@ -21,7 +21,9 @@
  *                           everything not committed; the next assign() restores it
  *
  * With the output-derived strategy, two more: resume(lastOutputs) before every assign, and
- * neededOffsets() whenever a commit is taken.
+ * neededOffsets() whenever a commit is taken. With kafka-transaction, a processor that holds
+ * windows open over many records adds resumePoints() (taken with every commit) and
+ * onReplayed() (records processed again after a claim are through).
  */
 import type { Queryable } from '../db/types.ts';
 import type { LogRecord, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
@@ -32,6 +34,30 @@ export interface PartitionClaim {
   readonly partitions: readonly number[];
   /** The next offset to read, per partition. */
   readonly offsets: ReadonlyMap<number, bigint>;
+  /**
+   * kafka-transaction with `resumePoints`: per partition, the state the processor committed
+   * with the offset (`ResumePoint.state`), as it gave it.
+   */
+  readonly states?: ReadonlyMap<number, unknown>;
+  /**
+   * kafka-transaction with `resumePoints`: per partition, where the records processed
+   * before this claim end, when the claim resumes below it (at a resume point). The records
+   * below it are processed again to rebuild the state: their rejections are not sent again
+   * (they were committed), their emits are (the processor does not emit again what it
+   * emitted before, as its state says); `onReplayed` tells when they are through.
+   */
+  readonly replayed?: ReadonlyMap<number, bigint>;
+}
+
+/**
+ * Where a restart resumes one partition exactly (kafka-transaction): the lowest offset that
+ * state not yet emitted still needs (omitted: the read position), and the processor's
+ * state at that offset — JSON-safe and small (it goes in the offset commit's metadata, at
+ * most about 3 KB with the runtime's framing).
+ */
+export interface ResumePoint extends TopicPartition {
+  offset?: bigint;
+  state: unknown;
 }
 
 /** How a record ended, for the per-partition accounting `monitor` reconciles. */
@@ -113,4 +139,16 @@ export interface Processor<Checkpoint, Prepared = unknown> {
    * the output topic as earlier runs left it, so that what it covers is not emitted again.
    */
   resume?(lastOutputs: readonly LogRecord[]): void;
+  /**
+   * kafka-transaction: per assigned partition, where a restart resumes and the state it
+   * needs there; taken with the outputs of the same commit, committed in its transaction
+   * and handed back in `assign` (`PartitionClaim.states`, `replayed`).
+   */
+  resumePoints?(): readonly ResumePoint[];
+  /**
+   * kafka-transaction with `resumePoints`: the records of the partition processed again
+   * after a claim (below `PartitionClaim.replayed`) are through; rejections made here are
+   * not sent either.
+   */
+  onReplayed?(partition: TopicPartition, context: Pick<ProcessContext, 'now' | 'emit' | 'reject'>): void;
 }

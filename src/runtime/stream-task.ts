@@ -27,7 +27,7 @@ import { randomUUID } from 'node:crypto';
 import { BatchCounts } from '../db/pipeline-counts.ts';
 import type { PartitionCounts } from '../db/pipeline-counts.ts';
 import type { Database } from '../db/types.ts';
-import type { Assignment, GroupConsumer, Log, LogRecord, Producer, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
+import type { Assignment, GroupConsumer, GroupMember, Log, LogRecord, Producer, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
 import { OutageWatch } from '../observability/retry.ts';
 import { GroupAfterAckCommitter } from './commit-group-after-ack.ts';
@@ -36,7 +36,7 @@ import { isProducerFenced } from '../log/kafka-transaction.ts';
 import { OutputDerivedCommitter } from './commit-output-derived.ts';
 import { PgTransactionCommitter } from './commit-pg-transaction.ts';
 import { NO_DATABASE } from './commit-strategy.ts';
-import type { Claimed, CommitStrategy, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
+import type { Claimed, CommitOffsets, CommitStrategy, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
 import { withDeadLetterFallback } from './dead-letter-producer.ts';
 import { DEFAULT_DEAD_LETTER_LIMIT, DEFAULT_MAX_RECORD_BYTES, deadLetter, tooLarge, tooLargeRejection } from './dead-letters.ts';
 import type { EndContext, IdleContext, ProcessContext, Processor, QuietPartition, RejectOutcome } from './processor.ts';
@@ -119,16 +119,22 @@ interface Position {
   /** Processed since the last commit was taken. */
   dirty: boolean;
   lastRecordWall: number;
-  /** Records below this were processed and their outputs committed before: replayed silently. */
+  /** Records below this were processed and their side records (and outputs, with `silentOutputs`) committed before: replayed silently. */
   silentUntil: bigint | null;
+  /** The outputs of the records below `silentUntil` were committed too (per record outputs); false: the processor's to deduplicate. */
+  silentOutputs: boolean;
 }
 
 /** Consecutive records of one partition in a batch. */
 interface Run {
   position: Position;
+  /** Where the run's accounting starts: the position before it (offsets up to `first` held no record). */
+  from: bigint;
   first: bigint;
   next: bigint;
   accepted: number;
+  /** Offsets in [from, next) without a record: transaction markers, aborted or compacted records. */
+  skipped: number;
 }
 
 /** A slice checked against the positions: what the processor gets, and what is too large. */
@@ -136,9 +142,12 @@ interface Admitted {
   runs: Run[];
   accepted: LogRecord[];
   oversized: LogRecord[];
-  /** Replayed records whose outputs were committed before: processed, nothing sent. */
-  silent: boolean;
+  /** Replayed records: processed, their side records (and with 'all' their outputs) not sent. */
+  silent: Silence;
 }
+
+/** What a replay does not send again: nothing held back, side records, or side records and outputs. */
+type Silence = 'none' | 'side' | 'all';
 
 /** Batches prepared off the loop's thread while the oldest is processed. */
 const PREPARE_AHEAD = 2;
@@ -148,6 +157,11 @@ const PREPARE_AHEAD = 2;
  */
 const FENCED_REJOIN_MS = 3_000;
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+/** A run of a partition's records starting at `first`; the offsets between the position and it held no record. */
+function newRun(position: Position, first: bigint): Run {
+  return { position, from: position.fetched, first, next: first, accepted: 0, skipped: Number(first - position.fetched) };
+}
 
 export async function runStreamTask<Checkpoint, Prepared = unknown>(options: StreamTaskOptions<Checkpoint, Prepared>): Promise<StreamTaskReport> {
   return new StreamTask(options).run();
@@ -165,7 +179,7 @@ function committerFor<Checkpoint>(options: StreamTaskOptions<Checkpoint, never>)
     case 'output-derived':
       return new OutputDerivedCommitter(strategy.outputTopic, context);
     case 'kafka-transaction':
-      return new KafkaTransactionCommitter(strategy.db, context);
+      return new KafkaTransactionCommitter(strategy.db, strategy.outputTopic, context);
   }
 }
 
@@ -201,8 +215,10 @@ class StreamTask<Checkpoint, Prepared> {
   #consumer: GroupConsumer | null = null;
   #failure: unknown = null;
   #ticking = false;
-  /** Processing a replay whose outputs were committed before: emits and rejections are not sent. */
-  #silent = false;
+  /** Processing a replay: rejections (and with 'all' emits) are not sent, they were committed before. */
+  #silent: Silence = 'none';
+  /** The group member of the current claim: a transaction's offsets carry it (null: none, or a bounded run outside the group). */
+  #member: GroupMember | null = null;
   /** The strategy owns the producer (a transaction): a unit's sends wait for the previous commit. */
   readonly #transactional: boolean;
   /** Everything touching the state runs one at a time: batches, idle ticks, assignments. */
@@ -293,9 +309,12 @@ class StreamTask<Checkpoint, Prepared> {
         this.#consumer = consumer;
         try {
           for await (const batch of consumer) {
-            await this.#serial(() => this.#ingest(batch.records));
+            await this.#serial(async () => {
+              await this.#ingest(batch.records);
+              if (batch.positions) await this.#skipTo(batch.positions);
+            });
             kafka.recovered();
-            if (this.#caughtUp()) done.abort();
+            if (this.#caughtUp()) await this.#finishCaughtUp(done);
           }
           if (this.#failure) throw this.#failure;
           // Shutting down or caught up: keep what was processed.
@@ -323,6 +342,18 @@ class StreamTask<Checkpoint, Prepared> {
       kafka.leave();
       clearInterval(timer);
     }
+  }
+
+  /**
+   * A bounded group run reached its ends: commit while still a member (a transaction's
+   * offsets carry the membership, which leaving ends), then leave.
+   */
+  async #finishCaughtUp(done: AbortController): Promise<void> {
+    await this.#serial(async () => {
+      await this.#drainPending();
+      await this.#commit(true);
+    }).catch((error) => this.#fail(error));
+    done.abort();
   }
 
   #serial<T>(task: () => Promise<T>): Promise<T> {
@@ -371,6 +402,7 @@ class StreamTask<Checkpoint, Prepared> {
     });
     this.#revoke();
     this.#fencedAt = null;
+    this.#member = assignment.member ?? null;
     const byTopic = new Map<string, number[]>();
     for (const { topic, partition } of assignment.partitions) if (topics.includes(topic)) byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition]);
     const earliest = new Map<string, Map<number, bigint>>();
@@ -393,8 +425,10 @@ class StreamTask<Checkpoint, Prepared> {
         const k = key(claim.topic, partition);
         const end = this.#ends?.get(k) ?? null;
         const published = claim.published?.get(partition);
-        const silentUntil = published !== undefined && published > next ? published : null;
-        this.#positions.set(k, { topic: claim.topic, partition, generation: claim.generation, next, fetched: next, end, ended: false, dirty: fromBeginning, lastRecordWall: now, silentUntil });
+        const replayed = claim.replayed?.get(partition);
+        const silentOutputs = published !== undefined && published > next;
+        const silentUntil = silentOutputs ? published : replayed !== undefined && replayed > next ? replayed : null;
+        this.#positions.set(k, { topic: claim.topic, partition, generation: claim.generation, next, fetched: next, end, ended: false, dirty: fromBeginning, lastRecordWall: now, silentUntil, silentOutputs });
         starts.push({ topic: claim.topic, partition, offset: next });
       }
     }
@@ -402,7 +436,8 @@ class StreamTask<Checkpoint, Prepared> {
     this.#lastCommit = now;
     this.#o.onAssigned?.({ partitions: starts, generation: claims[0]?.generation ?? null });
     this.#reportEnds(now);
-    if (done && this.#caughtUp()) done.abort();
+    // Nothing to read: the bounded run commits (after this assignment, while a member) and leaves.
+    if (done && this.#caughtUp()) void this.#finishCaughtUp(done);
     return starts;
   }
 
@@ -416,23 +451,55 @@ class StreamTask<Checkpoint, Prepared> {
   }
 
   /**
-   * The records whose outputs were committed before (below a position's `silentUntil`),
-   * then the others; one part when no partition replays. Order within a partition is kept.
+   * Moves positions past offsets that hold no record for this reader (transaction markers,
+   * records of aborted transactions), as the log reports them after a batch: a partition
+   * whose last offsets are a commit marker is then at its end (a bounded run finishes, an
+   * idle one counts as caught up), and the stored offset moves past the marker. In order:
+   * the batches still being prepared are applied first.
    */
-  #splitReplay(records: readonly LogRecord[]): Array<[readonly LogRecord[], boolean]> {
-    let replaying = false;
-    for (const p of this.#positions.values()) if (p.silentUntil !== null) replaying = true;
-    if (!replaying) return [[records, false]];
-    const silent: LogRecord[] = [];
-    const rest: LogRecord[] = [];
-    for (const record of records) {
-      const until = this.#positions.get(key(record.topic, record.partition))?.silentUntil;
-      (until != null && record.offset < until ? silent : rest).push(record);
+  async #skipTo(positions: readonly TopicPartitionOffset[]): Promise<void> {
+    if (!this.#assigned || this.#fencedAt !== null || this.#o.signal.aborted) return;
+    const gaps = positions.filter((pos) => {
+      const p = this.#positions.get(key(pos.topic, pos.partition));
+      return p !== undefined && pos.offset > p.fetched;
+    });
+    if (gaps.length === 0) return;
+    await this.#drainPending();
+    if (!this.#assigned) return;
+    for (const pos of gaps) {
+      const p = this.#positions.get(key(pos.topic, pos.partition));
+      if (!p || pos.offset <= p.fetched) continue;
+      this.#countsOf(p.topic).skip(p.partition, p.fetched, Number(pos.offset - p.fetched));
+      p.fetched = pos.offset;
+      if (pos.offset > p.next) {
+        p.next = pos.offset;
+        p.dirty = true;
+      }
     }
-    return [[silent, true], [rest, false]];
+    this.#reportEnds(this.#now());
   }
 
-  async #ingestPart(records: readonly LogRecord[], silent: boolean): Promise<void> {
+  /**
+   * The records processed before (below a position's `silentUntil`), outputs committed too
+   * or only side records, then the others; one part when no partition replays. Order
+   * within a partition is kept.
+   */
+  #splitReplay(records: readonly LogRecord[]): Array<[readonly LogRecord[], Silence]> {
+    let replaying = false;
+    for (const p of this.#positions.values()) if (p.silentUntil !== null) replaying = true;
+    if (!replaying) return [[records, 'none']];
+    const all: LogRecord[] = [];
+    const side: LogRecord[] = [];
+    const rest: LogRecord[] = [];
+    for (const record of records) {
+      const position = this.#positions.get(key(record.topic, record.partition));
+      const until = position?.silentUntil;
+      (until != null && record.offset < until ? (position!.silentOutputs ? all : side) : rest).push(record);
+    }
+    return [[all, 'all'], [side, 'side'], [rest, 'none']];
+  }
+
+  async #ingestPart(records: readonly LogRecord[], silent: Silence): Promise<void> {
     const { processor } = this.#o;
     for (let from = 0; from < records.length; from += this.#sliceRecords) {
       const slice = from === 0 && records.length <= this.#sliceRecords ? records : records.slice(from, from + this.#sliceRecords);
@@ -455,7 +522,7 @@ class StreamTask<Checkpoint, Prepared> {
    * or already fetched, are skipped; records over the size guard are set apart. Offsets
    * grow within a partition's run, so only the first record of a run is compared.
    */
-  #admit(records: readonly LogRecord[], silent = false): Admitted {
+  #admit(records: readonly LogRecord[], silent: Silence = 'none'): Admitted {
     const admitted: Admitted = { runs: [], accepted: [], oversized: [], silent };
     let run: Run | null = null;
     let skipping = false;
@@ -468,7 +535,9 @@ class StreamTask<Checkpoint, Prepared> {
         const position = this.#positions.get(key(record.topic, record.partition));
         const offset = record.offset;
         if (!position || offset < position.fetched) skipping = true;
-        else admitted.runs.push((run = { position, first: offset, next: offset, accepted: 0 }));
+        else admitted.runs.push((run = newRun(position, offset)));
+      } else if (run !== null && record.offset > last.offset + 1n) {
+        run.skipped += Number(record.offset - last.offset - 1n);
       }
       last = record;
       if (skipping) {
@@ -476,7 +545,7 @@ class StreamTask<Checkpoint, Prepared> {
         const position = this.#positions.get(key(record.topic, record.partition));
         if (!position || record.offset < position.fetched) continue;
         skipping = false;
-        admitted.runs.push((run = { position, first: record.offset, next: record.offset, accepted: 0 }));
+        admitted.runs.push((run = newRun(position, record.offset)));
       }
       if (tooLarge(record, this.#maxRecordBytes)) {
         admitted.oversized.push(record);
@@ -516,7 +585,8 @@ class StreamTask<Checkpoint, Prepared> {
       position.dirty = true;
       position.lastRecordWall = now;
       const counts = this.#countsOf(position.topic);
-      counts.observe(position.partition, run.first);
+      counts.observe(position.partition, run.from);
+      if (run.skipped > 0) counts.skip(position.partition, run.from, run.skipped);
       if (run.accepted > 0) {
         counts.add(position.partition, run.first, 'accepted', run.accepted);
         inByTopic.set(position.topic, (inByTopic.get(position.topic) ?? 0) + run.accepted);
@@ -532,10 +602,19 @@ class StreamTask<Checkpoint, Prepared> {
       this.#read += admitted.accepted.length;
       for (const [topic, n] of inByTopic) metrics.recordsIn.inc({ pipeline, topic }, n);
       if (admitted.accepted.length > 0) processor.process(admitted.accepted, this.#context(now), prepared);
+      for (const { position } of admitted.runs) {
+        if (position.silentUntil === null || position.next < position.silentUntil) continue;
+        position.silentUntil = null;
+        if (!processor.onReplayed) continue;
+        // Silent: what the processor decides as the replay ends was decided and sent before.
+        const silent = this.#silent;
+        this.#silent = position.silentOutputs ? 'all' : 'side';
+        processor.onReplayed({ topic: position.topic, partition: position.partition }, this.#context(now));
+        this.#silent = silent;
+      }
     } finally {
-      this.#silent = false;
+      this.#silent = 'none';
     }
-    for (const { position } of admitted.runs) if (position.silentUntil !== null && position.next >= position.silentUntil) position.silentUntil = null;
     this.#reportEnds(now);
     if (this.#commitRequested || this.#now() - this.#lastCommit >= this.#commitIntervalMs) await this.#commit(false);
   }
@@ -568,7 +647,7 @@ class StreamTask<Checkpoint, Prepared> {
     return {
       now,
       emit: (topic, record) => {
-        if (this.#silent) return; // committed before this replay
+        if (this.#silent === 'all') return; // committed before this replay
         let list = this.#outputs.get(topic);
         if (!list) this.#outputs.set(topic, (list = []));
         list.push(record);
@@ -599,7 +678,7 @@ class StreamTask<Checkpoint, Prepared> {
     this.#countsOf(record.topic).count(record.partition, record.offset, outcome);
     if (outcome === 'late') metrics.late.inc({ pipeline });
     else metrics.invalid.inc({ pipeline, reason });
-    if (this.#silent) return; // sent and committed before this replay; counted again, as the accounting was not
+    if (this.#silent !== 'none') return; // sent and committed before this replay; counted again, as the accounting was not
     let list = this.#deadLetters.get(topic);
     if (!list) this.#deadLetters.set(topic, (list = []));
     list.push(detached(deadLetter(pipeline, { record, reason, error, headers }, DEFAULT_DEAD_LETTER_LIMIT)));
@@ -737,13 +816,15 @@ class StreamTask<Checkpoint, Prepared> {
   }
 
   #take(): CommitUnit<Checkpoint> {
-    const processed = new Map<string, { generation: number; next: Map<number, bigint> }>();
+    const processed: CommitOffsets = new Map();
     // Every assigned partition, changed or not: the fencing check then covers the whole
     // commit (a checkpoint can change state without new records, e.g. windows closed on idle).
     for (const p of this.#positions.values()) {
       let topic = processed.get(p.topic);
       if (!topic) processed.set(p.topic, (topic = { generation: p.generation, next: new Map() }));
       topic.next.set(p.partition, p.next);
+      // A replay under way: what was processed before it still ends there.
+      if (p.silentUntil !== null && p.silentUntil > p.next) (topic.read ??= new Map()).set(p.partition, p.silentUntil);
       p.dirty = false;
     }
     const counts = new Map<string, ReadonlyMap<number, PartitionCounts>>();
@@ -752,6 +833,7 @@ class StreamTask<Checkpoint, Prepared> {
       outputs: this.#outputs,
       deadLetters: this.#deadLetters,
       offsets: this.#committer.offsets(processed),
+      member: this.#range ? null : this.#member,
       counts,
       checkpoint: this.#o.processor.checkpoint(),
       read: this.#read,

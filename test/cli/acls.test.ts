@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { defaultTransactionalId } from '../../src/cli/transaction-flags.ts';
 import { SERVICE_ACLS, aclBindings, aclTopics } from '../../src/log/acls.ts';
+import { KafkaTransactionCommitter } from '../../src/runtime/commit-kafka-transaction.ts';
 import { tickflow } from '../helpers/cli.ts';
 
 describe('tickflow acls', () => {
@@ -39,7 +41,47 @@ describe('tickflow acls', () => {
     const cell = (xs?: readonly string[]): string => (xs && xs.length > 0 ? xs.map((x) => `\`${x}\``).join(', ') : '–');
     assert.deepEqual(
       rows,
-      SERVICE_ACLS.map((s) => `| \`${s.service}\` | \`User:${s.principal}\` | ${cell(s.reads)} | ${cell(s.writes)} | ${cell(s.describes)} | ${cell(s.groups)} | ${cell(s.describesGroups)} |`),
+      SERVICE_ACLS.map(
+        (s) =>
+          `| \`${s.service}\` | \`User:${s.principal}\` | ${cell(s.reads)} | ${cell(s.writes)} | ${cell(s.describes)} | ${cell(s.groups)} | ${cell(s.describesGroups)} | ${cell(s.transactionalIds)} | ${cell(s.describesTransactionalIds)} |`,
+      ),
+    );
+  });
+
+  it('grants each transactional service Write on the prefix of the transactional ids it uses, and nothing else transactional', () => {
+    const prefixes = (service: string): string[] => (SERVICE_ACLS.find((s) => s.service === service)?.transactionalIds ?? []).map((p) => p.replace(/\*$/, ''));
+    const covered = (service: string, id: string) => prefixes(service).some((p) => id.startsWith(p));
+    // The ids the exactly-once pipelines take, for their default groups and topics, and the producers' default ids.
+    assert.ok(covered('indicators', KafkaTransactionCommitter.transactionalId('indicators', 'tickflow-indicators', new Map([['prices', [0, 1, 2]]]))));
+    assert.ok(covered('indicators', KafkaTransactionCommitter.transactionalId('indicators', 'tickflow-indicators', new Map())), 'a bounded run without the group');
+    assert.ok(covered('unique-users', KafkaTransactionCommitter.transactionalId('unique-users', 'unique-users', new Map([['user-tracker', [0, 1, 2]]]))));
+    assert.ok(covered('clean-users', KafkaTransactionCommitter.transactionalId('clean-users', 'clean-users', new Map([['users', [1]]]))));
+    for (const [service, command, topic] of [['produce prices', 'produce-prices', 'prices'], ['generate stocks', 'generate-stocks', 'stocks'], ['replay', 'replay', 'users']]) {
+      assert.ok(covered(service, defaultTransactionalId(command, topic)), service);
+    }
+    // One service's prefix never covers another's ids.
+    for (const s of SERVICE_ACLS) {
+      for (const other of SERVICE_ACLS.filter((o) => o !== s)) {
+        for (const p of prefixes(s.service)) assert.ok(!prefixes(other.service).some((q) => q.startsWith(p)), `${s.service} ${p} covers ${other.service}`);
+      }
+    }
+    const transactional = aclBindings().filter((b) => b.resource === 'transactional-id');
+    assert.deepEqual(transactional.map((b) => `${b.principal} ${b.operation} ${b.name}${b.prefixed ? '*' : ''}`), [
+      'User:tf-produce-prices Write tickflow-produce-prices-*',
+      'User:tf-generate-stocks Write tickflow-generate-stocks-*',
+      'User:tf-replay Write tickflow-replay-*',
+      'User:tf-indicators Write tickflow-indicators-*',
+      'User:tf-unique-users Write tickflow-unique-users-*',
+      'User:tf-clean-users Write tickflow-clean-users-*',
+      'User:tf-monitor Describe *',
+    ]);
+  });
+
+  it('--commands: a transactional id prefix as kafka-acls.sh writes it', async () => {
+    const r = await tickflow(['acls', '--commands']);
+    assert.ok(
+      r.stdout.split('\n').includes("kafka-acls.sh --bootstrap-server BROKER:9093 --command-config admin.properties --add --allow-principal User:tf-indicators --operation Write --transactional-id 'tickflow-indicators-' --resource-pattern-type prefixed"),
+      r.stdout,
     );
   });
 });

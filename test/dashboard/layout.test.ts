@@ -3,14 +3,18 @@
  * The dashboard's layout in a real headless Chromium at common screen widths: a ticker
  * with a single window gets a time axis of minutes around it (not years) and a caption in
  * the singular, no table spills out of its card, and no two time labels of any chart
- * overlap (in a viewer's time zone where they are longest). The API runs in-process on PostgreSQL with known rows and the embedded log.
+ * overlap (in a viewer's time zone where they are longest), the unique users of the last 24 hours and
+ * 30 days included. The API runs in-process on PostgreSQL with known rows and the embedded log.
  * Screenshots: test-artifacts/dashboard-layout-<width>.png (paths printed).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
+import { ExactDistinct } from '../../src/core/hyperloglog.ts';
+import { minuteSketchRow } from '../../src/core/user-sketches.ts';
 import { saveOffsets } from '../../src/db/offset-store.ts';
+import { saveUserMinutes } from '../../src/db/user-sketch-store.ts';
 import type { Database } from '../../src/db/types.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { MemoryLog } from '../../src/log/memory.ts';
@@ -24,6 +28,17 @@ const WINDOWS = stockWindows({ AMZN: 50, MSFT: 50, AAPL: 50, SOLO: 1 }, NOW);
 const SOLO_START = WINDOWS.find((w) => w.ticker === 'SOLO')!.windowStart / 1000;
 const MINUTES = minuteRecords(45, NOW);
 const WIDTHS = [1024, 1280, 1400, 1920];
+
+/** A stored minute every 30 minutes over the last 30 days (the hour and day charts of unique users). */
+function userMinutes() {
+  const last = Math.floor(NOW / 1_800_000) * 1800; // in the current hour
+  return Array.from({ length: 30 * 48 }, (_, i) => {
+    const start = last - i * 1800;
+    const users = new ExactDistinct();
+    for (let u = 0; u < 40 + (i % 37); u++) users.add(`user-${(i * 13 + u * 7) % 2000}`);
+    return minuteSketchRow({ start, frames: users.count() * 2, late: 0 }, users);
+  });
+}
 
 /**
  * A viewer whose clock reads 11 a.m. now: the longest local time labels ("10:49:50am").
@@ -69,6 +84,7 @@ describe('the dashboard layout in headless Chromium', () => {
     isolated = await isolatedDatabase('dashboard_layout');
     db = await isolated.open();
     await insertStockWindows(db, WINDOWS);
+    await saveUserMinutes(db, userMinutes());
     for (const [i, [symbol, mean]] of ([['AAPL', 215], ['AMZN', 1902], ['MSFT', 107]] as const).entries()) {
       const { state } = indicatorState(pricesAround(mean, 300, 7 + i));
       await insertIndicatorState(db, { consumer: 'tickflow-indicators', topic: 'prices', partition: i, symbol, state, updatedAt: new Date(NOW - i * 900) });
@@ -101,6 +117,7 @@ describe('the dashboard layout in headless Chromium', () => {
         await page.goto(`${url}/dashboard`);
         await page.waitForFunction(() => document.querySelectorAll('#average-charts .chart[data-x-labels]').length === 4
           && document.querySelector('#users-chart[data-x-labels]') !== null
+          && document.querySelector('#users-hours-chart[data-x-labels]') !== null && document.querySelector('#users-days-chart[data-x-labels]') !== null
           && Number((document.querySelector('#throughput-chart') as HTMLElement | null)?.dataset.points) >= 3, null, { timeout: 60_000, polling: 200 });
         const path = await screenshot(page, `dashboard-layout-${width}.png`);
         console.log(`screenshot: ${path}`);
@@ -133,7 +150,9 @@ describe('the dashboard layout in headless Chromium', () => {
 
         // No two time labels overlap or touch (8 px apart at least: a legible gap), on every chart.
         const axes = await xAxisLabels(page);
-        assert.equal(axes.length, 6, 'four average charts, unique users and throughput');
+        assert.equal(axes.length, 8, 'four average charts, unique users per minute, per hour and per day, and throughput');
+        const points = await page.$$eval('#users-hours-chart, #users-days-chart', (charts) => charts.map((c) => Number((c as HTMLElement).dataset.points)));
+        assert.deepEqual(points, [24, 30], 'a bar for every hour of the last 24 and every day of the last 30');
         for (const axis of axes) {
           assert.ok(axis.labels.length >= 1, `${axis.chart} has time labels: ${JSON.stringify(axis.labels)}`);
           for (let i = 1; i < axis.labels.length; i++) {

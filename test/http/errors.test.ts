@@ -235,7 +235,7 @@ describe('API errors: nothing internal reaches a client', () => {
         const base = await app.listen({ host: '127.0.0.1', port: 0 });
         if (!validateOf.has(app)) validateOf.set(app, await envelopeValidator(app));
         const secrets = c.secrets();
-        for (const path of ['/v1/get-prices', '/v1/get-prices?ticker=AMZN&limit=5']) {
+        for (const path of ['/v1/get-prices', '/v1/get-prices?ticker=AMZN&limit=5', '/v1/unique-users?from=2024-05-01&to=2024-05-02&granularity=hour']) {
           const answer = await request(base, path);
           assertEnvelope(validateOf.get(app)!, answer, c.code);
           assertNoInternals(answer, secrets);

@@ -203,4 +203,14 @@ describe('classifyKafkaError: TLS, SASL and ACL failures say which, and are not 
     const result = classifyKafkaError(new ProtocolError(protocolErrors.GROUP_AUTHORIZATION_FAILED.code), { action: 'join group g', security });
     assert.equal(result.message, 'join group g: not authorized: user tf-stats may not use this consumer group (GROUP_AUTHORIZATION_FAILED); the cluster needs an ACL for it (tickflow acls --print)');
   });
+
+  it('a transactional id the principal may not use: the id and the ACL to grant, not fencing', () => {
+    const result = classifyKafkaError(new ProtocolError(protocolErrors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code), { action: 'initialise the transactional producer', transactionalId: 'tickflow-indicators-g-prices-0', security });
+    assert.equal(result.code, 'LOG_ERROR');
+    assert.deepEqual([result.details.security, result.details.kafkaCode, result.details.transactionalId, result.details.producerFenced], ['acl', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED', 'tickflow-indicators-g-prices-0', undefined]);
+    assert.equal(
+      result.message,
+      'initialise the transactional producer: not authorized: user tf-stats may not use transactional id tickflow-indicators-g-prices-0 (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); the cluster needs an ACL allowing Write on TransactionalId tickflow-indicators-g-prices-0 or a prefix of it (tickflow acls --print)',
+    );
+  });
 });

@@ -4,8 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { isTickflowError } from '../../src/core/errors.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
-import { isProducerFenced } from '../../src/log/kafka-transaction.ts';
-import type { LogRecord, TransactionalProducer } from '../../src/log/types.ts';
+import { isGroupFenced, isProducerFenced } from '../../src/log/kafka-transaction.ts';
+import type { GroupMember, LogRecord, TransactionalProducer } from '../../src/log/types.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 
 /**
@@ -110,6 +110,49 @@ describe('Kafka transactions', { timeout: 180_000 }, () => {
     await producer.send(topic, [{ value: 'w' }]);
     await producer.abort();
     assert.deepEqual(await log.committed(group, topic), new Map([[0, 5n], [1, 7n]]));
+  });
+
+  it('offsets carry the group member (KIP-447): the group refuses a stale generation or an unknown member, and that transaction is aborted', async () => {
+    const topic = `txn-${randomUUID()}`;
+    const input = `txn-in-${randomUUID()}`;
+    const group = `g-${randomUUID()}`;
+    await log.createTopics([{ name: topic, partitions: 1 }, { name: input, partitions: 2 }]);
+    // A member of the group: its assignment says who it is in which generation.
+    let member: GroupMember | undefined;
+    const consumer = log.subscribe({ group, topics: [input], onAssign: async (assignment) => void (member = assignment.member) });
+    const reading = (async () => {
+      for await (const _ of consumer) break;
+    })();
+    for (let i = 0; member === undefined; i++) {
+      if (i > 300) assert.fail('no assignment in 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(member.generationId > 0 && member.memberId !== '', `a member of a generation: ${JSON.stringify(member)}`);
+    const offsets = (n: bigint) => ({ group, offsets: [{ topic: input, partition: 0, offset: n, metadata: `at ${n}` }, { topic: input, partition: 1, offset: n }], member });
+    const producer = open(`test-${randomUUID()}`);
+    await producer.init();
+    await producer.send(topic, [{ value: 'current' }]);
+    await producer.commit(offsets(5n));
+    assert.deepEqual(await log.committedWithMetadata(group, input), new Map([[0, { offset: 5n, metadata: 'at 5' }], [1, { offset: 5n, metadata: null }]]));
+
+    const refused: string[] = [];
+    for (const [stale, code] of [[{ ...member, generationId: member.generationId + 1 }, 'ILLEGAL_GENERATION'], [{ ...member, memberId: `${member.memberId}-gone` }, 'UNKNOWN_MEMBER_ID']] as const) {
+      await producer.send(topic, [{ value: `stale ${code}` }]);
+      const error = await producer.commit({ ...offsets(9n), member: stale }).then(() => null, (e: unknown) => e);
+      assert.ok(isGroupFenced(error) && isTickflowError(error, 'FENCED'), `commit as ${JSON.stringify(stale)}: ${String(error)}`);
+      assert.equal(error.details.kafkaCode, code);
+      refused.push(code);
+      await producer.abort(); // as the runtime does on a group's refusal
+    }
+    assert.deepEqual(refused, ['ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID']);
+    // The producer goes on: the next transaction commits.
+    await producer.send(topic, [{ value: 'after' }]);
+    await producer.commit(offsets(7n));
+    consumer.close();
+    await reading;
+    assert.deepEqual(await log.committed(group, input), new Map([[0, 7n], [1, 7n]]), 'no refused offsets, ever');
+    assert.deepEqual(await eventually(() => values(log, topic), (v) => v.length >= 2), ['after', 'current']);
+    assert.deepEqual(kcatValues(topic), ['after', 'current'], 'kcat: the refused transactions\' records never visible');
   });
 
   it('fences a zombie: its writes after a newer producer took the id are never visible', async () => {

@@ -5,8 +5,10 @@
  * sides: the CA given, the host name checked. Each command runs as its own principal and
  * role; secrets reach it only through the environment and files. Then the failures, each
  * with its exact one-line message: a wrong password, an unknown CA, a host name the
- * certificate does not list, a principal without the ACL (topic, group), a plaintext client
- * on the TLS port, PostgreSQL's certificate for another host and a wrong password.
+ * certificate does not list, a principal without the ACL (topic, group, transactional id), a
+ * plaintext client on the TLS port, PostgreSQL's certificate for another host and a wrong
+ * password. indicators and clean-users run exactly once (their default: Kafka transactions
+ * under the TransactionalId ACLs of the table), and each producer once with --transactional.
  *
  * Skipped, saying why, when the secured broker is not running.
  */
@@ -46,13 +48,25 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     assert.equal(lines.length, 1, r.stderr);
     return lines[0];
   };
-  /** Records in a topic now (all partitions), as the admin sees it. */
-  const total = async (topic: string): Promise<number> => (await admin.offsets(topic)).reduce((n, p) => n + Number(p.latest - p.earliest), 0);
+  /**
+   * Waits (up to 10 s) until no transaction is open on the topic: a commit returns once it is
+   * decided, the markers that make its records readable at read_committed follow.
+   */
+  const settled = async (topic: string): Promise<void> => {
+    for (const started = Date.now(); Date.now() - started < 10_000; await new Promise((resolve) => setTimeout(resolve, 100))) {
+      if ((await admin.stableOffsets(topic)).every((p) => p.lastStable === p.highWatermark)) return;
+    }
+  };
   const values = async (topic: string): Promise<Buffer[]> => {
+    await settled(topic);
     const out: Buffer[] = [];
     for await (const batch of admin.readRange({ topic })) for (const r of batch) if (r.value) out.push(Buffer.from(r.value));
     return out;
   };
+  /** Records a read_committed reader sees in a topic now (all partitions), as the admin; commit markers take offsets but are no records. */
+  const total = async (topic: string): Promise<number> => (await values(topic)).length;
+  /** The offsets a topic spans (records and transaction markers), as the admin sees them. */
+  const span = async (topic: string): Promise<number> => (await admin.offsets(topic)).reduce((n, p) => n + Number(p.latest - p.earliest), 0);
   /** One query over verify-full TLS, as the superuser unless another URL is given. */
   const query = async <T extends pg.QueryResultRow>(sql: string, url = db.adminUrl): Promise<T[]> => {
     const { connectionString, ssl } = resolveTls(url);
@@ -77,11 +91,14 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
   });
 
   describe('each command completes as its own principal', () => {
-    it('produce prices writes exactly the records it reports', async () => {
+    it('produce prices writes exactly the records it reports, also in a transaction under its own id prefix', async () => {
       const before = await total('prices');
       const r = await as('tf-produce-prices', ['produce', 'prices', '-n', '500', '--seed', '11', '--json']);
       assert.equal(JSON.parse(r.stdout).messages, 500);
       assert.equal(await total('prices'), before + 500);
+      const t = await as('tf-produce-prices', ['produce', 'prices', '-n', '300', '--seed', '12', '--transactional', '--json']);
+      assert.deepEqual(JSON.parse(t.stdout).transactions, { transactionalId: 'tickflow-produce-prices-prices', committed: 300, transactions: 1, aborted: 0 });
+      assert.equal(await total('prices'), before + 800);
     });
 
     it('stats counts per symbol what the topic holds', async () => {
@@ -98,7 +115,8 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
 
     it('generate stocks, then aggregate stocks into PostgreSQL (writer role, verify-full): every ticker price in a window', async () => {
       const start = new Date(Date.now() - 20 * 60_000).toISOString();
-      await as('tf-generate-stocks', ['generate', 'stocks', '--count', '300', '--rate', '2000', '--seed', '5', '--start-time', start, '--json']);
+      const generated = await as('tf-generate-stocks', ['generate', 'stocks', '--count', '300', '--rate', '2000', '--seed', '5', '--start-time', start, '--transactional', '--transaction-size', '100', '--json']);
+      assert.deepEqual(JSON.parse(generated.stdout).transactions, { transactionalId: 'tickflow-generate-stocks-stocks', committed: 300, transactions: 3, aborted: 0 });
       // A message holds 1 to 3 tickers: a window counts tickers, not messages.
       let ticks = 0;
       for (const v of await values('stocks')) ticks += (JSON.parse(v.toString()) as { tickers: unknown[] }).tickers.length;
@@ -119,15 +137,21 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
       }
     });
 
-    it('indicators --until-end publishes one point per price it reads', async () => {
+    it('indicators --until-end, exactly once (Kafka transactions), publishes one point per price it reads', async () => {
       const beforeOut = await total('volatility');
       const beforeDlq = await total('prices-dlq');
-      const r = await as('tf-indicators', ['indicators', '--until-end', '--at-least-once', '--json'], { ...db.writerEnv });
+      // The group's offsets commit in its Kafka transactions: on a broker kept from an earlier run the records
+      // below them were published then; with a new database they are read again silently (state only).
+      await settled('prices');
+      const committed = await admin.committed('tickflow-indicators', 'prices');
+      let fresh = 0;
+      for await (const batch of admin.readRange({ topic: 'prices', from: committed })) fresh += batch.length;
+      const r = await as('tf-indicators', ['indicators', '--until-end', '--json'], { ...db.writerEnv });
       const report = JSON.parse(r.stdout) as { read: number; published: number; deadLettered: number };
       assert.equal(report.read, await total('prices'));
       assert.equal(await total('volatility'), beforeOut + report.published);
       assert.equal(await total('prices-dlq'), beforeDlq + report.deadLettered);
-      assert.equal(report.published + report.deadLettered, report.read);
+      assert.equal(report.published + report.deadLettered, fresh, 'one output per price not published before: every price, on a new broker');
     });
 
     it('archive --until-end stores every record of prices', async () => {
@@ -144,14 +168,15 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
       assert.equal((await tickflow(['generate', 'users', '--frames', '--count', '400', '--seed', '3', '-o', frames])).code, 0);
       const beforeUsers = await total('users');
       const beforeFrames = await total('user-tracker');
-      await as('tf-replay', ['replay', users, '--output', 'users', '--json']);
+      await as('tf-replay', ['replay', users, '--output', 'users', '--transactional', '--json']);
       await as('tf-replay', ['replay', frames, '--output', 'user-tracker', '--json']);
       assert.equal(await total('users'), beforeUsers + 300);
       assert.equal(await total('user-tracker'), beforeFrames + 400);
 
       const outputs = async (): Promise<number[]> => Promise.all(['users-clean', 'users-dlq', 'unique-users', 'user-tracker-late'].map(total));
       const [clean0, dead0] = await outputs();
-      const clean = await as('tf-clean-users', ['clean-users', '--until-end', '--at-least-once', '--json']);
+      // Exactly once, its default on Kafka: clean records, dead letters and reports in Kafka transactions.
+      const clean = await as('tf-clean-users', ['clean-users', '--until-end', '--json']);
       const summary = (JSON.parse(clean.stdout.trimEnd().split('\n').at(-1) as string) as { summary: { read: number; clean: number; deadLettered: number } }).summary;
       assert.equal(summary.read, await total('users'));
       const [clean1, dead1, minutes1, late1] = await outputs();
@@ -169,11 +194,27 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
       assert.equal(dead2 - dead1, u.invalid);
     });
 
-    it('monitor shows every topic with the counts the admin sees', async () => {
+    it('monitor shows every topic with the offsets the admin sees, and the transactions open on them', async () => {
       const r = await as('tf-monitor', ['monitor', '--json'], { ...db.writerEnv });
       const report = JSON.parse(r.stdout) as { topics: { topic: string; messages: number }[] };
       const prices = report.topics.find((t) => t.topic === 'prices');
-      assert.equal(prices?.messages, await total('prices'));
+      assert.equal(prices?.messages, await span('prices'));
+      // A transaction the admin keeps open on a topic of its own: tf-monitor may describe every transactional id.
+      const topic = `secure-open-${process.pid}`;
+      await admin.createTopics([{ name: topic, partitions: 1 }]);
+      const open = admin.transactionalProducer(`${topic}-txn`);
+      try {
+        await open.init();
+        await open.send(topic, [{ value: 'held' }]);
+        const listed = await as('tf-monitor', ['monitor', '--json', '--topics', topic], { ...db.writerEnv });
+        const snapshot = JSON.parse(listed.stdout) as { transactions: { transactionalId: string; partitions: string[] }[]; topics: { partitions: { lastStable: string; highWatermark: string }[] }[] };
+        assert.deepEqual(snapshot.transactions.map((t) => [t.transactionalId, t.partitions]), [[`${topic}-txn`, [`${topic}[0]`]]]);
+        assert.deepEqual(snapshot.topics[0].partitions.map((p) => [p.lastStable, p.highWatermark]), [['0', '1']]);
+      } finally {
+        await open.abort();
+        await open.close();
+        await admin.deleteTopics([topic]);
+      }
     });
 
     it('api serves the windows through the read-only role', async () => {
@@ -230,6 +271,16 @@ describe('secured Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) and PostgreSQL (verify-f
     it('a principal reading a topic it has no ACL for', async () => {
       const line = await failure('tf-stats', ['stats', '--input', 'stocks'], {}, 3);
       assert.equal(line, 'tickflow stats: list offsets of stocks: not authorized: user tf-stats may not use topic stocks (TOPIC_AUTHORIZATION_FAILED); the cluster needs an ACL for it (tickflow acls --print)');
+    });
+
+    it('a principal writing in a transaction under an id it has no ACL for: denied, reported as such (not as fenced), nothing written', async () => {
+      const before = await span('prices');
+      const line = await failure('tf-produce-prices', ['produce', 'prices', '-n', '10', '--transactional', '--transactional-id', 'not-mine'], {}, 3);
+      assert.equal(
+        line,
+        'tickflow produce prices: initialise the transactional producer: not authorized: user tf-produce-prices may not use transactional id not-mine (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); the cluster needs an ACL allowing Write on TransactionalId not-mine or a prefix of it (tickflow acls --print)',
+      );
+      assert.equal(await span('prices'), before);
     });
 
     it('a principal using a consumer group it has no ACL for', async () => {

@@ -5,6 +5,7 @@ import { alias, defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
 import { badFlag, duration, instant, int, num, str } from '../flags.ts';
 import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
+import { TRANSACTION_FLAGS, describeTransactions, producerTransactions } from '../transaction-flags.ts';
 
 /** `--tickers AMZN=1902,MSFT=107` → means; a bare known name keeps its default mean. */
 export function parseTickerMeans(values: FlagValues, flag: string): TickerMean[] {
@@ -39,6 +40,9 @@ export const command = defineCommand({
     'Key = the first ticker of the message. Messages are paced on an absolute schedule',
     '(message i at start + i/rate), so the rate does not drift; event times are that schedule.',
     'Runs until Ctrl-C unless --count or --duration is given.',
+    'With --transactional the messages go out in Kafka transactions of --transaction-size N',
+    '(Ctrl-C commits the last one), or in one for the whole run, which then needs --count or',
+    '--duration and is aborted by Ctrl-C: read_committed readers see a transaction whole or not at all.',
   ].join('\n'),
   flags: {
     output: { type: 'string', value: 'TOPIC', default: 'stocks', description: 'Topic (created if missing), or - for stdout (JSON Lines)' },
@@ -52,24 +56,40 @@ export const command = defineCommand({
     seed: { type: 'string', value: 'SEED', description: 'Seed for a reproducible stream (default: random, logged)' },
     start: { type: 'string', value: 'TIME', description: 'Event time of the first message: ISO 8601, or epoch with unit (1714564800s, 1714564800000ms) (default: now)' },
     'start-time': alias('start'),
+    ...TRANSACTION_FLAGS,
   },
   examples: [
     'tickflow generate stocks --brokers 127.0.0.1:9092',
     'tickflow generate stocks --rate 100 --duration 5m --tickers AMZN=1902,MSFT=107,GOOG=140',
     'tickflow generate stocks --seed 42 --count 3000 --start 2024-01-01T00:00:00Z --json',
+    'tickflow generate stocks --transactional --transaction-size 100 --brokers 127.0.0.1:9092',
   ],
   configure(values) {
     const startTime = instant(values, 'start', { bareUnit: 'ms' }) ?? null;
+    const topic = str(values, 'output') || 'stocks';
+    const rate = num(values, 'rate', 10, { exclusiveMin: 0, max: 1_000_000 });
+    const count = values.count === undefined ? null : int(values, 'count', 0, { min: 0 });
+    const durationMs = values.duration === undefined ? null : duration(values, 'duration', 0, { minMs: 1 });
+    const transactions = producerTransactions(values, 'generate-stocks', topic);
+    if (transactions && transactions.size === null) {
+      // One transaction for the whole run: it must end, and end before the coordinator aborts it.
+      const runMs = Math.min(count === null ? Infinity : (count / rate) * 1000, durationMs ?? Infinity);
+      if (runMs === Infinity) throw badFlag('transactional', 'without --transaction-size the whole run is one transaction, which an endless stream never commits: give --count, --duration or --transaction-size');
+      if (runMs >= transactions.timeoutMs) {
+        throw badFlag('transactional', `the whole run (${runMs / 1000}s at --rate ${rate}) is one transaction, longer than --transaction-timeout ${transactions.timeoutMs / 1000}s: give --transaction-size, or a longer --transaction-timeout`);
+      }
+    }
     return {
-      topic: str(values, 'output') || 'stocks',
+      topic,
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
-      rate: num(values, 'rate', 10, { exclusiveMin: 0, max: 1_000_000 }),
+      rate,
       tickers: parseTickerMeans(values, 'tickers'),
       spread: num(values, 'spread', 0.1, { min: 0, max: 1 }),
-      count: values.count === undefined ? null : int(values, 'count', 0, { min: 0 }),
-      durationMs: values.duration === undefined ? null : duration(values, 'duration', 0, { minMs: 1 }),
+      count,
+      durationMs,
       seed: str(values, 'seed') ?? null,
       startTime,
+      transactions,
     };
   },
   async run({ config, shared, logger, signal, out, openLog }) {
@@ -95,10 +115,11 @@ export const command = defineCommand({
       seed,
       firstEventTime: summary.firstEventTime === null ? null : new Date(summary.firstEventTime).toISOString(),
       lastEventTime: summary.lastEventTime === null ? null : new Date(summary.lastEventTime).toISOString(),
+      transactions: summary.transactions,
     };
     // With --output -, stdout carries only the messages.
     const report = config.topic === STDIN_TOPIC ? process.stderr : out;
     if (shared.json) report.write(`${JSON.stringify(result)}\n`);
-    else report.write(`sent ${result.messages} messages to ${result.topic} in ${result.seconds}s (seed ${seed})\n`);
+    else report.write(`sent ${result.messages} messages to ${result.topic} in ${result.seconds}s (seed ${seed})${summary.transactions ? `; ${describeTransactions(summary.transactions)}` : ''}\n`);
   },
 });

@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_LATE_SHARE, collectSnapshot } from '../../observability/reconciliation.ts';
+import { DEFAULT_MAX_LATE_SHARE, DEFAULT_MAX_TRANSACTION_AGE_MS, age, collectSnapshot } from '../../observability/reconciliation.ts';
 import type { MonitorSnapshot } from '../../observability/reconciliation.ts';
 import { SideTopicReader } from '../../observability/side-topic-shares.ts';
 import type { Queryable } from '../../db/types.ts';
@@ -24,13 +24,18 @@ export const command = defineCommand({
     'the offsets sinks keep in PostgreSQL) with lag per partition, and the sinks\' accounting.',
     'Reconciles: produced (end − start) = consumed + in flight (lag); a position before the log',
     'start means messages were deleted unconsumed; a sink must account for every record it',
-    'advanced over (accepted + invalid + late + dropped). Per sink it reports the records',
+    'advanced over (accepted + invalid + late + dropped + skipped: offsets of transaction markers and',
+    'aborted records, which hold no record for it). Per sink it reports the records',
     'dead-lettered as late or implausible (implausible-time, implausible-price, ...) over what it',
     'read; more than --max-late-share of them is a problem too: a stream that silently loses data',
     'must not say OK. unique-users and clean-users commit to Kafka and keep no counts: for their',
     'groups (named after the pipeline, or starting with its name and -) the records of their side',
     'topic (--late-topic, --dead-letter-topic) are counted, once per source position, over the source',
-    'offsets below the group\'s committed ones. --check exits 1 on any problem.',
+    'offsets below the group\'s committed ones.',
+    'On Kafka it lists the transactions open now (ListTransactions, DescribeTransactions: id, state,',
+    'age, timeout, partitions) and each partition\'s LAST STABLE offset next to its END (high',
+    'watermark): an open transaction holds read_committed readers at its first offset. One open',
+    'longer than --max-transaction-age is hanging, a problem. --check exits 1 on any problem.',
   ].join('\n'),
   flags: {
     check: { type: 'boolean', description: 'Exit 1 (with a report) when anything disagrees' },
@@ -41,8 +46,19 @@ export const command = defineCommand({
     'late-topic': { type: 'string', value: 'TOPIC', default: 'user-tracker-late', description: 'unique-users\' late topic, read for its late and implausible records' },
     'dead-letter-topic': { type: 'string', value: 'TOPIC', description: 'clean-users\' dead-letter topic, read for its implausible records (default: <input>-dlq)' },
     'max-late-share': { type: 'string', value: 'SHARE', default: '1%', description: 'Largest share of a sink\'s records dead-lettered as late or implausible that is OK (1%, 0.5%, 0.01)' },
+    'max-transaction-age': {
+      type: 'string',
+      value: 'DURATION',
+      default: '2m',
+      description: 'A Kafka transaction open longer is hanging (twice the 60s timeout of tickflow\'s transactions)',
+    },
   },
-  examples: ['tickflow monitor --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/tickflow', 'tickflow monitor --check --topics prices,stocks', 'tickflow monitor --watch --interval 1s'],
+  examples: [
+    'tickflow monitor --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1/tickflow',
+    'tickflow monitor --check --topics prices,stocks',
+    'tickflow monitor --check --max-transaction-age 5m',
+    'tickflow monitor --watch --interval 1s',
+  ],
   configure: (values) => ({
     check: bool(values, 'check'),
     watch: bool(values, 'watch'),
@@ -50,6 +66,7 @@ export const command = defineCommand({
     topics: str(values, 'topics') === undefined ? undefined : list(values, 'topics', []),
     ignoreGroups: str(values, 'ignore-groups') === undefined ? [] : list(values, 'ignore-groups', []),
     maxLateShare: share(values, 'max-late-share', DEFAULT_MAX_LATE_SHARE),
+    maxTransactionAgeMs: duration(values, 'max-transaction-age', DEFAULT_MAX_TRANSACTION_AGE_MS, { minMs: 0 }),
     lateTopic: str(values, 'late-topic') || undefined,
     deadLetterTopic: str(values, 'dead-letter-topic') || undefined,
   }),
@@ -63,7 +80,7 @@ export const command = defineCommand({
     }
     // One reader for every refresh of --watch: each reads only what the side topics gained.
     const sideTopics = new SideTopicReader({ lateTopic: config.lateTopic, deadLetterTopic: config.deadLetterTopic, progress: (line) => process.stderr.write(`${line}\n`) });
-    const options = { topics: config.topics, ignoreGroups: config.ignoreGroups, maxLateShare: config.maxLateShare, sideTopics };
+    const options = { topics: config.topics, ignoreGroups: config.ignoreGroups, maxLateShare: config.maxLateShare, sideTopics, transactions: true, maxTransactionAgeMs: config.maxTransactionAgeMs };
     if (config.watch) {
       while (!signal.aborted) {
         const snapshot = await collectSnapshot(log, db, options);
@@ -84,16 +101,49 @@ export const command = defineCommand({
   },
 });
 
-function table(header: string[], rows: string[][]): string[] {
+/** Columns aligned: names to the left (`l`), numbers to the right (`r`); by default the first two are names. */
+function table(header: string[], rows: string[][], align = 'll'): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i === 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) => cells.map((c, i) => ((align[i] ?? 'r') === 'l' ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
   return [line(header), ...rows.map(line)];
 }
 
 export function render(s: MonitorSnapshot): string {
   const lines = [`tickflow monitor — ${s.at}`, ''];
-  lines.push(...table(['TOPIC', 'PARTITIONS', 'MESSAGES', 'END OFFSETS'], s.topics.map((t) => [t.topic, String(t.partitions.length), String(t.messages), t.partitions.map((p) => String(p.latest)).join(',')])));
+  // On Kafka, END OFFSETS are the high watermarks and LAST STABLE what read_committed readers reach.
+  const stable = s.topics.some((t) => t.partitions.some((p) => p.lastStable !== undefined));
+  lines.push(
+    ...table(
+      ['TOPIC', 'PARTITIONS', 'MESSAGES', 'END OFFSETS', ...(stable ? ['LAST STABLE'] : [])],
+      s.topics.map((t) => [
+        t.topic,
+        String(t.partitions.length),
+        String(t.messages),
+        t.partitions.map((p) => String(p.highWatermark ?? p.latest)).join(','),
+        ...(stable ? [t.partitions.map((p) => String(p.lastStable ?? p.latest)).join(',')] : []),
+      ]),
+    ),
+  );
   lines.push('');
+  if (s.transactions.length > 0) {
+    lines.push(
+      ...table(
+        ['TRANSACTIONAL ID', 'STATE', 'AGE', 'TIMEOUT', 'PRODUCER', 'PARTITIONS'],
+        s.transactions.map((t) => [
+          t.transactionalId,
+          t.state,
+          t.ageMs === null ? '-' : age(t.ageMs),
+          age(t.timeoutMs),
+          `${t.producerId}/${t.producerEpoch}`,
+          `${t.partitions.join(',')}${t.hanging ? '  HANGING' : ''}`,
+        ]),
+        'llrrrl',
+      ),
+    );
+    lines.push('');
+  } else if (stable) {
+    lines.push('no open transactions', '');
+  }
   if (s.consumers.length === 0) lines.push('no consumers');
   else {
     lines.push(
@@ -107,8 +157,8 @@ export function render(s: MonitorSnapshot): string {
     lines.push('');
     lines.push(
       ...table(
-        ['SINK', 'TOPIC', 'PART', 'ADVANCED', 'ACCEPTED', 'INVALID', 'LATE', 'DROPPED', 'UNACCOUNTED'],
-        s.accounting.map((a) => [a.consumer, a.topic, String(a.partition), String(a.advanced), String(a.accepted), String(a.invalid), String(a.late), String(a.dropped), String(a.unaccounted)]),
+        ['SINK', 'TOPIC', 'PART', 'ADVANCED', 'ACCEPTED', 'INVALID', 'LATE', 'DROPPED', 'SKIPPED', 'UNACCOUNTED'],
+        s.accounting.map((a) => [a.consumer, a.topic, String(a.partition), String(a.advanced), String(a.accepted), String(a.invalid), String(a.late), String(a.dropped), String(a.skipped), String(a.unaccounted)]),
       ),
     );
   }

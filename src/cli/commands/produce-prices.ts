@@ -9,6 +9,7 @@ import type { FlagValues } from '../command.ts';
 import { badFlag, duration, instant, int, num, str } from '../flags.ts';
 import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 import { formatBytes, formatCount, progressBar } from '../progress.ts';
+import { TRANSACTION_FLAGS, describeTransactions, producerTransactions } from '../transaction-flags.ts';
 
 /** `--symbols AAPL=238:4,MSFT` → models; a bare symbol takes its default model or 100:2. */
 export function parseSymbolModels(values: FlagValues, flag: string): SymbolModel[] {
@@ -39,6 +40,9 @@ export const command = defineCommand({
     'symbol: ts is UTC event time, the price is normal per symbol with two decimals, and a small',
     'share of anomalies is injected so that outliers exist. The producer is idempotent with',
     'acks=all, so one run adds exactly N messages.',
+    'With --transactional the run is one Kafka transaction (or one per --transaction-size',
+    'messages): read_committed readers see all N or none; a run killed midway leaves nothing',
+    'visible, and running it again with the same --transactional-id aborts what it left open.',
   ].join('\n'),
   flags: {
     count: { type: 'string', short: 'n', value: 'N', default: '5000', description: 'Messages to send' },
@@ -52,11 +56,13 @@ export const command = defineCommand({
     start: { type: 'string', value: 'TIME', description: 'Event time of the first tick: ISO 8601, or epoch with unit (1714564800s, 1714564800000ms) (default: now − N×interval; 2021-03-10T16:00:00Z with --seed)' },
     interval: { type: 'string', value: 'DURATION', default: '100ms', description: 'Event-time spacing between ticks' },
     'batch-size': { type: 'string', value: 'N', default: '5000', description: 'Messages per produce batch' },
+    ...TRANSACTION_FLAGS,
   },
   examples: [
     'tickflow produce prices --brokers 127.0.0.1:9092',
     'tickflow produce prices -n 1000000 --seed 7 --partitions 6 --brokers 127.0.0.1:9092',
     'tickflow produce prices --symbols BTC=64000:900,ETH=3100:60 --anomaly-rate 0.01',
+    'tickflow produce prices -n 1000000 --transactional --transaction-size 100000 --brokers 127.0.0.1:9092',
   ],
   configure(values) {
     const count = int(values, 'count', 5000, { min: 0, max: 1_000_000_000 });
@@ -64,9 +70,11 @@ export const command = defineCommand({
     if (!Number.isInteger(interval)) throw badFlag('interval', 'must be a whole number of milliseconds');
     const seed = str(values, 'seed');
     const startMs = instant(values, 'start', { bareUnit: 'ms' }) ?? (seed !== undefined ? FIXED_START : Date.now() - count * interval);
+    const topic = str(values, 'output') || 'prices';
     return {
       count,
-      topic: str(values, 'output') || 'prices',
+      topic,
+      transactions: producerTransactions(values, 'produce-prices', topic),
       partitions: int(values, 'partitions', 3, { min: 1, max: 10_000 }),
       symbols: parseSymbolModels(values, 'symbols'),
       anomalyRate: num(values, 'anomaly-rate', 0.005, { min: 0, max: 1 }),
@@ -95,17 +103,19 @@ export const command = defineCommand({
     const rate = summary.seconds > 0 ? summary.messages / summary.seconds : 0;
     // With --output -, stdout carries only the messages.
     const report = config.topic === STDIN_TOPIC ? process.stderr : out;
+    const tally = summary.transactions;
     if (shared.json) {
       report.write(`${JSON.stringify({ topic: config.topic, ...summary, messagesPerSecond: Math.round(rate) })}\n`);
     } else {
       report.write(
         `produced ${summary.messages} messages (${summary.anomalies} anomalies) to ${config.topic}: ` +
           `${formatBytes(summary.bytes)} in ${summary.seconds.toFixed(2)} s, ${formatCount(rate)} msgs/s, ` +
-          `${formatBytes(summary.bytes / Math.max(summary.seconds, 1e-9))}/s\n`,
+          `${formatBytes(summary.bytes / Math.max(summary.seconds, 1e-9))}/s${tally ? `; ${describeTransactions(tally)}` : ''}\n`,
       );
     }
     if (summary.messages < config.count) {
-      throw new TickflowError('BAD_INPUT', `interrupted after ${summary.messages} of ${config.count} messages`);
+      const visible = !tally ? '' : tally.committed === 0 ? '; the transaction was aborted: none is visible to read_committed readers' : `; ${tally.committed} of them in committed transactions`;
+      throw new TickflowError('BAD_INPUT', `interrupted after ${summary.messages} of ${config.count} messages${visible}`);
     }
   },
 });

@@ -7,6 +7,7 @@ import { alias, defineCommand } from '../command.ts';
 import { int, num, oneOf, str } from '../flags.ts';
 import { formatBytes, formatCount, progressBar } from '../progress.ts';
 import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
+import { TRANSACTION_FLAGS, describeTransactions, producerTransactions } from '../transaction-flags.ts';
 
 export const command = defineCommand({
   name: ['replay'],
@@ -18,6 +19,10 @@ export const command = defineCommand({
     'records that are not JSON are counted, reported with their line number and not sent: they',
     'never stop the replay. A progress bar (bytes, records, rate, ETA) is shown when stderr is a',
     'terminal; a summary line goes to stdout (--json for machines).',
+    'With --transactional the file is one Kafka transaction (or one per --transaction-size records):',
+    'read_committed readers see all of it or none; a replay killed midway leaves nothing visible, and',
+    'replaying again with the same --transactional-id aborts what it left open. Ctrl-C aborts a',
+    'whole-file transaction and commits the last batch.',
   ].join('\n'),
   positionals: { name: 'FILE', description: 'JSON Lines or JSON array file, optionally gzip; - for stdin', required: true },
   flags: {
@@ -29,18 +34,22 @@ export const command = defineCommand({
     partitions: { type: 'string', value: 'N', default: '3', description: 'Partitions if the topic has to be created' },
     'batch-bytes': { type: 'string', value: 'N', default: '4194304', description: 'Record bytes per produce batch (bigger: fewer round trips, more memory)' },
     'report-bad': { type: 'string', value: 'N', default: '10', description: 'How many bad records to list (all are counted)' },
+    ...TRANSACTION_FLAGS,
   },
   examples: [
     'tickflow replay data/user-tracker.jsonl --brokers 127.0.0.1:9092',
     'tickflow replay stream.jsonl.gz --output user-tracker --key uid --rate 1000 --brokers 127.0.0.1:9092',
     'zcat stream.jsonl.gz | tickflow replay - --json --brokers 127.0.0.1:9092',
+    'tickflow replay users.jsonl --output users --transactional --brokers 127.0.0.1:9092',
   ],
   configure(values, positionals) {
     if (positionals.length > 1) throw new TickflowError('BAD_FLAG', `unexpected argument "${positionals[1]}"`);
     const rate = str(values, 'rate') === undefined ? undefined : num(values, 'rate', 0, { exclusiveMin: 0 });
+    const topic = str(values, 'output') || 'user-tracker';
     return {
       file: positionals[0],
-      topic: str(values, 'output') || 'user-tracker',
+      topic,
+      transactions: producerTransactions(values, 'replay', topic),
       keyField: str(values, 'key') || undefined,
       rate,
       format: oneOf(values, 'format', ['auto', 'lines', 'array'] as const, 'auto'),
@@ -80,7 +89,8 @@ export const command = defineCommand({
 function describe(s: ReplaySummary, peakRssMiB: number): string {
   const lines = [
     `${s.aborted ? 'stopped after replaying' : 'replayed'} ${s.records.toLocaleString('en-US')} records (${formatBytes(s.bytes)}) from ${s.source}${s.gzip ? ' (gzip)' : ''} to ${s.topic} in ${s.seconds.toFixed(1)} s: ` +
-      `${Math.round(s.recordsPerSecond).toLocaleString('en-US')} records/s, ${s.megabytesPerSecond.toFixed(1)} MB/s, peak RSS ${peakRssMiB} MiB; ${s.bad} bad`,
+      `${Math.round(s.recordsPerSecond).toLocaleString('en-US')} records/s, ${s.megabytesPerSecond.toFixed(1)} MB/s, peak RSS ${peakRssMiB} MiB; ${s.bad} bad` +
+      (s.transactions ? `; ${describeTransactions(s.transactions)}` : ''),
   ];
   for (const b of s.badRecords) lines.push(`  line ${b.line} (record ${b.record}): ${b.problem}`);
   if (s.bad > s.badRecords.length) lines.push(`  ... and ${s.bad - s.badRecords.length} more`);

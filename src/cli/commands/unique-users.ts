@@ -7,6 +7,7 @@ import type { Granularity } from '../../core/calendar-windows.ts';
 import { badFlag, bool, bytes, duration, int, oneOf, str } from '../flags.ts';
 import type { FlagValues } from '../command.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
+import { DELIVERY_FLAGS, delivery } from '../delivery.ts';
 
 export const command = defineCommand({
   name: ['unique-users'],
@@ -36,8 +37,15 @@ export const command = defineCommand({
     'With --until-end: reads every partition up to the end offsets seen at start, flushes the open',
     'windows and exits (a batch run; the same input always gives the same output). Without it: a',
     'consumer-group service that flushes open minutes after --idle-timeout without frames (coarser',
-    'windows wait for their end) and commits only what emitted windows no longer need. --input - reads',
-    'JSON Lines from stdin, --output - writes to stdout.',
+    'windows wait for their end) and commits, per partition, the offset of the first frame a window not',
+    'yet emitted still needs: a restart re-reads from there. --input - reads JSON Lines from stdin,',
+    '--output - writes to stdout.',
+    'Exactly once (default with Kafka and a topic --output): per --commit-interval the window records,',
+    'late frames, dead letters and those offsets go in one Kafka transaction, each offset with its',
+    'partition\'s event time there and the read position; after a crash the frames re-read are judged',
+    'again as before: read_committed readers see every window record, late frame and dead letter once.',
+    '--at-least-once: records are visible at once; a restart skips the windows the output topic already',
+    'holds (each window once) but sends side records of re-read frames again (docs/guarantees.md).',
     'Exact counting by default: a window whose distinct set would take more than --max-exact-memory',
     'switches to a HyperLogLog sketch seeded with it and its record says "approximate":true with its',
     '"standardError". --approx uses HyperLogLog for every window (2^precision registers, relative',
@@ -63,9 +71,12 @@ export const command = defineCommand({
     format: { type: 'string', value: 'F', default: 'auto', description: 'For --input -: auto, lines or array' },
     threads: { type: 'string', value: 'N', default: '2', description: 'With --until-end: 2 reads frames on a second thread while this one fetches and counts; 1 does all on one' },
     'max-record-bytes': MAX_RECORD_BYTES_FLAG,
+    ...DELIVERY_FLAGS,
+    'commit-interval': { ...DELIVERY_FLAGS['commit-interval']!, description: 'Commit at most this often (default 1s, either way): bounds how late records appear and what a crash redoes' },
   },
   examples: [
     'tickflow unique-users --brokers 127.0.0.1:9092',
+    'tickflow unique-users --at-least-once --commit-interval 200ms --brokers 127.0.0.1:9092',
     'tickflow unique-users --until-end --output - --brokers 127.0.0.1:9092',
     'tickflow unique-users --until-end --granularity minute,hour,day,week,month,year --output - --brokers 127.0.0.1:9092',
     'zcat stream.jsonl.gz | tickflow unique-users --input - --output -',
@@ -83,6 +94,8 @@ export const command = defineCommand({
     const deadLetterTopic = str(values, 'dead-letter-topic') || `${input === '-' ? 'user-tracker' : input}-dlq`;
     if (input !== '-' && [output, lateTopic, deadLetterTopic].includes(input)) throw badFlag('input', 'must differ from the output, late and dead-letter topics');
     if (lateTopic === output) throw badFlag('late-topic', 'must differ from --output');
+    const { exactlyOnce, commitIntervalMs } = delivery(values);
+    if (exactlyOnce === true && (input === '-' || output === '-')) throw badFlag('exactly-once', `needs Kafka topics on both sides, not ${input === '-' ? '--input -' : '--output -'}`);
     return {
       input,
       output,
@@ -103,6 +116,8 @@ export const command = defineCommand({
       format: oneOf(values, 'format', ['auto', 'lines', 'array'] as const, 'auto'),
       threads: int(values, 'threads', 2, { min: 1, max: 2 }),
       maxRecordBytes: maxRecordBytes(values),
+      exactlyOnce,
+      commitIntervalMs,
     };
   },
   async run({ config, shared, out, signal, logger, openLog }) {

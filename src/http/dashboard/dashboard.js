@@ -124,6 +124,9 @@ const timeRange = (span) => (u, min, max) => {
   const middle = (min + max) / 2;
   return [middle - span / 2, middle + span / 2];
 };
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+/** UTC dates ("Mar 30") for charts of days. */
+const dayAxis = { ...AXIS, space: 60, values: (_u, splits) => splits.map((t) => { const d = new Date(t * 1000); return `${MONTHS[d.getUTCMonth()]} ${d.getUTCDate()}`; }) };
 const valueAxis = (formatter, size = 60) => ({ ...AXIS, size, values: (_u, values) => values.map((v) => formatter.format(v)) });
 
 /** Price ticks with as many decimals as their spacing needs (a calm ticker's ticks are 0.05 apart). */
@@ -285,6 +288,61 @@ function setStatus(state, text) {
   status.dataset.state = state;
   status.querySelector('b').textContent = text;
 }
+
+// ---- unique users over time: GET /v1/unique-users, fetched once a minute ----
+
+const USER_RANGES = [
+  { key: 'hours', granularity: 'hour', count: 24, step: 3600, axis: timeAxis },
+  { key: 'days', granularity: 'day', count: 30, step: 86400, axis: dayAxis },
+];
+
+/** The range of whole UTC hours or days ending with the current one. */
+async function fetchUserRange(range) {
+  const to = (Math.floor(Date.now() / 1000 / range.step) + 1) * range.step;
+  const from = to - range.count * range.step;
+  const response = await fetch(`/v1/unique-users?from=${from * 1000}&to=${to * 1000}&granularity=${range.granularity}`);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error?.message ?? `HTTP ${response.status}`);
+  return body;
+}
+
+const estimate = (counted) => (counted.approximate ? ` (±${format.rate.format(counted.standardError * 100)}%)` : '');
+
+function renderUserRanges(answers) {
+  const card = document.getElementById('user-ranges');
+  const failed = answers.find((a) => a.error);
+  const empty = failed !== undefined || answers.every((a) => a.body.total.minutes === 0);
+  card.querySelector('.small-multiples').hidden = empty;
+  const note = card.querySelector('.empty');
+  note.hidden = !empty;
+  note.textContent = failed ? `Unique users over time: ${failed.error.message}` : 'No minutes of unique users stored for the last 30 days.';
+  if (empty) {
+    for (const range of USER_RANGES) dropChart(`users-${range.key}`);
+    return;
+  }
+  for (const [i, range] of USER_RANGES.entries()) {
+    const { buckets, total } = answers[i].body;
+    document.getElementById(`users-${range.key}-total`).textContent = `${format.int.format(total.uniqueUsers)} distinct users${estimate(total)}`;
+    const container = document.getElementById(`users-${range.key}-chart`);
+    chart(`users-${range.key}`, container, 'bars', {
+      height: 180,
+      legend: { show: false },
+      // Half a bucket of room on each side, so the first and last bars are whole.
+      scales: { x: { time: true, range: (_u, min, max) => [min - range.step / 2, max + range.step / 2] }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      axes: [range.axis, valueAxis(format.compact, 50)],
+      series: [{}, { label: 'distinct users', stroke: '#0891b2', fill: '#0891b299', width: 1, paths: uPlot.paths.bars({ size: [0.8, 40] }), points: { show: false } }],
+    }, [buckets.map((b) => b.start), buckets.map((b) => (b.minutes === 0 ? null : b.uniqueUsers))]);
+  }
+}
+
+async function refreshUserRanges() {
+  const answers = await Promise.all(USER_RANGES.map((range) => fetchUserRange(range).then((body) => ({ body }), (error) => ({ error }))));
+  renderUserRanges(answers);
+  document.body.dataset.userRanges = String(Number(document.body.dataset.userRanges ?? 0) + 1);
+}
+
+void refreshUserRanges();
+setInterval(() => void refreshUserRanges(), 60_000);
 
 // ---- the stream ----
 
