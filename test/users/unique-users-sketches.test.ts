@@ -12,6 +12,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import pg from 'pg';
 import type { ChildProcess } from 'node:child_process';
 import { seededRandom } from '../../src/core/random.ts';
 import { createPostgresDatabase } from '../../src/db/postgres.ts';
@@ -20,6 +21,7 @@ import { buildApp } from '../../src/http/app.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { BIN } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { startPostgresServer } from '../helpers/postgres-server.ts';
 import { isolatedDatabase } from '../stocks/fixtures.ts';
 import type { IsolatedDatabase } from '../stocks/fixtures.ts';
 import { BROKERS, readAll, run, unique } from './helpers.ts';
@@ -262,5 +264,73 @@ describe('unique-users --database-url: minute sketches in PostgreSQL', { timeout
     assert.equal(minutes.length, whole.length, 'one minute record per minute in the output topic');
     assert.deepEqual(await rows(db), whole);
     console.log(`# killed -9 with ${before} of ${whole.length} minute rows written; after the restart all ${whole.length} equal the uninterrupted run's`);
+  });
+
+  it('PostgreSQL stopped mid-run (own server) and started again: no minute reaches the output topic without its row; afterwards every row equals the uninterrupted run\'s', async () => {
+    assert.ok(whole.length > 0, 'needs the first case');
+    const server = await startPostgresServer('tickflow-uu-sketch');
+    try {
+      const url = await server.createDatabase('sketches');
+      const streamed = unique('uu-sketch-pg');
+      created.push(streamed);
+      await log.createTopics([{ name: streamed, partitions: PARTITIONS }]);
+      const t = topics('uu-sketch-pg');
+      const child = spawn(process.execPath, [BIN, 'unique-users', '--input', streamed, '--output', t.output, '--late-topic', t.late, '--dead-letter-topic', t.dead,
+        '--group', unique('uu-sketch-pg-group'), '--granularity', 'minute,hour', '--idle-timeout', '5s', '--commit-interval', '300ms', '--database-url', url, ...BROKERS],
+      { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const exit = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
+      const count = async () => {
+        const client = new pg.Client({ connectionString: url });
+        client.on('error', () => undefined);
+        try {
+          await client.connect();
+          return Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM user_minute_sketches')).rows[0]!.n);
+        } catch {
+          return 0;
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      };
+      const outputMinutes = async () => (await readAll(log, t.output)).filter((r) => (JSON.parse(r.value) as { granularity: string }).granularity === 'minute').length;
+      const feeding = (async () => {
+        const producer = log.producer();
+        const chunk = Math.ceil(all.length / 16);
+        for (let i = 0; i < all.length; i += chunk) {
+          await producer.send(streamed, all.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
+          await sleep(700);
+        }
+        await producer.close();
+      })();
+      const deadline = Date.now() + 120_000;
+      while ((await count()) < 20 && Date.now() < deadline) await sleep(100);
+      await server.stop();
+      await sleep(500);
+      const beforeOutage = await outputMinutes();
+      // Frames keep streaming in; minutes close, but none may be committed to Kafka while PostgreSQL is away.
+      await sleep(4000);
+      const duringOutage = await outputMinutes();
+      await server.start();
+      const rowsAtRestart = await count();
+      assert.ok(duringOutage <= rowsAtRestart, `the output topic held ${duringOutage} minutes while the table had ${rowsAtRestart}`);
+      assert.equal(duringOutage, beforeOutage, 'no minute committed to Kafka while PostgreSQL was down');
+      await feeding;
+      const done = Date.now() + 180_000;
+      while ((await count()) < whole.length && Date.now() < done) await sleep(250);
+      await sleep(1000);
+      child.kill('SIGTERM');
+      assert.equal(await exit, 0, stderr);
+      assert.equal(await outputMinutes(), whole.length);
+      const db = createPostgresDatabase(url);
+      try {
+        assert.deepEqual(await rows(db), whole);
+      } finally {
+        await db.close();
+      }
+      console.log(`# PostgreSQL stopped with ${rowsAtRestart} minute rows and ${beforeOutage} minute records out; ${duringOutage} out after 4 s down; all ${whole.length} equal after the restart`);
+    } finally {
+      await server.destroy();
+    }
   });
 });
