@@ -55,6 +55,12 @@ import type { ByteSource } from './byte-source.ts';
  *   stops holding minutes back; one that cannot be fetched is not idle.
  * - stdin: one JSON Lines (or JSON array) stream as a single partition, read here over
  *   the same counting core.
+ *
+ * With a database (`deps.db`, --database-url): each emitted minute's distinct counter
+ * becomes its sketch row (core/user-sketches.ts) as it is emitted; the rows since the last
+ * commit are the processor's checkpoint, written by the runtime (`checkpointDb`) in one
+ * PostgreSQL transaction per commit, before the commit that makes those minutes visible
+ * (stdin: before each chunk's minutes are handed on). A minute written again replaces itself.
  */
 
 export interface UniqueUsersConfig {
