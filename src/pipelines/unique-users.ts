@@ -520,10 +520,12 @@ class UniqueUsersProcessor implements Processor<MinuteSketchRow[], ScannedBatch>
     this.#counter.reset();
   }
 
-  #emitWindows(windows: WindowCount[], context: Pick<ProcessContext, 'emit'>): void {
+  #emitWindows(windows: WindowCount[], context: Pick<ProcessContext, 'emit'> & Partial<Pick<ProcessContext, 'commitSoon'>>): void {
     this.#emit(windows, (topic, records) => {
       for (const record of records) context.emit(topic, record);
     });
+    // Minutes printed to stdout leave the runtime nothing to send: their sketch rows still need a commit (an idle flush reads no records).
+    if (this.#config.output === '-' && (this.#counter.rows?.length ?? 0) > 0) context.commitSoon?.();
   }
 }
 
