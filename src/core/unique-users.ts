@@ -65,6 +65,12 @@ export interface UniqueUsersOptions {
    * Without it, stream time is the partition's newest ts (no guard).
    */
   maxTimeSkewMs?: number;
+  /**
+   * Called with every window as it is emitted, with its distinct counter (which is then
+   * dropped): what the emitted record does not carry, such as the minute's users for the
+   * sketch store (core/user-sketches.ts). Per window, never per frame.
+   */
+  emitted?: (record: WindowCount, counter: DistinctCounter) => void;
 }
 
 /** Where the guard's later decisions about held frames go (with the caller's reference to each frame). */
@@ -669,9 +675,12 @@ export class UniqueUsersWindows<R = never> {
       for (const window of frames.open.values()) if (shouldClose(window.end)) closing.push({ frames, window });
     }
     closing.sort((a, b) => a.window.end - b.window.end || a.frames.rank - b.frames.rank);
+    const emitted = this.#options.emitted;
     return closing.map(({ frames, window }) => {
       frames.remove(window);
-      return windowRecord(frames, window);
+      const record = windowRecord(frames, window);
+      emitted?.(record, window.counter);
+      return record;
     });
   }
 }

@@ -2,8 +2,9 @@
  * What is kept of each minute of `unique-users` so that any range can be answered later: its
  * users as a HyperLogLog sketch of a fixed, modest precision (mergeable with every other
  * minute's), the exact count when the minute was exact, and its frames and late count.
- * Pure: `minuteSketchRow` is for the pipeline to call when it emits a minute; the row goes
- * to the store (src/db/user-sketch-store.ts) in the pipeline's own transaction.
+ * Pure: `unique-users --database-url` calls `minuteSketchRow` as it emits each minute; the
+ * rows of a commit go to the store (src/db/user-sketch-store.ts) in one PostgreSQL
+ * transaction before that commit (src/pipelines/unique-users.ts).
  */
 import { BoundedDistinct, ExactDistinct, HyperLogLog } from './hyperloglog.ts';
 import type { DistinctCounter } from './hyperloglog.ts';

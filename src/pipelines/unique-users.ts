@@ -22,6 +22,12 @@ import { withDeadLetterFallback } from '../runtime/dead-letter-producer.ts';
 import { TOO_LARGE, deadLetter } from '../runtime/dead-letters.ts';
 import type { EndContext, IdleContext, PartitionClaim, ProcessContext, Processor, ResumePoint } from '../runtime/processor.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
+import { isRetriableDbError } from '../runtime/commit-pg-transaction.ts';
+import { withRetries } from '../observability/retry.ts';
+import { minuteSketchRow } from '../core/user-sketches.ts';
+import type { MinuteSketchRow } from '../core/user-sketches.ts';
+import { saveUserMinutes, writeUserMinutes } from '../db/user-sketch-store.ts';
+import type { Database, Queryable } from '../db/types.ts';
 import type { ByteSource } from './byte-source.ts';
 
 /**
@@ -49,6 +55,12 @@ import type { ByteSource } from './byte-source.ts';
  *   stops holding minutes back; one that cannot be fetched is not idle.
  * - stdin: one JSON Lines (or JSON array) stream as a single partition, read here over
  *   the same counting core.
+ *
+ * With a database (`deps.db`, --database-url): each emitted minute's distinct counter
+ * becomes its sketch row (core/user-sketches.ts) as it is emitted; the rows since the last
+ * commit are the processor's checkpoint, written by the runtime (`checkpointDb`) in one
+ * PostgreSQL transaction per commit, before the commit that makes those minutes visible
+ * (stdin: before each chunk's minutes are handed on). A minute written again replaces itself.
  */
 
 export interface UniqueUsersConfig {
@@ -99,6 +111,12 @@ export interface UniqueUsersDeps {
   now?: () => number;
   /** Called with each emitted window record (dashboards, tests). */
   onWindow?: (window: WindowCount) => void;
+  /**
+   * Where each emitted minute's sketch row goes (--database-url; docs/users.md, "Ranges on
+   * demand"): written per commit, before the commit that makes those minutes visible.
+   * Absent: no sketches are made.
+   */
+  db?: Database;
 }
 
 export interface UniqueUsersSummary {
@@ -148,28 +166,44 @@ class FrameCounter {
   readonly summary: UniqueUsersSummary;
   operator: UniqueUsersWindows<HeldRef>;
   side: SideRecords | null = null;
+  /** With a database: the sketch rows of the minutes emitted since they were last taken. */
+  rows: MinuteSketchRow[] | null;
   readonly #config: UniqueUsersConfig;
   readonly #reader: UserFrameReader;
   readonly #trackOffsets: boolean;
   readonly #started = performance.now();
 
-  constructor(config: UniqueUsersConfig, trackOffsets: boolean) {
+  constructor(config: UniqueUsersConfig, trackOffsets: boolean, sketches: boolean) {
     this.#config = config;
     this.#trackOffsets = trackOffsets;
+    this.rows = sketches ? [] : null;
     this.#reader = new UserFrameReader({ decode: decodeUtf8, validateStrings: config.strict });
     this.operator = this.#newOperator();
     this.summary = { frames: 0, counted: 0, late: 0, invalid: 0, invalidReasons: {}, implausible: 0, alreadyEmitted: 0, minutes: 0, windows: {}, approximateWindows: 0, seconds: 0, framesPerSecond: 0, approximate: config.approx };
   }
 
-  /** Forgets every open minute and partition (a revoked assignment). */
+  /** Forgets every open minute and partition (a revoked assignment), and the rows of minutes not committed. */
   reset(): void {
     this.operator = this.#newOperator();
+    if (this.rows !== null) this.rows = [];
+  }
+
+  /** The sketch rows of the minutes emitted since the last call (null: none, or no database). */
+  takeRows(): MinuteSketchRow[] | null {
+    const rows = this.rows;
+    if (rows === null || rows.length === 0) return null;
+    this.rows = [];
+    return rows;
   }
 
   #newOperator(): UniqueUsersWindows<HeldRef> {
     const config = this.#config;
     const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new BoundedDistinct(config.maxExactBytes, config.precision);
-    return new UniqueUsersWindows<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs: config.maxTimeSkewMs, granularities: config.granularities, timeZone: config.timeZone, counter }, {
+    // With a database, each minute's counter becomes its sketch row as the minute is emitted.
+    const emitted = this.rows === null ? undefined : (record: WindowCount, distinct: DistinctCounter) => {
+      if (record.granularity === 'minute') this.rows!.push(minuteSketchRow(record, distinct));
+    };
+    return new UniqueUsersWindows<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs: config.maxTimeSkewMs, granularities: config.granularities, timeZone: config.timeZone, counter, emitted }, {
       released: (ref, _eventTimeMs, verdict) => this.#verdict(ref.source, ref.data, 0, ref.data.length, ref.ts, verdict),
       implausible: (ref, eventTimeMs, skewMs, streamTimeMs) => this.#implausible(ref, eventTimeMs, skewMs, streamTimeMs),
     });
@@ -346,7 +380,7 @@ interface ScannedBatch {
  * newest minute records before every assignment; with kafka-transaction it commits
  * `resumePoints()` and hands their state back to `assign`.
  */
-class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
+class UniqueUsersProcessor implements Processor<MinuteSketchRow[], ScannedBatch> {
   readonly #config: UniqueUsersConfig;
   readonly #counter: FrameCounter;
   readonly #emit: WindowSink;
@@ -470,12 +504,15 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
     this.#emitWindows(this.#counter.operator.close(), context);
   }
 
-  checkpoint(): null {
-    return null;
+  /** The sketch rows of the minutes emitted since the last commit was taken (with a database; taken with their records). */
+  checkpoint(): MinuteSketchRow[] | null {
+    return this.#counter.takeRows();
   }
 
-  async write(): Promise<number> {
-    return 0;
+  /** Written (checkpointDb) before the commit that makes the minutes visible; a minute written again replaces itself. */
+  async write(tx: Queryable, rows: MinuteSketchRow[]): Promise<number> {
+    await writeUserMinutes(tx, rows);
+    return rows.length;
   }
 
   revoke(): void {
@@ -483,10 +520,12 @@ class UniqueUsersProcessor implements Processor<never, ScannedBatch> {
     this.#counter.reset();
   }
 
-  #emitWindows(windows: WindowCount[], context: Pick<ProcessContext, 'emit'>): void {
+  #emitWindows(windows: WindowCount[], context: Pick<ProcessContext, 'emit'> & Partial<Pick<ProcessContext, 'commitSoon'>>): void {
     this.#emit(windows, (topic, records) => {
       for (const record of records) context.emit(topic, record);
     });
+    // Minutes printed to stdout leave the runtime nothing to send: their sketch rows still need a commit (an idle flush reads no records).
+    if (this.#config.output === '-' && (this.#counter.rows?.length ?? 0) > 0) context.commitSoon?.();
   }
 }
 
@@ -538,7 +577,7 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
   // Created while the first frames are read: only the first send waits for them.
   const ready = log.createTopics(topics.map((name) => ({ name, partitions: name === config.output ? 1 : config.partitions })));
   ready.catch(() => undefined);
-  const counter = new FrameCounter(config, !config.untilEnd && config.input !== '-');
+  const counter = new FrameCounter(config, !config.untilEnd && config.input !== '-', deps.db !== undefined);
   const emit = windowSink(config, deps, counter);
   const progress = setInterval(() => {
     const s = counter.summary;
@@ -567,6 +606,8 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
       pipeline: PIPELINE,
       log: deps.log,
       commit: exactlyOnce ? kafkaTransaction({ outputTopic: config.output }) : outputDerived(config.output === '-' ? null : config.output),
+      // Minute sketches, per commit, before the commit that makes their minutes visible.
+      ...(deps.db ? { checkpointDb: deps.db } : {}),
       group: config.group,
       topics: [config.input],
       processor: new UniqueUsersProcessor(config, counter, emit, scanner, deps.logger),
@@ -585,6 +626,11 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
   } finally {
     await scanner?.close();
   }
+}
+
+/** Sketch rows in a transaction of their own, retried while PostgreSQL is away (as the runtime's checkpointDb). */
+function saveWithRetries(db: Database, rows: readonly MinuteSketchRow[], signal: AbortSignal): Promise<void> {
+  return withRetries('postgres', `write ${PIPELINE} minute sketches`, () => saveUserMinutes(db, rows), { signal, isRetriable: isRetriableDbError });
 }
 
 /** stdin: one stream as partition 0, minutes to stdout or the output topic, side records through a send queue. */
@@ -610,6 +656,12 @@ async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
     invalid: (source, data, start, end, reason, error) => sends.add(config.deadLetterTopic, [deadLetter(PIPELINE, { record: asRecord(source, data, start, end), reason, error, headers: lineOf(source) })]),
   };
   const send = (topic: string, records: { key: string; value: string }[]) => sends.add(topic, records);
+  // With a database, the minutes' sketch rows are written before their records go out.
+  const out = async (windows: WindowCount[]) => {
+    const rows = counter.takeRows();
+    if (rows !== null) await saveWithRetries(deps.db!, rows, deps.signal);
+    emit(windows, send);
+  };
   try {
     const operator = counter.operator;
     operator.expect(0);
@@ -622,13 +674,13 @@ async function readStdin(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
       const before = counter.summary.frames;
       splitter.push(chunk);
       metrics.recordsIn.inc({ pipeline: PIPELINE, topic: 'stdin' }, counter.summary.frames - before);
-      emit(operator.close(), send);
+      await out(operator.close());
       await sends.room();
       if (deps.signal.aborted) break;
     }
     splitter.end();
     operator.finish(0);
-    emit([...operator.close(), ...operator.flush()], send);
+    await out([...operator.close(), ...operator.flush()]);
     await sends.drain();
   } finally {
     await producer.close();

@@ -29,12 +29,12 @@ import type { PartitionCounts } from '../db/pipeline-counts.ts';
 import type { Database } from '../db/types.ts';
 import type { Assignment, GroupConsumer, GroupMember, Log, LogRecord, Producer, RecordToProduce, TopicPartition, TopicPartitionOffset } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
-import { OutageWatch } from '../observability/retry.ts';
+import { OutageWatch, withRetries } from '../observability/retry.ts';
 import { GroupAfterAckCommitter } from './commit-group-after-ack.ts';
 import { KafkaTransactionCommitter } from './commit-kafka-transaction.ts';
 import { isProducerFenced } from '../log/kafka-transaction.ts';
 import { OutputDerivedCommitter } from './commit-output-derived.ts';
-import { PgTransactionCommitter } from './commit-pg-transaction.ts';
+import { PgTransactionCommitter, isRetriableDbError } from './commit-pg-transaction.ts';
 import { NO_DATABASE } from './commit-strategy.ts';
 import type { Claimed, CommitOffsets, CommitStrategy, Committer, CommitterContext, CommitUnit } from './commit-strategy.ts';
 import { withDeadLetterFallback } from './dead-letter-producer.ts';
@@ -55,6 +55,15 @@ export interface StreamTaskOptions<Checkpoint, Prepared = unknown> {
   db?: Database;
   /** How progress is made durable; default `pgTransaction(db)`. */
   commit?: CommitStrategy;
+  /**
+   * The Kafka strategies without a database of their own (kafka-transaction without `db`,
+   * output-derived, kafka-group-after-ack): a database the processor's checkpoint is written
+   * to (`write`, in a PostgreSQL transaction of its own per commit unit) BEFORE the unit's
+   * outputs can be seen — before its Kafka transaction commits, before its outputs are sent
+   * when they are not transactional — retried while PostgreSQL is away. A crash in between
+   * redoes the unit, which writes its checkpoint again: `write` must be idempotent.
+   */
+  checkpointDb?: Database;
   /** Consumer group, and the consumer name of its rows in `stored_offsets`. */
   group: string;
   topics: readonly string[];
@@ -171,6 +180,9 @@ function committerFor<Checkpoint>(options: StreamTaskOptions<Checkpoint, never>)
   const strategy = options.commit ?? (options.db ? { kind: 'pg-transaction' as const, db: options.db } : null);
   if (!strategy) throw new TickflowError('BAD_CONFIG', `${options.pipeline}: give a database (db) or another commit strategy (commit)`);
   const context: CommitterContext<Checkpoint> = { pipeline: options.pipeline, group: options.group, log: options.log, processor: options.processor, signal: options.signal };
+  if (options.checkpointDb && (strategy.kind === 'pg-transaction' || (strategy.kind === 'kafka-transaction' && strategy.db !== null))) {
+    throw new TickflowError('INTERNAL', `${options.pipeline}: checkpointDb is for the Kafka strategies without a database; ${strategy.kind} writes the checkpoint in its own transaction`);
+  }
   switch (strategy.kind) {
     case 'pg-transaction':
       return new PgTransactionCommitter(strategy.db, context);
@@ -772,13 +784,20 @@ class StreamTask<Checkpoint, Prepared> {
     const previous = this.#committing;
     if (this.#hasWork()) {
       const unit = this.#take();
+      // The checkpoint to its database (checkpointDb) after the previous commit, before this
+      // unit's outputs can be seen: before they are sent, or in a transaction before it commits.
+      const store = this.#o.checkpointDb && unit.checkpoint !== null ? () => this.#store(unit) : null;
+      const stored = store === null ? null : previous ? previous.then(store) : store();
+      stored?.catch(() => undefined); // awaited below
       // In a transaction, a unit's sends belong after the previous unit's commit.
-      const sent = this.#transactional && previous ? previous.then(() => this.#send(unit)) : this.#send(unit);
+      const sent = stored !== null && !this.#transactional ? stored.then(() => this.#send(unit))
+        : this.#transactional && previous ? previous.then(() => this.#send(unit)) : this.#send(unit);
       sent.catch(() => undefined); // awaited below, unless the previous commit failed first
       const committed = (async () => {
         if (previous) await previous;
+        const storedRows = stored === null ? 0 : await stored;
         await sent;
-        await this.#write(unit);
+        await this.#write(unit, storedRows);
       })();
       // A failure is handled as soon as it happens, not only when the next batch comes.
       committed.catch(() => void this.#serial(() => this.#settle(committed)).catch((error) => this.#fail(error)));
@@ -853,9 +872,16 @@ class StreamTask<Checkpoint, Prepared> {
     await Promise.all(sends);
   }
 
-  async #write(unit: CommitUnit<Checkpoint>): Promise<void> {
+  /** Writes the unit's checkpoint to `checkpointDb` in a transaction of its own, retried while PostgreSQL is away; returns the rows written. */
+  async #store(unit: CommitUnit<Checkpoint>): Promise<number> {
+    const { pipeline, processor, signal } = this.#o;
+    const db = this.#o.checkpointDb!;
+    return withRetries('postgres', `write ${pipeline} state before its commit`, () => db.transaction((tx) => processor.write(tx, unit.checkpoint!)), { signal, isRetriable: isRetriableDbError });
+  }
+
+  async #write(unit: CommitUnit<Checkpoint>, storedRows = 0): Promise<void> {
     const { pipeline } = this.#o;
-    const rows = await this.#committer.commit(unit, this.#range ? null : this.#consumer);
+    const rows = storedRows + (await this.#committer.commit(unit, this.#range ? null : this.#consumer));
     const report = this.#report;
     report.commits++;
     report.read += unit.read;

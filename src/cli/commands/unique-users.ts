@@ -50,6 +50,15 @@ export const command = defineCommand({
     'switches to a HyperLogLog sketch seeded with it and its record says "approximate":true with its',
     '"standardError". --approx uses HyperLogLog for every window (2^precision registers, relative',
     'standard error 1.04/sqrt(2^precision): 0.81% at the default 14).',
+    '',
+    'With --database-url (or DATABASE_URL): every emitted minute is also kept in PostgreSQL as a',
+    'HyperLogLog sketch of precision 12 with its frames, late count and exact count (table',
+    'user_minute_sketches and its rollups), which GET /v1/unique-users and the dashboard answer any',
+    'range from. Per commit the minutes\' rows are written in one PostgreSQL transaction BEFORE the',
+    'Kafka transaction (or, at least once, the send) that makes those minutes visible, retried while',
+    'PostgreSQL is away (--retry-for): a minute in the output topic is always in the table, and one',
+    'written again after a crash replaces itself. Without a database URL nothing is written (the',
+    'embedded PGlite is not opened); docs/users.md, "Ranges on demand".',
   ].join('\n'),
   flags: {
     input: { type: 'string', value: 'TOPIC', default: 'user-tracker', description: 'Topic to read, or - for stdin' },
@@ -81,6 +90,7 @@ export const command = defineCommand({
     'tickflow unique-users --until-end --granularity minute,hour,day,week,month,year --output - --brokers 127.0.0.1:9092',
     'zcat stream.jsonl.gz | tickflow unique-users --input - --output -',
     'tickflow unique-users --until-end --approx --allowed-lateness 10s --brokers 127.0.0.1:9092',
+    'tickflow unique-users --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
   ],
   configure(values) {
     const allowedLatenessMs = duration(values, 'allowed-lateness', 5000);
@@ -120,10 +130,14 @@ export const command = defineCommand({
       commitIntervalMs,
     };
   },
-  async run({ config, shared, out, signal, logger, openLog }) {
+  async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
     const stdin = config.input === '-' ? await openByteSource('-') : undefined;
     const log = await openLog();
-    const summary = await runUniqueUsers(config, { log, logger, signal, stdout: out, stdin });
+    // Minute sketches only with a configured PostgreSQL (--database-url / DATABASE_URL): opened
+    // (waited for, migrated) before the first frame, so an unreachable one fails at start.
+    const db = shared.databaseUrl ? await openDatabase() : undefined;
+    if (db) logger.info({ database: db.description }, 'unique-users: minute sketches go to the database');
+    const summary = await runUniqueUsers(config, { log, logger, signal, stdout: out, stdin, db });
     const text = shared.json ? JSON.stringify(summary) : describe(summary, config.output);
     // With --output -, stdout carries only the minute records.
     (config.output === '-' ? process.stderr : out).write(`${text}\n`);
