@@ -50,6 +50,9 @@ export class KafkaLog implements Log {
   #admin: Admin | null = null;
   #reader: Consumer | null = null;
   #closables = new Set<{ close(): Promise<void> }>();
+  /** Set by close(): from then on no client is created (one made later would never be closed). */
+  #closed = false;
+  #closing: Promise<void> | null = null;
   readonly #classify: KafkaClassifier = (error, context) => this.#classifyError(error, context);
 
   constructor(options: KafkaLogOptions) {
@@ -80,13 +83,24 @@ export class KafkaLog implements Log {
     return { tls: Boolean(tls), brokers: this.#options.brokers, ...(sasl ? { user: sasl.username, mechanism: sasl.mechanism } : {}) };
   }
 
+  /**
+   * Clients are made on first use, also by a call that was under way when close() ran (an
+   * error being classified asks for the topic list, a retry reads the offsets again): once
+   * closed, the log refuses, so that no client outlives it with an open connection.
+   */
+  #open(): void {
+    if (this.#closed) throw new TickflowError('LOG_ERROR', `${this.description} is closed`);
+  }
+
   #adminClient(): Admin {
+    this.#open();
     this.#admin ??= quiet(new Admin(this.#base('admin')));
     return this.#admin;
   }
 
   /** A consumer used only for metadata, offsets and group-less fetches; it never joins a group. */
   #readerClient(): Consumer {
+    this.#open();
     this.#reader ??= quiet(new Consumer({ ...this.#base('reader'), groupId: `tickflow-reader-${process.pid}` }));
     return this.#reader;
   }
@@ -256,6 +270,7 @@ export class KafkaLog implements Log {
   }
 
   producer(): Producer {
+    this.#open();
     const client = this.#producerClient();
     const fast = new FastProduce(client, this.#produceOptions());
     // Sends are serialised so that one producer keeps its records in order on every partition.
@@ -277,6 +292,7 @@ export class KafkaLog implements Log {
    * producer id and epoch) and the coordinator calls of kafka-transaction.ts.
    */
   transactionalProducer(transactionalId: string, options: TransactionOptions = {}): TransactionalProducer {
+    this.#open();
     const client = this.#producerClient();
     const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify, options.timeoutMs);
     const fast = new FastProduce(client, { ...this.#produceOptions(), transaction: coordinator });
@@ -410,6 +426,7 @@ export class KafkaLog implements Log {
   }
 
   subscribe(options: SubscribeOptions): GroupConsumer {
+    this.#open();
     const member = groupMember(options, {
       clientOptions: this.#base(`group-${options.group}`),
       fetchRound: (client, positions, action, signal, observe) => this.#fetchRound(client, positions, action, signal, observe),
@@ -428,11 +445,18 @@ export class KafkaLog implements Log {
     return classified;
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.#closables].map((c) => c.close().catch(() => undefined)));
-    await Promise.all([this.#admin?.close(), this.#reader?.close()].map((p) => p?.catch(() => undefined)));
-    this.#admin = null;
-    this.#reader = null;
+  /**
+   * Closes every producer, group member and client the log made. A call still under way
+   * makes no new client: its next attempt, or the classification of its error, finds the
+   * log closed. Closing twice waits for the same close.
+   */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#closables].map((c) => c.close().catch(() => undefined)));
+      await Promise.all([this.#admin?.close(), this.#reader?.close()].map((p) => p?.catch(() => undefined)));
+    })();
+    return this.#closing;
   }
 }
 
