@@ -4,7 +4,7 @@ import { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
 import { DEFAULT_FETCH, fetchOnce, isolationCode } from './kafka-fetch.ts';
 import type { FetchObserver, FetchOutcome, FetchPosition, FetchTuning, IsolationLevel, KafkaClassifier } from './kafka-fetch.ts';
-import { classifyKafkaError, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
+import { classifyKafkaError, topicListedSince, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
 import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts';
 import { FastProduce } from './kafka-produce.ts';
 import { TransactionCoordinator } from './kafka-transaction.ts';
@@ -142,7 +142,9 @@ export class KafkaLog implements Log {
     const classified = classifyKafkaError(raw, { ...context, security: this.#security() });
     if (context.topic === undefined || !topicMayBeMissing(classified)) return classified;
     const exists = await this.#topicExists(context.topic);
-    return exists === false ? unknownTopic(context.topic, error) : classified;
+    if (exists === false) return unknownTopic(context.topic, error);
+    // Listed now: the answer was older than the topic; asking again finds it.
+    return exists === true ? topicListedSince(classified) : classified;
   }
 
   /** Whether fresh metadata lists the topic; undefined when the cluster cannot be asked now. */
@@ -441,8 +443,13 @@ export class KafkaLog implements Log {
   async #classifyGroupError(error: unknown, action: string, topics: readonly string[]): Promise<TickflowError> {
     const classified = classifyKafkaError(error, { action, security: this.#security() });
     if (classified.retriable && !classified.details.staleMetadata) return classified;
-    for (const topic of topics) if ((await this.#topicExists(topic)) === false) return unknownTopic(topic, error);
-    return classified;
+    let listed = topics.length > 0;
+    for (const topic of topics) {
+      const exists = await this.#topicExists(topic);
+      if (exists === false) return unknownTopic(topic, error);
+      if (exists !== true) listed = false;
+    }
+    return listed ? topicListedSince(classified) : classified;
   }
 
   /**
