@@ -162,6 +162,26 @@ export function isTooLarge(error: unknown): boolean {
   return error instanceof TickflowError && error.details.kafkaCode === 'MESSAGE_TOO_LARGE';
 }
 
+/** The library's UserError for a topic a metadata answer did not list (UNKNOWN_TOPIC_OR_PARTITION, after its own retries). */
+const UNKNOWN_TOPIC_ANSWER = 'Unknown topic ';
+
+/**
+ * An "unknown topic" answer for a topic that fresh metadata lists after all: the answer was
+ * older than the topic (created meanwhile, by another process) or came from a broker that
+ * had not caught up. The library gives it as a UserError, not retriable; asked again with
+ * fresh metadata, the call finds the topic, so it becomes retriable (stale metadata), like
+ * the UNKNOWN_TOPIC_OR_PARTITION it stands for. Any other error is returned as it is.
+ */
+export function topicListedSince(error: TickflowError): TickflowError {
+  if (error.retriable) return error;
+  const leaves: unknown[] = [];
+  collectLeaves(error.cause, leaves, new Set());
+  const blocking = leaves.filter((leaf) => !isRetriableLeaf(leaf));
+  const unknownTopicOnly = blocking.length > 0 && blocking.every((leaf) => isLibraryError(leaf) && leaf.code === USER && leaf.message.startsWith(UNKNOWN_TOPIC_ANSWER));
+  if (!unknownTopicOnly) return error;
+  return new TickflowError('LOG_UNAVAILABLE', error.message, { ...error.details, staleMetadata: true }, { cause: error.cause });
+}
+
 /** True when the error may mean that the topic does not exist: ask fresh metadata before retrying. */
 export function topicMayBeMissing(error: TickflowError): boolean {
   return error.details.topicMayBeMissing === true;

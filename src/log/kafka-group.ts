@@ -85,8 +85,15 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
   };
   let consumer = createClient();
 
-  /** Swaps in a fresh client for the same member; the old one closes without leaving the group. */
+  /** Clients replaced and still closing: close() waits for them too. */
+  const retiring = new Set<Promise<void>>();
+
+  /**
+   * Swaps in a fresh client for the same member; the old one closes without leaving the group.
+   * Never once the member is closing: nothing would close the new client.
+   */
   const replaceClient = () => {
+    if (closed) return;
     const old = consumer;
     consumer = createClient();
     consumer.memberId = old.memberId;
@@ -94,10 +101,11 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
     // Without a member id, leaving sends nothing (it must not take our membership along) but
     // stops the old client's heartbeats, so that it can close.
     old.memberId = null;
-    void (async () => {
+    const retired: Promise<void> = (async () => {
       await Promise.resolve(old.leaveGroup()).catch(() => undefined);
       await old.close().catch(() => undefined);
-    })();
+    })().finally(() => retiring.delete(retired));
+    retiring.add(retired);
     coordinatorLost = false;
     mustJoin = true;
   };
@@ -110,6 +118,7 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
       deps.onClose();
       if (consumer.memberId) await Promise.resolve(consumer.leaveGroup()).catch(() => undefined);
       await consumer.close().catch(() => undefined);
+      await Promise.all(retiring);
     })();
     return closing;
   };

@@ -4,7 +4,7 @@ import { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
 import { DEFAULT_FETCH, fetchOnce, isolationCode } from './kafka-fetch.ts';
 import type { FetchObserver, FetchOutcome, FetchPosition, FetchTuning, IsolationLevel, KafkaClassifier } from './kafka-fetch.ts';
-import { classifyKafkaError, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
+import { classifyKafkaError, topicListedSince, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
 import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts';
 import { FastProduce } from './kafka-produce.ts';
 import { TransactionCoordinator } from './kafka-transaction.ts';
@@ -50,6 +50,9 @@ export class KafkaLog implements Log {
   #admin: Admin | null = null;
   #reader: Consumer | null = null;
   #closables = new Set<{ close(): Promise<void> }>();
+  /** Set by close(): from then on no client is created (one made later would never be closed). */
+  #closed = false;
+  #closing: Promise<void> | null = null;
   readonly #classify: KafkaClassifier = (error, context) => this.#classifyError(error, context);
 
   constructor(options: KafkaLogOptions) {
@@ -80,13 +83,24 @@ export class KafkaLog implements Log {
     return { tls: Boolean(tls), brokers: this.#options.brokers, ...(sasl ? { user: sasl.username, mechanism: sasl.mechanism } : {}) };
   }
 
+  /**
+   * Clients are made on first use, also by a call that was under way when close() ran (an
+   * error being classified asks for the topic list, a retry reads the offsets again): once
+   * closed, the log refuses, so that no client outlives it with an open connection.
+   */
+  #open(): void {
+    if (this.#closed) throw new TickflowError('LOG_ERROR', `${this.description} is closed`);
+  }
+
   #adminClient(): Admin {
+    this.#open();
     this.#admin ??= quiet(new Admin(this.#base('admin')));
     return this.#admin;
   }
 
   /** A consumer used only for metadata, offsets and group-less fetches; it never joins a group. */
   #readerClient(): Consumer {
+    this.#open();
     this.#reader ??= quiet(new Consumer({ ...this.#base('reader'), groupId: `tickflow-reader-${process.pid}` }));
     return this.#reader;
   }
@@ -128,7 +142,9 @@ export class KafkaLog implements Log {
     const classified = classifyKafkaError(raw, { ...context, security: this.#security() });
     if (context.topic === undefined || !topicMayBeMissing(classified)) return classified;
     const exists = await this.#topicExists(context.topic);
-    return exists === false ? unknownTopic(context.topic, error) : classified;
+    if (exists === false) return unknownTopic(context.topic, error);
+    // Listed now: the answer was older than the topic; asking again finds it.
+    return exists === true ? topicListedSince(classified) : classified;
   }
 
   /** Whether fresh metadata lists the topic; undefined when the cluster cannot be asked now. */
@@ -256,6 +272,7 @@ export class KafkaLog implements Log {
   }
 
   producer(): Producer {
+    this.#open();
     const client = this.#producerClient();
     const fast = new FastProduce(client, this.#produceOptions());
     // Sends are serialised so that one producer keeps its records in order on every partition.
@@ -277,6 +294,7 @@ export class KafkaLog implements Log {
    * producer id and epoch) and the coordinator calls of kafka-transaction.ts.
    */
   transactionalProducer(transactionalId: string, options: TransactionOptions = {}): TransactionalProducer {
+    this.#open();
     const client = this.#producerClient();
     const coordinator = new TransactionCoordinator(client, transactionalId, this.#classify, options.timeoutMs);
     const fast = new FastProduce(client, { ...this.#produceOptions(), transaction: coordinator });
@@ -410,6 +428,7 @@ export class KafkaLog implements Log {
   }
 
   subscribe(options: SubscribeOptions): GroupConsumer {
+    this.#open();
     const member = groupMember(options, {
       clientOptions: this.#base(`group-${options.group}`),
       fetchRound: (client, positions, action, signal, observe) => this.#fetchRound(client, positions, action, signal, observe),
@@ -424,15 +443,27 @@ export class KafkaLog implements Log {
   async #classifyGroupError(error: unknown, action: string, topics: readonly string[]): Promise<TickflowError> {
     const classified = classifyKafkaError(error, { action, security: this.#security() });
     if (classified.retriable && !classified.details.staleMetadata) return classified;
-    for (const topic of topics) if ((await this.#topicExists(topic)) === false) return unknownTopic(topic, error);
-    return classified;
+    let listed = topics.length > 0;
+    for (const topic of topics) {
+      const exists = await this.#topicExists(topic);
+      if (exists === false) return unknownTopic(topic, error);
+      if (exists !== true) listed = false;
+    }
+    return listed ? topicListedSince(classified) : classified;
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.#closables].map((c) => c.close().catch(() => undefined)));
-    await Promise.all([this.#admin?.close(), this.#reader?.close()].map((p) => p?.catch(() => undefined)));
-    this.#admin = null;
-    this.#reader = null;
+  /**
+   * Closes every producer, group member and client the log made. A call still under way
+   * makes no new client: its next attempt, or the classification of its error, finds the
+   * log closed. Closing twice waits for the same close.
+   */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#closables].map((c) => c.close().catch(() => undefined)));
+      await Promise.all([this.#admin?.close(), this.#reader?.close()].map((p) => p?.catch(() => undefined)));
+    })();
+    return this.#closing;
   }
 }
 

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthenticationError, MultipleErrors, NetworkError, ProtocolError, ResponseError, TimeoutError, UserError, protocolErrors } from '@platformatic/kafka';
 import { TickflowError } from '../../src/core/errors.ts';
-import { KafkaCode, classifyKafkaError, errorForCode, isRetriableCode, isTooLarge, kafkaCodeName, topicMayBeMissing } from '../../src/log/kafka-errors.ts';
+import { KafkaCode, classifyKafkaError, errorForCode, isRetriableCode, isTooLarge, kafkaCodeName, topicListedSince, topicMayBeMissing } from '../../src/log/kafka-errors.ts';
 
 /**
  * The classification is fed the client library's own error objects, built the way the
@@ -82,6 +82,39 @@ describe('classifyKafkaError', () => {
     assert.equal(topicMayBeMissing(classifyKafkaError(new UserError('Unknown topic prices.'), context)), true);
     assert.equal(topicMayBeMissing(classifyKafkaError(response(KafkaCode.UNKNOWN_TOPIC_OR_PARTITION), { action: 'list topics' })), false);
     assert.equal(topicMayBeMissing(classifyKafkaError(response(KafkaCode.NOT_LEADER_OR_FOLLOWER), context)), false);
+  });
+});
+
+describe('topicListedSince (an "unknown topic" answer for a topic fresh metadata lists)', () => {
+  it('makes the library\'s Unknown-topic answer retriable with stale metadata, after its own retries too', () => {
+    for (const error of [
+      new UserError('Unknown topic prices.'),
+      new MultipleErrors('metadata failed 3 times.', [new NetworkError('Connection closed'), new UserError('Unknown topic prices.')]),
+    ]) {
+      const classified = classifyKafkaError(error, context);
+      assert.equal(classified.retriable, false, 'alone, the answer is final');
+      const again = topicListedSince(classified);
+      assert.equal(again.code, 'LOG_UNAVAILABLE');
+      assert.equal(again.retriable, true);
+      assert.equal(again.details.staleMetadata, true);
+      assert.equal(again.details.topic, 'prices');
+      assert.equal(again.message, classified.message);
+      assert.equal(again.cause, error);
+    }
+  });
+
+  it('returns any other error as it is', () => {
+    const others = [
+      new UserError('Specified partition(s) not found in topic prices'),
+      new MultipleErrors('metadata failed.', [new UserError('Unknown topic prices.'), response(KafkaCode.MESSAGE_TOO_LARGE)]),
+      response(protocolErrors.TOPIC_AUTHORIZATION_FAILED.code),
+      response(KafkaCode.NOT_LEADER_OR_FOLLOWER),
+      new TypeError('x is not a function'),
+    ];
+    for (const error of others) {
+      const classified = classifyKafkaError(error, context);
+      assert.equal(topicListedSince(classified), classified, String(error));
+    }
   });
 });
 
