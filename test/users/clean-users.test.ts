@@ -169,7 +169,7 @@ describe('clean-users on real Kafka', () => {
     assert.equal(reasons['implausible-date'], injected.filter((r) => r.date.includes('2999')).length);
   });
 
-  it('exactly once (the default) across kill -9 in an open transaction: clean + dead-lettered = produced, each once, as an uninterrupted run; kcat agrees', async () => {
+  it('exactly once (the default) across kill -9 three times, once in an open transaction: clean + dead-lettered = produced, each once, as an uninterrupted run; kcat agrees', async () => {
     const input = unique('users-eo');
     const [output, dead, stats] = [unique('users-eo-clean'), unique('users-eo-dead'), unique('users-eo-stats')];
     const group = unique('clean-users-eo');
@@ -180,35 +180,56 @@ describe('clean-users on real Kafka', () => {
     const uncommitted = new KafkaLog({ brokers: KAFKA_BROKERS, isolationLevel: 'read_uncommitted' });
     const committed = async () => [...(await log.committed(group, input).catch(() => new Map<number, bigint>())).values()].reduce((n, o) => n + o, 0n);
     try {
-      // The records stream in (10 chunks, 1.5 s apart) while the service runs, is killed and restarted.
+      // The records stream in (15 chunks, 2.5 s apart) while the service runs, is killed and restarted.
       const feeding = (async () => {
         const producer = log.producer();
-        for (let i = 0; i < lines.length; i += 3000) {
-          await producer.send(input, lines.slice(i, i + 3000).map((value, j) => ({ key: String(i + j), value })));
-          await new Promise((resolve) => setTimeout(resolve, 1500));
+        for (let i = 0; i < lines.length; i += 2000) {
+          await producer.send(input, lines.slice(i, i + 2000).map((value, j) => ({ key: String(i + j), value })));
+          await new Promise((resolve) => setTimeout(resolve, 2500));
         }
         await producer.close();
       })();
       const service = ['clean-users', '--input', input, '--output', output, '--dead-letter-topic', dead, '--stats-topic', stats, '--group', group, '--window', '1h', ...BROKERS];
-      const first = spawn(process.execPath, [BIN, ...service], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: 'ignore' });
-      const firstExit = new Promise((resolve) => first.on('close', (_code, signal) => resolve(signal)));
-      // Killed while a transaction holds clean records (high watermark above the last stable offset).
-      let open = 0n;
-      for (const started = Date.now(); open === 0n && Date.now() - started < 60_000;) {
-        const [stable, high] = await Promise.all([log.offsets(output).catch(() => []), uncommitted.offsets(output).catch(() => [])]);
-        open = high.reduce((n, p, i) => n + p.latest - (stable[i]?.latest ?? p.latest), 0n);
+      // Three runs killed -9: the first while a transaction holds clean records (high
+      // watermark above the last stable offset), the others at a random moment after their
+      // first commit.
+      const kills: string[] = [];
+      for (let kill = 0; kill < 3; kill++) {
+        const before = await committed();
+        const child = spawn(process.execPath, [BIN, ...service], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+        const exited = new Promise((resolve) => child.on('close', (_code, signal) => resolve(signal)));
+        let moment: string;
+        if (kill === 0) {
+          let open = 0n;
+          for (const started = Date.now(); open === 0n && Date.now() - started < 60_000;) {
+            const [stable, high] = await Promise.all([log.offsets(output).catch(() => []), uncommitted.offsets(output).catch(() => [])]);
+            open = high.reduce((n, p, i) => n + p.latest - (stable[i]?.latest ?? p.latest), 0n);
+          }
+          assert.ok(open > 0n, 'a transaction held clean records within 60 s');
+          moment = `in a transaction holding ${open} records`;
+        } else {
+          for (let i = 0; (await committed()) <= before && before < BigInt(lines.length); i++) {
+            if (i > 1200) assert.fail(`run ${kill + 1} committed nothing in 2 minutes`);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          const delay = Math.floor(Math.random() * 1500);
+          await new Promise((resolve) => setTimeout(resolve, delay));
+          moment = `${delay} ms after its first commit`;
+        }
+        child.kill('SIGKILL');
+        assert.equal(await exited, 'SIGKILL');
+        kills.push(`kill ${kill + 1} ${moment}, ${await committed()} offsets committed`);
       }
-      first.kill('SIGKILL');
-      assert.equal(await firstExit, 'SIGKILL');
       await feeding;
-      const second = spawn(process.execPath, [BIN, ...service], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: 'ignore' });
-      const secondExit = new Promise((resolve) => second.on('close', (code) => resolve(code)));
+      // The last restart commits every offset (exactly once: stopping it by kill -9 too loses nothing).
+      const last = spawn(process.execPath, [BIN, ...service], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+      const lastExit = new Promise((resolve) => last.on('close', (_code, signal) => resolve(signal)));
       for (let i = 0; (await committed()) < BigInt(lines.length); i++) {
         if (i > 1200) assert.fail('the restarted service did not commit every offset in 2 minutes');
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      second.kill('SIGTERM');
-      assert.equal(await secondExit, 0);
+      last.kill('SIGKILL');
+      assert.equal(await lastExit, 'SIGKILL');
 
       const referenceOutput = unique('users-eo-ref');
       const reference = await run(['clean-users', '--until-end', '--input', input, '--output', referenceOutput, '--dead-letter-topic', unique('users-eo-ref-dead'), '--stats-topic', unique('users-eo-ref-stats'), '--window', '1h', '--json', ...BROKERS]);
@@ -225,7 +246,7 @@ describe('clean-users on real Kafka', () => {
       assert.deepEqual(sorted(clean), sorted(await readAll(log, referenceOutput)), 'the same clean records, each once');
       const kcat = execFileSync('/usr/bin/kcat', ['-b', KAFKA_BROKERS[0], '-C', '-t', output, '-X', 'isolation.level=read_committed', '-e', '-q', '-f', '%k\\n'], { encoding: 'utf8', maxBuffer: 64 << 20 });
       assert.equal(kcat.split('\n').filter(Boolean).length, clean.length, 'kcat at read_committed');
-      console.log(`# clean-users: killed in a transaction holding ${open} records; ${clean.length} clean + ${rejected.length} dead-lettered = ${lines.length}`);
+      console.log(`# clean-users: ${kills.join('; ')}; ${clean.length} clean + ${rejected.length} dead-lettered = ${lines.length}`);
     } finally {
       await uncommitted.close();
     }
