@@ -12,6 +12,8 @@ import { cleanUserJson } from '../../src/core/user-record.ts';
 import { BIN, tickflow } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { readTopicIndependently } from '../helpers/independent-reader.ts';
+import { transactionsSettled } from '../helpers/transactions.ts';
+import { KafkaLog } from '../../src/log/kafka.ts';
 import { privateSchema } from '../indicators/fixtures.ts';
 import type { CliResult } from '../helpers/cli.ts';
 
@@ -191,6 +193,15 @@ describe('- for stdin and stdout', () => {
       assert.match(toStdout.stderr, /read 400, published 400 to -, dead-lettered 0/);
       const toTopic = await tickflow([...common, '--output', `${input}-out`, '--group', `${input}-b`]);
       assert.equal(toTopic.code, 0, toTopic.stderr);
+      assert.match(toTopic.stdout + toTopic.stderr, /read 400, published 400 to /);
+      // Exactly once: the run's commit is decided when it exits; the markers that make the
+      // records readable at read_committed follow.
+      const log = new KafkaLog({ brokers: KAFKA_BROKERS });
+      try {
+        assert.ok(await transactionsSettled(log, `${input}-out`), 'no transaction left open on the output');
+      } finally {
+        await log.close();
+      }
       const written = (await readTopicIndependently(KAFKA_BROKERS, `${input}-out`)).map((m) => m.value);
       const printed = toStdout.stdout.split('\n').filter(Boolean);
       assert.equal(printed.length, 400);
