@@ -73,6 +73,12 @@ export class ExactDistinct implements DistinctCounter {
   count(): number {
     return this.#ascii.size + this.#other.size;
   }
+
+  /** Every member: the ASCII ones as bytes [start, end) of `bytes`, then the others as strings (for storing the set). */
+  forEachMember(ascii: (bytes: Uint8Array, start: number, end: number) => void, other: (value: string) => void): void {
+    this.#ascii.forEach(ascii);
+    for (const value of this.#other) other(value);
+  }
 }
 
 /** What one non-ASCII member of a Set<string> costs beyond its characters (entry, string header), roughly. */
@@ -128,6 +134,16 @@ export class BoundedDistinct implements DistinctCounter {
 
   count(): number {
     return this.#exact?.count() ?? this.#sketch!.count();
+  }
+
+  /**
+   * Takes in a stored sketch of values counted before (durable state): the count becomes
+   * the sketch's, with this counter's exact members added to it, as if they had all been
+   * added here. Bytes of a higher precision are folded down.
+   */
+  absorb(sketch: HyperLogLog): void {
+    if (this.#exact !== null) this.#switch(this.#exact);
+    this.#sketch!.merge(sketch.precision === this.precision ? sketch : sketch.foldTo(this.precision));
   }
 
   #switch(exact: ExactDistinct): void {

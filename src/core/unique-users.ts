@@ -153,16 +153,61 @@ export interface PartitionResume {
   events: JudgingEvent[];
   /** Declared idle since its last frame: once its frames are judged again it holds nothing back. */
   idle: boolean;
+  /** More decisions were made after `offset` than a resume point keeps: the position of the newest one left out. */
+  cut?: bigint;
+}
+
+/** A partition's first frame in an open window: where a restart would re-read it from, and the partition's time there. */
+export interface WindowFirstFrame {
+  readonly offset: bigint;
+  readonly time: PartitionTime;
+}
+
+/** One open window in a `WindowsState`. */
+export interface OpenWindowState {
+  granularity: Granularity;
+  /** Start and (exclusive) end, ms. */
+  start: number;
+  end: number;
+  frames: number;
+  late: number;
+  counter: DistinctCounter;
+  /** Per partition, its first frame in the window. */
+  first: Array<[number, WindowFirstFrame]>;
+}
+
+/**
+ * Everything the windows hold between two frames, to seed a restart with (durable state,
+ * docs/users.md): the open windows with their distinct counters, each partition's time, the
+ * closed-through time and what an earlier run was known to have emitted. The counters are
+ * the live ones: encode them before the next frame.
+ */
+export interface WindowsState<R = never> {
+  closedThrough: number | null;
+  emitted: { end: number; rank: number; all: boolean } | null;
+  partitions: Map<number, PartitionTime>;
+  windows: OpenWindowState[];
+  /** Per partition, the frames its event-time guard holds, oldest first. */
+  held: Map<number, StoredHeldFrame<R>[]>;
+}
+
+/** A frame the event-time guard holds, in a `WindowsState`: its time, when it was held, and what `hold` was given. */
+export interface StoredHeldFrame<R> {
+  eventTime: number;
+  /** The partition's stream time when it was held (null: none yet). */
+  since: number | null;
+  uid: string;
+  offset: bigint | undefined;
+  /** The partition's time just before it (with an offset). */
+  time: PartitionTime | null;
+  ref: R;
 }
 
 /** Decisions between frames kept for a resume point at most: beyond, the oldest are forgotten (a restart then decides those frames anew). */
 const MAX_EVENTS = 32;
 
 /** The first frame of a partition in a window: where a restart must re-read it from, and the partition's time there. */
-interface FirstFrame {
-  readonly offset: bigint;
-  readonly time: PartitionTime;
-}
+type FirstFrame = WindowFirstFrame;
 
 interface PartitionState<R> {
   watermark: Watermark;
@@ -313,9 +358,10 @@ export class UniqueUsersWindows<R = never> {
     if (!this.#partitions.has(partition)) this.#partitions.set(partition, this.#newPartition(partition));
   }
 
-  #newPartition(partition: number, time?: PartitionTime): PartitionState<R> {
+  #newPartition(partition: number, time?: PartitionTime, held: readonly StoredHeldFrame<R>[] = []): PartitionState<R> {
     const { allowedLatenessMs, maxTimeSkewMs } = this.#options;
-    const restored = time?.guard ? { ...time.guard, held: [] } : undefined;
+    const frames = held.map((h) => ({ eventTime: h.eventTime, since: h.since, item: { uid: h.uid, offset: h.offset, ref: h.ref, time: h.time } }));
+    const restored = time?.guard ? { ...time.guard, held: frames } : undefined;
     const guard = maxTimeSkewMs === undefined ? null : new EventTimeGuard<HeldFrame<R>>({ maxSkewMs: maxTimeSkewMs, toleranceMs: allowedLatenessMs }, restored);
     const state: PartitionState<R> = {
       watermark: new Watermark(allowedLatenessMs), finished: false, idle: false, guard, guardSink: null,
@@ -408,10 +454,19 @@ export class UniqueUsersWindows<R = never> {
    * the read position of that commit: frames below it are judged again as they were, and
    * count in no window closed by then (`restoreClosed`).
    */
-  restore(partition: number, resume: { from: bigint; time: PartitionTime | null; events: readonly JudgingEvent[]; idle: boolean; replayUntil: bigint | null }): void {
-    const state = this.#newPartition(partition, resume.time ?? undefined);
+  restore(partition: number, resume: { from: bigint; time: PartitionTime | null; events: readonly JudgingEvent[]; idle: boolean; replayUntil: bigint | null; appliedThrough?: bigint; held?: readonly StoredHeldFrame<R>[] }): void {
+    const state = this.#newPartition(partition, resume.time ?? undefined, resume.held);
     state.next = resume.from;
     state.events = [...resume.events];
+    // Resumed from durable state taken at `appliedThrough`: the decisions before it are in
+    // `time`, and so are those at it that were made before the state was taken (windows
+    // closed no later than `time.closed`; a guard decision, which found nothing held).
+    const through = resume.appliedThrough;
+    if (through !== undefined) {
+      const closed = resume.time?.closed ?? Number.NEGATIVE_INFINITY;
+      const inTime = (e: JudgingEvent) => e.at < through || (e.at === through && (e.kind !== 'closed' || e.value <= closed));
+      while (state.applied < state.events.length && inTime(state.events[state.applied])) state.applied++;
+    }
     state.replayUntil = resume.replayUntil;
     state.replaying = resume.replayUntil !== null;
     state.idleAfterReplay = resume.idle;
@@ -479,9 +534,60 @@ export class UniqueUsersWindows<R = never> {
         state.events = state.events.slice(drop);
         state.applied -= drop;
       }
-      points.set(partition, { ...(frame ? { offset: frame.offset } : {}), time: frame?.time ?? currentTime(state, state.replaying ? state.replayClosed : this.#closedThrough), events: state.events.slice(-MAX_EVENTS), idle: state.replaying ? state.idleAfterReplay : state.idle });
+      const cut = state.events.length > MAX_EVENTS ? { cut: state.events[state.events.length - MAX_EVENTS - 1].at } : {};
+      points.set(partition, { ...(frame ? { offset: frame.offset } : {}), time: frame?.time ?? currentTime(state, state.replaying ? state.replayClosed : this.#closedThrough), events: state.events.slice(-MAX_EVENTS), idle: state.replaying ? state.idleAfterReplay : state.idle, ...cut });
     }
     return points;
+  }
+
+  /**
+   * The whole state between two frames (`WindowsState`, with the frames the guards hold
+   * and the caller's references to them), or null while frames judged again after a
+   * restart are still being replayed.
+   */
+  snapshot(): WindowsState<R> | null {
+    for (const state of this.#partitions.values()) if (state.replaying) return null;
+    const closed = this.#closedThrough;
+    const partitions = new Map<number, PartitionTime>();
+    const held = new Map<number, StoredHeldFrame<R>[]>();
+    for (const [partition, state] of this.#partitions) {
+      partitions.set(partition, currentTime(state, closed));
+      if (state.guard === null || state.guard.held === 0) continue;
+      held.set(partition, state.guard.snapshot().held.map((h) => ({ eventTime: h.eventTime, since: h.since, uid: h.item.uid, offset: h.item.offset, time: h.item.time, ref: h.item.ref })));
+    }
+    const windows: OpenWindowState[] = [];
+    for (const frames of this.#frames) {
+      for (const w of frames.open.values()) windows.push({ granularity: frames.granularity, start: w.start, end: w.end, frames: w.frames, late: w.late, counter: w.counter, first: [...w.firstOffsets] });
+    }
+    const emitted = this.#emittedRank < 0 ? null : { end: this.#emittedEnd, rank: this.#emittedRank, all: this.#resumeAll };
+    return { closedThrough: Number.isFinite(closed) ? closed : null, emitted, partitions, windows, held };
+  }
+
+  /**
+   * Seeds the open windows of a `snapshot` (durable state) into windows restored otherwise
+   * (`restore`, `restoreClosed`, before any frame): those closed since — ending at or
+   * before the closed-through time now — were emitted and are left out. Throws a
+   * RangeError for a window of a granularity not counted here.
+   */
+  seed(snapshot: WindowsState<R>): void {
+    const emitted = snapshot.emitted;
+    if (emitted !== null) {
+      this.#resumeAll ||= emitted.all;
+      if (emitted.end > this.#emittedEnd || (emitted.end === this.#emittedEnd && emitted.rank > this.#emittedRank)) {
+        this.#emittedEnd = emitted.end;
+        this.#emittedRank = emitted.rank;
+      }
+    }
+    for (const window of snapshot.windows) {
+      const frames = this.#frames.find((f) => f.granularity === window.granularity);
+      if (frames === undefined) throw new RangeError(`the stored state has ${window.granularity} windows, which are not counted here`);
+      if (window.end <= this.#closedThrough) continue;
+      if (frames.open.has(window.start)) throw new RangeError(`the ${window.granularity} window at ${window.start} is already open`);
+      frames.open.set(window.start, { start: window.start, end: window.end, counter: window.counter, frames: window.frames, late: window.late, firstOffsets: new Map(window.first) });
+      frames.start = Number.NaN;
+      frames.end = Number.NaN;
+      frames.state = null;
+    }
   }
 
   /** Forgets a partition (revoked by a rebalance). */

@@ -8,7 +8,11 @@ import { JsonRecordSplitter } from '../core/json-records.ts';
 import type { JsonRecordFormat } from '../core/json-records.ts';
 import { describeSkew } from '../core/event-time-guard.ts';
 import { UniqueUsersWindows } from '../core/unique-users.ts';
-import type { ALREADY_EMITTED, JudgingEvent, LateFrame, PartitionTime, WindowCount } from '../core/unique-users.ts';
+import type { ALREADY_EMITTED, JudgingEvent, LateFrame, PartitionResume, PartitionTime, WindowCount, WindowsState } from '../core/unique-users.ts';
+import { decodeWindowsState, encodeWindowsState } from '../core/unique-users-state.ts';
+import { readStateSnapshot, writeStateSnapshot } from '../db/unique-users-state-store.ts';
+import type { StateSnapshotRow } from '../db/unique-users-state-store.ts';
+import { randomBytes } from 'node:crypto';
 import { UserFrameReader } from '../core/user-frame.ts';
 import type { FrameProblem } from '../core/user-frame.ts';
 import { FrameScanner, ScannedFrames } from './frame-scanner.ts';
@@ -20,7 +24,7 @@ import { metrics } from '../observability/metrics.ts';
 import { DEFAULT_TRANSACTION_INTERVAL_MS, kafkaTransaction, outputDerived } from '../runtime/commit-strategy.ts';
 import { withDeadLetterFallback } from '../runtime/dead-letter-producer.ts';
 import { TOO_LARGE, deadLetter } from '../runtime/dead-letters.ts';
-import type { EndContext, IdleContext, PartitionClaim, ProcessContext, Processor, ResumePoint } from '../runtime/processor.ts';
+import type { ClaimStarts, EndContext, IdleContext, PartitionClaim, ProcessContext, Processor, ResumePoint } from '../runtime/processor.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
 import { isRetriableDbError } from '../runtime/commit-pg-transaction.ts';
 import { withRetries } from '../observability/retry.ts';
@@ -61,6 +65,17 @@ import type { ByteSource } from './byte-source.ts';
  * commit are the processor's checkpoint, written by the runtime (`checkpointDb`) in one
  * PostgreSQL transaction per commit, before the commit that makes those minutes visible
  * (stdin: before each chunk's minutes are handed on). A minute written again replaces itself.
+ *
+ * Durable state (a database and exactly once, the service): at most every
+ * `stateIntervalMs` a commit also takes a snapshot of the open windows — their exact sets
+ * or sketches, each partition's event time, at the read position — written in that
+ * PostgreSQL transaction before the Kafka transaction whose offset metadata names it
+ * (`snap`: its id and the partition's position in it). A restart loads the named snapshot,
+ * seeds the windows with it and reads each partition from the snapshot's position — or from
+ * its committed offset, when that is further on — instead of from the first frame of its
+ * oldest open window; the frames up to the committed read position are judged again as
+ * before. Whatever does not fit (another partition set, other settings, a snapshot gone)
+ * resumes as without a database. docs/users.md, "Durable state".
  */
 
 export interface UniqueUsersConfig {
@@ -97,7 +112,12 @@ export interface UniqueUsersConfig {
   exactlyOnce?: boolean;
   /** Commit at most this often (default 1 s). */
   commitIntervalMs?: number;
+  /** With a database, exactly once: a snapshot of the open windows at most this often (default 30 s; docs/users.md, "Durable state"). */
+  stateIntervalMs?: number;
 }
+
+/** The default --state-interval. */
+export const DEFAULT_STATE_INTERVAL_MS = 30_000;
 
 export interface UniqueUsersDeps {
   log: Log;
@@ -196,9 +216,15 @@ class FrameCounter {
     return rows;
   }
 
+  /** A fresh distinct counter for a window, as configured. */
+  newCounter(): DistinctCounter {
+    const config = this.#config;
+    return config.approx ? new HyperLogLog(config.precision) : new BoundedDistinct(config.maxExactBytes, config.precision);
+  }
+
   #newOperator(): UniqueUsersWindows<HeldRef> {
     const config = this.#config;
-    const counter: () => DistinctCounter = config.approx ? () => new HyperLogLog(config.precision) : () => new BoundedDistinct(config.maxExactBytes, config.precision);
+    const counter = () => this.newCounter();
     // With a database, each minute's counter becomes its sketch row as the minute is emitted.
     const emitted = this.rows === null ? undefined : (record: WindowCount, distinct: DistinctCounter) => {
       if (record.granularity === 'minute') this.rows!.push(minuteSketchRow(record, distinct));
@@ -319,6 +345,30 @@ function heldRef(source: FrameSource, data: Uint8Array, start: number, end: numb
   return { source: own, data: bytes, ts };
 }
 
+/** A held frame's reference as bytes (durable state): its record's fields and bytes, JSON. */
+function encodeHeldRef(ref: HeldRef): Uint8Array {
+  const source = ref.source;
+  if ('line' in source) return Buffer.from(JSON.stringify({ line: source.line, index: source.index, data: ref.data.toString('base64'), ts: ref.ts }));
+  return Buffer.from(JSON.stringify({
+    topic: source.topic, partition: source.partition, offset: String(source.offset), timestamp: String(source.timestamp),
+    key: source.key === null ? null : Buffer.from(source.key).toString('base64'),
+    headers: source.headers.map(([name, value]) => [name, Buffer.from(value).toString('base64')]),
+    data: ref.data.toString('base64'), ts: ref.ts,
+  }));
+}
+
+function decodeHeldRef(bytes: Uint8Array): HeldRef {
+  const v = JSON.parse(Buffer.from(bytes).toString('utf8')) as { line?: number; index?: number; topic?: string; partition?: number; offset?: string; timestamp?: string; key?: string | null; headers?: Array<[string, string]>; data: string; ts: number };
+  const data = Buffer.from(v.data, 'base64');
+  if (v.line !== undefined) return { source: { line: v.line, index: v.index! }, data, ts: v.ts };
+  const source: LogRecord = {
+    topic: v.topic!, partition: v.partition!, offset: BigInt(v.offset!), timestamp: BigInt(v.timestamp!),
+    key: v.key == null ? null : Buffer.from(v.key, 'base64'), value: data,
+    headers: (v.headers ?? []).map(([name, value]) => [name, Buffer.from(value, 'base64')] as const),
+  };
+  return { source, data, ts: v.ts };
+}
+
 /**
  * The record a frame came from. A frame of stdin becomes a record of topic "-" (as
  * `--input -` names it), partition 0, offset its 0-based index in the stream.
@@ -380,20 +430,29 @@ interface ScannedBatch {
  * newest minute records before every assignment; with kafka-transaction it commits
  * `resumePoints()` and hands their state back to `assign`.
  */
-class UniqueUsersProcessor implements Processor<MinuteSketchRow[], ScannedBatch> {
+class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBatch> {
   readonly #config: UniqueUsersConfig;
   readonly #counter: FrameCounter;
   readonly #emit: WindowSink;
   readonly #scanner: FrameScanner | null;
   readonly #logger: Logger;
   readonly #range: ValueRange = { data: Buffer.alloc(0), start: 0, end: 0 };
+  /** Durable state (null: none): where snapshots are kept, and the wall clock that spaces them. */
+  readonly #durable: DurableSettings | null;
+  /** The snapshot the commits name now: its id, positions and when it was taken (wall clock). */
+  #named: { id: string; positions: ReadonlyMap<number, bigint>; at: number } | null = null;
+  /** The snapshot written (or resumed from) last: kept when the next one is written, older ones deleted. */
+  #written: string | null = null;
+  /** A snapshot taken with the offsets of the commit being taken: its checkpoint writes it. */
+  #pendingState: StateSnapshotRow | null = null;
 
-  constructor(config: UniqueUsersConfig, counter: FrameCounter, emit: WindowSink, scanner: FrameScanner | null, logger: Logger) {
+  constructor(config: UniqueUsersConfig, counter: FrameCounter, emit: WindowSink, scanner: FrameScanner | null, logger: Logger, durable: { db: Database; now: () => number; signal: AbortSignal } | null = null) {
     this.#config = config;
     this.#counter = counter;
     this.#emit = emit;
     this.#scanner = scanner;
     this.#logger = logger;
+    this.#durable = durable && { ...durable, intervalMs: config.stateIntervalMs ?? DEFAULT_STATE_INTERVAL_MS, settings: stateSettings(config) };
   }
 
   resume(lastOutputs: readonly LogRecord[]): void {
@@ -416,7 +475,16 @@ class UniqueUsersProcessor implements Processor<MinuteSketchRow[], ScannedBatch>
     this.#logger.info({ granularity: newest.granularity, end: windowIso(newest.end * 1000) }, 'resuming after the last window in the output topic');
   }
 
-  async assign(_tx: unknown, claims: readonly PartitionClaim[]): Promise<void> {
+  async assign(_tx: unknown, claims: readonly PartitionClaim[]): Promise<void | ClaimStarts> {
+    this.#named = null;
+    this.#written = null;
+    this.#pendingState = null;
+    if (this.#durable) {
+      const starts = await this.#resumeDurable(this.#durable, claims);
+      if (starts !== null) return starts;
+      // What #resumeDurable may have restored before it gave up is started over.
+      this.#counter.reset();
+    }
     const operator = this.#counter.operator;
     let closed = Number.NEGATIVE_INFINITY;
     const restored: string[] = [];
@@ -488,14 +556,123 @@ class UniqueUsersProcessor implements Processor<MinuteSketchRow[], ScannedBatch>
     return [...this.#counter.operator.pendingOffsets()].map(([partition, offset]) => ({ topic: this.#config.input, partition, offset }));
   }
 
-  resumePoints(): ResumePoint[] {
+  resumePoints(positions: ReadonlyMap<string, ReadonlyMap<number, bigint>>): ResumePoint[] {
     const operator = this.#counter.operator;
     const closed = Number.isFinite(operator.watermarkMs) ? operator.watermarkMs : null;
-    return [...operator.resumePoints()].map(([partition, point]) => {
+    const points = operator.resumePoints();
+    const read = positions.get(this.#config.input);
+    if (this.#durable && read) this.#snapshotIfDue(this.#durable, read, points);
+    const named = this.#named;
+    return [...points].map(([partition, point]) => {
       const events = point.events.map((e): ResumeState['events'][number] => (e.kind === 'closed' ? [String(e.at), e.kind, e.value] : [String(e.at), e.kind]));
-      const state: ResumeState = { time: point.time, closed, events, ...(point.idle ? { idle: true } : {}) };
+      const at = named?.positions.get(partition);
+      const state: ResumeState = {
+        time: point.time, closed, events, ...(point.idle ? { idle: true } : {}),
+        ...(point.cut === undefined ? {} : { cut: String(point.cut) }),
+        ...(named && at !== undefined ? { snap: [named.id, String(at)] as [string, string] } : {}),
+      };
       return { topic: this.#config.input, partition, ...(point.offset === undefined ? {} : { offset: point.offset }), state };
     });
+  }
+
+  /**
+   * Takes a snapshot of the open windows with this commit's offsets when one is due: none
+   * named yet, the partitions changed, --state-interval passed since the last, or the
+   * decisions after its position no longer fit a resume point. Not while frames are replayed
+   * after a restart (those commits keep naming the last one), nor when nothing was read since.
+   */
+  #snapshotIfDue(durable: DurableSettings, read: ReadonlyMap<number, bigint>, points: ReadonlyMap<number, PartitionResume>): void {
+    const named = this.#named;
+    const now = durable.now();
+    const samePartitions = named !== null && named.positions.size === read.size && [...read.keys()].every((p) => named.positions.has(p));
+    if (samePartitions && [...read].every(([p, offset]) => named.positions.get(p) === offset)) return;
+    const overflowing = named !== null && [...points].some(([p, point]) => point.cut !== undefined && point.cut > (named.positions.get(p) ?? -1n));
+    if (samePartitions && now - named.at < durable.intervalMs && !overflowing) return;
+    const state = this.#counter.operator.snapshot();
+    if (state === null) return;
+    const id = `${now.toString(36)}-${randomBytes(6).toString('hex')}`;
+    const bytes = encodeWindowsState(state, durable.settings, encodeHeldRef);
+    const positions = new Map(read);
+    this.#pendingState = { group: this.#config.group, topic: this.#config.input, id, positions, windows: state.windows.length, state: bytes, previous: this.#written };
+    this.#written = id;
+    this.#named = { id, positions, at: now };
+    this.#logger.debug({ snapshot: id, windows: state.windows.length, bytes: bytes.length, positions: [...positions].map(([p, o]) => `${p}@${o}`) }, 'durable state taken');
+  }
+
+  /**
+   * Resumes from the snapshot the committed offsets name, when every claimed partition
+   * names the same one, it holds exactly these partitions under these settings, and the
+   * decisions after it are all in the resume points. Returns where the partitions start
+   * (null: it does not apply; the caller resumes without it).
+   */
+  async #resumeDurable(durable: DurableSettings, claims: readonly PartitionClaim[]): Promise<ClaimStarts | null> {
+    const claim = claims.find((c) => c.topic === this.#config.input);
+    if (claims.length !== 1 || claim === undefined || claim.partitions.length === 0) return null;
+    // A partition that never had a frame commits no state: it resumes at its committed offset.
+    const states = new Map<number, DecodedResumeState>();
+    for (const partition of claim.partitions) {
+      const raw = claim.states?.get(partition);
+      if (raw === undefined) continue;
+      const state = decodeResumeState(raw);
+      if (state === null || state.snap === null) return null;
+      states.set(partition, state);
+    }
+    if (states.size === 0) return null;
+    const id = [...states.values()][0].snap!.id;
+    const giveUp = (why: string) => {
+      this.#logger.warn({ snapshot: id }, `durable state not used: ${why}; resuming from the committed offsets`);
+      return null;
+    };
+    if ([...states.values()].some((s) => s.snap!.id !== id)) return giveUp('the partitions name different snapshots');
+    const stored = await withRetries('postgres', `read ${PIPELINE} durable state`, () => readStateSnapshot(durable.db, this.#config.group, this.#config.input, id), { signal: durable.signal, isRetriable: isRetriableDbError });
+    if (stored === null) return giveUp('the snapshot is not in the database');
+    if (stored.positions.size !== claim.partitions.length || claim.partitions.some((p) => !stored.positions.has(p) || (states.has(p) && stored.positions.get(p) !== states.get(p)!.snap!.at))) return giveUp('it holds another set of partitions');
+    for (const partition of claim.partitions) {
+      if (!states.has(partition) && claim.offsets.get(partition)! < stored.positions.get(partition)!) return giveUp(`partition ${partition} committed no state`);
+    }
+    let decoded: { settings: string; state: WindowsState<HeldRef> };
+    try {
+      decoded = decodeWindowsState(stored.state, () => this.#counter.newCounter(), decodeHeldRef);
+    } catch (error) {
+      return giveUp(`it cannot be read (${(error as Error).message})`);
+    }
+    if (decoded.settings !== durable.settings) return giveUp('it was taken with other settings (granularities, time zone, counting, lateness)');
+    const operator = this.#counter.operator;
+    const starts = new Map<number, bigint>();
+    const resume: string[] = [];
+    let closed = Number.NEGATIVE_INFINITY;
+    for (const partition of claim.partitions) {
+      const state = states.get(partition);
+      const committed = claim.offsets.get(partition)!;
+      if (state === undefined) {
+        resume.push(`${partition}@${committed}..${committed} (committed ${committed}, snapshot ${stored.positions.get(partition)})`);
+        continue;
+      }
+      const read = claim.replayed?.get(partition) ?? committed;
+      const at = state.snap!.at;
+      if (state.closed != null && state.closed > closed) closed = state.closed;
+      if (committed >= at) {
+        // Its committed offset is no further back than the snapshot: it resumes there, as without one.
+        operator.restore(partition, { from: committed, time: state.time, events: state.events, idle: state.idle, replayUntil: read > committed ? read : null });
+        resume.push(`${partition}@${committed}..${read} (committed ${committed}, snapshot ${at})`);
+        continue;
+      }
+      if (state.cut !== null && state.cut > at) return giveUp(`more decisions were made on partition ${partition} after it than a resume point keeps`);
+      operator.restore(partition, { from: at, time: decoded.state.partitions.get(partition) ?? null, events: state.events, idle: state.idle, replayUntil: read > at ? read : null, appliedThrough: at, held: decoded.state.held.get(partition) ?? [] });
+      starts.set(partition, at);
+      resume.push(`${partition}@${at}..${read} (committed ${committed}, snapshot ${at})`);
+    }
+    operator.restoreClosed(closed);
+    try {
+      operator.seed(decoded.state);
+    } catch (error) {
+      return giveUp((error as Error).message);
+    }
+    for (const partition of claim.partitions) operator.expect(partition);
+    this.#named = { id, positions: stored.positions, at: durable.now() };
+    this.#written = id;
+    this.#logger.info({ snapshot: id, windows: decoded.state.windows.length, bytes: stored.state.length, partitions: resume, closedThrough: minuteIsoish(closed) }, 'resuming from durable state: each partition from the snapshot\'s position (or its committed offset, when further on) up to the last read position judged again');
+    return new Map([[claim.topic, starts]]);
   }
 
   onReplayed(partition: TopicPartition, context: Pick<ProcessContext, 'now' | 'emit' | 'reject'>): void {
@@ -504,20 +681,26 @@ class UniqueUsersProcessor implements Processor<MinuteSketchRow[], ScannedBatch>
     this.#emitWindows(this.#counter.operator.close(), context);
   }
 
-  /** The sketch rows of the minutes emitted since the last commit was taken (with a database; taken with their records). */
-  checkpoint(): MinuteSketchRow[] | null {
-    return this.#counter.takeRows();
+  /** The sketch rows of the minutes emitted since the last commit was taken, and a snapshot taken with its offsets (with a database; taken with their records). */
+  checkpoint(): UniqueUsersCheckpoint | null {
+    const rows = this.#counter.takeRows();
+    const state = this.#pendingState;
+    this.#pendingState = null;
+    return rows === null && state === null ? null : { rows, state };
   }
 
-  /** Written (checkpointDb) before the commit that makes the minutes visible; a minute written again replaces itself. */
-  async write(tx: Queryable, rows: MinuteSketchRow[]): Promise<number> {
-    await writeUserMinutes(tx, rows);
-    return rows.length;
+  /** Written (checkpointDb) before the commit that makes the minutes visible and names the snapshot; written again, each replaces itself. */
+  async write(tx: Queryable, checkpoint: UniqueUsersCheckpoint): Promise<number> {
+    if (checkpoint.rows !== null) await writeUserMinutes(tx, checkpoint.rows);
+    if (checkpoint.state !== null) await writeStateSnapshot(tx, checkpoint.state);
+    return checkpoint.rows?.length ?? 0;
   }
 
   revoke(): void {
-    // Open windows are recomputed from the committed offsets; emitted ones are skipped by resume().
+    // Open windows are recomputed from the committed offsets (and durable state); emitted ones are skipped by resume().
     this.#counter.reset();
+    this.#named = null;
+    this.#pendingState = null;
   }
 
   #emitWindows(windows: WindowCount[], context: Pick<ProcessContext, 'emit'> & Partial<Pick<ProcessContext, 'commitSoon'>>): void {
@@ -531,6 +714,26 @@ class UniqueUsersProcessor implements Processor<MinuteSketchRow[], ScannedBatch>
 
 const EMPTY = new Uint8Array(0);
 
+interface DurableSettings {
+  db: Database;
+  now: () => number;
+  signal: AbortSignal;
+  intervalMs: number;
+  settings: string;
+}
+
+/** What a commit writes before its Kafka transaction (checkpointDb): minute sketch rows, a snapshot of the open windows. */
+interface UniqueUsersCheckpoint {
+  rows: MinuteSketchRow[] | null;
+  state: StateSnapshotRow | null;
+}
+
+/** What durable state is only valid under: a snapshot taken with other settings is not resumed from. */
+function stateSettings(config: UniqueUsersConfig): string {
+  const { granularities, timeZone, approx, precision, maxExactBytes, allowedLatenessMs, maxTimeSkewMs } = config;
+  return JSON.stringify({ granularities, timeZone, approx, precision, maxExactBytes, allowedLatenessMs, maxTimeSkewMs });
+}
+
 /** What a resume point of unique-users commits with the offset (in the offset's metadata). */
 interface ResumeState {
   /** The partition's event time just before the frame at the offset. */
@@ -541,10 +744,23 @@ interface ResumeState {
   events: Array<[string, 'settle' | 'drain'] | [string, 'closed', number]>;
   /** Idle at the read position (absent: not). */
   idle?: true;
+  /** Decisions after the offset were left out: the position of the newest left out. */
+  cut?: string;
+  /** Durable state: the snapshot the commit names, and the partition's position in it. */
+  snap?: [string, string];
+}
+
+interface DecodedResumeState {
+  time: PartitionTime;
+  closed: number | null;
+  events: JudgingEvent[];
+  idle: boolean;
+  cut: bigint | null;
+  snap: { id: string; at: bigint } | null;
 }
 
 /** A committed resume state read back, or null when it is not one (another version's, or damaged). */
-function decodeResumeState(raw: unknown): { time: PartitionTime; closed: number | null; events: JudgingEvent[]; idle: boolean } | null {
+function decodeResumeState(raw: unknown): DecodedResumeState | null {
   const value = raw as Partial<ResumeState> | null;
   if (value === null || typeof value !== 'object') return null;
   const time = value.time as Partial<PartitionTime> | undefined;
@@ -560,7 +776,10 @@ function decodeResumeState(raw: unknown): { time: PartitionTime; closed: number 
     else if (e[1] === 'closed' && typeof e[2] === 'number') events.push({ at: BigInt(e[0]), kind: 'closed', value: e[2] });
     else return null;
   }
-  return { time: { stream: time.stream ?? null, guard: guard ?? null, closed: time.closed ?? null }, closed: value.closed ?? null, events, idle: value.idle === true };
+  const digits = (x: unknown): x is string => typeof x === 'string' && /^\d+$/.test(x);
+  const cut = digits(value.cut) ? BigInt(value.cut) : null;
+  const snap = Array.isArray(value.snap) && typeof value.snap[0] === 'string' && digits(value.snap[1]) ? { id: value.snap[0], at: BigInt(value.snap[1]) } : null;
+  return { time: { stream: time.stream ?? null, guard: guard ?? null, closed: time.closed ?? null }, closed: value.closed ?? null, events, idle: value.idle === true, cut, snap };
 }
 
 /** Side records through the runtime: late frames to the late topic, the others to dead letters. */
@@ -610,7 +829,8 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
       ...(deps.db ? { checkpointDb: deps.db } : {}),
       group: config.group,
       topics: [config.input],
-      processor: new UniqueUsersProcessor(config, counter, emit, scanner, deps.logger),
+      // Durable state needs the exactly-once commits (resume points) and a service reading a topic.
+      processor: new UniqueUsersProcessor(config, counter, emit, scanner, deps.logger, deps.db && exactlyOnce && !config.untilEnd ? { db: deps.db, now: deps.now ?? Date.now, signal: deps.signal } : null),
       deadLetterTopic: config.deadLetterTopic,
       lateTopic: config.lateTopic,
       logger: deps.logger,

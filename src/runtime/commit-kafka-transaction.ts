@@ -143,14 +143,28 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
       claimed.push({ topic, partitions: list, offsets, generation: 0, states, replayed });
     }
     if (foreign && processor.resume && this.#outputTopic !== null) processor.resume(await newestRecords(log, this.#outputTopic, signal));
-    await processor.assign(NO_DATABASE, claimed);
+    const starts = await processor.assign(NO_DATABASE, claimed);
+    // The processor's own durable state holds the records before these: they are not read again.
+    if (starts) {
+      for (const claim of claimed) {
+        for (const [p, start] of starts.get(claim.topic) ?? []) {
+          const offsets = claim.offsets as Map<number, bigint>;
+          if (!(start > offsets.get(p)!)) continue;
+          offsets.set(p, start);
+          const replayed = claim.replayed as Map<number, bigint>;
+          if (!(replayed.get(p)! > start)) replayed.delete(p);
+        }
+      }
+    }
     return claimed;
   }
 
   offsets(processed: CommitOffsets): CommitOffsets {
     if (!this.#resumable) return processed;
     const points = new Map<string, { offset?: bigint; state: unknown }>();
-    for (const point of this.#context.processor.resumePoints!()) points.set(`${point.topic}\u0000${point.partition}`, point);
+    const positions = new Map<string, Map<number, bigint>>();
+    for (const [topic, { next, read }] of processed) positions.set(topic, new Map([...next].map(([p, position]) => [p, read?.get(p) ?? position])));
+    for (const point of this.#context.processor.resumePoints!(positions)) points.set(`${point.topic}\u0000${point.partition}`, point);
     const lowered: CommitOffsets = new Map();
     for (const [topic, { generation, next, read }] of processed) {
       const offsets = new Map<number, bigint>();

@@ -60,6 +60,14 @@ export interface ResumePoint extends TopicPartition {
   state: unknown;
 }
 
+/**
+ * kafka-transaction with `resumePoints`: partitions the processor resumes further on than
+ * their claim says, by topic: its own durable state (a snapshot in PostgreSQL) holds what
+ * lies before. Never below the claim's offset; records from there up to the claim's
+ * `replayed` are still processed again.
+ */
+export type ClaimStarts = ReadonlyMap<string, ReadonlyMap<number, bigint>>;
+
 /** How a record ended, for the per-partition accounting `monitor` reconciles. */
 export type RejectOutcome = 'invalid' | 'late';
 
@@ -110,7 +118,7 @@ export interface Processor<Checkpoint, Prepared = unknown> {
    * transaction with the pg-transaction strategy; the Kafka strategies keep no database
    * and hand a `tx` that refuses every query.
    */
-  assign(tx: Queryable, claims: readonly PartitionClaim[]): Promise<void>;
+  assign(tx: Queryable, claims: readonly PartitionClaim[]): Promise<void | ClaimStarts>;
   /**
    * Optional: starts work on fetched records off the loop's thread (a worker parsing
    * them); the answer is handed to `process` with the same records. Up to two batches are
@@ -142,9 +150,10 @@ export interface Processor<Checkpoint, Prepared = unknown> {
   /**
    * kafka-transaction: per assigned partition, where a restart resumes and the state it
    * needs there; taken with the outputs of the same commit, committed in its transaction
-   * and handed back in `assign` (`PartitionClaim.states`, `replayed`).
+   * and handed back in `assign` (`PartitionClaim.states`, `replayed`). `positions`: per
+   * topic and partition, where the records processed so far end (the read position).
    */
-  resumePoints?(): readonly ResumePoint[];
+  resumePoints?(positions: ReadonlyMap<string, ReadonlyMap<number, bigint>>): readonly ResumePoint[];
   /**
    * kafka-transaction with `resumePoints`: the records of the partition processed again
    * after a claim (below `PartitionClaim.replayed`) are through; rejections made here are
