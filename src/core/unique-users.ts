@@ -235,6 +235,12 @@ interface PartitionState<R> {
   replayClosed: number;
   /** The offset of the frame being judged (null between frames). */
   judging: bigint | null;
+  /**
+   * Windows ending at or before this were emitted for this partition by an earlier run
+   * (`restoreEmitted`; scaled out, each partition's previous owner closed windows at its own
+   * time); null: what `restoreClosed`/`resumeAfter` say for all partitions.
+   */
+  emittedEnd: number | null;
 }
 
 interface WindowState {
@@ -366,7 +372,7 @@ export class UniqueUsersWindows<R = never> {
     const state: PartitionState<R> = {
       watermark: new Watermark(allowedLatenessMs), finished: false, idle: false, guard, guardSink: null,
       before: new Float64Array(2 + (guard?.positionSize ?? 0)), next: undefined, resumable: false, events: [], applied: 0, replayUntil: null, replaying: false, idleAfterReplay: false,
-      replayClosed: time?.closed ?? Number.NEGATIVE_INFINITY, judging: null,
+      replayClosed: time?.closed ?? Number.NEGATIVE_INFINITY, judging: null, emittedEnd: null,
     };
     if (time?.stream != null) state.watermark.resetTo(time.stream);
     if (guard === null) return state;
@@ -484,6 +490,17 @@ export class UniqueUsersWindows<R = never> {
       this.#emittedEnd = endMs;
       this.#emittedRank = granularityRank('year');
     }
+  }
+
+  /**
+   * Windows ending at or before `endMs` were emitted for this partition (its frames) by an
+   * earlier run: its frames judged again skip them, whatever the other partitions' windows.
+   * After `restore`; scaled out, where the partitions of one member come from owners that
+   * closed windows at different times and `restoreClosed` gets the earliest.
+   */
+  restoreEmitted(partition: number, endMs: number): void {
+    const state = this.#partitions.get(partition);
+    if (state && Number.isFinite(endMs)) state.emittedEnd = endMs;
   }
 
   /** The partition's frames judged before the restart are all judged again: what the guard decided after them is applied, and judging goes on as new. */
@@ -667,13 +684,14 @@ export class UniqueUsersWindows<R = never> {
     // Judged again after a restart: against the windows closed when it was judged before.
     const replaying = state.replaying;
     const closedThrough = replaying ? state.replayClosed : this.#closedThrough;
-    const resumed = this.#emittedRank >= 0 && (this.#resumeAll || replaying);
+    const own = state.emittedEnd;
+    const resumed = own !== null ? replaying : this.#emittedRank >= 0 && (this.#resumeAll || replaying);
     let pending = 0;
     let closed = false;
     for (const frames of all) {
       frames.locate(eventTimeMs);
       if (replaying && frames.end <= closedThrough) closed = true; // whether or not that window is out now
-      if (resumed && this.#emitted(frames)) continue;
+      if (resumed && (own !== null ? frames.end <= own : this.#emitted(frames))) continue;
       pending++;
       if (frames.end <= closedThrough) closed = true;
     }
@@ -685,7 +703,7 @@ export class UniqueUsersWindows<R = never> {
       // window: then the window cannot have been emitted, and the count does not depend on
       // how partitions interleave.
       for (const frames of all) {
-        if (current < frames.end && frames.end > closedThrough && !(resumed && this.#emitted(frames))) this.#window(frames, state, partition, offset, time).late++;
+        if (current < frames.end && frames.end > closedThrough && !(resumed && (own !== null ? frames.end <= own : this.#emitted(frames)))) this.#window(frames, state, partition, offset, time).late++;
       }
       return { reason: 'beyond-lateness', lateByMs: watermark.streamTime - eventTimeMs, watermarkMs: current };
     }
@@ -699,7 +717,7 @@ export class UniqueUsersWindows<R = never> {
     const hash = typeof uid === 'string' || all.length === 1 ? undefined : asciiHash(uid.bytes, uid.start, uid.end);
     let known = false;
     for (const frames of all) {
-      if (resumed && this.#emitted(frames)) continue;
+      if (resumed && (own !== null ? frames.end <= own : this.#emitted(frames))) continue;
       const window = this.#window(frames, state, partition, offset, time);
       window.frames++;
       if (frames.startsChain) known = false;

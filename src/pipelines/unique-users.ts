@@ -33,6 +33,8 @@ import type { MinuteSketchRow } from '../core/user-sketches.ts';
 import { saveUserMinutes, writeUserMinutes } from '../db/user-sketch-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { ByteSource } from './byte-source.ts';
+import { partialsTopic, runCombiner } from './unique-users-combine.ts';
+import type { ProgressRecord } from './unique-users-combine.ts';
 
 /**
  * unique-users: frames from a topic (or stdin) → distinct root `uid` per window of root
@@ -114,6 +116,13 @@ export interface UniqueUsersConfig {
   commitIntervalMs?: number;
   /** With a database, exactly once: a snapshot of the open windows at most this often (default 30 s; docs/users.md, "Durable state"). */
   stateIntervalMs?: number;
+  /**
+   * Several members of one group (--scale-out; docs/users.md, "How it scales"): each writes
+   * its partitions' windows as partials to `<group>-partials`, and the member owning that
+   * topic's partition sums them into one record per window on `output`. Needs the input keyed
+   * by uid and exact counting, exactly once.
+   */
+  scaleOut?: boolean;
 }
 
 /** The default --state-interval. */
@@ -445,6 +454,10 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
   #written: string | null = null;
   /** A snapshot taken with the offsets of the commit being taken: its checkpoint writes it. */
   #pendingState: StateSnapshotRow | null = null;
+  /** Scaled out: the input partitions assigned, the progress last written for them, and whether all are quiet. */
+  #assigned: number[] = [];
+  #progressSent: string | null = null;
+  #quiet = false;
 
   constructor(config: UniqueUsersConfig, counter: FrameCounter, emit: WindowSink, scanner: FrameScanner | null, logger: Logger, durable: { db: Database; now: () => number; signal: AbortSignal } | null = null) {
     this.#config = config;
@@ -453,6 +466,22 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     this.#scanner = scanner;
     this.#logger = logger;
     this.#durable = durable && { ...durable, intervalMs: config.stateIntervalMs ?? DEFAULT_STATE_INTERVAL_MS, settings: stateSettings(config) };
+  }
+
+  /**
+   * Scaled out: after the partials, the partitions owned and the time through which their
+   * windows are out (and whether all are quiet), whenever that changed — in the same
+   * transaction, after the partials it covers.
+   */
+  #sendProgress(context: Pick<ProcessContext, 'emit'> & Partial<Pick<ProcessContext, 'commitSoon'>>): void {
+    if (this.#assigned.length === 0) return;
+    const closed = this.#counter.operator.watermarkMs;
+    const record: ProgressRecord = { progress: { partitions: this.#assigned, closedThrough: Number.isFinite(closed) ? closed : null, quiet: this.#quiet } };
+    const value = JSON.stringify(record);
+    if (value === this.#progressSent) return;
+    this.#progressSent = value;
+    context.emit(this.#config.output, { key: `progress/${this.#assigned.join('.')}`, value });
+    context.commitSoon?.();
   }
 
   resume(lastOutputs: readonly LogRecord[]): void {
@@ -479,6 +508,9 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     this.#named = null;
     this.#written = null;
     this.#pendingState = null;
+    this.#assigned = claims.flatMap((claim) => claim.partitions).sort((a, b) => a - b);
+    this.#progressSent = null;
+    this.#quiet = false;
     if (this.#durable) {
       const starts = await this.#resumeDurable(this.#durable, claims);
       if (starts !== null) return starts;
@@ -487,6 +519,11 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     }
     const operator = this.#counter.operator;
     let closed = Number.NEGATIVE_INFINITY;
+    // Scaled out, partitions come from members that closed windows at different times: the
+    // windows are closed through the earliest, so a partition taken over still counts into
+    // the windows its previous owner had not emitted (those closed for the others' partitions
+    // are closed for their frames by each partition's own restored time).
+    let earliest = Number.POSITIVE_INFINITY;
     const restored: string[] = [];
     for (const claim of claims) {
       for (const partition of claim.partitions) {
@@ -497,7 +534,19 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
         if (state === null && replayUntil === null) continue;
         operator.restore(partition, { from: claim.offsets.get(partition)!, time: state?.time ?? null, events: state?.events ?? [], idle: state?.idle ?? false, replayUntil });
         if (state?.closed != null && state.closed > closed) closed = state.closed;
+        if (state?.closed != null && state.closed < earliest) earliest = state.closed;
         restored.push(replayUntil === null ? `${partition}` : `${partition}@${claim.offsets.get(partition)}..${replayUntil}`);
+      }
+    }
+    if (this.#config.scaleOut && Number.isFinite(earliest)) {
+      closed = earliest;
+      // Each partition's frames skip the windows its previous owner emitted.
+      for (const claim of claims) {
+        for (const partition of claim.partitions) {
+          const raw = claim.states?.get(partition);
+          const state = raw === undefined ? null : decodeResumeState(raw);
+          if (state?.closed != null) operator.restoreEmitted(partition, state.closed);
+        }
       }
     }
     operator.restoreClosed(closed);
@@ -513,6 +562,7 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
   process(records: readonly LogRecord[], context: ProcessContext, prepared?: ScannedBatch): void {
     const counter = this.#counter;
     counter.side = sideRecordsOf(context);
+    if (records.length > 0) this.#quiet = false;
     if (prepared) {
       const view = new ScannedFrames(prepared.result);
       const { frames } = prepared;
@@ -542,6 +592,7 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     for (const { partition, caughtUp } of context.quiet) if (caughtUp) operator.idle(partition);
     // All quiet: held frames are decided (counted or implausible), then every open minute goes out (coarser windows wait for their end).
     if (context.allQuiet) operator.decideHeld();
+    if (context.allQuiet) this.#quiet = true;
     this.#emitWindows(context.allQuiet ? [...operator.close(), ...operator.flushMinutes()] : operator.close(), context);
   }
 
@@ -701,12 +752,16 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     this.#counter.reset();
     this.#named = null;
     this.#pendingState = null;
+    this.#assigned = [];
+    this.#progressSent = null;
+    this.#quiet = false;
   }
 
   #emitWindows(windows: WindowCount[], context: Pick<ProcessContext, 'emit'> & Partial<Pick<ProcessContext, 'commitSoon'>>): void {
     this.#emit(windows, (topic, records) => {
       for (const record of records) context.emit(topic, record);
     });
+    if (this.#config.scaleOut) this.#sendProgress(context);
     // Minutes printed to stdout leave the runtime nothing to send: their sketch rows still need a commit (an idle flush reads no records).
     if (this.#config.output === '-' && (this.#counter.rows?.length ?? 0) > 0) context.commitSoon?.();
   }
@@ -791,6 +846,7 @@ function sideRecordsOf(context: Pick<ProcessContext, 'reject'>): SideRecords {
 }
 
 export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUsersDeps): Promise<UniqueUsersSummary> {
+  if (config.scaleOut) return runScaledOut(config, deps);
   const { log } = deps;
   const topics = [config.lateTopic, config.deadLetterTopic, ...(config.output === '-' ? [] : [config.output])];
   // Created while the first frames are read: only the first send waits for them.
@@ -811,6 +867,62 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
     clearInterval(progress);
   }
   return counter.finish();
+}
+
+/**
+ * --scale-out: this member counts the input partitions it owns into partials on
+ * `<group>-partials`, and, while it owns that topic's partition, combines them into the
+ * final records on the output topic (unique-users-combine.ts; docs/users.md, "How it scales").
+ */
+async function runScaledOut(config: UniqueUsersConfig, deps: UniqueUsersDeps): Promise<UniqueUsersSummary> {
+  const { log } = deps;
+  if (config.input === '-' || config.output === '-' || config.untilEnd) throw new Error('--scale-out needs a service reading and writing Kafka topics (no --until-end, no -)');
+  if (config.approx) throw new Error('--scale-out counts exactly: partials of sketches are not merged (no --approx)');
+  if (deps.db) throw new Error('--scale-out keeps no minute sketches or durable state (no --database-url)');
+  if (!log.transactionalProducer || config.exactlyOnce === false) throw new Error('--scale-out needs exactly once on Kafka (Kafka transactions)');
+  const partials = partialsTopic(config.group);
+  // The internal topic: one partition (one combiner at a time, every partial and progress record in one order), replicated as the cluster allows.
+  const ready = log.createTopics([
+    { name: partials, partitions: 1 },
+    { name: config.output, partitions: 1 },
+    ...[config.lateTopic, config.deadLetterTopic].map((name) => ({ name, partitions: config.partitions })),
+  ]);
+  await ready;
+  const stage: UniqueUsersConfig = { ...config, output: partials, exactlyOnce: true };
+  const counter = new FrameCounter(stage, true, deps.db !== undefined);
+  const emit = windowSink(stage, { ...deps, onWindow: undefined }, counter);
+  const progress = setInterval(() => {
+    const s = counter.summary;
+    deps.logger.info({ frames: s.frames, late: s.late, invalid: s.invalid, openWindows: counter.operator.openWindows, watermark: minuteIsoish(counter.operator.watermarkMs) }, 'unique-users progress (scaled out)');
+  }, 10_000);
+  progress.unref();
+  const commitIntervalMs = config.commitIntervalMs ?? DEFAULT_TRANSACTION_INTERVAL_MS;
+  // One stage failing stops the other.
+  const stop = new AbortController();
+  const combined: Partial<Record<Granularity, number>> = {};
+  const signal = AbortSignal.any([deps.signal, stop.signal]);
+  const stageDeps = { ...deps, signal };
+  try {
+    const results = await Promise.allSettled([
+      onRuntime(stage, stageDeps, counter, emit, ready).finally(() => stop.abort()),
+      runCombiner({
+        log, logger: deps.logger.child({ stage: 'combine' }), signal, group: config.group, input: config.input, output: config.output,
+        deadLetterTopic: config.deadLetterTopic, commitIntervalMs, idleMs: config.idleTimeoutMs, maxRecordBytes: config.maxRecordBytes,
+        outputsReady: ready, now: deps.now, onWindow: (w) => {
+          combined[w.granularity] = (combined[w.granularity] ?? 0) + 1;
+          deps.onWindow?.(w);
+        },
+      }).finally(() => stop.abort()),
+    ]);
+    for (const result of results) if (result.status === 'rejected') throw result.reason;
+  } finally {
+    clearInterval(progress);
+  }
+  // The summary's windows are the final records this member emitted (its partials are not).
+  const summary = counter.finish();
+  summary.windows = combined;
+  summary.minutes = combined.minute ?? 0;
+  return summary;
 }
 
 async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: WindowSink, ready: Promise<void>): Promise<void> {
@@ -840,6 +952,7 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
       idleMs: config.idleTimeoutMs,
       maxRecordBytes: config.maxRecordBytes,
       outputsReady: ready,
+      ...(config.scaleOut ? { rejoinWhenProducerFenced: true } : {}),
       now: deps.now,
     });
     counter.tooLarge(report.tooLarge);

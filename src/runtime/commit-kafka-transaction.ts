@@ -213,7 +213,12 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
     try {
       await producer.commit(offsets.length > 0 ? { group, offsets, member } : undefined);
     } catch (error) {
-      if (isProducerFenced(error)) throw error;
+      if (isProducerFenced(error)) {
+        // Never used again: a member that rejoins (several members, --scale-out) claims with a new one.
+        if (this.#current === producer) this.#current = null;
+        await producer.close().catch(() => undefined);
+        throw error;
+      }
       await producer.abort();
       if (isGroupFenced(error)) throw error; // the member rejoins; the new owner redoes the unit
       throw new TickflowError('LOG_ERROR', `${pipeline}: Kafka transaction ${producer.transactionalId} aborted (${error instanceof Error ? error.message : String(error)}); a restart redoes it from the committed offsets`, { transactionalId: producer.transactionalId }, { cause: error });

@@ -95,6 +95,13 @@ export interface StreamTaskOptions<Checkpoint, Prepared = unknown> {
   sessionTimeoutMs?: number;
   /** Awaited before the first send (output topics being created while the first records are read). */
   outputsReady?: Promise<unknown>;
+  /**
+   * A member of several (kafka-transaction): a producer fenced by a newer one of its
+   * transactional id — the partition set moved to another member in a rebalance while a commit
+   * was under way — drops its uncommitted work and waits for the next assignment, as a group
+   * fencing does, instead of stopping the member.
+   */
+  rejoinWhenProducerFenced?: boolean;
   /** Wall clock, epoch ms; injectable for tests. */
   now?: () => number;
   /** Observers, for tests and dashboards. */
@@ -410,7 +417,7 @@ class StreamTask<Checkpoint, Prepared> {
     // Save what we have under the old claim; if someone else owns it now, that is FENCED and harmless.
     await this.#drainPending();
     await this.#commit(true).catch((error) => {
-      if (!isTickflowError(error, 'FENCED') || isProducerFenced(error)) throw error;
+      if (!isTickflowError(error, 'FENCED') || (isProducerFenced(error) && !this.#o.rejoinWhenProducerFenced)) throw error;
     });
     this.#revoke();
     this.#fencedAt = null;
@@ -826,7 +833,7 @@ class StreamTask<Checkpoint, Prepared> {
       this.#settled.add(commit);
       this.#committing = null;
       // A newer producer took our transactional id: this member stops (no rejoin would help).
-      if (!isTickflowError(error, 'FENCED') || isProducerFenced(error)) throw error;
+      if (!isTickflowError(error, 'FENCED') || (isProducerFenced(error) && !this.#o.rejoinWhenProducerFenced)) throw error;
       this.#report.fenced++;
       this.#o.logger.warn({ err: error.message }, 'fenced by a newer owner: dropping uncommitted work until the next assignment');
       this.#revoke();

@@ -92,6 +92,7 @@ export const command = defineCommand({
     'max-record-bytes': MAX_RECORD_BYTES_FLAG,
     ...DELIVERY_FLAGS,
     'commit-interval': { ...DELIVERY_FLAGS['commit-interval']!, description: 'Commit at most this often (default 1s, either way): bounds how late records appear and what a crash redoes' },
+    'scale-out': { type: 'boolean', description: 'Run as one of several members of --group: partials per owned partition to <group>-partials, one combined record per window (input keyed by uid, exact, exactly once; docs/users.md, "How it scales")' },
     'state-interval': { type: 'string', value: 'DURATION', default: '30s', description: 'With --database-url, exactly once: snapshot the open windows at most this often (bounds what a restart re-reads; each snapshot writes every open window)' },
   },
   examples: [
@@ -117,6 +118,10 @@ export const command = defineCommand({
     if (lateTopic === output) throw badFlag('late-topic', 'must differ from --output');
     const { exactlyOnce, commitIntervalMs } = delivery(values);
     if (exactlyOnce === true && (input === '-' || output === '-')) throw badFlag('exactly-once', `needs Kafka topics on both sides, not ${input === '-' ? '--input -' : '--output -'}`);
+    const scaleOut = bool(values, 'scale-out');
+    if (scaleOut && (input === '-' || output === '-' || bool(values, 'until-end'))) throw badFlag('scale-out', 'needs a service reading and writing Kafka topics (no --until-end, no -)');
+    if (scaleOut && bool(values, 'approx')) throw badFlag('scale-out', 'counts exactly: cannot be combined with --approx');
+    if (scaleOut && exactlyOnce === false) throw badFlag('scale-out', 'needs exactly once: cannot be combined with --at-least-once');
     return {
       input,
       output,
@@ -140,6 +145,7 @@ export const command = defineCommand({
       exactlyOnce,
       commitIntervalMs,
       stateIntervalMs: duration(values, 'state-interval', DEFAULT_STATE_INTERVAL_MS, { minMs: 10 }),
+      scaleOut,
     };
   },
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {

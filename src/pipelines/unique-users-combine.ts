@@ -1,0 +1,268 @@
+import type { Logger } from 'pino';
+import { GRANULARITIES } from '../core/calendar-windows.ts';
+import type { Granularity } from '../core/calendar-windows.ts';
+import type { WindowCount } from '../core/unique-users.ts';
+import type { Log, LogRecord, TopicPartition } from '../log/types.ts';
+import { kafkaTransaction } from '../runtime/commit-strategy.ts';
+import type { PartitionClaim, ProcessContext, Processor, ResumePoint } from '../runtime/processor.ts';
+import { runStreamTask } from '../runtime/stream-task.ts';
+
+/**
+ * unique-users scaled out (`--scale-out`, docs/users.md, "How it scales"), the second stage.
+ *
+ * Stage one: every member of the group counts the input partitions it owns as the single
+ * instance does, but writes its window records — partials, over its partitions only — to the
+ * internal topic `<group>-partials` (one partition), in the same Kafka transaction as its
+ * offsets, followed by a progress record: the partitions it owns and the time through which
+ * it has closed their windows (`closedThrough`), and whether all of them are quiet (the
+ * idle flush: every open minute went out). A frame counts in exactly one partial: a window
+ * closed before a rebalance is not counted again by the next owner (the exactly-once resume).
+ * The input keyed by uid, the partitions hold disjoint users, so partials add up.
+ *
+ * Stage two (this file): the member that owns the partials partition (group `<group>-combiner`)
+ * sums the partials of each window and emits its final record once every input partition's
+ * progress has passed the window's end — every partial of it is then before it in the one
+ * partition — or, minutes only, once every input partition is quiet. Exactly once on the same
+ * Kafka transactions: the offset it commits is the first partial of the oldest window still
+ * open, with the progress and the time through which it emitted; a restart re-reads from
+ * there, skipping windows already out.
+ */
+
+/** A record of the partials topic: a window's partial (a WindowCount), or a member's progress. */
+export interface ProgressRecord {
+  progress: {
+    /** The input partitions the member owns. */
+    partitions: number[];
+    /** Windows ending at or before this (ms) are out for those partitions (null: none yet). */
+    closedThrough: number | null;
+    /** All of them idle: every open minute was flushed. */
+    quiet: boolean;
+  };
+}
+
+export function partialsTopic(group: string): string {
+  return `${group}-partials`;
+}
+
+export function combinerGroup(group: string): string {
+  return `${group}-combiner`;
+}
+
+/** A minute keyed by its ISO start as always, a coarser window by granularity and start. */
+export function windowKey(w: Pick<WindowCount, 'granularity' | 'window'>): string {
+  return w.granularity === 'minute' ? w.window : `${w.granularity}/${w.window}`;
+}
+
+interface OpenWindow {
+  record: WindowCount;
+  /** Offset of its first partial: a restart re-reads from the oldest. */
+  first: bigint;
+}
+
+interface PartitionProgress {
+  closed: number;
+  quiet: boolean;
+}
+
+/** What the combiner commits with its offset. */
+interface CombinerState {
+  /** Windows ending at or before this (ms) are out. */
+  through: number | null;
+  /** Minutes ending at or before this (ms) are out (the quiet flush). */
+  minutes: number | null;
+  /** Per input partition: [partition, closedThrough, quiet], as at the read position. */
+  progress: Array<[number, number, boolean]>;
+}
+
+const rank = (g: Granularity) => GRANULARITIES.indexOf(g);
+const finite = (x: number) => (Number.isFinite(x) ? x : null);
+
+export class CombinerProcessor implements Processor<null> {
+  readonly #topic: string;
+  readonly #output: string;
+  readonly #inputPartitions: number;
+  readonly #logger: Logger;
+  readonly #onWindow: ((w: WindowCount) => void) | undefined;
+  #open = new Map<string, OpenWindow>();
+  #progress = new Map<number, PartitionProgress>();
+  #through = Number.NEGATIVE_INFINITY;
+  #minutes = Number.NEGATIVE_INFINITY;
+  /** Records below this were processed before the claim: their progress is already in the restored state. */
+  #replayUntil: bigint | null = null;
+  emitted = 0;
+
+  constructor(topic: string, output: string, inputPartitions: number, logger: Logger, onWindow?: (w: WindowCount) => void) {
+    this.#topic = topic;
+    this.#output = output;
+    this.#inputPartitions = inputPartitions;
+    this.#logger = logger;
+    this.#onWindow = onWindow;
+  }
+
+  async assign(_tx: unknown, claims: readonly PartitionClaim[]): Promise<void> {
+    this.revoke();
+    for (const claim of claims) {
+      for (const partition of claim.partitions) {
+        const state = claim.states?.get(partition) as CombinerState | undefined;
+        if (state && typeof state === 'object' && Array.isArray(state.progress)) {
+          this.#through = state.through ?? Number.NEGATIVE_INFINITY;
+          this.#minutes = state.minutes ?? Number.NEGATIVE_INFINITY;
+          for (const [p, closed, quiet] of state.progress) this.#progress.set(p, { closed, quiet });
+        }
+        this.#replayUntil = claim.replayed?.get(partition) ?? null;
+        this.#logger.info({ partition, through: this.#through, replayUntil: this.#replayUntil?.toString() ?? null }, 'combiner resuming');
+      }
+    }
+  }
+
+  process(records: readonly LogRecord[], context: ProcessContext): void {
+    for (const record of records) {
+      let value: Partial<WindowCount> & Partial<ProgressRecord>;
+      try {
+        value = JSON.parse(record.value?.toString('utf8') ?? 'null') as typeof value;
+      } catch {
+        continue;
+      }
+      if (value === null || typeof value !== 'object') continue;
+      const replaying = this.#replayUntil !== null && record.offset < this.#replayUntil;
+      if (value.progress) {
+        if (replaying) continue; // the restored state has it
+        const { partitions, closedThrough, quiet } = value.progress;
+        for (const p of partitions) {
+          const known = this.#progress.get(p);
+          const closed = closedThrough ?? Number.NEGATIVE_INFINITY;
+          this.#progress.set(p, { closed: Math.max(known?.closed ?? Number.NEGATIVE_INFINITY, closed), quiet });
+        }
+        continue;
+      }
+      if (typeof value.start !== 'number' || typeof value.end !== 'number' || typeof value.granularity !== 'string') continue;
+      const partial = value as WindowCount;
+      const endMs = partial.end * 1000;
+      if (endMs <= this.#through || (partial.granularity === 'minute' && endMs <= this.#minutes)) {
+        if (!replaying) this.#logger.warn({ window: windowKey(partial) }, 'a partial of a window already out: left out');
+        continue;
+      }
+      const key = windowKey(partial);
+      const open = this.#open.get(key);
+      if (open === undefined) {
+        this.#open.set(key, { record: { ...partial }, first: record.offset });
+      } else {
+        const sum = open.record;
+        sum.uniqueUsers += partial.uniqueUsers;
+        sum.frames += partial.frames;
+        sum.late += partial.late;
+        if (partial.approximate) sum.approximate = true;
+      }
+    }
+    if (this.#replayUntil === null) this.#close(context);
+  }
+
+  onReplayed(_partition: TopicPartition, context: Pick<ProcessContext, 'now' | 'emit' | 'reject'>): void {
+    this.#replayUntil = null;
+    this.#close(context);
+  }
+
+  /** Emits the windows every input partition has passed (and, all of them quiet, every open minute), by end, finest first. */
+  #close(context: Pick<ProcessContext, 'emit'> & Partial<Pick<ProcessContext, 'commitSoon'>>): void {
+    let min = Number.POSITIVE_INFINITY;
+    let quiet = true;
+    for (let p = 0; p < this.#inputPartitions; p++) {
+      const progress = this.#progress.get(p);
+      if (progress === undefined) {
+        min = Number.NEGATIVE_INFINITY;
+        quiet = false;
+        break;
+      }
+      if (progress.closed < min) min = progress.closed;
+      if (!progress.quiet) quiet = false;
+    }
+    if (min > this.#through) this.#through = min;
+    const out: WindowCount[] = [];
+    for (const [key, open] of this.#open) {
+      const w = open.record;
+      if (w.end * 1000 <= this.#through || (quiet && w.granularity === 'minute')) {
+        out.push(w);
+        this.#open.delete(key);
+      }
+    }
+    if (out.length === 0) return;
+    out.sort((a, b) => a.end - b.end || rank(a.granularity) - rank(b.granularity));
+    for (const w of out) {
+      if (w.granularity === 'minute' && w.end * 1000 > this.#minutes) this.#minutes = w.end * 1000;
+      context.emit(this.#output, { key: windowKey(w), value: JSON.stringify(w) });
+      this.#onWindow?.(w);
+    }
+    this.emitted += out.length;
+    context.commitSoon?.();
+  }
+
+  resumePoints(): ResumePoint[] {
+    let first: bigint | undefined;
+    for (const open of this.#open.values()) if (first === undefined || open.first < first) first = open.first;
+    const state: CombinerState = {
+      through: finite(this.#through),
+      minutes: finite(this.#minutes),
+      progress: [...this.#progress].filter(([, p]) => Number.isFinite(p.closed)).map(([p, { closed, quiet }]) => [p, closed, quiet]),
+    };
+    return [{ topic: this.#topic, partition: 0, ...(first === undefined ? {} : { offset: first }), state }];
+  }
+
+  checkpoint(): null {
+    return null;
+  }
+
+  async write(): Promise<number> {
+    return 0;
+  }
+
+  revoke(): void {
+    this.#open = new Map();
+    this.#progress = new Map();
+    this.#through = Number.NEGATIVE_INFINITY;
+    this.#minutes = Number.NEGATIVE_INFINITY;
+    this.#replayUntil = null;
+  }
+}
+
+export interface CombinerOptions {
+  log: Log;
+  logger: Logger;
+  signal: AbortSignal;
+  group: string;
+  input: string;
+  output: string;
+  deadLetterTopic: string;
+  commitIntervalMs: number;
+  idleMs: number;
+  maxRecordBytes: number;
+  outputsReady: Promise<void>;
+  now?: () => number;
+  onWindow?: (w: WindowCount) => void;
+}
+
+/** Runs the combiner stage until the signal: final window records from the partials, exactly once. */
+export async function runCombiner(options: CombinerOptions): Promise<number> {
+  const { log } = options;
+  const inputPartitions = (await log.offsets(options.input)).length;
+  const topic = partialsTopic(options.group);
+  const processor = new CombinerProcessor(topic, options.output, inputPartitions, options.logger, options.onWindow);
+  await runStreamTask({
+    pipeline: 'unique-users-combine',
+    log,
+    commit: kafkaTransaction({}),
+    group: combinerGroup(options.group),
+    topics: [topic],
+    processor,
+    deadLetterTopic: options.deadLetterTopic,
+    logger: options.logger,
+    signal: options.signal,
+    untilEnd: false,
+    commitIntervalMs: options.commitIntervalMs,
+    idleMs: options.idleMs,
+    maxRecordBytes: options.maxRecordBytes,
+    outputsReady: options.outputsReady,
+    rejoinWhenProducerFenced: true,
+    now: options.now,
+  });
+  return processor.emitted;
+}

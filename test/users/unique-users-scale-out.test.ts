@@ -1,0 +1,208 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { seededRandom } from '../../src/core/random.ts';
+import { KafkaLog } from '../../src/log/kafka.ts';
+import { BIN } from '../helpers/cli.ts';
+import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { transactionsSettled } from '../helpers/transactions.ts';
+import { BROKERS, readAll, unique } from './helpers.ts';
+import { referenceUniqueUsers, referenceWindows } from './reference.ts';
+
+/**
+ * `unique-users --scale-out` on the real Kafka: 2 and 3 members of one group over a 6-partition
+ * input keyed by uid (each user on one partition), one member killed -9 while frames stream
+ * in. Read with kcat at read_committed (librdkafka, an independent client), the output topic
+ * must hold exactly one record per window, equal to the independent recount (reference.ts)
+ * and to a single instance without --scale-out.
+ *
+ * TICKFLOW_SCALE_THROUGHPUT=1 adds a run that measures 1, 2 and 3 members over frames already
+ * in the topic (printed, not asserted: the machine is shared).
+ */
+
+const FRAMES = Number(process.env.TICKFLOW_SCALE_FRAMES ?? 120_000);
+const PARTITIONS = 6;
+const T0 = 1_468_244_340; // 2016-07-11T13:39:00Z: the frames cross 14:00
+const PER_SECOND = 15; // frames per second of event time, per partition
+const USERS = 6000;
+
+interface Frame {
+  partition: number;
+  text: string;
+}
+
+/** Frames keyed by uid: user k always on partition k mod PARTITIONS; some late, a few malformed. */
+function frames(seed: string, count = FRAMES): Frame[] {
+  const random = seededRandom(seed);
+  const out: Frame[] = [];
+  const perPartition = Math.ceil(count / PARTITIONS);
+  for (let i = 0; i < perPartition; i++) {
+    for (let partition = 0; partition < PARTITIONS && out.length < count; partition++) {
+      const r = random.next();
+      const base = T0 + i / PER_SECOND;
+      const user = random.int(0, USERS / PARTITIONS - 1) * PARTITIONS + partition;
+      const pad = 'x'.repeat(200 + random.int(0, 100));
+      if (r < 0.001) {
+        out.push({ partition, text: `{"uid": "user-${user}", "ts": ${Math.floor(base)}, "page": ` });
+      } else if (r < 0.008) {
+        const ts = Math.floor(base - 20 - random.next() * 70);
+        out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts, page: '/late', pad }) });
+      } else {
+        const ts = Math.round((base + (random.next() - 0.5) * 4) * 1000) / 1000;
+        out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts, page: `/p/${random.int(0, 99)}`, pad }) });
+      }
+    }
+  }
+  return out;
+}
+
+function kcat(topic: string): string[] {
+  const out = execFileSync('/usr/bin/kcat', ['-b', KAFKA_BROKERS[0], '-C', '-t', topic, '-X', 'isolation.level=read_committed', '-e', '-q', '-f', '%s\\n'], { encoding: 'utf8', timeout: 120_000, maxBuffer: 256 << 20 });
+  return out.split('\n').filter(Boolean);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Member {
+  child: ChildProcess;
+  exited: Promise<NodeJS.Signals | number | null>;
+  stderr: () => string;
+}
+
+describe('unique-users --scale-out: several members of one group', { timeout: 1_500_000 }, () => {
+  let log: KafkaLog;
+  const created: string[] = [];
+
+  before(() => {
+    log = new KafkaLog({ brokers: KAFKA_BROKERS });
+  });
+  after(async () => {
+    await log.deleteTopics(created).catch(() => undefined);
+    await log.close();
+  });
+
+  const topics = (name: string) => ({ output: unique(`${name}-out`), late: unique(`${name}-late`), dead: unique(`${name}-dlq`) });
+  type Topics = ReturnType<typeof topics>;
+
+  const start = (input: string, t: Topics, group: string, scaleOut: boolean): Member => {
+    const child = spawn(process.execPath, [BIN, 'unique-users', '--input', input, '--output', t.output, '--late-topic', t.late, '--dead-letter-topic', t.dead,
+      '--group', group, '--granularity', 'minute,hour', '--idle-timeout', '5s', ...(scaleOut ? ['--scale-out'] : []), ...BROKERS], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('close', (code, signal) => resolve(signal ?? code)));
+    return { child, exited, stderr: () => stderr };
+  };
+
+  /** Records a read_committed reader sees now. */
+  const records = async (topic: string) => {
+    if (!(await log.listTopics()).includes(topic)) return 0;
+    let n = 0;
+    for await (const batch of log.readRange({ topic })) n += batch.length;
+    return n;
+  };
+
+  const expectedWindows = async (input: string) => {
+    const inputRecords = await readAll(log, input);
+    const reference = referenceUniqueUsers(inputRecords.map((r) => ({ partition: r.partition, text: r.value })));
+    // Every minute (flushed once the input is quiet), and the hours every partition's watermark passed.
+    const watermark = Math.min(...reference.streamTimes.values()) - 5;
+    return referenceWindows(reference, ['minute', 'hour']).filter((w) => w.granularity === 'minute' || w.end <= watermark) as unknown as Array<Record<string, unknown>>;
+  };
+
+  const key = (w: Record<string, unknown>) => `${String(w.granularity)}/${String(w.start)}`;
+  const sorted = (list: ReadonlyArray<Record<string, unknown>>) => [...list].sort((a, b) => key(a).localeCompare(key(b)));
+
+  /** Waits until the output holds `count` records, then a little more (a repeat would show), and stops the members. */
+  const finish = async (members: Member[], output: string, count: number, limitMs = 300_000) => {
+    const started = Date.now();
+    for (;;) {
+      if (Date.now() - started > limitMs) assert.fail(`${count} windows not out in ${limitMs / 1000} s (${await records(output)}): ${members.map((m) => m.stderr()).join('\n---\n')}`);
+      if ((await records(output)) >= count) break;
+      await sleep(250);
+    }
+    const seconds = (Date.now() - started) / 1000;
+    await sleep(3000);
+    for (const m of members) if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGTERM');
+    for (const m of members) {
+      const code = await m.exited;
+      assert.ok(code === 0 || code === 'SIGKILL', `member exited ${String(code)}: ${m.stderr()}`);
+    }
+    return seconds;
+  };
+
+  for (const size of [2, 3]) {
+    it(`${size} members, one killed -9 mid-run: one record per window, as the recount and a single instance`, async () => {
+      const input = unique(`uu-so${size}`);
+      const scaled = topics(`uu-so${size}`);
+      const single = topics(`uu-so${size}-one`);
+      const group = unique(`uu-so${size}-group`);
+      created.push(input, ...Object.values(scaled), ...Object.values(single), `${group}-partials`);
+      await log.createTopics([{ name: input, partitions: PARTITIONS }]);
+      const all = frames(`unique-users-scale-out-${size}`);
+
+      const members = Array.from({ length: size }, () => start(input, scaled, group, true));
+      // Frames stream in over about 15 s while the members run.
+      const producer = log.producer();
+      const chunk = Math.ceil(all.length / 10);
+      let killed = '';
+      for (let i = 0, n = 0; i < all.length; i += chunk, n++) {
+        await producer.send(input, all.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
+        if (n === 5) {
+          // Mid-run, after the partials topic has committed records: the first member (the likely combiner) goes.
+          for (let w = 0; (await records(`${group}-partials`)) === 0; w++) {
+            if (w > 600) assert.fail(`no partials in 60 s: ${members.map((m) => m.stderr()).join('\n---\n')}`);
+            await sleep(100);
+          }
+          const partials = await records(`${group}-partials`);
+          members[0]!.child.kill('SIGKILL');
+          assert.equal(await members[0]!.exited, 'SIGKILL', members[0]!.stderr());
+          killed = `member 1 of ${size} killed -9 with ${partials} partial and progress records committed`;
+        }
+        await sleep(1500);
+      }
+      await producer.close();
+
+      const expected = await expectedWindows(input);
+      if (T0 + FRAMES / PARTITIONS / PER_SECOND > 1_468_245_610) assert.equal(expected.filter((w) => w.granularity === 'hour').length, 1, 'the hour before 14:00');
+      const scaledSeconds = await finish(members, scaled.output, expected.length);
+      const singleSeconds = await finish([start(input, single, unique(`uu-so${size}-one-group`), false)], single.output, expected.length);
+
+      for (const t of [scaled, single]) assert.ok(await transactionsSettled(log, t.output), `no transaction left open on ${t.output}`);
+      const got = kcat(scaled.output).map((v) => JSON.parse(v) as Record<string, unknown>);
+      if (process.env.TICKFLOW_SCALE_DEBUG) console.log(kcat(`${group}-partials`).filter((v) => v.includes('progress') || v.includes('13:42:00')).join('\n'));
+      assert.equal(new Set(got.map(key)).size, got.length, 'no window twice');
+      assert.deepEqual(sorted(got), sorted(expected), 'every window once, as the independent recount');
+      const one = kcat(single.output).map((v) => JSON.parse(v) as Record<string, unknown>);
+      assert.deepEqual(sorted(got), sorted(one), 'as a single instance');
+      // Byte for byte: the same JSON text per window.
+      assert.deepEqual(kcat(scaled.output).sort(), kcat(single.output).sort(), 'the same record text as a single instance');
+      console.log(`# ${size} members: ${FRAMES} frames, ${expected.length} windows; ${killed}; done ${scaledSeconds.toFixed(1)} s after the last frame (single instance over the whole topic ${singleSeconds.toFixed(1)} s)`);
+    });
+  }
+
+  it('throughput with 1, 2 and 3 members over frames already in the topic', { skip: process.env.TICKFLOW_SCALE_THROUGHPUT !== '1' }, async () => {
+    const count = Number(process.env.TICKFLOW_SCALE_THROUGHPUT_FRAMES ?? 600_000);
+    const input = unique('uu-so-tp');
+    created.push(input);
+    await log.createTopics([{ name: input, partitions: PARTITIONS }]);
+    const all = frames('unique-users-scale-out-throughput', count);
+    const producer = log.producer();
+    for (let i = 0; i < all.length; i += 20_000) await producer.send(input, all.slice(i, i + 20_000).map((f) => ({ value: f.text, partition: f.partition })));
+    await producer.close();
+    const expected = await expectedWindows(input);
+    const lines: string[] = [];
+    for (const [size, scaleOut] of [[1, false], [1, true], [2, true], [3, true]] as const) {
+      const t = topics(`uu-so-tp${size}`);
+      const group = unique(`uu-so-tp${size}-group`);
+      created.push(...Object.values(t), `${group}-partials`);
+      const members = Array.from({ length: size }, () => start(input, t, group, scaleOut));
+      // Until the last window is out; the idle flush of the minutes adds --idle-timeout (5 s) to every run.
+      const seconds = await finish(members, t.output, expected.length, 600_000);
+      const got = kcat(t.output).map((v) => JSON.parse(v) as Record<string, unknown>);
+      assert.deepEqual(sorted(got), sorted(expected));
+      lines.push(`${size} member(s)${scaleOut ? ' --scale-out' : ''}: ${seconds.toFixed(1)} s, ${Math.round(count / seconds)} frames/s`);
+    }
+    console.log(`# throughput over ${count} frames, ${PARTITIONS} partitions (including the 5 s idle flush): ${lines.join('; ')}`);
+  });
+});
