@@ -137,7 +137,8 @@ function checkHeader(bytes: Uint8Array): void {
   if (bytes[2] !== DENSE && bytes[2] !== SPARSE) throw new RangeError(`sketch bytes: unknown encoding ${bytes[2]}`);
 }
 
-function varintLength(value: number): number {
+/** Bytes of `value` as an unsigned LEB128 varint (also used by src/core/unique-users-state.ts). */
+export function varintLength(value: number): number {
   let n = 1;
   while (value >= 0x80) {
     value = Math.floor(value / 128);
@@ -146,7 +147,8 @@ function varintLength(value: number): number {
   return n;
 }
 
-function writeVarint(out: Uint8Array, at: number, value: number): number {
+/** Writes `value` as an unsigned LEB128 varint at `at`; returns the offset after it. */
+export function writeVarint(out: Uint8Array, at: number, value: number): number {
   while (value >= 0x80) {
     out[at++] = (value & 0x7f) | 0x80;
     value = Math.floor(value / 128);

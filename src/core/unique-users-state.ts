@@ -25,7 +25,7 @@
  */
 import { BoundedDistinct, ExactDistinct, HyperLogLog } from './hyperloglog.ts';
 import type { DistinctCounter } from './hyperloglog.ts';
-import { decodeSketch, encodeSketch, mergeSketchBytes } from './sketch-bytes.ts';
+import { decodeSketch, encodeSketch, mergeSketchBytes, varintLength, writeVarint } from './sketch-bytes.ts';
 import { GRANULARITIES } from './calendar-windows.ts';
 import type { Granularity } from './calendar-windows.ts';
 import type { OpenWindowState, PartitionTime, StoredHeldFrame, WindowsState } from './unique-users.ts';
@@ -226,20 +226,3 @@ function encodeExact(exact: ExactDistinct): Uint8Array {
   return out;
 }
 
-function varintLength(value: number): number {
-  let n = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    n++;
-  }
-  return n;
-}
-
-function writeVarint(out: Uint8Array, at: number, value: number): number {
-  while (value >= 0x80) {
-    out[at++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[at++] = value;
-  return at;
-}
