@@ -5,6 +5,8 @@ import { seededRandom } from '../../src/core/random.ts';
 import { ALREADY_EMITTED, HELD, UniqueUsersWindows } from '../../src/core/unique-users.ts';
 import type { JudgingEvent, LateFrame, PartitionTime, WindowCount } from '../../src/core/unique-users.ts';
 import type { Granularity } from '../../src/core/calendar-windows.ts';
+import { T0, schedule } from './unique-users-schedule.ts';
+import type { Ref, Step } from './unique-users-schedule.ts';
 
 /**
  * Resuming exactly from committed resume points (what the exactly-once service commits with
@@ -16,19 +18,6 @@ import type { Granularity } from '../../src/core/calendar-windows.ts';
  * the schedule continued. The windows and the side records committed must be the
  * uninterrupted run's, each once.
  */
-
-const T0 = 1_468_244_340; // a minute boundary
-
-type Step =
-  | { kind: 'frame'; partition: number; offset: bigint; ms: number; uid: string }
-  | { kind: 'idle'; partition: number }
-  | { kind: 'quiet' }
-  | { kind: 'commit' };
-
-interface Ref {
-  partition: number;
-  offset: bigint;
-}
 
 interface Commit {
   step: number;
@@ -111,30 +100,6 @@ class Service {
     this.pendingWindows = [];
     this.pendingSide = [];
   }
-}
-
-/** A schedule: three partitions of frames a few seconds out of order, some late, some far off, idle declarations and quiet moments, commits. */
-function schedule(seed: number, options: { frames: number; idle: boolean; secondsPerFrame: number }): Step[] {
-  const rng = seededRandom(seed);
-  const random = () => rng.next();
-  const steps: Step[] = [];
-  const offsets = [0n, 0n, 0n];
-  const times = [0, 0, 0];
-  for (let i = 0; i < options.frames; i++) {
-    const partition = Math.floor(random() * 3);
-    times[partition] += random() * 2 * options.secondsPerFrame;
-    let seconds = times[partition] + (random() - 0.5) * 6;
-    const r = random();
-    if (r < 0.02) seconds -= 20 + random() * 100; // late
-    else if (r < 0.12) seconds = times[partition] - 3 - random() * 5; // just in time, or just late: the partition's exact time decides
-    else if (r < 0.125) seconds += (random() < 0.5 ? -1 : 1) * (1200 + random() * 1e6); // far off: held by the guard
-    steps.push({ kind: 'frame', partition, offset: offsets[partition]++, ms: Math.round((T0 + seconds) * 1000), uid: `u${Math.floor(random() * 40)}` });
-    if (options.idle && random() < 0.01) steps.push({ kind: 'idle', partition: Math.floor(random() * 3) });
-    if (options.idle && random() < 0.001) steps.push({ kind: 'quiet' });
-    if (random() < 0.03) steps.push({ kind: 'commit' });
-  }
-  steps.push({ kind: 'quiet' }, { kind: 'commit' });
-  return steps;
 }
 
 function uninterrupted(steps: readonly Step[], granularities: readonly Granularity[]): Service {

@@ -7,6 +7,8 @@ import { seededRandom } from '../../src/core/random.ts';
 import { ALREADY_EMITTED, HELD, UniqueUsersWindows } from '../../src/core/unique-users.ts';
 import type { JudgingEvent, LateFrame, PartitionTime, WindowCount } from '../../src/core/unique-users.ts';
 import type { Granularity } from '../../src/core/calendar-windows.ts';
+import { schedule } from './unique-users-schedule.ts';
+import type { Ref, Step } from './unique-users-schedule.ts';
 import { decodeCounterInto, decodeWindowsState, encodeCounter, encodeWindowsState } from '../../src/core/unique-users-state.ts';
 
 /**
@@ -31,19 +33,6 @@ const decodeRef = (bytes: Uint8Array): Ref => {
   const [partition, offset] = JSON.parse(Buffer.from(bytes).toString()) as [number, string];
   return { partition, offset: BigInt(offset) };
 };
-
-const T0 = 1_468_244_340; // a minute boundary
-
-type Step =
-  | { kind: 'frame'; partition: number; offset: bigint; ms: number; uid: string }
-  | { kind: 'idle'; partition: number }
-  | { kind: 'quiet' }
-  | { kind: 'commit' };
-
-interface Ref {
-  partition: number;
-  offset: bigint;
-}
 
 interface Commit {
   step: number;
@@ -155,30 +144,6 @@ class Service {
     this.pendingWindows = [];
     this.pendingSide = [];
   }
-}
-
-/** A schedule: three partitions of frames a few seconds out of order, some late, some far off, idle declarations and quiet moments, commits. */
-function schedule(seed: number, options: { frames: number; idle: boolean; secondsPerFrame: number }): Step[] {
-  const rng = seededRandom(seed);
-  const random = () => rng.next();
-  const steps: Step[] = [];
-  const offsets = [0n, 0n, 0n];
-  const times = [0, 0, 0];
-  for (let i = 0; i < options.frames; i++) {
-    const partition = Math.floor(random() * 3);
-    times[partition] += random() * 2 * options.secondsPerFrame;
-    let seconds = times[partition] + (random() - 0.5) * 6;
-    const r = random();
-    if (r < 0.02) seconds -= 20 + random() * 100; // late
-    else if (r < 0.12) seconds = times[partition] - 3 - random() * 5; // just in time, or just late: the partition's exact time decides
-    else if (r < 0.125) seconds += (random() < 0.5 ? -1 : 1) * (1200 + random() * 1e6); // far off: held by the guard
-    steps.push({ kind: 'frame', partition, offset: offsets[partition]++, ms: Math.round((T0 + seconds) * 1000), uid: `u${Math.floor(random() * 40)}` });
-    if (options.idle && random() < 0.01) steps.push({ kind: 'idle', partition: Math.floor(random() * 3) });
-    if (options.idle && random() < 0.001) steps.push({ kind: 'quiet' });
-    if (random() < 0.03) steps.push({ kind: 'commit' });
-  }
-  steps.push({ kind: 'quiet' }, { kind: 'commit' });
-  return steps;
 }
 
 function uninterrupted(steps: readonly Step[], granularities: readonly Granularity[]): Service {
