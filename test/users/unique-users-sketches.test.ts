@@ -118,6 +118,16 @@ describe('unique-users --database-url: minute sketches in PostgreSQL', { timeout
     open.push(db);
     return { url: isolated.url, db };
   };
+  /** Streams the frames into `topic` in 16 chunks 700 ms apart: well under --idle-timeout, so no pause flushes the open minute. */
+  const feedInChunks = async (topic: string, frames: readonly ReferenceFrame[]) => {
+    const producer = log.producer();
+    const chunk = Math.ceil(frames.length / 16);
+    for (let i = 0; i < frames.length; i += chunk) {
+      await producer.send(topic, frames.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
+      await sleep(700);
+    }
+    await producer.close();
+  };
   const untilEnd = (t: ReturnType<typeof topics>, url: string, extra: string[] = []) =>
     run(['unique-users', '--until-end', '--input', input, '--output', t.output, '--late-topic', t.late, '--dead-letter-topic', t.dead,
       '--granularity', 'minute,hour', '--commit-interval', '200ms', '--database-url', url, ...BROKERS, ...extra], { timeoutMs: 300_000 });
@@ -229,16 +239,7 @@ describe('unique-users --database-url: minute sketches in PostgreSQL', { timeout
     const exited = (child: ChildProcess) => new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
     const count = async () => Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM user_minute_sketches').catch(() => ({ rows: [{ n: '0' }] }))).rows[0]!.n);
 
-    // Pauses well under --idle-timeout: a longer one would flush the open minute.
-    const feeding = (async () => {
-      const producer = log.producer();
-      const chunk = Math.ceil(all.length / 16);
-      for (let i = 0; i < all.length; i += chunk) {
-        await producer.send(streamed, all.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
-        await sleep(700);
-      }
-      await producer.close();
-    })();
+    const feeding = feedInChunks(streamed, all);
     let first = service();
     let stderr = '';
     first.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -294,15 +295,7 @@ describe('unique-users --database-url: minute sketches in PostgreSQL', { timeout
         }
       };
       const outputMinutes = async () => (await readAll(log, t.output)).filter((r) => (JSON.parse(r.value) as { granularity: string }).granularity === 'minute').length;
-      const feeding = (async () => {
-        const producer = log.producer();
-        const chunk = Math.ceil(all.length / 16);
-        for (let i = 0; i < all.length; i += chunk) {
-          await producer.send(streamed, all.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
-          await sleep(700);
-        }
-        await producer.close();
-      })();
+      const feeding = feedInChunks(streamed, all);
       const deadline = Date.now() + 120_000;
       while ((await count()) < 20 && Date.now() < deadline) await sleep(100);
       await server.stop();
