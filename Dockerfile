@@ -5,6 +5,9 @@
 FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
+# npm ci's postinstall bundles the Kafka client library for a fast start (src/cli/kafka-bundle.ts).
+COPY scripts/kafka-bundle.ts ./scripts/
+COPY src/cli/kafka-bundle.ts ./src/cli/
 # The `node` dependency pins the runtime for npm scripts; in this image the base Node 24
 # runs the entrypoint, and the pinned copy is harmless.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
@@ -15,8 +18,9 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
+COPY bin ./bin
 COPY src ./src
 RUN mkdir -p /app/.tickflow && chown node:node /app/.tickflow
 USER node
-ENTRYPOINT ["node", "src/cli/main.ts"]
+ENTRYPOINT ["node", "bin/tickflow.js"]
 CMD ["--help"]

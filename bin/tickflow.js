@@ -50,6 +50,9 @@ if (Number(process.versions.node.split('.')[0]) < REQUIRED) {
   setFlagsFromString('--external-memory-accounted-in-global-limit');
   // Compiled code (and stripped types) is cached on disk: start-up drops from ~0.45 s to ~0.25 s.
   enableCompileCache?.();
+  // The Kafka client library from its one-module bundle (src/cli/kafka-bundle.ts): ~0.3 s less.
+  const { useFastKafkaLibrary } = await import('../src/cli/kafka-bundle.ts');
+  await useFastKafkaLibrary();
   const { runCli } = await import('../src/cli/main.ts');
   process.exitCode = await runCli(process.argv.slice(2));
 }

@@ -1,7 +1,7 @@
 /** /metrics in the Prometheus text format (prom-client's default registry), and per-request timings. */
 import type { FastifyInstance } from 'fastify';
 import { Histogram, collectDefaultMetrics } from 'prom-client';
-import { register } from '../observability/metrics.ts';
+import { registry } from '../observability/metrics.ts';
 
 const requestSeconds = new Histogram({
   name: 'tickflow_http_request_seconds',
@@ -13,14 +13,14 @@ const requestSeconds = new Histogram({
 let defaultsCollected = false;
 
 export function registerMetricsRoute(app: FastifyInstance): void {
-  if (!defaultsCollected && !register.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics();
+  if (!defaultsCollected && !registry().getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics();
   defaultsCollected = true;
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     requestSeconds.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'], hide: false } }, async (_request, reply) => {
-    reply.header('content-type', register.contentType);
-    return register.metrics();
+    reply.header('content-type', registry().contentType);
+    return registry().metrics();
   });
 }

@@ -5,7 +5,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics } from 'prom-client';
-import { register } from '../observability/metrics.ts';
+import { registry } from '../observability/metrics.ts';
 
 export interface MetricsServer {
   url: string;
@@ -13,14 +13,14 @@ export interface MetricsServer {
 }
 
 export async function serveMetrics(options: { host: string; port: number }): Promise<MetricsServer> {
-  if (!register.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics();
+  if (!registry().getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics();
   const server = createServer((request, response) => {
     if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
       response.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"NOT_FOUND","message":"only GET /metrics here"}}');
       return;
     }
-    register.metrics().then(
-      (text) => response.writeHead(200, { 'content-type': register.contentType }).end(text),
+    registry().metrics().then(
+      (text) => response.writeHead(200, { 'content-type': registry().contentType }).end(text),
       () => response.writeHead(500).end(),
     );
   });

@@ -1,5 +1,8 @@
 import { fetchV17 } from '@platformatic/kafka';
-import type { Connection, Consumer, Reader } from '@platformatic/kafka';
+import type { Admin, Connection, Consumer, Reader } from '@platformatic/kafka';
+
+/** A reader (admin client) or a group member's consumer. */
+export type FetchClient = Admin | Consumer;
 import { TickflowError } from '../core/errors.ts';
 import { KafkaCode, errorForCode } from './kafka-errors.ts';
 import type { KafkaErrorContext } from './kafka-errors.ts';
@@ -73,10 +76,15 @@ export interface FetchOutcome {
  * and fetches the failed partitions again from the same offsets, so nothing is skipped or
  * read twice.
  */
-export async function fetchOnce(consumer: Consumer, positions: FetchPosition[], tuning: FetchTuning, classify: KafkaClassifier): Promise<FetchOutcome> {
+/**
+ * `client` is a group member's consumer or a reader (any client of the library): on brokers
+ * without Fetch v17 the library's own fetch is used, of `client` when it is a consumer, else
+ * of `legacyConsumer()`.
+ */
+export async function fetchOnce(consumer: FetchClient, positions: FetchPosition[], tuning: FetchTuning, classify: KafkaClassifier, legacyConsumer?: () => Consumer): Promise<FetchOutcome> {
   const topics = [...new Set(positions.map((p) => p.topic))];
   const action = `fetch ${topics.join(', ')}`;
-  let metadata: Awaited<ReturnType<Consumer['metadata']>>;
+  let metadata: Awaited<ReturnType<FetchClient['metadata']>>;
   let raw: boolean;
   try {
     metadata = await consumer.metadata({ topics });
@@ -120,7 +128,7 @@ export async function fetchOnce(consumer: Consumer, positions: FetchPosition[], 
       }));
       let partitions: PartitionResult[];
       try {
-        partitions = raw ? await rawFetch(consumer, metadata.brokers.get(node)!, request, tuning) : await libraryFetch(consumer, node, request, tuning);
+        partitions = raw ? await rawFetch(consumer, metadata.brokers.get(node)!, request, tuning) : await libraryFetch(isConsumer(consumer) ? consumer : legacyConsumer!(), node, request, tuning);
       } catch (error) {
         fail(await classify(error, { action, ...(topics.length === 1 ? { topic: topics[0] } : {}) }), [...topicsForNode.values()].flat());
         return;
@@ -161,13 +169,13 @@ interface PartitionResult {
 
 type FetchRequestTopics = Parameters<typeof fetchV17.createRequest>[6];
 
-const rawSupport = new WeakMap<Consumer, Promise<boolean>>();
+const rawSupport = new WeakMap<FetchClient, Promise<boolean>>();
 
 /**
  * Fetch v17 (Kafka 3.9+) lets us read record bytes ourselves; older brokers use the
  * library's decoder. Only an answer is remembered: a failed lookup is asked again.
  */
-function supportsRawFetch(consumer: Consumer): Promise<boolean> {
+function supportsRawFetch(consumer: FetchClient): Promise<boolean> {
   let known = rawSupport.get(consumer);
   if (!known) {
     known = consumer.listApis().then((apis) => apis.some((api) => api.apiKey === 1 && api.minVersion <= 17 && api.maxVersion >= 17));
@@ -183,7 +191,7 @@ function supportsRawFetch(consumer: Consumer): Promise<boolean> {
  * decodeBatches) instead of building an object per record or copying them into one buffer.
  * A full fetch: no incremental fetch session (id 0, epoch -1).
  */
-async function rawFetch(consumer: Consumer, broker: { host: string; port: number }, topics: FetchRequestTopics, tuning: FetchTuning): Promise<PartitionResult[]> {
+async function rawFetch(consumer: FetchClient, broker: { host: string; port: number }, topics: FetchRequestTopics, tuning: FetchTuning): Promise<PartitionResult[]> {
   const connection: Connection = await consumer.connections.get(broker);
   return new Promise((resolve, reject) => {
     connection.send(
@@ -245,6 +253,10 @@ function skipTaggedFields(reader: Reader): void {
     reader.readUnsignedVarInt();
     reader.skip(reader.readUnsignedVarInt());
   }
+}
+
+function isConsumer(client: FetchClient): client is Consumer {
+  return 'fetch' in client;
 }
 
 async function libraryFetch(consumer: Consumer, node: number, topics: FetchRequestTopics, tuning: FetchTuning): Promise<PartitionResult[]> {

@@ -1,9 +1,9 @@
 import { Admin, Consumer, ListOffsetTimestamps, Producer as KafkaProducer, ProduceAcks } from '@platformatic/kafka';
-import type { ConnectionOptions } from '@platformatic/kafka';
+import type { ConnectionOptions, FetchIsolationLevelValue, ListedOffsetsTopic } from '@platformatic/kafka';
 import { TickflowError } from '../core/errors.ts';
 import { withRetries } from '../observability/retry.ts';
 import { DEFAULT_FETCH, fetchOnce, isolationCode } from './kafka-fetch.ts';
-import type { FetchObserver, FetchOutcome, FetchPosition, FetchTuning, IsolationLevel, KafkaClassifier } from './kafka-fetch.ts';
+import type { FetchClient, FetchObserver, FetchOutcome, FetchPosition, FetchTuning, IsolationLevel, KafkaClassifier } from './kafka-fetch.ts';
 import { classifyKafkaError, topicListedSince, topicMayBeMissing, unknownTopic } from './kafka-errors.ts';
 import type { KafkaErrorContext, KafkaSecurityContext } from './kafka-errors.ts';
 import { FastProduce } from './kafka-produce.ts';
@@ -48,7 +48,8 @@ export class KafkaLog implements Log {
   readonly #options: KafkaLogOptions;
   readonly #fetch: FetchTuning;
   #admin: Admin | null = null;
-  #reader: Consumer | null = null;
+  #reader: Admin | null = null;
+  #legacyReader: Consumer | null = null;
   #closables = new Set<{ close(): Promise<void> }>();
   /** Set by close(): from then on no client is created (one made later would never be closed). */
   #closed = false;
@@ -98,17 +99,40 @@ export class KafkaLog implements Log {
     return this.#admin;
   }
 
-  /** A consumer used only for metadata, offsets and group-less fetches; it never joins a group. */
-  #readerClient(): Consumer {
+  /**
+   * The client of metadata, offsets and group-less fetches. An admin client: a consumer would
+   * compile its group options' validator when made (~70 ms of a short command's start-up).
+   */
+  #readerClient(): Admin {
     this.#open();
-    this.#reader ??= quiet(new Consumer({ ...this.#base('reader'), groupId: `tickflow-reader-${process.pid}` }));
+    this.#reader ??= quiet(new Admin(this.#base('reader')));
     return this.#reader;
+  }
+
+  /** A consumer for group-less fetches from brokers older than Kafka 3.9 (no Fetch v17); it never joins a group. */
+  #legacyReaderClient(): Consumer {
+    this.#open();
+    this.#legacyReader ??= quiet(new Consumer({ ...this.#base('reader'), groupId: `tickflow-reader-${process.pid}` }));
+    return this.#legacyReader;
+  }
+
+  /** One offset per partition of `topic` at `timestamp` (EARLIEST or LATEST), by partition. */
+  async #listOffsets(topic: string, timestamp: bigint, isolationLevel: number): Promise<bigint[]> {
+    const reader = this.#readerClient();
+    const metadata = await reader.metadata({ topics: [topic] });
+    const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    const partitions = Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp }));
+    const listed: ListedOffsetsTopic[] = await reader.listOffsets({ topics: [{ name: topic, partitions }], isolationLevel: isolationLevel as FetchIsolationLevelValue });
+    const offsets = new Array<bigint>(count);
+    for (const { partitionIndex, offset } of listed.find((t) => t.name === topic)?.partitions ?? []) offsets[partitionIndex] = offset;
+    return offsets;
   }
 
   /** Drops cached metadata (leaders, brokers, controller) so the next call asks the cluster. */
   #refreshMetadata(): void {
     this.#admin?.clearMetadata();
     this.#reader?.clearMetadata();
+    this.#legacyReader?.clearMetadata();
   }
 
   /**
@@ -215,15 +239,12 @@ export class KafkaLog implements Log {
     return this.#call(
       `list offsets of ${topic}`,
       async () => {
-        const reader = this.#readerClient();
         // read_committed: the latest offset is the last stable offset (below any open transaction).
         const isolationLevel = isolationCode(this.#fetch.isolationLevel);
-        const [earliest, latest] = await Promise.all([
-          reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.EARLIEST, isolationLevel }),
-          reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel }),
+        const [first, last] = await Promise.all([
+          this.#listOffsets(topic, ListOffsetTimestamps.EARLIEST, isolationLevel),
+          this.#listOffsets(topic, ListOffsetTimestamps.LATEST, isolationLevel),
         ]);
-        const first = earliest.get(topic) ?? [];
-        const last = latest.get(topic) ?? [];
         return last.map((end, partition) => ({ partition, earliest: first[partition] ?? 0n, latest: end }));
       },
       { topic },
@@ -234,11 +255,9 @@ export class KafkaLog implements Log {
     return this.#call(
       `list stable offsets of ${topic}`,
       async () => {
-        const reader = this.#readerClient();
-        const end = (level: IsolationLevel) => reader.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel: isolationCode(level) });
-        const [stable, high] = await Promise.all([end('read_committed'), end('read_uncommitted')]);
-        const lastStable = stable.get(topic) ?? [];
-        return (high.get(topic) ?? []).map((highWatermark, partition) => ({ partition, lastStable: lastStable[partition] ?? highWatermark, highWatermark }));
+        const end = (level: IsolationLevel) => this.#listOffsets(topic, ListOffsetTimestamps.LATEST, isolationCode(level));
+        const [lastStable, high] = await Promise.all([end('read_committed'), end('read_uncommitted')]);
+        return high.map((highWatermark, partition) => ({ partition, lastStable: lastStable[partition] ?? highWatermark, highWatermark }));
       },
       { topic },
     );
@@ -404,14 +423,14 @@ export class KafkaLog implements Log {
    * the same positions. `observe` sees every attempt (null: none of the positions could be
    * fetched), so a group member knows which partitions are unreachable while it waits.
    */
-  #fetchRound(client: Consumer, positions: FetchPosition[], action: string, signal?: AbortSignal, observe?: FetchObserver): Promise<FetchOutcome> {
+  #fetchRound(client: FetchClient, positions: FetchPosition[], action: string, signal?: AbortSignal, observe?: FetchObserver): Promise<FetchOutcome> {
     return withRetries(
       'kafka',
       action,
       async () => {
         let outcome: FetchOutcome;
         try {
-          outcome = await fetchOnce(client, positions, this.#fetch, this.#classify);
+          outcome = await fetchOnce(client, positions, this.#fetch, this.#classify, () => this.#legacyReaderClient());
         } catch (error) {
           observe?.(positions, null);
           throw error;
@@ -461,7 +480,7 @@ export class KafkaLog implements Log {
     this.#closed = true;
     this.#closing ??= (async () => {
       await Promise.all([...this.#closables].map((c) => c.close().catch(() => undefined)));
-      await Promise.all([this.#admin?.close(), this.#reader?.close()].map((p) => p?.catch(() => undefined)));
+      await Promise.all([this.#admin?.close(), this.#reader?.close(), this.#legacyReader?.close()].map((p) => p?.catch(() => undefined)));
     })();
     return this.#closing;
   }

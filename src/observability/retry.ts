@@ -15,7 +15,7 @@
  * per dependency and per outage, not per call: nested retries never multiply it.
  */
 import { TickflowError, isTickflowError } from '../core/errors.ts';
-import { Counter, Gauge } from 'prom-client';
+import { lazyMetric } from './metrics.ts';
 
 export type Dependency = 'kafka' | 'postgres';
 
@@ -70,19 +70,22 @@ export function currentOutages(): Outage[] {
   return [...outages.values()].map(({ dependency, action, since, attempts, lastError }) => ({ dependency, action, since, attempts, lastError }));
 }
 
-const waiting = new Gauge({
-  name: 'tickflow_dependency_waiting_seconds',
-  help: 'How long tickflow has been waiting for a dependency (0 when it answers)',
-  labelNames: ['dependency'] as const,
-  collect() {
-    const now = Date.now();
-    for (const dependency of ['kafka', 'postgres'] as const) {
-      const outage = outages.get(dependency);
-      this.set({ dependency }, outage ? (now - outage.since) / 1000 : 0);
-    }
-  },
-});
-const retries = new Counter({ name: 'tickflow_dependency_retries_total', help: 'Operations retried because a dependency failed', labelNames: ['dependency'] as const });
+const waiting = lazyMetric(
+  (p) =>
+    new p.Gauge({
+      name: 'tickflow_dependency_waiting_seconds',
+      help: 'How long tickflow has been waiting for a dependency (0 when it answers)',
+      labelNames: ['dependency'] as const,
+      collect() {
+        const now = Date.now();
+        for (const dependency of ['kafka', 'postgres'] as const) {
+          const outage = outages.get(dependency);
+          this.set({ dependency }, outage ? (now - outage.since) / 1000 : 0);
+        }
+      },
+    }),
+);
+const retries = lazyMetric((p) => new p.Counter({ name: 'tickflow_dependency_retries_total', help: 'Operations retried because a dependency failed', labelNames: ['dependency'] as const }));
 void waiting;
 
 export interface RetryOptions {
@@ -145,7 +148,7 @@ export class OutageWatch {
       this.leave();
       throw gaveUp(this.#dependency, outage, error);
     }
-    retries.inc({ dependency: this.#dependency });
+    retries().inc({ dependency: this.#dependency });
     const pause = Math.min(this.#delay, settings.retryForMs - waited) * (0.8 + Math.random() * 0.4);
     this.#delay = Math.min(this.#delay * 2, settings.maxDelayMs);
     await pauseFor(pause, signal);

@@ -81,7 +81,13 @@ describe(`docker-compose.yml (read with ${source})`, () => {
     const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
     assert.match(dockerfile, /^FROM node:24-slim\b/m);
     assert.match(dockerfile, /npm ci --omit=dev/);
-    assert.match(dockerfile, /^ENTRYPOINT \["node", "src\/cli\/main\.ts"\]$/m);
+    assert.match(dockerfile, /^ENTRYPOINT \["node", "bin\/tickflow\.js"\]$/m);
+    // npm ci's postinstall (the Kafka client bundle) needs its script and module in the deps stage.
+    const install = dockerfile.indexOf('RUN npm ci');
+    for (const file of ['scripts/kafka-bundle.ts', 'src/cli/kafka-bundle.ts']) {
+      const copied = dockerfile.indexOf(`COPY ${file} `);
+      assert.ok(copied >= 0 && copied < install, `${file} is copied before npm ci`);
+    }
     const ignored = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
     for (const entry of ['node_modules', '.git', '.tickflow']) assert.ok(ignored.includes(entry), `.dockerignore lists ${entry}`);
   });

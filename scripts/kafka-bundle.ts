@@ -1,0 +1,53 @@
+/**
+ * Writes the Kafka client library as one module for fast start-up (src/cli/kafka-bundle.ts):
+ * run by `npm install` (postinstall), or by hand with `node scripts/kafka-bundle.ts`.
+ *
+ * The bundle holds the library's own code and its JavaScript dependencies; its native and
+ * WebAssembly helpers stay external and are required from node_modules as before. Its option
+ * validators compile on first use (the same `lazyAjvCompile` as the unbundled path). A failure
+ * here never fails the install: the library then loads from its files, only more slowly.
+ */
+import { mkdirSync, readFileSync, renameSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bundlePath, libraryEntry } from '../src/cli/kafka-bundle.ts';
+
+const started = performance.now();
+const out = bundlePath();
+try {
+  const { build } = await import('esbuild');
+  const lazy = fileURLToPath(new URL('../src/cli/kafka-bundle.ts', import.meta.url));
+  mkdirSync(path.dirname(out), { recursive: true });
+  const temporary = `${out}.${process.pid}.tmp`;
+  await build({
+    entryPoints: [fileURLToPath(libraryEntry())],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    outfile: temporary,
+    // Native and WebAssembly code (and optional codecs) are loaded from their packages.
+    external: ['@node-rs/crc32', '@platformatic/wasm-utils', 'protobufjs', 'snappy', 'lz4-napi', 'kerberos'],
+    // The CommonJS dependencies inside call require(): give the module one.
+    banner: { js: "import { createRequire as tickflowCreateRequire } from 'node:module'; const require = tickflowCreateRequire(import.meta.url);" },
+    minifyWhitespace: true,
+    logLevel: 'error',
+    plugins: [
+      {
+        name: 'lazy-validators',
+        setup(builder) {
+          // The library's shared Ajv instance lives in dist/utils.js: compile on first use.
+          builder.onLoad({ filter: /[\\/]@platformatic[\\/]kafka[\\/]dist[\\/]utils\.js$/ }, (args) => ({
+            contents: `${readFileSync(args.path, 'utf8')}\nimport { lazyAjvCompile as tickflowLazyAjvCompile } from ${JSON.stringify(lazy)};\ntickflowLazyAjvCompile(ajv);\n`,
+            loader: 'js',
+            resolveDir: path.dirname(args.path),
+          }));
+        },
+      },
+    ],
+  });
+  renameSync(temporary, out);
+  console.log(`tickflow: Kafka client library bundled for fast start-up in ${((performance.now() - started) / 1000).toFixed(1)} s (${path.relative(process.cwd(), out)})`);
+} catch (error) {
+  console.warn(`tickflow: could not bundle the Kafka client library (start-up will be slower): ${(error as Error).message}`);
+}
