@@ -1,9 +1,11 @@
-import { encodePrice, generatePrices } from '../core/prices.ts';
+import { PriceWriter, generateTicks } from '../core/prices.ts';
 import type { SymbolModel } from '../core/prices.ts';
 import { seededRandom } from '../core/random.ts';
 import type { Log, RecordToProduce } from '../log/types.ts';
 import { openRunOutput } from './transactional-output.ts';
 import type { ProducerTransactions, TransactionTally } from './transactional-output.ts';
+
+const SLAB_BYTES = 1 << 20;
 
 export interface ProducePricesOptions {
   topic: string;
@@ -46,7 +48,8 @@ export async function producePrices(log: Log, options: ProducePricesOptions): Pr
     await producer.close();
     throw error;
   }
-  const ticks = generatePrices({ ...options, random: seededRandom(options.seed) });
+  const ticks = generateTicks({ ...options, random: seededRandom(options.seed) });
+  const writer = new PriceWriter();
   let messages = 0;
   let bytes = 0;
   let anomalies = 0;
@@ -55,13 +58,23 @@ export async function producePrices(log: Log, options: ProducePricesOptions): Pr
     while (messages < options.count && !options.signal?.aborted) {
       const batch: RecordToProduce[] = [];
       let batchBytes = 0;
+      // The batch's messages side by side in slabs; each record's value is a view of its bytes.
+      let slab = Buffer.allocUnsafe(SLAB_BYTES);
+      let pos = 0;
       for (let i = 0; i < options.batchSize; i++) {
         const next = ticks.next();
         if (next.done) break;
-        const value = encodePrice(next.value);
-        batchBytes += value.length;
-        if (next.value.anomaly) anomalies++;
-        batch.push({ key: next.value.symbol, value });
+        const { timeMs, symbol, price, anomaly } = next.value;
+        const room = writer.maxBytes(symbol);
+        if (pos + room > slab.length) {
+          slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, room));
+          pos = 0;
+        }
+        const end = writer.write(timeMs, symbol, price, slab, pos);
+        batchBytes += end - pos;
+        if (anomaly) anomalies++;
+        batch.push({ key: writer.key(symbol), value: slab.subarray(pos, end) });
+        pos = end;
       }
       if (batch.length === 0) break;
       if (inFlight) await inFlight;

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodePrice, formatTs, generatePrices, DEFAULT_SYMBOLS } from '../../src/core/prices.ts';
+import { encodePrice, formatTs, generatePrices, PriceWriter, DEFAULT_SYMBOLS } from '../../src/core/prices.ts';
 import { decodePriceMessage, parseTs } from '../../src/core/price-message.ts';
 import { seededRandom } from '../../src/core/random.ts';
 
@@ -47,5 +47,23 @@ describe('price ticks', () => {
     const anomalies = a.filter((t) => t.anomaly).length;
     assert.ok(anomalies > 150 && anomalies < 250, `anomalies ${anomalies}`);
     assert.equal(a[1].ts, '1970-01-01 00:00:01.000');
+  });
+
+  it('writes the same bytes as encodePrice straight into a buffer (the producer path)', () => {
+    const writer = new PriceWriter();
+    const r = seededRandom('bytes');
+    const out = Buffer.alloc(1 << 16);
+    const symbols = ['AAPL', 'A"B', 'Zürich AG', '株式', 'X'];
+    const prices = [0.01, 0.1, 1, 9.99, 10, 99.5, 238.3, 1e6 + 0.07, 123456789.12, 5e12 + 0.01, 1e14, 1e22, 0.005, 1 / 3];
+    for (let i = 0; i < 20_000; i++) {
+      const timeMs = Math.floor((r.next() * 2 - 0.5) * 4e12);
+      const symbol = symbols[i % symbols.length];
+      const price = i < prices.length ? prices[i] : Math.round(r.next() * 10 ** Math.floor(r.next() * 9)) / 100 || 0.01;
+      const pos = Math.floor(r.next() * 100);
+      const end = writer.write(timeMs, symbol, price, out, pos);
+      assert.ok(end - pos <= writer.maxBytes(symbol), 'within maxBytes');
+      assert.equal(out.toString('utf8', pos, end), encodePrice({ ts: formatTs(timeMs), symbol, price }), `${timeMs} ${symbol} ${price}`);
+    }
+    assert.deepEqual(writer.key('Zürich AG'), Buffer.from('Zürich AG'));
   });
 });
