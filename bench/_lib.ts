@@ -72,20 +72,27 @@ export interface Row {
   note?: string;
   /** Every run's wall time when `seconds` is their median. */
   runs?: number[];
+  /** Wall time of the same command over a handful of messages (start-up, connection, exit). */
+  startup?: number;
 }
 
-/** Prints rows with msgs/s, MB/s, peak RSS and each row's speed relative to `reference`. */
+/**
+ * Prints rows with msgs/s, MB/s, peak RSS and each row's speed relative to `reference`. */
 export function report(title: string, rows: Row[], reference: string): string {
   const ref = rows.find((r) => r.name === reference);
+  // With start-up measured: its wall time, and the rate of the rest of the run.
+  const startup = rows.some((r) => r.startup !== undefined);
+  const steady = (r: Row) => (r.startup !== undefined && r.seconds > r.startup ? Math.round(r.messages / (r.seconds - r.startup)).toLocaleString('en-US') : 'n/a');
   const lines = [
     `### ${title}`,
     '',
-    `| run | msgs/s | MB/s | wall s | peak RSS MiB | vs ${reference} |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    `| run | msgs/s | MB/s | wall s | peak RSS MiB |${startup ? ' start-up s | steady msgs/s |' : ''} vs ${reference} |`,
+    `| --- | ---: | ---: | ---: | ---: |${startup ? ' ---: | ---: |' : ''} ---: |`,
     ...rows.map((r) => {
       const rate = r.messages / r.seconds;
       const ratio = ref ? (rate / (ref.messages / ref.seconds)).toFixed(2) : 'n/a';
-      return `| ${r.name}${r.note ? ` (${r.note})` : ''} | ${Math.round(rate).toLocaleString('en-US')} | ${(r.bytes / r.seconds / 1e6).toFixed(1)} | ${r.seconds.toFixed(2)}${r.runs && r.runs.length > 1 ? ` (${r.runs.map((x) => x.toFixed(2)).join(', ')})` : ''} | ${Math.round(r.peakRssMiB)} | ${ratio}x |`;
+      const extra = startup ? ` ${r.startup?.toFixed(2) ?? 'n/a'} | ${steady(r)} |` : '';
+      return `| ${r.name}${r.note ? ` (${r.note})` : ''} | ${Math.round(rate).toLocaleString('en-US')} | ${(r.bytes / r.seconds / 1e6).toFixed(1)} | ${r.seconds.toFixed(2)}${r.runs && r.runs.length > 1 ? ` (${r.runs.map((x) => x.toFixed(2)).join(', ')})` : ''} | ${Math.round(r.peakRssMiB)} |${extra} ${ratio}x |`;
     }),
     '',
   ];

@@ -49,6 +49,8 @@ export interface Command<Config = unknown> {
   readonly flags: Readonly<Record<string, FlagSpec>>;
   readonly positionals?: { name: string; description: string; required?: boolean };
   readonly examples: readonly string[];
+  /** Serves /metrics (the API, `up`): metrics are kept from the start (observability/metrics.ts). */
+  readonly servesMetrics?: boolean;
   /** Validates flags once at start (throw BAD_FLAG naming the flag) and returns frozen config. */
   configure(values: FlagValues, positionals: readonly string[]): Config;
   /** Returns the process exit code (0 by default). */

@@ -137,6 +137,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo()): 
   };
 
   try {
+    if (command.servesMetrics) (await import('../observability/metrics.ts')).enableMetrics();
     if (shared.metrics) {
       const { serveMetrics } = await import('../http/metrics-server.ts');
       const server = await serveMetrics(shared.metrics);

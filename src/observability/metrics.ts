@@ -5,10 +5,10 @@ import type * as PromClient from 'prom-client';
  * The metrics every pipeline reports, labelled by pipeline name. One registry per process
  * (prom-client's default), served at /metrics by the API or a service's --metrics-port.
  *
- * prom-client (with the tracing API it loads) is ~85 modules and ~70 ms of start-up, which a
- * short command never needs: it is loaded, and each metric made, when first touched. Every
- * metric is made before the registry is read (`registry()` makes them all), so /metrics lists
- * each one from the start, as when they were made at import.
+ * Metrics are kept only in a process that serves them: `enableMetrics()` (--metrics-port, the
+ * API, `up`) comes before any pipeline runs; until then every metric is a no-op and prom-client
+ * (with the tracing API it loads, ~85 modules, ~70 ms) is not even loaded, which a short
+ * command like `stats` or `produce prices` feels.
  */
 
 type Client = typeof PromClient;
@@ -31,11 +31,22 @@ export function whenMetricsLoad(make: (client: Client) => void): void {
   else onLoad.push(make);
 }
 
-/** A metric made on first use. */
+let enabled = false;
+
+/** From now on metrics are kept (prom-client loaded, every metric made). */
+export function enableMetrics(): void {
+  enabled = true;
+  promClient();
+}
+
+/** What a metric is while nobody serves metrics: it takes every update and keeps nothing. */
+const NO_METRIC = { inc() {}, set() {}, observe() {} };
+
+/** A metric made when metrics are enabled; a no-op before. */
 export function lazyMetric<T>(make: (client: Client) => T): () => T {
   let made: T | undefined;
   whenMetricsLoad((loaded) => void (made ??= make(loaded)));
-  return () => made ?? (promClient(), made!);
+  return () => made ?? (enabled ? (promClient(), made!) : (NO_METRIC as T));
 }
 
 const made = {
@@ -78,7 +89,8 @@ export const metrics = {
   get windowEmitSeconds() { return made.windowEmitSeconds(); },
 };
 
-/** prom-client's default registry, with every tickflow metric in it. */
+/** prom-client's default registry, with every tickflow metric in it (metrics are enabled). */
 export function registry(): PromClient.Registry {
+  enableMetrics();
   return promClient().register;
 }

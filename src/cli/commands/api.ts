@@ -11,6 +11,7 @@ const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 
 export const command = defineCommand({
   name: ['api'],
+  servesMetrics: true,
   summary: 'Serve the REST API and the live dashboard: /v1/get-prices, /dashboard, /docs, /healthz, /readyz, /metrics',
   description: [
     'GET /v1/get-prices without parameters returns each ticker\'s most recent 30-second aggregate;',

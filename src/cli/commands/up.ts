@@ -23,6 +23,7 @@ interface Config {
  */
 export const command = defineCommand<Config>({
   name: ['up'],
+  servesMetrics: true,
   summary: 'Run everything in one process: prices batch + stats, then generator, aggregator, indicators, API and dashboard',
   description: [
     'Produces the prices batch and prints its statistics, then keeps the stocks generator, the',
