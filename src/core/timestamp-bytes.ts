@@ -34,21 +34,32 @@ function digits(b: Uint8Array, from: number, count: number): number {
   return n;
 }
 
+/**
+ * The last valid `yyyy-mm-dd?hh` seen and its epoch ms: consecutive messages mostly share
+ * their hour, whose date needs no second validation and calendar arithmetic.
+ */
+const lastHour = new Uint8Array(13);
+let lastHourMs = Number.NaN;
+
 /** Epoch ms of the 19 bytes `yyyy-mm-dd?hh:mm:ss` at `start` (separator checked by the caller), or NaN. */
 function dateTime(b: Uint8Array, start: number): number {
   if (b[start + 4] !== 45 || b[start + 7] !== 45 || b[start + 13] !== 58 || b[start + 16] !== 58) return Number.NaN;
+  const minute = digits(b, start + 14, 2);
+  const second = digits(b, start + 17, 2);
+  if (minute < 0 || minute > 59 || second < 0 || second > 59) return Number.NaN;
+  let sameHour = lastHourMs === lastHourMs; // not NaN
+  for (let k = 0; sameHour && k < 13; k++) sameHour = b[start + k] === lastHour[k];
+  if (sameHour) return lastHourMs + minute * 60_000 + second * 1000;
   const year = digits(b, start, 4);
   const month = digits(b, start + 5, 2);
   const day = digits(b, start + 8, 2);
   const hour = digits(b, start + 11, 2);
-  const minute = digits(b, start + 14, 2);
-  const second = digits(b, start + 17, 2);
-  if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) {
-    return Number.NaN;
-  }
+  if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23) return Number.NaN;
   const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   if (day > DAYS_IN_MONTH[month - 1] + (leap ? 1 : 0)) return Number.NaN;
-  return daysFromCivil(year, month, day) * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000;
+  lastHourMs = daysFromCivil(year, month, day) * 86_400_000 + hour * 3_600_000;
+  for (let k = 0; k < 13; k++) lastHour[k] = b[start + k];
+  return lastHourMs + minute * 60_000 + second * 1000;
 }
 
 /** Epoch ms, or NaN when b[start, end) is not a timestamp by the default rules above. */
