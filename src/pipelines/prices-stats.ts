@@ -338,7 +338,7 @@ class PlausibilityScreen {
   offer(record: LogRecord, tick: ReadTick): void {
     const partition = record.partition === this.#lastPartition ? this.#last! : this.#partition(record.partition);
     const { symbol, price, timeMs } = tick;
-    if (partition.guard.check(timeMs, partition.guardSink)) this.#price(partition, symbol, price, timeMs, record.partition, record.offset);
+    if (partition.guard.check(timeMs, partition.guardSink)) this.#price(partition, symbol, price, timeMs, record.partition, record);
     else partition.guard.hold(timeMs, { partition: record.partition, offset: record.offset, symbol, price, timeMs }, partition.guardSink);
   }
 
@@ -349,11 +349,11 @@ class PlausibilityScreen {
     for (const partition of partitions) for (const state of partition.symbols.values()) state.level.drain(this.#levelSink);
   }
 
-  /** A time the guard let through: now the price. */
-  #price(partition: PartitionScreen, symbol: string, price: number, timeMs: number, partitionNumber: number, offset: bigint): void {
+  /** A time the guard let through: now the price. The offset (of a record: read only if the price waits). */
+  #price(partition: PartitionScreen, symbol: string, price: number, timeMs: number, partitionNumber: number, at: bigint | LogRecord): void {
     const state = partition.symbols.get(symbol) ?? this.#state(partition, symbol);
     if (state.level.check(price, this.#levelSink)) this.#sink.take(state, symbol, price, timeMs);
-    else state.level.wait(price, { partition: partitionNumber, offset, symbol, price, timeMs }, this.#levelSink);
+    else state.level.wait(price, { partition: partitionNumber, offset: typeof at === 'bigint' ? at : at.offset, symbol, price, timeMs }, this.#levelSink);
   }
 
   #partition(partition: number): PartitionScreen {
