@@ -1117,9 +1117,9 @@ async function runScaledOut(config: UniqueUsersConfig, deps: UniqueUsersDeps): P
   if (deps.db) throw new Error('--scale-out keeps no minute sketches or durable state (no --database-url)');
   if (!log.transactionalProducer || config.exactlyOnce === false) throw new Error('--scale-out needs exactly once on Kafka (Kafka transactions)');
   const partials = partialsTopic(config.group);
-  // Not keyed by uid: the frames are judged and re-keyed by uid to <group>-repartition first, and the partials counted from there.
+  // Not keyed by uid: the frames are judged and re-keyed by uid to <group>-repartition first, and the partials counted from there
+  // (an input topic that does not exist is refused here: its partitions set the repartition topic's).
   const inputPartitions = config.repartition ? (await log.offsets(config.input)).length : 0;
-  if (config.repartition && inputPartitions === 0) throw new Error(`--repartition needs the input topic ${config.input} to exist (its partitions set the repartition topic's)`);
   if (inputPartitions > MAX_REPARTITIONED_INPUT_PARTITIONS) throw new Error(`--repartition takes an input of at most ${MAX_REPARTITIONED_INPUT_PARTITIONS} partitions (each counting partition commits every input partition's time with its offset), got ${inputPartitions}`);
   const repartition = repartitionTopic(config.group);
   const repartitionPartitions = config.repartitionPartitions ?? inputPartitions;

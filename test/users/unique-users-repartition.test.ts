@@ -5,7 +5,7 @@ import { seededRandom } from '../../src/core/random.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
-import { unique } from './helpers.ts';
+import { BROKERS, run, unique } from './helpers.ts';
 import { countRecords, expectedWindows, finish, kcat, scaleOutTopics, sleep, sortedWindows, startMember, windowKey } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
@@ -101,6 +101,21 @@ describe('unique-users --scale-out --repartition: input not keyed by uid', { tim
     const configs = await admin.describeConfigs({ resources: [{ resourceType: 2, resourceName: repartition, configurationKeys: ['min.insync.replicas'] }] });
     assert.equal(configs[0]!.configs.find((c) => c.name === 'min.insync.replicas')!.value, String(Math.max(1, replicas - 1)));
   };
+
+  it('is a way to run --scale-out, and needs the input topic', async () => {
+    const alone = await run(['unique-users', '--repartition']);
+    assert.equal(alone.code, 2);
+    assert.equal(alone.stderr, 'tickflow unique-users: --repartition: is a way to run --scale-out: give --scale-out too (see --help)\n');
+    const partitions = await run(['unique-users', '--scale-out', '--repartition-partitions', '8']);
+    assert.equal(partitions.code, 2);
+    assert.equal(partitions.stderr, 'tickflow unique-users: --repartition-partitions: needs --repartition (see --help)\n');
+    const missing = unique('uu-rp-missing');
+    const group = unique('uu-rp-missing-group');
+    const result = await run(['unique-users', '--scale-out', '--repartition', '--input', missing, '--group', group, ...BROKERS], { timeoutMs: 60_000 });
+    assert.notEqual(result.code, 0);
+    assert.equal(result.stderr, `tickflow unique-users: topic ${missing} does not exist (create it first)\n`);
+    assert.ok(!(await log.listTopics()).includes(`${group}-repartition`), 'nothing created');
+  });
 
   for (const [size, restart] of [[2, true], [3, false]] as const) {
     it(`${size} members, one killed -9 mid-run${restart ? ' and restarted' : ''}: one record per window, as the recount and a single instance`, async () => {
