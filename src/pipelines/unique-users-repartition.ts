@@ -90,7 +90,7 @@ export class RepartitionProcessor implements Processor<null> {
         if (this.#silent) return;
         const headers: Record<string, string | Buffer> = { [REPARTITION_HEADER]: `f,${source.partition},${source.offset},${ts}` };
         if (source.key !== null) headers[REPARTITION_KEY_HEADER] = source.key;
-        const value = data instanceof Buffer ? data.subarray(start, end) : Buffer.from(data.buffer, data.byteOffset + start, end - start);
+        const value = Buffer.from(data.buffer, data.byteOffset + start, end - start);
         this.#context!.emit(this.#topic, { key: uidBytes(uid), value, headers, timestamp: source.timestamp });
       },
       late: (source, uid, ts, watermarkMs) => {
@@ -218,6 +218,9 @@ export class RepartitionProcessor implements Processor<null> {
 
 const EMPTY = new Uint8Array(0);
 
+/** The uid as the key: its bytes in the frame when it is plain ASCII (a view, as the value is), else its UTF-8. */
 function uidBytes(uid: string | AsciiText): Buffer {
-  return typeof uid === 'string' ? Buffer.from(uid, 'utf8') : Buffer.from(uid.bytes.subarray(uid.start, uid.end));
+  if (typeof uid === 'string') return Buffer.from(uid, 'utf8');
+  const { bytes, start, end } = uid;
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start);
 }
