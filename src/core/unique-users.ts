@@ -677,7 +677,11 @@ export class UniqueUsersWindows<R = never> {
     }
   }
 
-  /** The bookkeeping of a frame with an offset before it is judged: the partition's time before it, its position. */
+  /**
+   * The bookkeeping of a frame before it is judged: with an offset, the decisions replayed up
+   * to it, and the partition's time before it (where a restart resumes if it is a window's
+   * first) and its position.
+   */
   #prelude(partition: number, offset: bigint | undefined): PartitionState<R> {
     let state = this.#partitions.get(partition);
     if (state === undefined) {
@@ -702,29 +706,13 @@ export class UniqueUsersWindows<R = never> {
    * why it is late.
    */
   add(partition: number, eventTimeMs: number, uid: string | AsciiText, offset?: bigint): LateFrame | typeof ALREADY_EMITTED | typeof HELD | null {
-    let state = this.#partitions.get(partition);
-    if (state === undefined) {
-      this.expect(partition);
-      state = this.#partitions.get(partition)!;
-    }
+    const state = this.#prelude(partition, offset);
     const guard = state.guard;
-    if (offset !== undefined) {
-      if (state.replaying) this.#catchUp(state, offset < state.replayUntil! ? offset : null);
-      // The partition's time before this frame: where a restart resumes if it is a window's first.
-      const before = state.before;
-      before[0] = state.watermark.streamTime;
-      before[1] = state.replaying ? state.replayClosed : this.#closedThrough;
-      guard?.savePosition(before, 2);
-      state.next = offset + 1n;
-      state.resumable = true;
-      if (guard !== null) {
-        state.judging = offset;
-        const now = guard.check(eventTimeMs, state.guardSink!);
-        state.judging = null;
-        if (!now) return HELD;
-      }
-    } else if (guard !== null && !guard.check(eventTimeMs, state.guardSink!)) {
-      return HELD;
+    if (guard !== null) {
+      state.judging = offset ?? null;
+      const now = guard.check(eventTimeMs, state.guardSink!);
+      state.judging = null;
+      if (!now) return HELD;
     }
     return this.#count(state, partition, eventTimeMs, uid, offset, null);
   }
