@@ -71,6 +71,15 @@ export interface UniqueUsersOptions {
    * sketch store (core/user-sketches.ts). Per window, never per frame.
    */
   emitted?: (record: WindowCount, counter: DistinctCounter) => void;
+  /**
+   * The two stages of a repartitioned count (docs/users.md, "How it scales"), both per
+   * input partition as the default (null) judges: `judge` only judges (the event-time guard,
+   * lateness; no windows are opened, nothing closes); `judged` counts frames already judged
+   * upstream — no lateness check, each partition's time is set from outside (`setTime`),
+   * frames of windows already closed are `window-closed` as always, `addLate` counts a frame
+   * judged late upstream in the windows it was late for.
+   */
+  mode?: 'judge' | 'judged' | null;
 }
 
 /** Where the guard's later decisions about held frames go (with the caller's reference to each frame). */
@@ -323,6 +332,8 @@ export class UniqueUsersWindows<R = never> {
   #emittedRank = -1;
   /** Skip emitted windows for every frame (`resumeAfter`); otherwise only for frames judged again (`restore`). */
   #resumeAll = false;
+  readonly #judge: boolean;
+  readonly #judged: boolean;
 
   constructor(options: UniqueUsersOptions, heldFrames?: HeldFrameSink<R>) {
     if (!(options.allowedLatenessMs >= 0)) throw new RangeError(`allowed lateness must be >= 0, got ${options.allowedLatenessMs}`);
@@ -335,6 +346,9 @@ export class UniqueUsersWindows<R = never> {
     const firstZoned = this.#frames.find((f) => f.calendar !== null);
     if (firstZoned) firstZoned.startsChain = true;
     this.#heldFrames = heldFrames ?? null;
+    this.#judge = options.mode === 'judge';
+    this.#judged = options.mode === 'judged';
+    if (this.#judged && options.maxTimeSkewMs !== undefined) throw new RangeError('frames judged upstream are not guarded again');
   }
 
   /** Frames the event-time guards hold now. */
@@ -632,35 +646,73 @@ export class UniqueUsersWindows<R = never> {
     return frames.end < this.#emittedEnd || (frames.end === this.#emittedEnd && frames.rank <= this.#emittedRank);
   }
 
+  /** A partition's watermark (its stream time − the allowed lateness; −Infinity: none yet) and whether it is idle. */
+  timeOf(partition: number): { watermarkMs: number; idle: boolean } | null {
+    const state = this.#partitions.get(partition);
+    return state === undefined ? null : { watermarkMs: state.watermark.current, idle: state.idle };
+  }
+
+  /** `judged`: sets a partition's watermark (back too) and whether it is idle, as upstream judged them. */
+  setTime(partition: number, watermarkMs: number, idle: boolean): void {
+    this.expect(partition);
+    const state = this.#partitions.get(partition)!;
+    state.watermark.resetTo(Number.isFinite(watermarkMs) ? watermarkMs + this.#options.allowedLatenessMs : Number.NEGATIVE_INFINITY);
+    state.idle = idle;
+  }
+
+  /**
+   * `judged`: a frame judged late upstream against `watermarkMs` (its input partition's),
+   * counted in the `late` of the windows it was late for that are still open — as the late
+   * branch of `add` does for the frame itself.
+   */
+  addLate(partition: number, eventTimeMs: number, watermarkMs: number, offset?: bigint): void {
+    const state = this.#prelude(partition, offset);
+    const replaying = state.replaying;
+    const closedThrough = replaying ? state.replayClosed : this.#closedThrough;
+    const own = state.emittedEnd;
+    const resumed = own !== null ? replaying : this.#emittedRank >= 0 && (this.#resumeAll || replaying);
+    for (const frames of this.#frames) {
+      frames.locate(eventTimeMs);
+      if (watermarkMs < frames.end && frames.end > closedThrough && !(resumed && (own !== null ? frames.end <= own : this.#emitted(frames)))) this.#window(frames, state, partition, offset, null).late++;
+    }
+  }
+
+  /**
+   * The bookkeeping of a frame before it is judged: with an offset, the decisions replayed up
+   * to it, and the partition's time before it (where a restart resumes if it is a window's
+   * first) and its position.
+   */
+  #prelude(partition: number, offset: bigint | undefined): PartitionState<R> {
+    let state = this.#partitions.get(partition);
+    if (state === undefined) {
+      this.expect(partition);
+      state = this.#partitions.get(partition)!;
+    }
+    if (offset !== undefined) {
+      if (state.replaying) this.#catchUp(state, offset < state.replayUntil! ? offset : null);
+      const before = state.before;
+      before[0] = state.watermark.streamTime;
+      before[1] = state.replaying ? state.replayClosed : this.#closedThrough;
+      state.guard?.savePosition(before, 2);
+      state.next = offset + 1n;
+      state.resumable = true;
+    }
+    return state;
+  }
+
   /**
    * Adds one frame. Returns null when it was counted, ALREADY_EMITTED when an earlier run
    * covered its windows, HELD when the event-time guard holds it (call `hold` next), or
    * why it is late.
    */
   add(partition: number, eventTimeMs: number, uid: string | AsciiText, offset?: bigint): LateFrame | typeof ALREADY_EMITTED | typeof HELD | null {
-    let state = this.#partitions.get(partition);
-    if (state === undefined) {
-      this.expect(partition);
-      state = this.#partitions.get(partition)!;
-    }
+    const state = this.#prelude(partition, offset);
     const guard = state.guard;
-    if (offset !== undefined) {
-      if (state.replaying) this.#catchUp(state, offset < state.replayUntil! ? offset : null);
-      // The partition's time before this frame: where a restart resumes if it is a window's first.
-      const before = state.before;
-      before[0] = state.watermark.streamTime;
-      before[1] = state.replaying ? state.replayClosed : this.#closedThrough;
-      guard?.savePosition(before, 2);
-      state.next = offset + 1n;
-      state.resumable = true;
-      if (guard !== null) {
-        state.judging = offset;
-        const now = guard.check(eventTimeMs, state.guardSink!);
-        state.judging = null;
-        if (!now) return HELD;
-      }
-    } else if (guard !== null && !guard.check(eventTimeMs, state.guardSink!)) {
-      return HELD;
+    if (guard !== null) {
+      state.judging = offset ?? null;
+      const now = guard.check(eventTimeMs, state.guardSink!);
+      state.judging = null;
+      if (!now) return HELD;
     }
     return this.#count(state, partition, eventTimeMs, uid, offset, null);
   }
@@ -680,6 +732,14 @@ export class UniqueUsersWindows<R = never> {
     // Without a guard the frames move their partition's stream time; with one, only the guard does.
     const observe = state.guard === null;
     const watermark = state.watermark;
+    if (this.#judge) {
+      // Only the verdict of the lateness check: the windows are counted downstream.
+      state.idle = false;
+      const current = watermark.current;
+      if (eventTimeMs < current) return { reason: 'beyond-lateness', lateByMs: watermark.streamTime - eventTimeMs, watermarkMs: current };
+      if (observe) watermark.observe(eventTimeMs);
+      return null;
+    }
     const all = this.#frames;
     // Judged again after a restart: against the windows closed when it was judged before.
     const replaying = state.replaying;
@@ -698,7 +758,7 @@ export class UniqueUsersWindows<R = never> {
     if (pending === 0 && !replaying) return ALREADY_EMITTED;
     state.idle = false;
     const current = watermark.current;
-    if (eventTimeMs < current) {
+    if (eventTimeMs < current && !this.#judged) {
       // Counted in a window's record only while its own partition has not passed that
       // window: then the window cannot have been emitted, and the count does not depend on
       // how partitions interleave.
@@ -707,7 +767,7 @@ export class UniqueUsersWindows<R = never> {
       }
       return { reason: 'beyond-lateness', lateByMs: watermark.streamTime - eventTimeMs, watermarkMs: current };
     }
-    if (observe) watermark.observe(eventTimeMs);
+    if (observe && !this.#judged) watermark.observe(eventTimeMs);
     if (closed) return { reason: 'window-closed', lateByMs: Math.max(0, watermark.streamTime - eventTimeMs), watermarkMs: closedThrough };
     if (pending === 0) return ALREADY_EMITTED; // judged again: it counted in windows that are out
     // Finest first. A window that already had the uid is inside the coarser ones of the

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { Logger } from 'pino';
 import { BoundedDistinct, HyperLogLog } from '../core/hyperloglog.ts';
-import type { DistinctCounter } from '../core/hyperloglog.ts';
+import type { AsciiText, DistinctCounter } from '../core/hyperloglog.ts';
 import { GRANULARITIES, windowIso } from '../core/calendar-windows.ts';
 import type { Granularity } from '../core/calendar-windows.ts';
 import { JsonRecordSplitter } from '../core/json-records.ts';
@@ -34,6 +34,8 @@ import { saveUserMinutes, writeUserMinutes } from '../db/user-sketch-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { ByteSource } from './byte-source.ts';
 import { partialsTopic, runCombiner } from './unique-users-combine.ts';
+import { REPARTITION_HEADER, REPARTITION_KEY_HEADER, RepartitionProcessor, countGroup, repartitionTopic } from './unique-users-repartition.ts';
+import type { InputTimeRecord } from './unique-users-repartition.ts';
 import type { ProgressRecord } from './unique-users-combine.ts';
 
 /**
@@ -120,9 +122,33 @@ export interface UniqueUsersConfig {
    * Several members of one group (--scale-out; docs/users.md, "How it scales"): each writes
    * its partitions' windows as partials to `<group>-partials`, and the member owning that
    * topic's partition sums them into one record per window on `output`. Needs the input keyed
-   * by uid and exact counting, exactly once.
+   * by uid (or `repartition`) and exact counting, exactly once.
    */
   scaleOut?: boolean;
+  /**
+   * With scaleOut: the input is not keyed by uid — each member judges its input partitions'
+   * frames and passes them on keyed by uid to `<group>-repartition`, which the partials are
+   * counted from (--repartition; unique-users-repartition.ts).
+   */
+  repartition?: boolean;
+  /** Partitions of `<group>-repartition` when it has to be created (default: the input's). */
+  repartitionPartitions?: number;
+  /** Internal: this is the counting stage of a repartitioned count, reading the repartition topic. */
+  repartitioned?: RepartitionedInput;
+}
+
+/** The counting stage of a repartitioned count: the input topic the frames came from and its partitions. */
+export interface RepartitionedInput {
+  topic: string;
+  partitions: number;
+}
+
+/** An input partition's time as a partition of the repartition topic last had it (from its time records). */
+interface InputTime {
+  watermark: number;
+  idle: boolean;
+  /** The input read position it holds for: an older time record is left alone. */
+  at: bigint;
 }
 
 /** The default --state-interval. */
@@ -186,15 +212,28 @@ interface HeldRef {
   data: Buffer;
   /** Its root ts, unix seconds. */
   ts: number;
+  /** Its root uid (for a frame passed on to the repartition topic when released). */
+  uid: string;
+}
+
+/**
+ * Where the judging stage of a repartitioned count passes frames on (unique-users-repartition.ts):
+ * each frame judged on time, and each judged late with the watermark it was late against.
+ */
+export interface JudgedFrames {
+  accepted(source: LogRecord, data: Uint8Array, start: number, end: number, uid: string | AsciiText, ts: number): void;
+  late(source: LogRecord, uid: string | AsciiText, ts: number, watermarkMs: number): void;
 }
 
 const IMPLAUSIBLE_TIME = 'implausible-time';
 
 /** The counting core: frames in, verdicts counted, late and invalid frames to `side`. */
-class FrameCounter {
+export class FrameCounter {
   readonly summary: UniqueUsersSummary;
   operator: UniqueUsersWindows<HeldRef>;
   side: SideRecords | null = null;
+  /** The judging stage of a repartitioned count: where judged frames go (null: counted here). */
+  judged: JudgedFrames | null = null;
   /** With a database: the sketch rows of the minutes emitted since they were last taken. */
   rows: MinuteSketchRow[] | null;
   readonly #config: UniqueUsersConfig;
@@ -202,8 +241,11 @@ class FrameCounter {
   readonly #trackOffsets: boolean;
   readonly #started = performance.now();
 
-  constructor(config: UniqueUsersConfig, trackOffsets: boolean, sketches: boolean) {
+  readonly #mode: 'judge' | 'judged' | null;
+
+  constructor(config: UniqueUsersConfig, trackOffsets: boolean, sketches: boolean, mode: 'judge' | 'judged' | null = null) {
     this.#config = config;
+    this.#mode = mode;
     this.#trackOffsets = trackOffsets;
     this.rows = sketches ? [] : null;
     this.#reader = new UserFrameReader({ decode: decodeUtf8, validateStrings: config.strict });
@@ -238,8 +280,11 @@ class FrameCounter {
     const emitted = this.rows === null ? undefined : (record: WindowCount, distinct: DistinctCounter) => {
       if (record.granularity === 'minute') this.rows!.push(minuteSketchRow(record, distinct));
     };
-    return new UniqueUsersWindows<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs: config.maxTimeSkewMs, granularities: config.granularities, timeZone: config.timeZone, counter, emitted }, {
-      released: (ref, _eventTimeMs, verdict) => this.#verdict(ref.source, ref.data, 0, ref.data.length, ref.ts, verdict),
+    const mode = this.#mode;
+    // Frames judged upstream are not guarded again.
+    const maxTimeSkewMs = mode === 'judged' ? undefined : config.maxTimeSkewMs;
+    return new UniqueUsersWindows<HeldRef>({ allowedLatenessMs: config.allowedLatenessMs, maxTimeSkewMs, granularities: config.granularities, timeZone: config.timeZone, counter, emitted, mode }, {
+      released: (ref, _eventTimeMs, verdict) => this.#verdict(ref.source, ref.data, 0, ref.data.length, ref.ts, ref.uid, verdict),
       implausible: (ref, eventTimeMs, skewMs, streamTimeMs) => this.#implausible(ref, eventTimeMs, skewMs, streamTimeMs),
     });
   }
@@ -275,23 +320,38 @@ class FrameCounter {
     }
     const offset = this.#trackOffsets && 'offset' in source ? source.offset : undefined;
     const ts = reader.ts;
-    const verdict = this.operator.add(partition, ts * 1000, reader.uidAscii ?? reader.uid, offset);
+    const uid = reader.uidAscii ?? reader.uid;
+    const verdict = this.operator.add(partition, ts * 1000, uid, offset);
     if (verdict === null) {
       this.summary.counted++;
+      this.judged?.accepted(source as LogRecord, data, start, end, uid, ts);
       return;
     }
     if (verdict.reason === 'held') {
       // Rare (a ts far from its partition's stream time): the frame's bytes outlive the batch.
-      this.operator.hold(partition, ts * 1000, reader.uid, offset, heldRef(source, data, start, end, ts));
+      this.operator.hold(partition, ts * 1000, reader.uid, offset, heldRef(source, data, start, end, ts, reader.uid));
       return;
     }
-    this.#verdict(source, data, start, end, ts, verdict);
+    this.#verdict(source, data, start, end, ts, uid, verdict);
+  }
+
+  /**
+   * The counting stage of a repartitioned count: a frame judged on time upstream, its uid and
+   * ts as passed on, `source` its record on the input topic (for a late record when its window
+   * was closed here meanwhile). Counted, or late as `window-closed`.
+   */
+  countJudged(partition: number, offset: bigint, uid: string | AsciiText, ts: number, source: () => LogRecord): void {
+    this.summary.frames++;
+    const verdict = this.operator.add(partition, ts * 1000, uid, offset);
+    if (verdict === null) this.summary.counted++;
+    else if (verdict.reason !== 'held') this.#verdict(source(), EMPTY, 0, 0, ts, uid, verdict);
   }
 
   /** A counted frame's verdict: counted, already emitted, or late (to the late topic with how late). */
-  #verdict(source: FrameSource, data: Uint8Array, start: number, end: number, ts: number, verdict: LateFrame | typeof ALREADY_EMITTED | null): void {
+  #verdict(source: FrameSource, data: Uint8Array, start: number, end: number, ts: number, uid: string | AsciiText, verdict: LateFrame | typeof ALREADY_EMITTED | null): void {
     if (verdict === null) {
       this.summary.counted++;
+      this.judged?.accepted(source as LogRecord, data, start, end, uid, ts);
       return;
     }
     if (verdict.reason === 'already-emitted') {
@@ -312,6 +372,7 @@ class FrameCounter {
       'x-event-minute': eventMinute,
       ...lineOf(source),
     });
+    if (verdict.reason === 'beyond-lateness') this.judged?.late(source as LogRecord, uid, ts, verdict.watermarkMs);
   }
 
   /** A held frame the stream never confirmed: to the late topic as `implausible-time`, with how far off it was. */
@@ -339,7 +400,7 @@ function minuteIsoish(ms: number): string {
 }
 
 /** A held frame's reference: its record (or stdin position) and a copy of its bytes. */
-function heldRef(source: FrameSource, data: Uint8Array, start: number, end: number, ts: number): HeldRef {
+function heldRef(source: FrameSource, data: Uint8Array, start: number, end: number, ts: number, uid: string): HeldRef {
   const bytes = copy(data, start, end);
   // A fetched record points into its fetch response (getters): keep copies, not the response.
   const own: FrameSource = 'line' in source ? source : {
@@ -351,31 +412,31 @@ function heldRef(source: FrameSource, data: Uint8Array, start: number, end: numb
     value: bytes,
     headers: source.headers.map(([name, value]) => [name, Buffer.from(value)] as const),
   };
-  return { source: own, data: bytes, ts };
+  return { source: own, data: bytes, ts, uid };
 }
 
 /** A held frame's reference as bytes (durable state): its record's fields and bytes, JSON. */
 function encodeHeldRef(ref: HeldRef): Uint8Array {
   const source = ref.source;
-  if ('line' in source) return Buffer.from(JSON.stringify({ line: source.line, index: source.index, data: ref.data.toString('base64'), ts: ref.ts }));
+  if ('line' in source) return Buffer.from(JSON.stringify({ line: source.line, index: source.index, data: ref.data.toString('base64'), ts: ref.ts, uid: ref.uid }));
   return Buffer.from(JSON.stringify({
     topic: source.topic, partition: source.partition, offset: String(source.offset), timestamp: String(source.timestamp),
     key: source.key === null ? null : Buffer.from(source.key).toString('base64'),
     headers: source.headers.map(([name, value]) => [name, Buffer.from(value).toString('base64')]),
-    data: ref.data.toString('base64'), ts: ref.ts,
+    data: ref.data.toString('base64'), ts: ref.ts, uid: ref.uid,
   }));
 }
 
 function decodeHeldRef(bytes: Uint8Array): HeldRef {
-  const v = JSON.parse(Buffer.from(bytes).toString('utf8')) as { line?: number; index?: number; topic?: string; partition?: number; offset?: string; timestamp?: string; key?: string | null; headers?: Array<[string, string]>; data: string; ts: number };
+  const v = JSON.parse(Buffer.from(bytes).toString('utf8')) as { line?: number; index?: number; topic?: string; partition?: number; offset?: string; timestamp?: string; key?: string | null; headers?: Array<[string, string]>; data: string; ts: number; uid?: string };
   const data = Buffer.from(v.data, 'base64');
-  if (v.line !== undefined) return { source: { line: v.line, index: v.index! }, data, ts: v.ts };
+  if (v.line !== undefined) return { source: { line: v.line, index: v.index! }, data, ts: v.ts, uid: v.uid ?? '' };
   const source: LogRecord = {
     topic: v.topic!, partition: v.partition!, offset: BigInt(v.offset!), timestamp: BigInt(v.timestamp!),
     key: v.key == null ? null : Buffer.from(v.key, 'base64'), value: data,
     headers: (v.headers ?? []).map(([name, value]) => [name, Buffer.from(value, 'base64')] as const),
   };
-  return { source, data, ts: v.ts };
+  return { source, data, ts: v.ts, uid: v.uid ?? '' };
 }
 
 /**
@@ -458,6 +519,13 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
   #assigned: number[] = [];
   #progressSent: string | null = null;
   #quiet = false;
+  /** Repartitioned (the counting stage): where the frames came from (null: counting the input itself). */
+  readonly #repartitioned: RepartitionedInput | null;
+  /** Repartitioned: per partition of the repartition topic, each input partition's time as it last had it. */
+  readonly #inputs = new Map<number, Map<number, InputTime>>();
+  /** Repartitioned: per partition being replayed, where the records processed before the claim end. */
+  readonly #replaying = new Map<number, bigint>();
+  readonly #uid: { bytes: Uint8Array; start: number; end: number } = { bytes: EMPTY, start: 0, end: 0 };
 
   constructor(config: UniqueUsersConfig, counter: FrameCounter, emit: WindowSink, scanner: FrameScanner | null, logger: Logger, durable: { db: Database; now: () => number; signal: AbortSignal } | null = null) {
     this.#config = config;
@@ -466,6 +534,7 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     this.#scanner = scanner;
     this.#logger = logger;
     this.#durable = durable && { ...durable, intervalMs: config.stateIntervalMs ?? DEFAULT_STATE_INTERVAL_MS, settings: stateSettings(config) };
+    this.#repartitioned = config.repartitioned ?? null;
   }
 
   /**
@@ -511,6 +580,8 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     this.#assigned = claims.flatMap((claim) => claim.partitions).sort((a, b) => a - b);
     this.#progressSent = null;
     this.#quiet = false;
+    this.#inputs.clear();
+    this.#replaying.clear();
     if (this.#durable) {
       const starts = await this.#resumeDurable(this.#durable, claims);
       if (starts !== null) return starts;
@@ -531,6 +602,11 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
         const replayUntil = claim.replayed?.get(partition) ?? null;
         const state = raw === undefined ? null : decodeResumeState(raw);
         if (raw !== undefined && state === null) this.#logger.warn({ partition }, 'the state committed with this partition\'s offset is not one this version reads: its time starts over');
+        if (this.#repartitioned) {
+          // Its input partitions' times as at the read position: the time records replayed are older.
+          if (state?.inputs) this.#inputs.set(partition, state.inputs);
+          if (replayUntil !== null) this.#replaying.set(partition, replayUntil);
+        }
         if (state === null && replayUntil === null) continue;
         operator.restore(partition, { from: claim.offsets.get(partition)!, time: state?.time ?? null, events: state?.events ?? [], idle: state?.idle ?? false, replayUntil });
         if (state?.closed != null && state.closed > closed) closed = state.closed;
@@ -552,6 +628,7 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     operator.restoreClosed(closed);
     if (restored.length > 0) this.#logger.info({ partitions: restored, closedThrough: minuteIsoish(closed) }, 'resuming from the committed event time; frames up to the last read position are judged again');
     for (const claim of claims) for (const partition of claim.partitions) operator.expect(partition);
+    if (this.#repartitioned) for (const partition of this.#assigned) this.#setTime(partition);
   }
 
   prepare(records: readonly LogRecord[]): Promise<ScannedBatch> | null {
@@ -563,6 +640,10 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     const counter = this.#counter;
     counter.side = sideRecordsOf(context);
     if (records.length > 0) this.#quiet = false;
+    if (this.#repartitioned) {
+      this.#processRepartitioned(records, context);
+      return;
+    }
     if (prepared) {
       const view = new ScannedFrames(prepared.result);
       const { frames } = prepared;
@@ -583,10 +664,126 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     if (Number.isFinite(counter.operator.watermarkMs)) metrics.watermarkLagSeconds.set({ pipeline: PIPELINE }, (context.now - counter.operator.watermarkMs) / 1000);
   }
 
+  /**
+   * Repartitioned, the counting stage: frames judged upstream (counted, or `window-closed`
+   * when their window was closed here meanwhile), late ones (counted in their windows'
+   * `late`), and the input partitions' times — each partition of the repartition topic holds
+   * the watermark back to the lowest of its input partitions' (all idle: the highest), as a
+   * single instance holds its windows to the lowest of its partitions'. While a partition is
+   * replayed after a claim its time stays as committed at the read position, and no window
+   * closes until every replay is through.
+   */
+  #processRepartitioned(records: readonly LogRecord[], context: ProcessContext): void {
+    const counter = this.#counter;
+    const operator = counter.operator;
+    const input = this.#repartitioned!;
+    const uid = this.#uid;
+    const touched = new Set<number>();
+    for (const record of records) {
+      const q = record.partition;
+      touched.add(q);
+      let replaying = false;
+      if (this.#replaying.size > 0) {
+        const until = this.#replaying.get(q);
+        replaying = until !== undefined && record.offset < until;
+        if (until !== undefined && !replaying) {
+          this.#replaying.delete(q);
+          operator.endReplay(q);
+        }
+      }
+      const header = headerText(record, REPARTITION_HEADER);
+      if (header === null) continue; // not one of ours
+      if (header === 't') {
+        if (!replaying) this.#inputTime(q, record);
+        continue;
+      }
+      const parts = header.split(',');
+      const partition = Number(parts[1]);
+      const ts = Number(parts[3]);
+      if (!replaying) {
+        // A frame of an input partition that was idle: it holds the watermark back again (its next time record says how far).
+        const time = this.#inputs.get(q)?.get(partition);
+        if (time !== undefined && time.idle) time.idle = false;
+      }
+      if (parts[0] === 'l') {
+        operator.addLate(q, ts * 1000, Number(parts[4]), record.offset);
+        continue;
+      }
+      const key = record.key ?? EMPTY;
+      let ascii = key.length > 0;
+      for (let i = 0; i < key.length && ascii; i++) if (key[i]! > 0x7f) ascii = false;
+      let id: string | AsciiText;
+      if (ascii) {
+        uid.bytes = key;
+        uid.start = 0;
+        uid.end = key.length;
+        id = uid;
+      } else {
+        id = Buffer.from(key).toString('utf8');
+      }
+      counter.countJudged(q, record.offset, id, ts, () => inputRecord(input.topic, partition, BigInt(parts[2]!), record));
+    }
+    for (const q of touched) this.#setTime(q);
+    if (this.#replaying.size === 0) this.#emitWindows(operator.close(), context);
+    if (Number.isFinite(operator.watermarkMs)) metrics.watermarkLagSeconds.set({ pipeline: PIPELINE }, (context.now - operator.watermarkMs) / 1000);
+  }
+
+  /** A time record of an input partition, on partition `q` of the repartition topic (an older one than known is left alone). */
+  #inputTime(q: number, record: LogRecord): void {
+    let value: Partial<InputTimeRecord> | null;
+    try {
+      value = JSON.parse(record.value?.toString('utf8') ?? 'null') as Partial<InputTimeRecord> | null;
+    } catch {
+      return;
+    }
+    const time = value?.time;
+    if (!time || typeof time.partition !== 'number' || typeof time.at !== 'string' || !/^\d+$/.test(time.at)) return;
+    let times = this.#inputs.get(q);
+    if (times === undefined) this.#inputs.set(q, (times = new Map()));
+    const at = BigInt(time.at);
+    const known = times.get(time.partition);
+    if (known !== undefined && at < known.at) return;
+    times.set(time.partition, { watermark: time.watermark ?? Number.NEGATIVE_INFINITY, idle: time.idle === true, at });
+  }
+
+  /**
+   * Partition `q`'s watermark from its input partitions' times: the lowest of those not idle
+   * (all idle: the highest, and `q` is idle); an input partition it has no time for yet holds
+   * it back entirely.
+   */
+  #setTime(q: number): void {
+    const times = this.#inputs.get(q);
+    const operator = this.#counter.operator;
+    let min = Number.POSITIVE_INFINITY;
+    let max = Number.NEGATIVE_INFINITY;
+    let holding = false;
+    for (let p = 0; p < this.#repartitioned!.partitions; p++) {
+      const time = times?.get(p);
+      if (time === undefined) {
+        operator.setTime(q, Number.NEGATIVE_INFINITY, false);
+        return;
+      }
+      if (time.watermark > max) max = time.watermark;
+      if (!time.idle) {
+        holding = true;
+        if (time.watermark < min) min = time.watermark;
+      }
+    }
+    operator.setTime(q, holding ? min : max, !holding);
+  }
+
   /** Partitions fetched without frames for --idle-timeout stop holding minutes back; all of them quiet: decide held frames, flush. */
   onIdle(context: IdleContext): void {
     this.#counter.side = sideRecordsOf(context);
     const operator = this.#counter.operator;
+    if (this.#repartitioned) {
+      // A partition of the repartition topic is idle when its input partitions are (their time records say so), not when it is quiet itself.
+      if (this.#replaying.size > 0) return;
+      const idle = this.#assigned.every((q) => operator.timeOf(q)?.idle === true);
+      if (context.allQuiet && idle) this.#quiet = true;
+      this.#emitWindows(context.allQuiet && idle ? [...operator.close(), ...operator.flushMinutes()] : operator.close(), context);
+      return;
+    }
     // Only a partition at its end is idle: one with records waiting (behind a stall of the
     // pipeline's own, such as an output send being retried) still holds its minutes open.
     for (const { partition, caughtUp } of context.quiet) if (caughtUp) operator.idle(partition);
@@ -615,13 +812,11 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     if (this.#durable && read) this.#snapshotIfDue(this.#durable, read, points);
     const named = this.#named;
     return [...points].map(([partition, point]) => {
-      const events = point.events.map((e): ResumeState['events'][number] => (e.kind === 'closed' ? [String(e.at), e.kind, e.value] : [String(e.at), e.kind]));
       const at = named?.positions.get(partition);
-      const state: ResumeState = {
-        time: point.time, closed, events, ...(point.idle ? { idle: true } : {}),
-        ...(point.cut === undefined ? {} : { cut: String(point.cut) }),
-        ...(named && at !== undefined ? { snap: [named.id, String(at)] as [string, string] } : {}),
-      };
+      const state = encodeResumeState(point, closed, named && at !== undefined ? [named.id, String(at)] : undefined);
+      const inputs = this.#inputs.get(partition);
+      // Repartitioned: the time of every input partition as this partition had it at the read position.
+      if (this.#repartitioned) state.inputs = inputs === undefined ? [] : [...inputs].map(([p, t]) => [p, Number.isFinite(t.watermark) ? t.watermark : null, t.idle ? 1 : 0, String(t.at)]);
       return { topic: this.#config.input, partition, ...(point.offset === undefined ? {} : { offset: point.offset }), state };
     });
   }
@@ -729,6 +924,11 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
   onReplayed(partition: TopicPartition, context: Pick<ProcessContext, 'now' | 'emit' | 'reject'>): void {
     this.#counter.side = sideRecordsOf(context);
     this.#counter.operator.endReplay(partition.partition);
+    if (this.#repartitioned) {
+      this.#replaying.delete(partition.partition);
+      this.#setTime(partition.partition);
+      if (this.#replaying.size > 0) return;
+    }
     this.#emitWindows(this.#counter.operator.close(), context);
   }
 
@@ -755,6 +955,8 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     this.#assigned = [];
     this.#progressSent = null;
     this.#quiet = false;
+    this.#inputs.clear();
+    this.#replaying.clear();
   }
 
   #emitWindows(windows: WindowCount[], context: Pick<ProcessContext, 'emit'> & Partial<Pick<ProcessContext, 'commitSoon'>>): void {
@@ -768,6 +970,19 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** The text of a record's header (the last of that name), or null. */
+function headerText(record: LogRecord, name: string): string | null {
+  const headers = record.headers;
+  for (let i = headers.length - 1; i >= 0; i--) if (headers[i]![0] === name) return headers[i]![1].toString('latin1');
+  return null;
+}
+
+/** A frame's record on the input topic, rebuilt from its record on the repartition topic (for a late record of the counting stage). */
+function inputRecord(topic: string, partition: number, offset: bigint, record: LogRecord): LogRecord {
+  const key = record.headers.find(([name]) => name === REPARTITION_KEY_HEADER)?.[1] ?? null;
+  return { topic, partition, offset, timestamp: record.timestamp, key, value: record.value, headers: [] };
+}
 
 interface DurableSettings {
   db: Database;
@@ -803,6 +1018,18 @@ interface ResumeState {
   cut?: string;
   /** Durable state: the snapshot the commit names, and the partition's position in it. */
   snap?: [string, string];
+  /** Repartitioned (the counting stage): each input partition's time at the read position, [partition, watermark, idle 0/1, at]. */
+  inputs?: Array<[number, number | null, number, string]>;
+}
+
+/** A resume point's state as committed (`snap`: the snapshot the commit names and the partition's position in it). */
+export function encodeResumeState(point: PartitionResume, closed: number | null, snap?: [string, string]): ResumeState {
+  const events = point.events.map((e): ResumeState['events'][number] => (e.kind === 'closed' ? [String(e.at), e.kind, e.value] : [String(e.at), e.kind]));
+  return {
+    time: point.time, closed, events, ...(point.idle ? { idle: true } : {}),
+    ...(point.cut === undefined ? {} : { cut: String(point.cut) }),
+    ...(snap ? { snap } : {}),
+  };
 }
 
 interface DecodedResumeState {
@@ -812,10 +1039,11 @@ interface DecodedResumeState {
   idle: boolean;
   cut: bigint | null;
   snap: { id: string; at: bigint } | null;
+  inputs: Map<number, InputTime> | null;
 }
 
 /** A committed resume state read back, or null when it is not one (another version's, or damaged). */
-function decodeResumeState(raw: unknown): DecodedResumeState | null {
+export function decodeResumeState(raw: unknown): DecodedResumeState | null {
   const value = raw as Partial<ResumeState> | null;
   if (value === null || typeof value !== 'object') return null;
   const time = value.time as Partial<PartitionTime> | undefined;
@@ -834,11 +1062,19 @@ function decodeResumeState(raw: unknown): DecodedResumeState | null {
   const digits = (x: unknown): x is string => typeof x === 'string' && /^\d+$/.test(x);
   const cut = digits(value.cut) ? BigInt(value.cut) : null;
   const snap = Array.isArray(value.snap) && typeof value.snap[0] === 'string' && digits(value.snap[1]) ? { id: value.snap[0], at: BigInt(value.snap[1]) } : null;
-  return { time: { stream: time.stream ?? null, guard: guard ?? null, closed: time.closed ?? null }, closed: value.closed ?? null, events, idle: value.idle === true, cut, snap };
+  let inputs: Map<number, InputTime> | null = null;
+  if (Array.isArray(value.inputs)) {
+    inputs = new Map();
+    for (const e of value.inputs as unknown[][]) {
+      if (!Array.isArray(e) || typeof e[0] !== 'number' || !number(e[1]) || !digits(e[3])) return null;
+      inputs.set(e[0], { watermark: (e[1] as number | null) ?? Number.NEGATIVE_INFINITY, idle: e[2] === 1, at: BigInt(e[3]) });
+    }
+  }
+  return { time: { stream: time.stream ?? null, guard: guard ?? null, closed: time.closed ?? null }, closed: value.closed ?? null, events, idle: value.idle === true, cut, snap, inputs };
 }
 
 /** Side records through the runtime: late frames to the late topic, the others to dead letters. */
-function sideRecordsOf(context: Pick<ProcessContext, 'reject'>): SideRecords {
+export function sideRecordsOf(context: Pick<ProcessContext, 'reject'>): SideRecords {
   return {
     late: (source, _data, _start, _end, reason, error, headers) => context.reject(source as LogRecord, reason, error, { outcome: 'late', headers }),
     invalid: (source, _data, _start, _end, reason, error) => context.reject(source as LogRecord, reason, error),
@@ -881,18 +1117,32 @@ async function runScaledOut(config: UniqueUsersConfig, deps: UniqueUsersDeps): P
   if (deps.db) throw new Error('--scale-out keeps no minute sketches or durable state (no --database-url)');
   if (!log.transactionalProducer || config.exactlyOnce === false) throw new Error('--scale-out needs exactly once on Kafka (Kafka transactions)');
   const partials = partialsTopic(config.group);
-  // The internal topic: one partition (one combiner at a time, every partial and progress record in one order), replicated as the cluster allows.
+  // Not keyed by uid: the frames are judged and re-keyed by uid to <group>-repartition first, and the partials counted from there
+  // (an input topic that does not exist is refused here: its partitions set the repartition topic's).
+  const inputPartitions = config.repartition ? (await log.offsets(config.input)).length : 0;
+  if (inputPartitions > MAX_REPARTITIONED_INPUT_PARTITIONS) throw new Error(`--repartition takes an input of at most ${MAX_REPARTITIONED_INPUT_PARTITIONS} partitions (each counting partition commits every input partition's time with its offset), got ${inputPartitions}`);
+  const repartition = repartitionTopic(config.group);
+  const repartitionPartitions = config.repartitionPartitions ?? inputPartitions;
+  // The internal topics: partials on one partition (one combiner at a time, every partial and progress record in one order),
+  // frames re-keyed by uid on as many as the input has; replicated as the cluster allows.
   const ready = log.createTopics([
     { name: partials, partitions: 1 },
+    ...(config.repartition ? [{ name: repartition, partitions: repartitionPartitions }] : []),
     { name: config.output, partitions: 1 },
     ...[config.lateTopic, config.deadLetterTopic].map((name) => ({ name, partitions: config.partitions })),
   ]);
   await ready;
-  const stage: UniqueUsersConfig = { ...config, output: partials, exactlyOnce: true };
-  const counter = new FrameCounter(stage, true, deps.db !== undefined);
+  // A topic made before (by another member, or an earlier run) keeps its partitions.
+  const countPartitions = config.repartition ? (await log.offsets(repartition)).length : 0;
+  const stage: UniqueUsersConfig = config.repartition
+    ? { ...config, input: repartition, group: countGroup(config.group), output: partials, exactlyOnce: true, repartitioned: { topic: config.input, partitions: inputPartitions } }
+    : { ...config, output: partials, exactlyOnce: true };
+  const counter = new FrameCounter(stage, true, deps.db !== undefined, config.repartition ? 'judged' : null);
   const emit = windowSink(stage, { ...deps, onWindow: undefined }, counter);
+  // Repartitioned: the frames read from the input are judged here (and their late, dead-letter and implausible-time records sent).
+  const judge = config.repartition ? new FrameCounter(config, true, false, 'judge') : null;
   const progress = setInterval(() => {
-    const s = counter.summary;
+    const s = (judge ?? counter).summary;
     deps.logger.info({ frames: s.frames, late: s.late, invalid: s.invalid, openWindows: counter.operator.openWindows, watermark: minuteIsoish(counter.operator.watermarkMs) }, 'unique-users progress (scaled out)');
   }, 10_000);
   progress.unref();
@@ -904,9 +1154,10 @@ async function runScaledOut(config: UniqueUsersConfig, deps: UniqueUsersDeps): P
   const stageDeps = { ...deps, signal };
   try {
     const results = await Promise.allSettled([
-      onRuntime(stage, stageDeps, counter, emit, ready).finally(() => stop.abort()),
+      ...(judge ? [runRepartition(config, stageDeps, judge, repartition, countPartitions, ready).finally(() => stop.abort())] : []),
+      onRuntime(stage, judge ? { ...stageDeps, logger: deps.logger.child({ stage: 'count' }) } : stageDeps, counter, emit, ready).finally(() => stop.abort()),
       runCombiner({
-        log, logger: deps.logger.child({ stage: 'combine' }), signal, group: config.group, input: config.input, output: config.output,
+        log, logger: deps.logger.child({ stage: 'combine' }), signal, group: config.group, input: config.repartition ? repartition : config.input, output: config.output,
         deadLetterTopic: config.deadLetterTopic, commitIntervalMs, idleMs: config.idleTimeoutMs, maxRecordBytes: config.maxRecordBytes,
         outputsReady: ready, now: deps.now, onWindow: (w) => {
           combined[w.granularity] = (combined[w.granularity] ?? 0) + 1;
@@ -920,9 +1171,47 @@ async function runScaledOut(config: UniqueUsersConfig, deps: UniqueUsersDeps): P
   }
   // The summary's windows are the final records this member emitted (its partials are not).
   const summary = counter.finish();
+  if (judge) {
+    // Repartitioned: the frames are those read from the input and judged here; late also those whose window closed in the count.
+    const judged = judge.finish();
+    judged.late += summary.late;
+    judged.counted = summary.counted;
+    judged.alreadyEmitted = summary.alreadyEmitted;
+    judged.windows = combined;
+    judged.minutes = combined.minute ?? 0;
+    return judged;
+  }
   summary.windows = combined;
   summary.minutes = combined.minute ?? 0;
   return summary;
+}
+
+/** Repartitioned input partitions: each commits every input partition's time with its offsets (offset metadata is bounded). */
+const MAX_REPARTITIONED_INPUT_PARTITIONS = 48;
+
+/** The judging stage of a repartitioned count: the input's frames judged and passed on keyed by uid (unique-users-repartition.ts). */
+async function runRepartition(config: UniqueUsersConfig, deps: UniqueUsersDeps, judge: FrameCounter, topic: string, partitions: number, ready: Promise<void>): Promise<void> {
+  const logger = deps.logger.child({ stage: 'repartition' });
+  const report = await runStreamTask({
+    pipeline: 'unique-users-repartition',
+    log: deps.log,
+    commit: kafkaTransaction({}),
+    group: config.group,
+    topics: [config.input],
+    processor: new RepartitionProcessor(config.input, topic, partitions, judge, logger),
+    deadLetterTopic: config.deadLetterTopic,
+    lateTopic: config.lateTopic,
+    logger,
+    signal: deps.signal,
+    untilEnd: false,
+    commitIntervalMs: config.commitIntervalMs ?? DEFAULT_TRANSACTION_INTERVAL_MS,
+    idleMs: config.idleTimeoutMs,
+    maxRecordBytes: config.maxRecordBytes,
+    outputsReady: ready,
+    rejoinWhenProducerFenced: true,
+    now: deps.now,
+  });
+  judge.tooLarge(report.tooLarge);
 }
 
 async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: WindowSink, ready: Promise<void>): Promise<void> {

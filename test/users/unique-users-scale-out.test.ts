@@ -1,14 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { seededRandom } from '../../src/core/random.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
-import { BIN } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
-import { BROKERS, readAll, unique } from './helpers.ts';
-import { referenceUniqueUsers, referenceWindows } from './reference.ts';
+import { unique } from './helpers.ts';
+import { countRecords, expectedWindows as expectedOf, finish as finishOn, kcat, scaleOutTopics as topics, sleep, sortedWindows as sorted, startMember, windowKey as key } from './scale-out.ts';
+import type { Member } from './scale-out.ts';
 
 /**
  * `unique-users --scale-out` on the real Kafka: 2 and 3 members of one group over a 6-partition
@@ -57,19 +55,6 @@ function frames(seed: string, count = FRAMES): Frame[] {
   return out;
 }
 
-function kcat(topic: string): string[] {
-  const out = execFileSync('/usr/bin/kcat', ['-b', KAFKA_BROKERS[0], '-C', '-t', topic, '-X', 'isolation.level=read_committed', '-e', '-q', '-f', '%s\\n'], { encoding: 'utf8', timeout: 120_000, maxBuffer: 256 << 20 });
-  return out.split('\n').filter(Boolean);
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-interface Member {
-  child: ChildProcess;
-  exited: Promise<NodeJS.Signals | number | null>;
-  stderr: () => string;
-}
-
 describe('unique-users --scale-out: several members of one group', { timeout: 1_500_000 }, () => {
   let log: KafkaLog;
   const created: string[] = [];
@@ -82,54 +67,10 @@ describe('unique-users --scale-out: several members of one group', { timeout: 1_
     await log.close();
   });
 
-  const topics = (name: string) => ({ output: unique(`${name}-out`), late: unique(`${name}-late`), dead: unique(`${name}-dlq`) });
-  type Topics = ReturnType<typeof topics>;
-
-  const start = (input: string, t: Topics, group: string, scaleOut: boolean): Member => {
-    const child = spawn(process.execPath, [BIN, 'unique-users', '--input', input, '--output', t.output, '--late-topic', t.late, '--dead-letter-topic', t.dead,
-      '--group', group, '--granularity', 'minute,hour', '--idle-timeout', '5s', ...(scaleOut ? ['--scale-out'] : []), ...BROKERS], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('close', (code, signal) => resolve(signal ?? code)));
-    return { child, exited, stderr: () => stderr };
-  };
-
-  /** Records a read_committed reader sees now. */
-  const records = async (topic: string) => {
-    if (!(await log.listTopics()).includes(topic)) return 0;
-    let n = 0;
-    for await (const batch of log.readRange({ topic })) n += batch.length;
-    return n;
-  };
-
-  const expectedWindows = async (input: string) => {
-    const inputRecords = await readAll(log, input);
-    const reference = referenceUniqueUsers(inputRecords.map((r) => ({ partition: r.partition, text: r.value })));
-    // Every minute (flushed once the input is quiet), and the hours every partition's watermark passed.
-    const watermark = Math.min(...reference.streamTimes.values()) - 5;
-    return referenceWindows(reference, ['minute', 'hour']).filter((w) => w.granularity === 'minute' || w.end <= watermark) as unknown as Array<Record<string, unknown>>;
-  };
-
-  const key = (w: Record<string, unknown>) => `${String(w.granularity)}/${String(w.start)}`;
-  const sorted = (list: ReadonlyArray<Record<string, unknown>>) => [...list].sort((a, b) => key(a).localeCompare(key(b)));
-
-  /** Waits until the output holds `count` records, then a little more (a repeat would show), and stops the members. */
-  const finish = async (members: Member[], output: string, count: number, limitMs = 300_000) => {
-    const started = Date.now();
-    for (;;) {
-      if (Date.now() - started > limitMs) assert.fail(`${count} windows not out in ${limitMs / 1000} s (${await records(output)}): ${members.map((m) => m.stderr()).join('\n---\n')}`);
-      if ((await records(output)) >= count) break;
-      await sleep(250);
-    }
-    const seconds = (Date.now() - started) / 1000;
-    await sleep(3000);
-    for (const m of members) if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGTERM');
-    for (const m of members) {
-      const code = await m.exited;
-      assert.ok(code === 0 || code === 'SIGKILL', `member exited ${String(code)}: ${m.stderr()}`);
-    }
-    return seconds;
-  };
+  const start = (input: string, t: ReturnType<typeof topics>, group: string, scaleOut: boolean): Member => startMember(input, t, group, scaleOut ? ['--scale-out'] : []);
+  const records = (topic: string) => countRecords(log, topic);
+  const expectedWindows = (input: string) => expectedOf(log, input);
+  const finish = (members: Member[], output: string, count: number, limitMs?: number) => finishOn(log, members, output, count, limitMs);
 
   for (const size of [2, 3]) {
     it(`${size} members, one killed -9 mid-run: one record per window, as the recount and a single instance`, async () => {

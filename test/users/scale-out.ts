@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import type { KafkaLog } from '../../src/log/kafka.ts';
+import { BIN } from '../helpers/cli.ts';
+import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { BROKERS, readAll, unique } from './helpers.ts';
+import { referenceUniqueUsers, referenceWindows } from './reference.ts';
+import type { ReferenceFrame } from './reference.ts';
+
+/** What the `unique-users --scale-out` tests share: members as child processes, an independent reader, the expected windows. */
+
+/** The topic as librdkafka reads it at read_committed (an independent client), one line per record in `format`. */
+export function kcat(topic: string, format = '%s'): string[] {
+  const out = execFileSync('/usr/bin/kcat', ['-b', KAFKA_BROKERS[0], '-C', '-t', topic, '-X', 'isolation.level=read_committed', '-e', '-q', '-f', `${format}\\n`], { encoding: 'utf8', timeout: 120_000, maxBuffer: 256 << 20 });
+  return out.split('\n').filter(Boolean);
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface Member {
+  child: ChildProcess;
+  exited: Promise<NodeJS.Signals | number | null>;
+  stderr: () => string;
+}
+
+export const scaleOutTopics = (name: string) => ({ output: unique(`${name}-out`), late: unique(`${name}-late`), dead: unique(`${name}-dlq`) });
+export type ScaleOutTopics = ReturnType<typeof scaleOutTopics>;
+
+/** One member: node itself runs the CLI (a kill -9 of `child` kills the member, no wrapper in between). */
+export function startMember(input: string, t: ScaleOutTopics, group: string, extra: readonly string[]): Member {
+  const child = spawn(process.execPath, [BIN, 'unique-users', '--input', input, '--output', t.output, '--late-topic', t.late, '--dead-letter-topic', t.dead,
+    '--group', group, '--granularity', 'minute,hour', '--idle-timeout', '5s', ...extra, ...BROKERS], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('close', (code, signal) => resolve(signal ?? code)));
+  return { child, exited, stderr: () => stderr };
+}
+
+/** Records a read_committed reader sees now. */
+export async function countRecords(log: KafkaLog, topic: string): Promise<number> {
+  if (!(await log.listTopics()).includes(topic)) return 0;
+  let n = 0;
+  for await (const batch of log.readRange({ topic })) n += batch.length;
+  return n;
+}
+
+/** Every minute of the independent recount (flushed once the input is quiet), and the hours every partition's watermark passed. */
+export async function expectedWindows(log: KafkaLog, input: string, keep: (frame: ReferenceFrame) => boolean = () => true): Promise<Array<Record<string, unknown>>> {
+  const inputRecords = await readAll(log, input);
+  const reference = referenceUniqueUsers(inputRecords.map((r) => ({ partition: r.partition, text: r.value })).filter(keep));
+  const watermark = Math.min(...reference.streamTimes.values()) - 5;
+  return referenceWindows(reference, ['minute', 'hour']).filter((w) => w.granularity === 'minute' || w.end <= watermark) as unknown as Array<Record<string, unknown>>;
+}
+
+export const windowKey = (w: Record<string, unknown>) => `${String(w.granularity)}/${String(w.start)}`;
+export const sortedWindows = (list: ReadonlyArray<Record<string, unknown>>) => [...list].sort((a, b) => windowKey(a).localeCompare(windowKey(b)));
+
+/** Waits until the output holds `count` records, then a little more (a repeat would show), and stops the members. Returns the seconds waited. */
+export async function finish(log: KafkaLog, members: Member[], output: string, count: number, limitMs = 300_000): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (Date.now() - started > limitMs) assert.fail(`${count} windows not out in ${limitMs / 1000} s (${await countRecords(log, output)}): ${members.map((m) => m.stderr()).join('\n---\n')}`);
+    if ((await countRecords(log, output)) >= count) break;
+    await sleep(250);
+  }
+  const seconds = (Date.now() - started) / 1000;
+  await sleep(3000);
+  for (const m of members) if (m.child.exitCode === null && m.child.signalCode === null) m.child.kill('SIGTERM');
+  for (const m of members) {
+    const code = await m.exited;
+    assert.ok(code === 0 || code === 'SIGKILL', `member exited ${String(code)}: ${m.stderr()}`);
+  }
+  return seconds;
+}
