@@ -77,11 +77,15 @@ interface PartitionQueue {
   next: number;
 }
 
+/** Keys whose partition a producer remembers per topic. */
+const KEY_PARTITIONS_KEPT = 4096;
+
 export class FastProduce {
   readonly #client: KafkaProducer;
   readonly #options: FastProduceOptions;
   readonly #sequences = new Map<string, number>();
   readonly #roundRobin = new Map<string, number>();
+  readonly #keyPartitions = new Map<string, { partitions: number; byKey: Map<Buffer | string, number> }>();
   #identity: ProducerIdentity | null = null;
   /** The transactional identity the sequences belong to (a new epoch starts them from 0). */
   #sequencesOf: ProducerIdentity | null = null;
@@ -323,7 +327,16 @@ export class FastProduce {
       return record.partition;
     }
     if (record.key !== null && record.key !== undefined) {
-      return partitionForKey(typeof record.key === 'string' ? Buffer.from(record.key) : record.key, partitions);
+      // Keys repeat (a symbol, a user): their partition is remembered, by value for strings,
+      // by identity for buffers (a producer that reuses one buffer per key).
+      let known = this.#keyPartitions.get(topic);
+      if (!known || known.partitions !== partitions) this.#keyPartitions.set(topic, (known = { partitions, byKey: new Map() }));
+      let partition = known.byKey.get(record.key);
+      if (partition === undefined) {
+        partition = partitionForKey(typeof record.key === 'string' ? Buffer.from(record.key) : record.key, partitions);
+        if (known.byKey.size < KEY_PARTITIONS_KEPT) known.byKey.set(record.key, partition);
+      }
+      return partition;
     }
     const next = this.#roundRobin.get(topic) ?? 0;
     this.#roundRobin.set(topic, next + 1);

@@ -1,4 +1,4 @@
-import { PriceWriter, generateTicks } from '../core/prices.ts';
+import { PriceWriter, TickGenerator } from '../core/prices.ts';
 import type { SymbolModel } from '../core/prices.ts';
 import { seededRandom } from '../core/random.ts';
 import type { Log, RecordToProduce } from '../log/types.ts';
@@ -48,7 +48,7 @@ export async function producePrices(log: Log, options: ProducePricesOptions): Pr
     await producer.close();
     throw error;
   }
-  const ticks = generateTicks({ ...options, random: seededRandom(options.seed) });
+  const ticks = new TickGenerator({ ...options, random: seededRandom(options.seed) });
   const writer = new PriceWriter();
   let messages = 0;
   let bytes = 0;
@@ -62,9 +62,8 @@ export async function producePrices(log: Log, options: ProducePricesOptions): Pr
       let slab = Buffer.allocUnsafe(SLAB_BYTES);
       let pos = 0;
       for (let i = 0; i < options.batchSize; i++) {
-        const next = ticks.next();
-        if (next.done) break;
-        const { timeMs, symbol, price, anomaly } = next.value;
+        if (!ticks.next()) break;
+        const { timeMs, symbol, price, anomaly } = ticks.tick;
         const room = writer.maxBytes(symbol);
         if (pos + room > slab.length) {
           slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, room));
