@@ -8,6 +8,14 @@ import type { PartitionClaim, ProcessContext, Processor, ResumePoint } from '../
 import { runStreamTask } from '../runtime/stream-task.ts';
 
 /**
+ * How long Kafka keeps the open transaction of a member that died (--scale-out): until it is
+ * aborted, what that member wrote holds back every read_committed reader of the topic, and
+ * the partition's new owner uses another transactional id. 10 s, as Kafka Streams sets for
+ * exactly once; each commit (every --commit-interval) ends a transaction well within it.
+ */
+export const SCALE_OUT_TRANSACTION_TIMEOUT_MS = 10_000;
+
+/**
  * unique-users scaled out (`--scale-out`, docs/users.md, "How it scales"), the second stage.
  *
  * Stage one: every member of the group counts the input partitions it owns as the single
@@ -249,7 +257,7 @@ export async function runCombiner(options: CombinerOptions): Promise<number> {
   await runStreamTask({
     pipeline: 'unique-users-combine',
     log,
-    commit: kafkaTransaction({}),
+    commit: kafkaTransaction({ transactionTimeoutMs: SCALE_OUT_TRANSACTION_TIMEOUT_MS }),
     group: combinerGroup(options.group),
     topics: [topic],
     processor,

@@ -33,7 +33,7 @@ import type { MinuteSketchRow } from '../core/user-sketches.ts';
 import { saveUserMinutes, writeUserMinutes } from '../db/user-sketch-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { ByteSource } from './byte-source.ts';
-import { partialsTopic, runCombiner } from './unique-users-combine.ts';
+import { SCALE_OUT_TRANSACTION_TIMEOUT_MS, partialsTopic, runCombiner } from './unique-users-combine.ts';
 import { REPARTITION_HEADER, REPARTITION_KEY_HEADER, RepartitionProcessor, countGroup, repartitionTopic } from './unique-users-repartition.ts';
 import type { InputTimeRecord } from './unique-users-repartition.ts';
 import type { ProgressRecord } from './unique-users-combine.ts';
@@ -1195,7 +1195,7 @@ async function runRepartition(config: UniqueUsersConfig, deps: UniqueUsersDeps, 
   const report = await runStreamTask({
     pipeline: 'unique-users-repartition',
     log: deps.log,
-    commit: kafkaTransaction({}),
+    commit: kafkaTransaction({ transactionTimeoutMs: SCALE_OUT_TRANSACTION_TIMEOUT_MS }),
     group: config.group,
     topics: [config.input],
     processor: new RepartitionProcessor(config.input, topic, partitions, judge, logger),
@@ -1225,7 +1225,9 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
     const report = await runStreamTask({
       pipeline: PIPELINE,
       log: deps.log,
-      commit: exactlyOnce ? kafkaTransaction({ outputTopic: config.output }) : outputDerived(config.output === '-' ? null : config.output),
+      commit: exactlyOnce
+        ? kafkaTransaction({ outputTopic: config.output, ...(config.scaleOut ? { transactionTimeoutMs: SCALE_OUT_TRANSACTION_TIMEOUT_MS } : {}) })
+        : outputDerived(config.output === '-' ? null : config.output),
       // Minute sketches, per commit, before the commit that makes their minutes visible.
       ...(deps.db ? { checkpointDb: deps.db } : {}),
       group: config.group,

@@ -59,8 +59,9 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
   readonly #resumable: boolean;
   readonly #outputTopic: string | null;
   #current: TransactionalProducer | null = null;
+  readonly #transactionOptions: { timeoutMs?: number };
 
-  constructor(db: Database | null, outputTopic: string | null, context: CommitterContext<Checkpoint>) {
+  constructor(db: Database | null, outputTopic: string | null, context: CommitterContext<Checkpoint>, transactionTimeoutMs?: number) {
     if (!context.log.transactionalProducer) {
       const log = context.log.kind === 'memory' ? 'the embedded log' : `the ${context.log.kind} log`;
       throw new TickflowError('BAD_CONFIG', `${context.pipeline}: exactly once needs Kafka transactions, which ${log} does not have (connect to Kafka, or commit at least once)`);
@@ -71,6 +72,7 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
     this.#resumable = db === null && context.processor.resumePoints !== undefined;
     if (this.#resumable && !context.log.committedWithMetadata) throw new TickflowError('INTERNAL', `${context.pipeline}: resume points need a log that keeps offset metadata`);
     this.#outputTopic = outputTopic;
+    this.#transactionOptions = transactionTimeoutMs === undefined ? {} : { timeoutMs: transactionTimeoutMs };
   }
 
   /** The transactional id of a partition set: stable across restarts, one per set. */
@@ -84,7 +86,7 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
     const id = KafkaTransactionCommitter.transactionalId(pipeline, group, request.partitions);
     if (this.#current?.transactionalId !== id) {
       await this.#current?.close().catch(() => undefined);
-      this.#current = log.transactionalProducer!(id);
+      this.#current = log.transactionalProducer!(id, this.#transactionOptions);
     }
     // A new epoch: fences a zombie of this id and ends its transaction (completes one it
     // prepared to commit, aborts one still open) before the offsets are read.
@@ -230,7 +232,7 @@ export class KafkaTransactionCommitter<Checkpoint> implements Committer<Checkpoi
       if (!this.#current) {
         // A bounded run without the group claims nothing: one id for the whole run.
         const { log, pipeline, group } = this.#context;
-        this.#current = log.transactionalProducer!(KafkaTransactionCommitter.transactionalId(pipeline, group, new Map()));
+        this.#current = log.transactionalProducer!(KafkaTransactionCommitter.transactionalId(pipeline, group, new Map()), this.#transactionOptions);
         await this.#current.init();
       }
       return this.#current;

@@ -32,7 +32,7 @@ export type CommitStrategy =
   | { readonly kind: 'pg-transaction'; readonly db: Database }
   | { readonly kind: 'kafka-group-after-ack' }
   | { readonly kind: 'output-derived'; readonly outputTopic: string | null }
-  | { readonly kind: 'kafka-transaction'; readonly db: Database | null; readonly outputTopic: string | null };
+  | { readonly kind: 'kafka-transaction'; readonly db: Database | null; readonly outputTopic: string | null; readonly transactionTimeoutMs?: number };
 
 /** Rows + state + offsets + accounting in one PostgreSQL transaction (exactly once into PostgreSQL). */
 export function pgTransaction(db: Database): CommitStrategy {
@@ -59,13 +59,19 @@ export const DEFAULT_TRANSACTION_INTERVAL_MS = 1_000;
  * Outputs, dead letters and the consumed offsets in one Kafka transaction per commit
  * (exactly once for read_committed readers). With `db`, the processor's state, the offsets
  * and the accounting also commit in PostgreSQL, in a transaction that closes around the
- * Kafka commit (commit-kafka-transaction.ts). Without, a processor with `resumePoints()`
+ * Kafka commit (commit-kafka-transaction.ts). `transactionTimeoutMs` is how long Kafka lets a
+ * transaction of a member that died stay open (default 60 s). Without `db`, a processor with `resumePoints()`
  * has its offsets lowered to them, its state there committed with them; `outputTopic` is
  * where it finds, with `resume()`, what a run before (at least once) emitted, for offsets
  * committed without that state.
  */
-export function kafkaTransaction(options: { db?: Database; outputTopic?: string } = {}): CommitStrategy {
-  return { kind: 'kafka-transaction', db: options.db ?? null, outputTopic: options.outputTopic ?? null };
+export function kafkaTransaction(options: { db?: Database; outputTopic?: string; transactionTimeoutMs?: number } = {}): CommitStrategy {
+  return {
+    kind: 'kafka-transaction',
+    db: options.db ?? null,
+    outputTopic: options.outputTopic ?? null,
+    ...(options.transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs: options.transactionTimeoutMs }),
+  };
 }
 
 /**

@@ -198,7 +198,7 @@ function committerFor<Checkpoint>(options: StreamTaskOptions<Checkpoint, never>)
     case 'output-derived':
       return new OutputDerivedCommitter(strategy.outputTopic, context);
     case 'kafka-transaction':
-      return new KafkaTransactionCommitter(strategy.db, strategy.outputTopic, context);
+      return new KafkaTransactionCommitter(strategy.db, strategy.outputTopic, context, strategy.transactionTimeoutMs);
   }
 }
 
