@@ -108,8 +108,8 @@ const CANDIDATE_WARM_UP = 100;
 
 /** Candidate prices and event times of one symbol, in growable typed arrays. */
 class SymbolBuffer {
-  prices = new Float64Array(1024);
-  times = new Float64Array(1024);
+  /** Fixed-size chunks of (price, time) pairs: no copy and no spare half as they grow. */
+  readonly chunks: Float64Array[] = [];
   length = 0;
   /** The lowest and highest price not kept. */
   skippedMin = Number.POSITIVE_INFINITY;
@@ -121,20 +121,26 @@ class SymbolBuffer {
   }
 
   push(price: number, timeMs: number): void {
-    if (this.length === this.prices.length) {
-      const grow = (a: Float64Array) => {
-        const next = new Float64Array(a.length * 2);
-        next.set(a);
-        return next;
-      };
-      this.prices = grow(this.prices);
-      this.times = grow(this.times);
-    }
-    this.prices[this.length] = price;
-    this.times[this.length] = timeMs;
+    const at = (this.length % CHUNK_PAIRS) * 2;
+    if (at === 0) this.chunks.push(new Float64Array(CHUNK_PAIRS * 2));
+    const chunk = this.chunks[this.chunks.length - 1]!;
+    chunk[at] = price;
+    chunk[at + 1] = timeMs;
     this.length++;
   }
+
+  /** Calls `visit` with every kept (price, time), in the order kept. */
+  forEach(visit: (price: number, timeMs: number) => void): void {
+    for (let i = 0; i < this.length; i++) {
+      const chunk = this.chunks[Math.floor(i / CHUNK_PAIRS)]!;
+      const at = (i % CHUNK_PAIRS) * 2;
+      visit(chunk[at]!, chunk[at + 1]!);
+    }
+  }
 }
+
+/** Candidate pairs per chunk (64 KiB). */
+const CHUNK_PAIRS = 4096;
 
 export async function computeStats(log: Log, options: StatsOptions): Promise<StatsReport> {
   const fields = options.fields ?? DEFAULT_PRICE_FIELDS;
@@ -232,9 +238,9 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   if (buffers) {
     for (const [symbol, buffer] of buffers) {
       const isOutlier = tests.get(symbol)!;
-      for (let i = 0; i < buffer.length; i++) {
-        if (isOutlier(buffer.prices[i])) outliers.push({ ts: formatTs(buffer.times[i]), symbol, price: buffer.prices[i] });
-      }
+      buffer.forEach((price, timeMs) => {
+        if (isOutlier(price)) outliers.push({ ts: formatTs(timeMs), symbol, price });
+      });
     }
   } else {
     // The same decisions again (they depend only on each partition's records, in order).

@@ -66,12 +66,26 @@ export const command = defineCommand({
     progress.finish();
     if (shared.json) {
       const { count, symbols, outliers, invalid, invalidReasons, implausible, implausibleReasons, implausibleSamples } = report;
-      out.write(`${JSON.stringify({ count, symbols, outliers, invalid, invalidReasons, implausible, implausibleReasons, implausibleSamples })}\n`);
+      // The outliers grow with the topic (58,000 over 10M prices): written a slice at a time,
+      // not as one string (docs/prices.md, "Outliers in flat memory").
+      const head = JSON.stringify({ count, symbols });
+      await write(out, `${head.slice(0, -1)},"outliers":[`);
+      for (let i = 0; i < outliers.length; i += OUTLIERS_PER_WRITE) {
+        await write(out, (i > 0 ? ',' : '') + outliers.slice(i, i + OUTLIERS_PER_WRITE).map((o) => JSON.stringify(o)).join(','));
+      }
+      await write(out, `],${JSON.stringify({ invalid, invalidReasons, implausible, implausibleReasons, implausibleSamples }).slice(1)}\n`);
     } else {
       out.write(renderReport(report, config.rule));
     }
   },
 });
+
+const OUTLIERS_PER_WRITE = 2000;
+
+/** Writes `text`, waiting while the stream's buffer is full. */
+function write(out: NodeJS.WritableStream, text: string): Promise<void> {
+  return out.write(text) ? Promise.resolve() : new Promise((resolve) => out.once('drain', () => resolve()));
+}
 
 function table(header: string[], rows: string[][], right: boolean[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
