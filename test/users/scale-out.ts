@@ -53,6 +53,22 @@ export async function expectedWindows(log: KafkaLog, input: string, keep: (frame
   return referenceWindows(reference, ['minute', 'hour']).filter((w) => w.granularity === 'minute' || w.end <= watermark) as unknown as Array<Record<string, unknown>>;
 }
 
+/**
+ * Waits until the group's committed offsets cover `count` input records (each offset's
+ * metadata says how far its partition is read) and returns the seconds since `started`
+ * (start-up, group join and rebalances included).
+ */
+export async function readAndCommitted(log: KafkaLog, group: string, input: string, count: number, started: number): Promise<number> {
+  for (;;) {
+    const committed = await log.committedWithMetadata(group, input).catch(() => new Map<number, { metadata?: string | null }>());
+    let sum = 0n;
+    for (const { metadata } of committed.values()) sum += BigInt((JSON.parse(metadata ?? '{}') as { read?: string }).read ?? '0');
+    if (sum >= BigInt(count)) return (Date.now() - started) / 1000;
+    if (Date.now() - started > 600_000) assert.fail('not read in 10 minutes');
+    await sleep(100);
+  }
+}
+
 export const windowKey = (w: Record<string, unknown>) => `${String(w.granularity)}/${String(w.start)}`;
 export const sortedWindows = (list: ReadonlyArray<Record<string, unknown>>) => [...list].sort((a, b) => windowKey(a).localeCompare(windowKey(b)));
 

@@ -6,7 +6,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { BROKERS, run, unique } from './helpers.ts';
-import { countRecords, expectedWindows, finish, kcat, scaleOutTopics, sleep, sortedWindows, startMember, windowKey } from './scale-out.ts';
+import { countRecords, expectedWindows, finish, kcat, readAndCommitted, scaleOutTopics, sleep, sortedWindows, startMember, windowKey } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -199,16 +199,7 @@ describe('unique-users --scale-out --repartition: input not keyed by uid', { tim
       created.push(...Object.values(t), `${group}-partials`, `${group}-repartition`);
       const started = Date.now();
       const members = Array.from({ length: size }, () => startMember(input, t, group, extra));
-      // Until every frame is read and committed (start, group join and rebalances included) ...
-      for (;;) {
-        const committed = await log.committedWithMetadata(group, input).catch(() => new Map());
-        let sum = 0n;
-        for (const { metadata } of committed.values()) sum += BigInt((JSON.parse(metadata ?? '{}') as { read?: string }).read ?? '0');
-        if (sum >= BigInt(count)) break;
-        if (Date.now() - started > 600_000) assert.fail('not read in 10 minutes');
-        await sleep(100);
-      }
-      const readSeconds = (Date.now() - started) / 1000;
+      const readSeconds = await readAndCommitted(log, group, input, count, started);
       // ... and until the last window is out (the idle flush of the minutes adds --idle-timeout, 5 s, twice when repartitioned).
       await finish(log, members, t.output, expected.length, 600_000);
       const seconds = (Date.now() - started) / 1000 - 3;

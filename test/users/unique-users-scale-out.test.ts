@@ -5,7 +5,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { unique } from './helpers.ts';
-import { countRecords, expectedWindows as expectedOf, finish as finishOn, kcat, scaleOutTopics as topics, sleep, sortedWindows as sorted, startMember, windowKey as key } from './scale-out.ts';
+import { countRecords, expectedWindows as expectedOf, finish as finishOn, kcat, readAndCommitted, scaleOutTopics as topics, sleep, sortedWindows as sorted, startMember, windowKey as key } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -138,16 +138,7 @@ describe('unique-users --scale-out: several members of one group', { timeout: 1_
       created.push(...Object.values(t), `${group}-partials`);
       const started = Date.now();
       const members = Array.from({ length: size }, () => start(input, t, group, scaleOut));
-      // Until every frame is read and committed (start, group join and rebalances included) ...
-      for (;;) {
-        const committed = await log.committedWithMetadata(group, input).catch(() => new Map());
-        let sum = 0n;
-        for (const { metadata } of committed.values()) sum += BigInt((JSON.parse(metadata ?? '{}') as { read?: string }).read ?? '0');
-        if (sum >= BigInt(count)) break;
-        if (Date.now() - started > 600_000) assert.fail('not read in 10 minutes');
-        await sleep(100);
-      }
-      const readSeconds = (Date.now() - started) / 1000;
+      const readSeconds = await readAndCommitted(log, group, input, count, started);
       // ... and until the last window is out (the idle flush of the minutes adds --idle-timeout, 5 s).
       await finish(members, t.output, expected.length, 600_000);
       const seconds = (Date.now() - started) / 1000 - 3;
