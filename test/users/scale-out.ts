@@ -7,6 +7,7 @@ import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { BROKERS, readAll, unique } from './helpers.ts';
 import { referenceUniqueUsers, referenceWindows } from './reference.ts';
 import type { ReferenceFrame } from './reference.ts';
+import { seededRandom } from '../../src/core/random.ts';
 
 /** What the `unique-users --scale-out` tests share: members as child processes, an independent reader, the expected windows. */
 
@@ -88,4 +89,46 @@ export async function finish(log: KafkaLog, members: Member[], output: string, c
     assert.ok(code === 0 || code === 'SIGKILL', `member exited ${String(code)}: ${m.stderr()}`);
   }
   return seconds;
+}
+
+/** 2016-07-11T13:39:00Z: the frames of the scale-out tests cross 14:00. */
+export const T0 = 1_468_244_340;
+const USERS = 6000;
+/** A ts ten years off: held by the event-time guard, then implausible. */
+const FAR = 10 * 365 * 86_400;
+
+export interface Frame {
+  partition: number;
+  text: string;
+}
+
+/**
+ * Frames of ~300 bytes, a few seconds out of order, 0.7% late (20–90 s), 0.1% malformed, and
+ * a `farShare` ten years off. `keyed`: user k always on partition k mod `partitions`, and
+ * `perSecond` frames of event time per second on each partition; else every frame on a random
+ * partition (each uid on all of them), `perSecond` frames per second in all.
+ */
+export function scaleOutFrames(seed: string, count: number, o: { partitions: number; keyed: boolean; perSecond: number; farShare?: number }): Frame[] {
+  const random = seededRandom(seed);
+  const far = o.farShare ?? 0;
+  const out: Frame[] = [];
+  for (let n = 0; n < count; n++) {
+    const partition = o.keyed ? n % o.partitions : random.int(0, o.partitions - 1);
+    const base = T0 + (o.keyed ? Math.floor(n / o.partitions) : n) / o.perSecond;
+    const user = o.keyed ? random.int(0, USERS / o.partitions - 1) * o.partitions + partition : random.int(0, USERS - 1);
+    const r = random.next();
+    const pad = 'x'.repeat(200 + random.int(0, 100));
+    if (r < 0.001) {
+      out.push({ partition, text: `{"uid": "user-${user}", "ts": ${Math.floor(base)}, "page": ` });
+    } else if (r < 0.001 + far) {
+      out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts: Math.floor(base) + FAR, page: '/far', pad }) });
+    } else if (r < 0.008) {
+      const ts = Math.floor(base - 20 - random.next() * 70);
+      out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts, page: '/late', pad }) });
+    } else {
+      const ts = Math.round((base + (random.next() - 0.5) * 4) * 1000) / 1000;
+      out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts, page: `/p/${random.int(0, 99)}`, pad }) });
+    }
+  }
+  return out;
 }

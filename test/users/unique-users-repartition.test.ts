@@ -1,12 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Admin } from '@platformatic/kafka';
-import { seededRandom } from '../../src/core/random.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { BROKERS, run, unique } from './helpers.ts';
-import { countRecords, expectedWindows, finish, kcat, readAndCommitted, scaleOutTopics, sleep, sortedWindows, startMember, windowKey } from './scale-out.ts';
+import { T0, countRecords, expectedWindows, finish, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics, sleep, sortedWindows, startMember, windowKey } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -25,40 +24,10 @@ import type { Member } from './scale-out.ts';
 
 const FRAMES = Number(process.env.TICKFLOW_SCALE_FRAMES ?? 120_000);
 const PARTITIONS = 4;
-const T0 = 1_468_244_340; // 2016-07-11T13:39:00Z: the frames cross 14:00
 const PER_SECOND = 60; // frames per second of event time, all partitions together
-const USERS = 6000;
-const FAR = 10 * 365 * 86_400; // a ts ten years off: held by the event-time guard, then implausible
 
-interface Frame {
-  partition: number;
-  text: string;
-}
-
-/** Frames on random partitions (the same uid on every partition), a few seconds out of order; some late, a few malformed, a few ten years off. */
-function frames(seed: string, count = FRAMES): Frame[] {
-  const random = seededRandom(seed);
-  const out: Frame[] = [];
-  for (let i = 0; i < count; i++) {
-    const partition = random.int(0, PARTITIONS - 1);
-    const r = random.next();
-    const base = T0 + i / PER_SECOND;
-    const user = random.int(0, USERS - 1);
-    const pad = 'x'.repeat(200 + random.int(0, 100));
-    if (r < 0.001) {
-      out.push({ partition, text: `{"uid": "user-${user}", "ts": ${Math.floor(base)}, "page": ` });
-    } else if (r < 0.0015) {
-      out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts: Math.floor(base) + FAR, page: '/far', pad }) });
-    } else if (r < 0.008) {
-      const ts = Math.floor(base - 20 - random.next() * 70);
-      out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts, page: '/late', pad }) });
-    } else {
-      const ts = Math.round((base + (random.next() - 0.5) * 4) * 1000) / 1000;
-      out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts, page: `/p/${random.int(0, 99)}`, pad }) });
-    }
-  }
-  return out;
-}
+/** Frames on random partitions (the same uid on every partition); some late, a few malformed, a few ten years off. */
+const frames = (seed: string, count = FRAMES) => scaleOutFrames(seed, count, { partitions: PARTITIONS, keyed: false, perSecond: PER_SECOND, farShare: 0.0005 });
 
 /** The recount leaves out the frames ten years off (the guard's, never counted): they do not move a partition's time. */
 const plausible = (frame: { text: string }) => !frame.text.includes('"/far"');

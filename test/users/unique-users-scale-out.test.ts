@@ -1,11 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { seededRandom } from '../../src/core/random.ts';
 import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { unique } from './helpers.ts';
-import { countRecords, expectedWindows as expectedOf, finish as finishOn, kcat, readAndCommitted, scaleOutTopics as topics, sleep, sortedWindows as sorted, startMember, windowKey as key } from './scale-out.ts';
+import { T0, countRecords, expectedWindows as expectedOf, finish as finishOn, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics as topics, sleep, sortedWindows as sorted, startMember, windowKey as key } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -21,39 +20,10 @@ import type { Member } from './scale-out.ts';
 
 const FRAMES = Number(process.env.TICKFLOW_SCALE_FRAMES ?? 120_000);
 const PARTITIONS = 6;
-const T0 = 1_468_244_340; // 2016-07-11T13:39:00Z: the frames cross 14:00
 const PER_SECOND = 15; // frames per second of event time, per partition
-const USERS = 6000;
-
-interface Frame {
-  partition: number;
-  text: string;
-}
 
 /** Frames keyed by uid: user k always on partition k mod PARTITIONS; some late, a few malformed. */
-function frames(seed: string, count = FRAMES): Frame[] {
-  const random = seededRandom(seed);
-  const out: Frame[] = [];
-  const perPartition = Math.ceil(count / PARTITIONS);
-  for (let i = 0; i < perPartition; i++) {
-    for (let partition = 0; partition < PARTITIONS && out.length < count; partition++) {
-      const r = random.next();
-      const base = T0 + i / PER_SECOND;
-      const user = random.int(0, USERS / PARTITIONS - 1) * PARTITIONS + partition;
-      const pad = 'x'.repeat(200 + random.int(0, 100));
-      if (r < 0.001) {
-        out.push({ partition, text: `{"uid": "user-${user}", "ts": ${Math.floor(base)}, "page": ` });
-      } else if (r < 0.008) {
-        const ts = Math.floor(base - 20 - random.next() * 70);
-        out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts, page: '/late', pad }) });
-      } else {
-        const ts = Math.round((base + (random.next() - 0.5) * 4) * 1000) / 1000;
-        out.push({ partition, text: JSON.stringify({ uid: `user-${user}`, ts, page: `/p/${random.int(0, 99)}`, pad }) });
-      }
-    }
-  }
-  return out;
-}
+const frames = (seed: string, count = FRAMES) => scaleOutFrames(seed, count, { partitions: PARTITIONS, keyed: true, perSecond: PER_SECOND });
 
 describe('unique-users --scale-out: several members of one group', { timeout: 1_500_000 }, () => {
   let log: KafkaLog;
