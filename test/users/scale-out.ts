@@ -91,6 +91,19 @@ export async function finish(log: KafkaLog, members: Member[], output: string, c
   return seconds;
 }
 
+/**
+ * The scaled-out output read at read_committed (kcat): no window twice, every window equal to
+ * the independent recount and, text for text, to the single instance's output.
+ */
+export function assertAsSingleInstance(scaledOutput: string, singleOutput: string, expected: ReadonlyArray<Record<string, unknown>>): void {
+  const got = kcat(scaledOutput).map((v) => JSON.parse(v) as Record<string, unknown>);
+  assert.equal(new Set(got.map(windowKey)).size, got.length, 'no window twice');
+  assert.deepEqual(sortedWindows(got), sortedWindows(expected), 'every window once, as the independent recount');
+  const one = kcat(singleOutput).map((v) => JSON.parse(v) as Record<string, unknown>);
+  assert.deepEqual(sortedWindows(got), sortedWindows(one), 'as a single instance');
+  assert.deepEqual(kcat(scaledOutput).sort(), kcat(singleOutput).sort(), 'the same record text as a single instance');
+}
+
 /** 2016-07-11T13:39:00Z: the frames of the scale-out tests cross 14:00. */
 export const T0 = 1_468_244_340;
 const USERS = 6000;

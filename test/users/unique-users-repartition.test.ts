@@ -5,7 +5,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { BROKERS, run, unique } from './helpers.ts';
-import { T0, countRecords, expectedWindows, finish, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics, sleep, sortedWindows, startMember, windowKey } from './scale-out.ts';
+import { T0, assertAsSingleInstance, countRecords, expectedWindows, finish, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics, sleep, sortedWindows, startMember } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -131,12 +131,7 @@ describe('unique-users --scale-out --repartition: input not keyed by uid', { tim
 
       for (const t of [scaled, single]) assert.ok(await transactionsSettled(log, t.output), `no transaction left open on ${t.output}`);
       await assertInternalTopics(group);
-      const got = kcat(scaled.output).map((v) => JSON.parse(v) as Record<string, unknown>);
-      assert.equal(new Set(got.map(windowKey)).size, got.length, 'no window twice');
-      assert.deepEqual(sortedWindows(got), sortedWindows(expected), 'every window once, as the independent recount');
-      const one = kcat(single.output).map((v) => JSON.parse(v) as Record<string, unknown>);
-      assert.deepEqual(sortedWindows(got), sortedWindows(one), 'as a single instance');
-      assert.deepEqual(kcat(scaled.output).sort(), kcat(single.output).sort(), 'the same record text as a single instance');
+      assertAsSingleInstance(scaled.output, single.output, expected);
 
       // Late (beyond the lateness, implausible time) and dead letters: the same frames, once each, as the single instance.
       const late = sideRecords(scaled.late);

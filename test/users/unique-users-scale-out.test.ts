@@ -4,7 +4,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { unique } from './helpers.ts';
-import { T0, countRecords, expectedWindows as expectedOf, finish as finishOn, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics as topics, sleep, sortedWindows as sorted, startMember, windowKey as key } from './scale-out.ts';
+import { T0, assertAsSingleInstance, countRecords, expectedWindows as expectedOf, finish as finishOn, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics as topics, sleep, sortedWindows as sorted, startMember } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -80,13 +80,7 @@ describe('unique-users --scale-out: several members of one group', { timeout: 1_
       const singleSeconds = await finish([start(input, single, unique(`uu-so${size}-one-group`), false)], single.output, expected.length);
 
       for (const t of [scaled, single]) assert.ok(await transactionsSettled(log, t.output), `no transaction left open on ${t.output}`);
-      const got = kcat(scaled.output).map((v) => JSON.parse(v) as Record<string, unknown>);
-      assert.equal(new Set(got.map(key)).size, got.length, 'no window twice');
-      assert.deepEqual(sorted(got), sorted(expected), 'every window once, as the independent recount');
-      const one = kcat(single.output).map((v) => JSON.parse(v) as Record<string, unknown>);
-      assert.deepEqual(sorted(got), sorted(one), 'as a single instance');
-      // Byte for byte: the same JSON text per window.
-      assert.deepEqual(kcat(scaled.output).sort(), kcat(single.output).sort(), 'the same record text as a single instance');
+      assertAsSingleInstance(scaled.output, single.output, expected);
       console.log(`# ${size} members: ${FRAMES} frames, ${expected.length} windows; ${killed}; done ${scaledSeconds.toFixed(1)} s after the last frame (single instance over the whole topic ${singleSeconds.toFixed(1)} s)`);
     });
   }
