@@ -2,7 +2,7 @@ import { formatTs } from '../core/prices.ts';
 import { DEFAULT_PRICE_FIELDS, decodePriceMessage } from '../core/price-message.ts';
 import type { PriceFields, PriceRules } from '../core/price-message.ts';
 import { RunningStats, ValueCounts } from '../core/stats.ts';
-import { outlierTest } from '../core/outliers.ts';
+import { OutlierList, outlierTest } from '../core/outliers.ts';
 import type { OutlierRule } from '../core/outliers.ts';
 import { valueRange } from '../log/types.ts';
 import type { ValueRange } from '../log/types.ts';
@@ -30,7 +30,8 @@ import type { EventTimeGuardOptions, EventTimeSink } from '../core/event-time-gu
  * prices are inside it, so is every price not kept, and the outliers are exactly the kept
  * prices the rule flags. Otherwise (statistics that moved a lot over the topic), or when the
  * candidates outgrow the memory budget, a second pass re-reads the same offset range. On
- * prices that vary around a level, that keeps ~10% of them: memory stays flat with the topic.
+ * prices that vary around a level, that keeps ~1% of them (CANDIDATE_SETTLED), and the
+ * outliers found are kept flat (core/outliers.ts OutlierList).
  */
 
 export interface StatsOptions {
@@ -60,11 +61,7 @@ export interface SymbolStats {
   stddev: number;
 }
 
-export interface Outlier {
-  ts: string;
-  symbol: string;
-  price: number;
-}
+export type { Outlier } from '../core/outliers.ts';
 
 export interface InvalidSample {
   partition: number;
@@ -83,7 +80,8 @@ export interface ImplausibleSample extends InvalidSample {
 export interface StatsReport {
   count: number;
   symbols: SymbolStats[];
-  outliers: Outlier[];
+  /** In report order (time, symbol, price), kept flat: read with `at`, `slice` or iteration. */
+  outliers: OutlierList;
   invalid: number;
   invalidReasons: Record<string, number>;
   invalidSamples: InvalidSample[];
@@ -105,6 +103,16 @@ const INVALID_SAMPLES = 10;
 const CANDIDATE_BAND = 2 / 3;
 /** Every symbol's first prices are candidates: its running statistics are not settled yet. */
 const CANDIDATE_WARM_UP = 100;
+/**
+ * After this many prices of a symbol in a partition, its running mean and standard deviation
+ * are within about 1% of their final values on prices that vary around a level, and the z-score
+ * band tightens to SETTLED_BAND of the threshold: ~1% of prices are kept instead of ~5%, so the
+ * candidates of 10M prices take ~2 MB, not ~8. (Prices that drift fail the end check and take
+ * the second pass, as before. The median rule keeps the wider band: its threshold is in robust
+ * deviations, which the running standard deviation overstates when anomalies are present.)
+ */
+const CANDIDATE_SETTLED = 10_000;
+const SETTLED_BAND = 0.9;
 
 /** Candidate prices and event times of one symbol, in growable typed arrays. */
 class SymbolBuffer {
@@ -178,6 +186,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   };
 
   const band = CANDIDATE_BAND * options.rule.threshold;
+  const settledBand = options.rule.kind === 'zscore' ? SETTLED_BAND * options.rule.threshold : band;
   /** A price that counts: into the statistics, the value counts and, if a candidate, the kept prices. */
   const take = (stats: RunningStats, symbol: string, price: number, timeMs: number) => {
     stats.push(price);
@@ -190,7 +199,8 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
       let buffer = buffers.get(symbol);
       if (!buffer) buffers.set(symbol, (buffer = new SymbolBuffer()));
       // The symbol's statistics in this partition (merged ones are not known until the end).
-      if (stats.count > CANDIDATE_WARM_UP && !(Math.abs(price - stats.mean) > band * Math.sqrt(stats.m2 / stats.count))) {
+      const width = stats.count > CANDIDATE_SETTLED ? settledBand : band;
+      if (stats.count > CANDIDATE_WARM_UP && !(Math.abs(price - stats.mean) > width * Math.sqrt(stats.m2 / stats.count))) {
         buffer.skip(price);
       } else if ((buffered + 1) * 16 > options.memoryBudgetBytes) {
         buffers = null; // over budget: forget them, take a second pass instead
@@ -231,7 +241,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   }
   const tests = new Map([...merged].map(([symbol, stats]) => [symbol, outlierTest(options.rule, stats, counts.get(symbol))]));
 
-  const outliers: Outlier[] = [];
+  const outliers = new OutlierList();
   // One pass is enough when no price left out could be an outlier (the rule's non-outliers
   // are an interval, so its two ends decide).
   if (buffers && [...buffers].some(([symbol, b]) => b.skippedMin <= b.skippedMax && (tests.get(symbol)!(b.skippedMin) || tests.get(symbol)!(b.skippedMax)))) buffers = null;
@@ -239,14 +249,14 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     for (const [symbol, buffer] of buffers) {
       const isOutlier = tests.get(symbol)!;
       buffer.forEach((price, timeMs) => {
-        if (isOutlier(price)) outliers.push({ ts: formatTs(timeMs), symbol, price });
+        if (isOutlier(price)) outliers.push(symbol, price, timeMs);
       });
     }
   } else {
     // The same decisions again (they depend only on each partition's records, in order).
     const pass2 = new PlausibilityScreen(screenOptions, {
       take: (_state, symbol, price, timeMs) => {
-        if (tests.get(symbol)!(price)) outliers.push({ ts: formatTs(timeMs), symbol, price });
+        if (tests.get(symbol)!(price)) outliers.push(symbol, price, timeMs);
       },
       implausible: () => undefined,
     });
@@ -260,7 +270,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     }
     pass2.drain();
   }
-  outliers.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : a.price - b.price));
+  outliers.sort();
 
   const stddevKind = options.rule.kind === 'zscore' ? options.rule.stddev : 'sample';
   const symbols = [...merged]

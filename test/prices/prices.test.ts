@@ -164,7 +164,7 @@ describe('prices ETL: the embedded log gives the same answer as Kafka', () => {
     const rule = { kind: 'mad', threshold: 3.5 } as const;
     const onMemory = await computeStats(memory, { topic, rule, memoryBudgetBytes: 1 << 20 });
     const onKafka = await computeStats(kafka, { topic, rule, memoryBudgetBytes: 1 << 20 });
-    assert.deepEqual(onKafka, onMemory);
+    assert.deepEqual({ ...onKafka, outliers: [...onKafka.outliers] }, { ...onMemory, outliers: [...onMemory.outliers] });
     assert.equal(onKafka.count, 20_000);
     assert.ok(onKafka.outliers.length > 0);
   });

@@ -7,6 +7,7 @@ import { bool, duration, int, num, oneOf, str } from '../flags.ts';
 import { stdioLog } from '../stdio-log.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { progressBar } from '../progress.ts';
+import { capYoungGeneration } from '../young-generation.ts';
 
 export const command = defineCommand({
   name: ['stats'],
@@ -23,7 +24,7 @@ export const command = defineCommand({
     '--max-time-skew from the partition\'s stream time, which only times the next two records agree',
     'with set) are counted and listed apart, and enter no statistic and no outlier list.',
     'Memory stays flat: the outlier scan keeps only candidate prices (far from their symbol\'s',
-    'running mean, ~3% of them), up to --memory-budget; when a price left out could still be an',
+    'running mean, ~1% of them), up to --memory-budget; when a price left out could still be an',
     'outlier (statistics that moved over the topic), or past the budget, a second pass re-reads the range.',
   ].join('\n'),
   flags: {
@@ -61,6 +62,8 @@ export const command = defineCommand({
   },
   async run({ config, shared, out, signal, openLog }) {
     const log = await stdioLog(await openLog(), { input: config.topic, out });
+    // Peak memory that does not grow with the topic (docs/prices.md, "Outliers in flat memory").
+    capYoungGeneration();
     const progress = progressBar('read', { unit: 'msgs' });
     const report = await computeStats(log, { ...config, signal, onProgress: (read, total) => progress.update(read, `of ${total}`) });
     progress.finish();
@@ -75,7 +78,7 @@ export const command = defineCommand({
       }
       await write(out, `],${JSON.stringify({ invalid, invalidReasons, implausible, implausibleReasons, implausibleSamples }).slice(1)}\n`);
     } else {
-      out.write(renderReport(report, config.rule));
+      await writeReport(out, report, config.rule);
     }
   },
 });
@@ -89,14 +92,19 @@ function write(out: NodeJS.WritableStream, text: string): Promise<void> {
 
 function table(header: string[], rows: string[][], right: boolean[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
+  return [tableLine(header, widths, right), ...rows.map((row) => tableLine(row, widths, right))].join('\n');
 }
 
-function renderReport(report: StatsReport, rule: OutlierRule): string {
+function tableLine(cells: string[], widths: number[], right: boolean[]): string {
+  return cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+}
+
+/** The text report; its outlier table (which grows with the topic) a slice of lines at a time. */
+async function writeReport(out: NodeJS.WritableStream, report: StatsReport, rule: OutlierRule): Promise<void> {
   const fixed = (n: number) => (Number.isFinite(n) ? n.toFixed(4) : 'n/a');
   const stddevLabel = rule.kind === 'zscore' && rule.stddev === 'population' ? 'STDDEV(pop)' : 'STDDEV(sample)';
-  const lines = [
+  const { outliers } = report;
+  await write(out, `${[
     `messages: ${report.count}   valid: ${report.count - report.invalid - report.implausible}   invalid: ${report.invalid}   implausible: ${report.implausible}`,
     '',
     table(
@@ -105,11 +113,22 @@ function renderReport(report: StatsReport, rule: OutlierRule): string {
       [false, true, true, true, true, true],
     ),
     '',
-    `outliers (${describeRule(rule)}): ${report.outliers.length}`,
-  ];
-  if (report.outliers.length > 0) {
-    lines.push(table(['TS', 'SYMBOL', 'PRICE'], report.outliers.map((o) => [o.ts, o.symbol, o.price.toFixed(2)]), [false, false, true]));
+    `outliers (${describeRule(rule)}): ${outliers.length}`,
+  ].join('\n')}\n`);
+  if (outliers.length > 0) {
+    // Column widths from one pass over the list, then the rows a slice at a time.
+    const widths = [2, 6, 5];
+    for (let i = 0; i < outliers.length; i++) widths[2] = Math.max(widths[2]!, outliers.price(i).toFixed(2).length);
+    widths[0] = Math.max(widths[0]!, outliers.at(0).ts.length);
+    for (const symbol of outliers.symbols) widths[1] = Math.max(widths[1]!, symbol.length);
+    const right = [false, false, true];
+    await write(out, `${tableLine(['TS', 'SYMBOL', 'PRICE'], widths, right)}\n`);
+    for (let i = 0; i < outliers.length; i += OUTLIERS_PER_WRITE) {
+      const rows = outliers.slice(i, i + OUTLIERS_PER_WRITE).map((o) => tableLine([o.ts, o.symbol, o.price.toFixed(2)], widths, right));
+      await write(out, `${rows.join('\n')}\n`);
+    }
   }
+  const lines: string[] = [];
   if (report.implausible > 0) {
     lines.push('', `implausible messages (well-formed, in no statistic above): ${report.implausible}`);
     for (const [reason, n] of Object.entries(report.implausibleReasons).sort((a, b) => b[1] - a[1])) lines.push(`  ${String(n).padStart(8)}  ${reason}`);
@@ -120,5 +139,5 @@ function renderReport(report: StatsReport, rule: OutlierRule): string {
     for (const [reason, n] of Object.entries(report.invalidReasons).sort((a, b) => b[1] - a[1])) lines.push(`  ${String(n).padStart(8)}  ${reason}`);
     lines.push('  first ones: ' + report.invalidSamples.map((s) => `${s.partition}@${s.offset} (${s.reason})`).join(', '));
   }
-  return `${lines.join('\n')}\n`;
+  if (lines.length > 0) await write(out, `${lines.join('\n')}\n`);
 }
