@@ -53,6 +53,12 @@ if (Number(process.versions.node.split('.')[0]) < REQUIRED) {
   // The Kafka client library from its one-module bundle (src/cli/kafka-bundle.ts): ~0.3 s less.
   const { useFastKafkaLibrary } = await import('../src/cli/kafka-bundle.ts');
   await useFastKafkaLibrary();
+  // A reader that goes away (`tickflow stats | head`) ends the command quietly, as Unix tools
+  // do, instead of an unhandled EPIPE with a stack: nothing is left to write to.
+  process.stdout.on('error', (error) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
   const { runCli } = await import('../src/cli/main.ts');
   process.exitCode = await runCli(process.argv.slice(2));
 }

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tickflow } from '../helpers/cli.ts';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { BIN, tickflow } from '../helpers/cli.ts';
 
 // Each embedded run gets a data dir of its own: the embedded log keeps its topics there.
 const root = mkdtempSync(join(tmpdir(), 'tickflow-cli-'));
@@ -58,6 +60,24 @@ describe('tickflow CLI', () => {
     assert.equal(result.code, 0, result.stderr);
     const parsed = JSON.parse(result.stdout);
     assert.deepEqual(parsed.topics.map((t: { name: string; partitions: number }) => [t.name, t.partitions]), [['alpha', 2], ['beta', 2]]);
+  });
+
+  it('ends quietly with exit 0 when the reader of its output goes away (`| head -1`)', async () => {
+    const child = spawn(process.execPath, [BIN, 'produce', 'prices', '-n', '500000', '--output', '-'], { env: { ...process.env, ...embedded().env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const firstLine = await new Promise<string>((resolve) => {
+      let text = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        if (text.includes('\n')) resolve(text.slice(0, text.indexOf('\n')));
+      });
+    });
+    child.stdout.destroy(); // as `head -1` exits after its line
+    const [code, signal] = await once(child, 'exit');
+    assert.match(firstLine, /^\{"ts":/);
+    assert.deepEqual([code, signal], [0, null], stderr);
+    assert.equal(stderr, '', 'no EPIPE stack');
   });
 });
 
