@@ -219,11 +219,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   });
   const read1 = priceReader(fields, rules, maxRecordBytes);
   for await (const batch of log.readRange(range)) {
-    for (const record of batch) {
-      const tick = read1.read(record);
-      if (tick === null) onInvalid(record, read1.problem);
-      else pass1.offer(record, tick);
-    }
+    screenBatch(batch, read1, pass1, onInvalid);
     read += batch.length;
     metrics.recordsIn.inc({ pipeline: 'stats', topic: options.topic }, batch.length);
     options.onProgress?.(read, total);
@@ -263,10 +259,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     const read2 = priceReader(fields, rules, maxRecordBytes);
     for await (const batch of log.readRange(range)) {
       metrics.recordsIn.inc({ pipeline: 'stats', topic: options.topic }, batch.length);
-      for (const record of batch) {
-        const tick = read2.read(record);
-        if (tick !== null) pass2.offer(record, tick);
-      }
+      screenBatch(batch, read2, pass2, () => undefined);
     }
     pass2.drain();
   }
@@ -290,6 +283,20 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
     passes: buffers ? 1 : 2,
     range: snapshot.map((p) => ({ partition: p.partition, from: String(p.earliest), to: String(p.latest) })),
   };
+}
+
+/**
+ * One fetched batch through a pass. A plain function, so that V8 optimises the per-record loop
+ * (the async function around it is not): times and prices stay unboxed doubles through the
+ * reader, the guard and the statistics instead of a heap number at every call.
+ */
+function screenBatch(batch: readonly LogRecord[], reader: PriceReader, screen: PlausibilityScreen, onInvalid: (record: LogRecord, problem: Problem) => void): void {
+  for (let i = 0; i < batch.length; i++) {
+    const record = batch[i]!;
+    const tick = reader.read(record);
+    if (tick === null) onInvalid(record, reader.problem);
+    else screen.offer(record, tick);
+  }
 }
 
 /** A price set aside for a decision: a copy, since the reader reuses its tick. */
