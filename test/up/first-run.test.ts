@@ -19,9 +19,8 @@ const root = mkdtempSync(join(tmpdir(), 'tickflow-first-run-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
-delete env.KAFKA_BROKERS;
-delete env.DATABASE_URL;
-delete env.TICKFLOW_DATA_DIR;
+// Empty, not deleted: the helpers spread process.env under these (an empty value is unset).
+Object.assign(env, { KAFKA_BROKERS: '', DATABASE_URL: '', TICKFLOW_DATA_DIR: '' });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
