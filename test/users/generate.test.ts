@@ -9,15 +9,15 @@ import { readTopicIndependently } from '../helpers/independent-reader.ts';
 import { BROKERS, jsonLines, run, unique } from './helpers.ts';
 import { rootUidTs } from './reference.ts';
 
-describe('generate users', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'tickflow-generate-'));
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tickflow-generate-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
+describe('generate users', () => {
   it('writes seeded user records: same seed, same bytes; another seed, other bytes', async () => {
     const [a, b, c] = await Promise.all([run(['generate', 'users', '--count', '200', '--seed', 's1']), run(['generate', 'users', '--count', '200', '--seed', 's1']), run(['generate', 'users', '--count', '200', '--seed', 's2'])]);
     assert.equal(a.code, 0, a.stderr);
@@ -60,17 +60,10 @@ describe('generate users', () => {
 });
 
 describe('generate users --frames --rate: a live source', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'tickflow-generate-live-'));
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
   const shape = ['--seed', 'live', '--frame-bytes', '256', '--late-share', '0.05', '--bad-share', '0.02'];
 
   it('sends to a Kafka topic, keyed by uid, the frames a file of the same --start, --seed and --per-second holds, each partition in their order', async () => {
-    const file = join(dir, 'frames.jsonl');
+    const file = join(dir, 'live-frames.jsonl');
     const written = await run(['generate', 'users', '--frames', '-n', '400', '--start', '1700000000s', '--per-second', '200', ...shape, '-o', file]);
     assert.equal(written.code, 0, written.stderr);
     const [, late, bad] = /\((?:\d+) bytes, (\d+) late, (\d+) not JSON\)/.exec(written.stderr)!.map(Number);

@@ -2,6 +2,7 @@ import { generateUsers, streamUserFrames } from '../../pipelines/generate-users.
 import { defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
 import { badFlag, bool, duration, instant, int, num, oneOf, str } from '../flags.ts';
+import { sentLog } from '../progress.ts';
 import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
@@ -118,15 +119,10 @@ export const command = defineCommand({
     }
     const log = await stdioLog(await openLog(), { output: config.topic, out });
     logger.info({ topic: config.topic, rate: config.rate, seed: config.seed, log: log.description }, 'generating user-tracker frames');
-    let lastReport = Date.now();
     const summary = await streamUserFrames(log, {
       ...config,
       signal,
-      onSent: (sent) => {
-        if (Date.now() - lastReport < 10_000) return;
-        lastReport = Date.now();
-        logger.info({ sent }, 'frames sent');
-      },
+      onSent: sentLog(logger, 'frames sent'),
     });
     const result = {
       topic: config.topic,
