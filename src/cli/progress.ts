@@ -61,3 +61,13 @@ export function formatBytes(n: number): string {
   if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)} KiB`;
   return `${n} B`;
 }
+
+/** An `onSent(sent)` for a long-running generator: logs `message` with the count at most every 10 s. */
+export function sentLog(logger: { info(details: object, message: string): void }, message: string): (sent: number) => void {
+  let last = Date.now();
+  return (sent) => {
+    if (Date.now() - last < 10_000) return;
+    last = Date.now();
+    logger.info({ sent }, message);
+  };
+}

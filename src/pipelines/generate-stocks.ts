@@ -1,9 +1,10 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { encodeStockTick, stockTicks } from '../core/stock-ticks.ts';
 import type { TickerMean } from '../core/stock-ticks.ts';
 import { seededRandom } from '../core/random.ts';
-import type { Log, RecordToProduce } from '../log/types.ts';
+import type { Log } from '../log/types.ts';
 import { metrics } from '../observability/metrics.ts';
+import { sendPaced, systemClock } from './paced-send.ts';
+import type { PacingClock } from './paced-send.ts';
 import { openRunOutput } from './transactional-output.ts';
 import type { ProducerTransactions, TransactionTally } from './transactional-output.ts';
 
@@ -27,7 +28,7 @@ export interface GenerateStocksOptions {
   transactions?: ProducerTransactions | null;
   signal?: AbortSignal;
   /** Wall clock, epoch ms, and a way to wait on it; injectable for tests. */
-  clock?: { now(): number; sleep(ms: number, signal?: AbortSignal): Promise<void> };
+  clock?: PacingClock;
   onSent?: (sent: number) => void;
 }
 
@@ -39,14 +40,6 @@ export interface GenerateStocksSummary {
   /** What the transactions committed (null without --transactional). */
   transactions: TransactionTally | null;
 }
-
-const systemClock = {
-  now: () => Date.now(),
-  sleep: (ms: number, signal?: AbortSignal) => sleep(ms, undefined, { signal }).catch(() => undefined),
-};
-
-/** Catch-up after a stall is sent in batches of at most this many messages. */
-const MAX_BATCH = 5000;
 
 /**
  * A seeded stream of stock ticks, paced on an absolute schedule: message i is due at
@@ -78,23 +71,22 @@ export async function generateStocks(log: Log, options: GenerateStocksOptions): 
   const eventTimeOf = (i: number) => Math.round(eventStart + i * periodMs);
   let sent = 0;
   try {
-    while (sent < limit && !options.signal?.aborted) {
-      const due = Math.min(limit, Math.floor((now() - started) / periodMs) + 1, sent + MAX_BATCH);
-      if (due > sent) {
-        const batch: RecordToProduce[] = [];
-        for (let i = sent; i < due; i++) {
-          const tick = nextTick(eventTimeOf(i));
-          batch.push({ key: tick.tickers[0].name, value: encodeStockTick(tick) });
-        }
+    sent = await sendPaced({
+      rate: options.rate,
+      limit,
+      started,
+      clock,
+      signal: options.signal,
+      next: (i) => {
+        const tick = nextTick(eventTimeOf(i));
+        return { key: tick.tickers[0].name, value: encodeStockTick(tick) };
+      },
+      send: async (batch) => {
         await producer.send(options.topic, batch);
-        sent = due;
         metrics.recordsOut.inc({ pipeline: 'generate-stocks', sink: options.topic }, batch.length);
-        options.onSent?.(sent);
-        continue;
-      }
-      const wait = started + sent * periodMs - now();
-      if (wait > 0) await clock.sleep(wait, options.signal);
-    }
+      },
+      onSent: options.onSent,
+    });
     await producer.finish(sent < limit);
   } finally {
     await producer.close();

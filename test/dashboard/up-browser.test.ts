@@ -28,7 +28,7 @@ describe('tickflow up: the dashboard in headless Chromium (embedded defaults)', 
     assert.equal(code, 0, up?.stderr());
   });
 
-  it('prints the dashboard URL, and the page shows aggregates, indicators, throughput and lag from the running services', async () => {
+  it('prints the dashboard URL, and the page shows aggregates, indicators, throughput, lag and unique users from the running services', async () => {
     const env = { ...process.env };
     delete env.KAFKA_BROKERS;
     delete env.DATABASE_URL;
@@ -67,6 +67,18 @@ describe('tickflow up: the dashboard in headless Chromium (embedded defaults)', 
     assert.ok(consumers.includes('stocks-aggregator stocks'), consumers.join('\n'));
     assert.ok(consumers.includes('tickflow-indicators prices'), consumers.join('\n'));
     assert.ok((await page.$$('canvas')).length >= 4, 'three average charts and throughput');
+
+    // The frames `up` generates: unique-users emits a minute once the watermark passes its end.
+    await wait('a minute of unique users', () => Number(document.querySelector<HTMLElement>('#users-chart')?.dataset.points) >= 1);
+    const perMinute = await page.$eval('#users-latest', (b) => Number(b.textContent!.replace(/,/g, '')));
+    assert.ok(perMinute > 0, `${perMinute} users in the latest minute`);
+    // Its sketch is stored before its record is sent; the ranges are fetched as the page opens.
+    await page.reload();
+    await wait('the live status again', () => document.querySelector<HTMLElement>('#status')?.dataset.state === 'live');
+    await wait('unique users in the last 24 hours and 30 days', () => ['hours', 'days'].every((key) => Number(document.querySelector<HTMLElement>(`#users-${key}-chart`)?.dataset.points) >= 1));
+    for (const key of ['hours', 'days']) assert.match(await page.$eval(`#users-${key}-total`, (s) => s.textContent!), /^[\d,]+ distinct users/);
+    await wait('a chart per ticker again', () => [...document.querySelectorAll<HTMLElement>('#average-charts .chart')]
+      .filter((c) => c.querySelector('canvas') && Number(c.dataset.points) >= 2).length === 3);
 
     await screenshot(page, 'up-dashboard.png');
     assert.deepEqual(watch.foreign, [], 'no request leaves the API\'s origin');

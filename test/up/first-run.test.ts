@@ -13,7 +13,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openPglite } from '../../src/db/pglite.ts';
+import { DiskLog } from '../../src/log/disk.ts';
 import { BIN, tickflow } from '../helpers/cli.ts';
+import { readAll } from '../users/helpers.ts';
+import { referenceUniqueUsers } from '../users/reference.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'tickflow-first-run-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -122,6 +125,15 @@ interface Lag {
   problems: unknown[];
 }
 
+interface MinuteBucket {
+  start: number;
+  uniqueUsers: number;
+  frames: number;
+  late: number;
+  minutes: number;
+  approximate: boolean;
+}
+
 interface WindowRow {
   ticker: string;
   windowStart: number;
@@ -130,7 +142,7 @@ interface WindowRow {
 }
 
 describe('tickflow up restarted on its data dir', () => {
-  it('goes on where it stopped: no gap in the stocks windows across the restart, no problem on the dashboard; a second up is refused naming the owner', async (t) => {
+  it('goes on where it stopped: no gap in the stocks windows across the restart, unique users per minute equal to a recount of the frames, no problem on the dashboard; a second up is refused naming the owner', async (t) => {
     const dataDir = join(root, 'restart');
     const first = startUp(dataDir);
     let stoppedAt = 0;
@@ -154,6 +166,8 @@ describe('tickflow up restarted on its data dir', () => {
 
     const restarted = startUp(dataDir);
     let restartWindow = 0;
+    let stopMinute = 0;
+    let buckets: MinuteBucket[] = [];
     t.diagnostic(`stopped ${new Date(stoppedAt).toISOString()}, restarted ${new Date().toISOString()}`);
     try {
       const base = await dashboardUrl(restarted);
@@ -169,18 +183,51 @@ describe('tickflow up restarted on its data dir', () => {
         if (Date.now() > deadline) assert.fail(`the window after the restart never closed:\n${restarted.stderr()}`);
         await sleep(1000);
       }
-      // Lag and its problems are refreshed in the background: null until the first refresh.
-      const lagOf = async () => ((await (await fetch(`${base}/v1/dashboard`)).json()) as { lag: Lag | null }).lag;
-      let lag = await lagOf();
-      while (!lag?.consumers.some((c) => c.name === 'stocks-aggregator')) {
-        if (Date.now() > deadline) assert.fail(`no lag on the dashboard: ${JSON.stringify(lag)}`);
-        await sleep(500);
-        lag = await lagOf();
+      // unique-users counts the frames `up` generates, across the restart: wait for the
+      // minute of the stop (frames of both runs) and the next one (of the restarted run).
+      stopMinute = Math.floor((stoppedAt - 1000) / 60_000) * 60;
+      const range = `from=${(stopMinute - 3600) * 1000}&to=${(stopMinute + 3600) * 1000}&granularity=minute`;
+      const usersDeadline = Date.now() + 150_000;
+      for (;;) {
+        const body = (await (await fetch(`${base}/v1/unique-users?${range}`)).json()) as { buckets: MinuteBucket[] };
+        buckets = body.buckets.filter((b) => b.minutes > 0);
+        if (buckets.some((b) => b.start === stopMinute + 60)) break;
+        if (Date.now() > usersDeadline) assert.fail(`minute ${new Date((stopMinute + 60) * 1000).toISOString()} never reached GET /v1/unique-users: ${JSON.stringify(buckets)}\n${restarted.stderr()}`);
+        await sleep(1000);
       }
-      assert.deepEqual(lag.problems, []);
+      // Lag and its problems are refreshed in the background: null until the first refresh; the
+      // per-minute panel reads the unique-users topic, whose records follow the sketches.
+      const dashboard = async () => (await (await fetch(`${base}/v1/dashboard`)).json()) as { lag: Lag | null; uniqueUsers: { minutes: Array<{ start: number; uniqueUsers: number; frames: number }> } };
+      const lagDeadline = Date.now() + 60_000;
+      let seen = await dashboard();
+      while (!['stocks-aggregator', 'unique-users'].every((name) => seen.lag?.consumers.some((c) => c.name === name)) || !buckets.every((b) => seen.uniqueUsers.minutes.some((m) => m.start === b.start))) {
+        if (Date.now() > lagDeadline) assert.fail(`no lag or unique users on the dashboard: ${JSON.stringify(seen)}`);
+        await sleep(500);
+        seen = await dashboard();
+      }
+      assert.deepEqual(seen.lag!.problems, []);
+      // The per-minute panel (records of the unique-users topic) shows what the range API does.
+      const panel = new Map(seen.uniqueUsers.minutes.map((m) => [m.start, [m.uniqueUsers, m.frames]]));
+      for (const b of buckets) assert.deepEqual(panel.get(b.start), [b.uniqueUsers, b.frames], `the panel's minute ${new Date(b.start * 1000).toISOString()}`);
     } finally {
       await stop(restarted);
     }
+
+    // Every frame `up` generated, read back from the topic and counted again independently.
+    const log = new DiskLog(join(dataDir, 'log'));
+    let frames: Awaited<ReturnType<typeof readAll>>;
+    try {
+      frames = await readAll(log, 'user-tracker');
+    } finally {
+      await log.close();
+    }
+    const recount = referenceUniqueUsers(frames.map((f) => ({ partition: f.partition, text: f.value })));
+    const newest = buckets[buckets.length - 1].start;
+    const recounted = recount.minutes.filter((m) => m.start <= newest).map((m) => ({ start: m.start, uniqueUsers: m.uniqueUsers, frames: m.frames, late: m.late, minutes: 1, approximate: false }));
+    t.diagnostic(`${frames.length} frames; minutes ${recounted.map((m) => `${new Date(m.start * 1000).toISOString().slice(11, 16)} ${m.uniqueUsers}/${m.frames}`).join(', ')}; stopped in ${new Date(stopMinute * 1000).toISOString().slice(11, 16)}`);
+    assert.ok(recounted.some((m) => m.start === stopMinute) && recounted.some((m) => m.start === stopMinute + 60));
+    assert.deepEqual(buckets.map((b) => ({ start: b.start, uniqueUsers: b.uniqueUsers, frames: b.frames, late: b.late, minutes: b.minutes, approximate: b.approximate })), recounted,
+      'every minute up to the newest served equals the recount: the same distinct users and frames, none late, none missing');
 
     const db = await openPglite({ dataDir: join(dataDir, 'pglite') });
     let rows: WindowRow[];

@@ -141,6 +141,9 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     const skew = await run(['unique-users', '--max-time-skew', '2s', '--allowed-lateness', '5s']);
     assert.equal(skew.code, 2);
     assert.equal(skew.stderr, 'tickflow unique-users: --max-time-skew: must be at least --allowed-lateness (5000ms), got 2000ms (see --help)\n');
+    const sketches = await run(['unique-users', '--scale-out', '--sketches']);
+    assert.equal(sketches.code, 2);
+    assert.equal(sketches.stderr, 'tickflow unique-users: --sketches: --scale-out keeps no minute sketches: run without --scale-out to keep them (see --help)\n');
   });
 });
 

@@ -4,6 +4,7 @@ import { generateStocks } from '../../pipelines/generate-stocks.ts';
 import { alias, defineCommand } from '../command.ts';
 import type { FlagValues } from '../command.ts';
 import { badFlag, duration, instant, int, num, str } from '../flags.ts';
+import { sentLog } from '../progress.ts';
 import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 import { TRANSACTION_FLAGS, describeTransactions, producerTransactions } from '../transaction-flags.ts';
 
@@ -96,16 +97,11 @@ export const command = defineCommand({
     const log = await stdioLog(await openLog(), { output: config.topic, out });
     const seed = config.seed ?? `${Date.now()}-${process.pid}`;
     logger.info({ topic: config.topic, rate: config.rate, tickers: config.tickers, seed, log: log.description }, 'generating stock ticks');
-    let lastReport = Date.now();
     const summary = await generateStocks(log, {
       ...config,
       seed,
       signal,
-      onSent: (sent) => {
-        if (Date.now() - lastReport < 10_000) return;
-        lastReport = Date.now();
-        logger.info({ sent }, 'stock ticks sent');
-      },
+      onSent: sentLog(logger, 'stock ticks sent'),
     });
     const result = {
       topic: config.topic,

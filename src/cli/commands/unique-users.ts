@@ -59,7 +59,8 @@ export const command = defineCommand({
     'Kafka transaction (or, at least once, the send) that makes those minutes visible, retried while',
     'PostgreSQL is away (--retry-for): a minute in the output topic is always in the table, and one',
     'written again after a crash replaces itself. Without a database URL nothing is written (the',
-    'embedded PGlite is not opened); docs/users.md, "Ranges on demand".',
+    'embedded PGlite is not opened) unless --sketches asks for them there, as `tickflow up` does;',
+    'docs/users.md, "Ranges on demand".',
     '',
     'Durable state (--database-url, exactly once): at most every --state-interval a commit also writes',
     'a snapshot of the open windows (exact sets or sketches, every granularity) with each partition\'s',
@@ -104,6 +105,7 @@ export const command = defineCommand({
     'scale-out': { type: 'boolean', description: 'Run as one of several members of --group: partials per owned partition to <group>-partials, one combined record per window (input keyed by uid unless --repartition; exact, exactly once; docs/users.md, "How it scales")' },
     repartition: { type: 'boolean', description: 'With --scale-out, for input NOT keyed by uid: each member judges its input partitions\' frames (guard, lateness) and re-keys them by uid to <group>-repartition, and the partials are counted from there (default off: the input must be keyed by uid)' },
     'repartition-partitions': { type: 'string', value: 'N', description: 'With --repartition: partitions of <group>-repartition if it has to be created (default: as many as the input)' },
+    sketches: { type: 'boolean', description: 'Keep every minute as a sketch in the database even without --database-url: in the embedded PGlite under --data-dir (with --database-url they always are)' },
     'state-interval': { type: 'string', value: 'DURATION', default: '30s', description: 'With --database-url, exactly once: snapshot the open windows at most this often (bounds what a restart re-reads; each snapshot writes every open window)' },
   },
   examples: [
@@ -134,6 +136,7 @@ export const command = defineCommand({
     if (scaleOut && (input === '-' || output === '-' || bool(values, 'until-end'))) throw badFlag('scale-out', 'needs a service reading and writing Kafka topics (no --until-end, no -)');
     if (scaleOut && bool(values, 'approx')) throw badFlag('scale-out', 'counts exactly: cannot be combined with --approx');
     if (scaleOut && exactlyOnce === false) throw badFlag('scale-out', 'needs exactly once: cannot be combined with --at-least-once');
+    if (scaleOut && bool(values, 'sketches')) throw badFlag('sketches', '--scale-out keeps no minute sketches: run without --scale-out to keep them');
     const repartition = bool(values, 'repartition');
     if (repartition && !scaleOut) throw badFlag('repartition', 'is a way to run --scale-out: give --scale-out too');
     if (values['repartition-partitions'] !== undefined && !repartition) throw badFlag('repartition-partitions', 'needs --repartition');
@@ -163,15 +166,17 @@ export const command = defineCommand({
       stateIntervalMs: duration(values, 'state-interval', DEFAULT_STATE_INTERVAL_MS, { minMs: 10 }),
       scaleOut,
       repartition,
+      sketches: bool(values, 'sketches'),
       ...(repartitionPartitions === undefined ? {} : { repartitionPartitions }),
     };
   },
   async run({ config, shared, out, signal, logger, openLog, openDatabase }) {
     const stdin = config.input === '-' ? await openByteSource('-') : undefined;
     const log = await openLog();
-    // Minute sketches only with a configured PostgreSQL (--database-url / DATABASE_URL): opened
-    // (waited for, migrated) before the first frame, so an unreachable one fails at start.
-    const db = shared.databaseUrl ? await openDatabase() : undefined;
+    // Minute sketches only with a configured PostgreSQL (--database-url / DATABASE_URL), or
+    // --sketches (the embedded PGlite): opened (waited for, migrated) before the first frame,
+    // so an unreachable one fails at start.
+    const db = shared.databaseUrl || config.sketches ? await openDatabase() : undefined;
     if (db) logger.info({ database: db.description }, 'unique-users: minute sketches go to the database');
     const summary = await runUniqueUsers(config, { log, logger, signal, stdout: out, stdin, db });
     const text = shared.json ? JSON.stringify(summary) : describe(summary, config.output);

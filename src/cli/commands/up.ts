@@ -11,6 +11,7 @@ import { int, str } from '../flags.ts';
 interface Config {
   count: number;
   rate: number;
+  frameRate: number;
   host: string;
   port: number;
 }
@@ -24,18 +25,22 @@ interface Config {
 export const command = defineCommand<Config>({
   name: ['up'],
   servesMetrics: true,
-  summary: 'Run everything in one process: prices batch + stats, then generator, aggregator, indicators, API and dashboard',
+  summary: 'Run everything in one process: prices batch + stats, then generators, aggregator, indicators, unique users, API and dashboard',
   description: [
     'Produces the prices batch and prints its statistics, then keeps the stocks generator, the',
-    '30-second aggregator, the indicators and the API with its live dashboard running until',
-    'Ctrl-C, printing where to look. On the embedded defaults (the embedded log and PGlite, both',
-    'kept under --data-dir, so a restart goes on where the last run stopped) unless --brokers /',
-    '--database-url (or KAFKA_BROKERS / DATABASE_URL) are given. A part that fails to start stops',
-    'the others and `up` exits with one line; one that fails later is restarted with backoff.',
+    '30-second aggregator, the indicators, a live source of user-tracker frames (--frame-rate a',
+    'second into user-tracker), unique-users keeping every minute as a sketch in the database',
+    '(what the dashboard\'s unique-users panels and GET /v1/unique-users show), and the API with its',
+    'live dashboard running until Ctrl-C, printing where to look. On the embedded defaults (the',
+    'embedded log and PGlite, both kept under --data-dir, so a restart goes on where the last run',
+    'stopped) unless --brokers / --database-url (or KAFKA_BROKERS / DATABASE_URL) are given. A part',
+    'that fails to start stops the others and `up` exits with one line; one that fails later is',
+    'restarted with backoff.',
   ].join('\n'),
   flags: {
     count: { type: 'string', short: 'n', value: 'N', default: '5000', description: 'Price messages in the batch' },
     rate: { type: 'string', value: 'N', default: '10', description: 'Stock messages per second' },
+    'frame-rate': { type: 'string', value: 'N', default: '20', description: 'User-tracker frames per second (0: no frames; unique-users still runs)' },
     host: { type: 'string', value: 'HOST', default: '127.0.0.1', description: 'Interface of the API and dashboard' },
     port: { type: 'string', value: 'N', env: 'PORT', default: '8080', description: 'Port of the API and dashboard (0 = any free port)' },
   },
@@ -43,6 +48,7 @@ export const command = defineCommand<Config>({
   configure: (values) => ({
     count: int(values, 'count', 5000, { min: 1, max: 100_000_000 }),
     rate: int(values, 'rate', 10, { min: 1, max: 100_000 }),
+    frameRate: int(values, 'frame-rate', 20, { min: 0, max: 100_000 }),
     host: str(values, 'host') ?? '127.0.0.1',
     port: int(values, 'port', 8080, { min: 0, max: 65_535 }),
   }),
@@ -107,6 +113,9 @@ async function runParts(context: CommandContext<Config>, runCli: typeof RunCli):
     { name: 'generate stocks', args: ['generate', 'stocks', '--rate', String(config.rate)], out: discard },
     { name: 'aggregate stocks', args: ['aggregate', 'stocks'], out: discard },
     { name: 'indicators', args: ['indicators'], out: discard },
+    // Small frames (~0.7 KB): the live source is for the dashboard, not a benchmark.
+    ...(config.frameRate > 0 ? [{ name: 'generate users', args: ['generate', 'users', '--frames', '--rate', String(config.frameRate), '--frame-bytes', '256'], out: discard }] : []),
+    { name: 'unique-users', args: ['unique-users', '--sketches'], out: discard },
     { name: 'api', args: ['api', '--host', config.host, '--port', String(config.port), '--json'], out: apiOut },
   ];
   const supervisor = new Supervisor(stop, logger, (part, err) => sub(part.args, part.out, err));
