@@ -5,7 +5,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { BROKERS, run, unique } from './helpers.ts';
-import { T0, assertAsSingleInstance, countRecords, expectedWindows, finish, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics, sleep, sortedWindows, startMember } from './scale-out.ts';
+import { T0, assertAsSingleInstance, countRecords, expectedWindows, finish, kcat, plausible, readAndCommitted, scaleOutFrames, scaleOutTopics, sleep, sortedWindows, startMember } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -28,9 +28,6 @@ const PER_SECOND = 60; // frames per second of event time, all partitions togeth
 
 /** Frames on random partitions (the same uid on every partition); some late, a few malformed, a few ten years off. */
 const frames = (seed: string, count = FRAMES) => scaleOutFrames(seed, count, { partitions: PARTITIONS, keyed: false, perSecond: PER_SECOND, farShare: 0.0005 });
-
-/** The recount leaves out the frames ten years off (the guard's, never counted): they do not move a partition's time. */
-const plausible = (frame: { text: string }) => !frame.text.includes('"/far"');
 
 /** A side topic's records as (reason, source partition, offset), sorted: which frames went there, and why. */
 function sideRecords(topic: string): string[] {
