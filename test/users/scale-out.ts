@@ -38,6 +38,38 @@ export function startMember(input: string, t: ScaleOutTopics, group: string, ext
   return { child, exited, stderr: () => stderr };
 }
 
+/**
+ * Sends `frames` to `input` in ten chunks 1.5 s apart (about 15 s, while the members run);
+ * after the sixth, once a partial is committed, kills the first member with -9 (the likely
+ * combiner) and, with `restart`, starts another in its place. Returns what it did, for the log.
+ */
+export async function streamAndKill(log: KafkaLog, input: string, frames: readonly Frame[], group: string, members: Member[], restart?: () => Member): Promise<string> {
+  const producer = log.producer();
+  const chunk = Math.ceil(frames.length / 10);
+  let killed = '';
+  for (let i = 0, n = 0; i < frames.length; i += chunk, n++) {
+    await producer.send(input, frames.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
+    if (n === 5) {
+      const partials = async () => ((await countRecords(log, `${group}-partials`)) > 0 ? kcat(`${group}-partials`).filter((v) => v.includes('"granularity"')).length : 0);
+      let counted = 0;
+      for (let w = 0; (counted = await partials()) === 0; w++) {
+        if (w > 300) assert.fail(`no partials in 60 s: ${members.map((m) => m.stderr()).join('\n---\n')}`);
+        await sleep(200);
+      }
+      members[0]!.child.kill('SIGKILL');
+      assert.equal(await members[0]!.exited, 'SIGKILL', members[0]!.stderr());
+      killed = `member 1 of ${members.length} killed -9 with ${counted} partials committed`;
+      if (restart) {
+        members.push(restart());
+        killed += ', and started again';
+      }
+    }
+    await sleep(1500);
+  }
+  await producer.close();
+  return killed;
+}
+
 /** Records a read_committed reader sees now. */
 export async function countRecords(log: KafkaLog, topic: string): Promise<number> {
   if (!(await log.listTopics()).includes(topic)) return 0;

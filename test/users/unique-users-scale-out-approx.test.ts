@@ -4,7 +4,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { run, unique } from './helpers.ts';
-import { T0, assertAsSingleInstance, countRecords, expectedWindows, finish, kcat, plausible, scaleOutFrames, scaleOutTopics, sleep, startMember, windowKey } from './scale-out.ts';
+import { T0, assertAsSingleInstance, expectedWindows, finish, kcat, plausible, scaleOutFrames, scaleOutTopics, startMember, streamAndKill, windowKey } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -52,27 +52,8 @@ describe('unique-users --scale-out --approx: sketches merged, input not keyed by
     const all = scaleOutFrames('unique-users-scale-out-approx', FRAMES, { partitions: PARTITIONS, keyed: false, perSecond: PER_SECOND, farShare: 0.0005 });
 
     const members: Member[] = Array.from({ length: 2 }, () => startMember(input, scaled, group, SCALED));
-    // Frames stream in over about 15 s while the members run.
-    const producer = log.producer();
-    const chunk = Math.ceil(all.length / 10);
-    let killed = '';
-    for (let i = 0, n = 0; i < all.length; i += chunk, n++) {
-      await producer.send(input, all.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
-      if (n === 5) {
-        // Mid-stream, once a partial is committed: the first member (the likely combiner) goes.
-        const partials = async () => ((await countRecords(log, `${group}-partials`)) > 0 ? kcat(`${group}-partials`).filter((v) => v.includes('"granularity"')).length : 0);
-        let counted = 0;
-        for (let w = 0; (counted = await partials()) === 0; w++) {
-          if (w > 300) assert.fail(`no partials in 60 s: ${members.map((m) => m.stderr()).join('\n---\n')}`);
-          await sleep(200);
-        }
-        members[0]!.child.kill('SIGKILL');
-        assert.equal(await members[0]!.exited, 'SIGKILL', members[0]!.stderr());
-        killed = `member 1 of 2 killed -9 with ${counted} partials committed`;
-      }
-      await sleep(1500);
-    }
-    await producer.close();
+    // Frames stream in over about 15 s; mid-stream, once a partial is committed, the first member goes (not started again).
+    const killed = await streamAndKill(log, input, all, group, members);
 
     const expected = await expectedWindows(log, input, plausible);
     if (T0 + FRAMES / PER_SECOND > 1_468_245_610) assert.equal(expected.filter((w) => w.granularity === 'hour').length, 1, 'the hour before 14:00');
