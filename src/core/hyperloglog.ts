@@ -154,6 +154,13 @@ export class BoundedDistinct implements DistinctCounter {
   }
 }
 
+/** The sketch a distinct counter counts in: a HyperLogLog itself, a BoundedDistinct's once switched; null while exact. */
+export function sketchIn(counter: DistinctCounter): HyperLogLog | null {
+  if (counter instanceof HyperLogLog) return counter;
+  if (counter instanceof BoundedDistinct) return counter.sketch;
+  return null;
+}
+
 /** The hash AsciiSet keys its members by: 32-bit FNV-1a, finalised. */
 export function asciiHash(bytes: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5 | 0;

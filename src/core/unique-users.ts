@@ -1,7 +1,7 @@
 import { EventTimeGuard } from './event-time-guard.ts';
 import type { EventTimeSink } from './event-time-guard.ts';
 import { Watermark } from './window.ts';
-import { BoundedDistinct, HyperLogLog, asciiHash } from './hyperloglog.ts';
+import { asciiHash, sketchIn } from './hyperloglog.ts';
 import type { AsciiText, DistinctCounter } from './hyperloglog.ts';
 import { calendarOf, granularityRank, windowEnd, windowIso, windowStart } from './calendar-windows.ts';
 import type { Granularity, ZonedCalendar } from './calendar-windows.ts';
@@ -916,7 +916,5 @@ function windowRecord(frames: Frames, window: WindowState): WindowCount {
 }
 
 function standardErrorOf(counter: DistinctCounter): number {
-  if (counter instanceof HyperLogLog) return counter.standardError;
-  if (counter instanceof BoundedDistinct) return counter.sketch!.standardError;
-  return Number.NaN;
+  return sketchIn(counter)?.standardError ?? Number.NaN;
 }

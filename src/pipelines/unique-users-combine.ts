@@ -2,6 +2,10 @@ import type { Logger } from 'pino';
 import { GRANULARITIES } from '../core/calendar-windows.ts';
 import type { Granularity } from '../core/calendar-windows.ts';
 import type { WindowCount } from '../core/unique-users.ts';
+import { CombinedWindow } from '../core/unique-users-partials.ts';
+import { sketchIn } from '../core/hyperloglog.ts';
+import type { DistinctCounter, HyperLogLog } from '../core/hyperloglog.ts';
+import { decodeSketch, encodeSketch } from '../core/sketch-bytes.ts';
 import type { Log, LogRecord, TopicPartition } from '../log/types.ts';
 import { kafkaTransaction } from '../runtime/commit-strategy.ts';
 import type { PartitionClaim, ProcessContext, Processor, ResumePoint } from '../runtime/processor.ts';
@@ -25,10 +29,13 @@ export const SCALE_OUT_TRANSACTION_TIMEOUT_MS = 10_000;
  * it has closed their windows (`closedThrough`), and whether all of them are quiet (the
  * idle flush: every open minute went out). A frame counts in exactly one partial: a window
  * closed before a rebalance is not counted again by the next owner (the exactly-once resume).
- * The input keyed by uid, the partitions hold disjoint users, so partials add up.
+ * The input keyed by uid, the partitions hold disjoint users, so partials add up. A window
+ * counted in a HyperLogLog sketch (--approx, or an exact set over --max-exact-memory) carries
+ * the sketch in its partial, and sketches merge over any partitions: --approx needs no keys.
  *
  * Stage two (this file): the member that owns the partials partition (group `<group>-combiner`)
- * sums the partials of each window and emits its final record once every input partition's
+ * combines the partials of each window (core/unique-users-partials.ts: sketches merged when
+ * every partial has one, counts summed otherwise) and emits its final record once every input partition's
  * progress has passed the window's end — every partial of it is then before it in the one
  * partition — or, minutes only, once every input partition is quiet. Exactly once on the same
  * Kafka transactions: the offset it commits is the first partial of the oldest window still
@@ -36,7 +43,25 @@ export const SCALE_OUT_TRANSACTION_TIMEOUT_MS = 10_000;
  * there, skipping windows already out.
  */
 
-/** A record of the partials topic: a window's partial (a WindowCount), or a member's progress. */
+/**
+ * A window's partial on the partials topic: its record over the member's partitions, with its
+ * users as a HyperLogLog sketch when they were counted in one — the sketch's bytes as stored
+ * in PostgreSQL (core/sketch-bytes.ts), base64.
+ */
+export interface PartialWindow extends WindowCount {
+  sketch?: string;
+}
+
+/** Makes a window's record its partial: with the sketch its counter counts in, if any. */
+export function withSketch(record: WindowCount, counter: DistinctCounter): void {
+  const sketch = sketchIn(counter);
+  if (sketch !== null) (record as PartialWindow).sketch = Buffer.from(encodeSketch(sketch)).toString('base64');
+}
+
+/** The largest partial: a dense sketch of precision 18 in base64 (256 KiB), and the record around it. */
+export const MAX_PARTIAL_BYTES = 4 * Math.ceil((3 + 0.75 * 2 ** 18) / 3) + 4096;
+
+/** A record of the partials topic: a window's partial (a PartialWindow), or a member's progress. */
 export interface ProgressRecord {
   progress: {
     /** The input partitions the member owns. */
@@ -62,7 +87,10 @@ export function windowKey(w: Pick<WindowCount, 'granularity' | 'window'>): strin
 }
 
 interface OpenWindow {
-  record: WindowCount;
+  granularity: Granularity;
+  /** Exclusive end, ms. */
+  end: number;
+  window: CombinedWindow;
   /** Offset of its first partial: a restart re-reads from the oldest. */
   first: bigint;
 }
@@ -125,7 +153,7 @@ export class CombinerProcessor implements Processor<null> {
 
   process(records: readonly LogRecord[], context: ProcessContext): void {
     for (const record of records) {
-      let value: Partial<WindowCount> & Partial<ProgressRecord>;
+      let value: Partial<PartialWindow> & Partial<ProgressRecord>;
       try {
         value = JSON.parse(record.value?.toString('utf8') ?? 'null') as typeof value;
       } catch {
@@ -144,25 +172,29 @@ export class CombinerProcessor implements Processor<null> {
         continue;
       }
       if (typeof value.start !== 'number' || typeof value.end !== 'number' || typeof value.granularity !== 'string') continue;
-      const partial = value as WindowCount;
+      const { sketch: text, ...partial } = value as PartialWindow;
       const endMs = partial.end * 1000;
       if (endMs <= this.#through || (partial.granularity === 'minute' && endMs <= this.#minutes)) {
         if (!replaying) this.#logger.warn({ window: windowKey(partial) }, 'a partial of a window already out: left out');
         continue;
       }
       const key = windowKey(partial);
+      const sketch = typeof text === 'string' ? this.#sketch(key, text) : null;
       const open = this.#open.get(key);
-      if (open === undefined) {
-        this.#open.set(key, { record: { ...partial }, first: record.offset });
-      } else {
-        const sum = open.record;
-        sum.uniqueUsers += partial.uniqueUsers;
-        sum.frames += partial.frames;
-        sum.late += partial.late;
-        if (partial.approximate) sum.approximate = true;
-      }
+      if (open === undefined) this.#open.set(key, { granularity: partial.granularity, end: endMs, window: new CombinedWindow(partial, sketch), first: record.offset });
+      else open.window.add(partial, sketch);
     }
     if (this.#replayUntil === null) this.#close(context);
+  }
+
+  /** A partial's sketch; one that cannot be read counts as none (the window's counts are then summed). */
+  #sketch(key: string, text: string): HyperLogLog | null {
+    try {
+      return decodeSketch(Buffer.from(text, 'base64'));
+    } catch (error) {
+      this.#logger.warn({ window: key, error: (error as Error).message }, 'a partial\'s sketch cannot be read: the window\'s counts are summed');
+      return null;
+    }
   }
 
   onReplayed(_partition: TopicPartition, context: Pick<ProcessContext, 'now' | 'emit' | 'reject'>): void {
@@ -187,9 +219,8 @@ export class CombinerProcessor implements Processor<null> {
     if (min > this.#through) this.#through = min;
     const out: WindowCount[] = [];
     for (const [key, open] of this.#open) {
-      const w = open.record;
-      if (w.end * 1000 <= this.#through || (quiet && w.granularity === 'minute')) {
-        out.push(w);
+      if (open.end <= this.#through || (quiet && open.granularity === 'minute')) {
+        out.push(open.window.record());
         this.#open.delete(key);
       }
     }
@@ -254,6 +285,8 @@ export async function runCombiner(options: CombinerOptions): Promise<number> {
   const inputPartitions = (await log.offsets(options.input)).length;
   const topic = partialsTopic(options.group);
   const processor = new CombinerProcessor(topic, options.output, inputPartitions, options.logger, options.onWindow);
+  // --max-record-bytes is for the input's frames: a partial carrying a sketch may be larger.
+  const maxRecordBytes = Math.max(options.maxRecordBytes, MAX_PARTIAL_BYTES);
   await runStreamTask({
     pipeline: 'unique-users-combine',
     log,
@@ -267,7 +300,7 @@ export async function runCombiner(options: CombinerOptions): Promise<number> {
     untilEnd: false,
     commitIntervalMs: options.commitIntervalMs,
     idleMs: options.idleMs,
-    maxRecordBytes: options.maxRecordBytes,
+    maxRecordBytes,
     outputsReady: options.outputsReady,
     rejoinWhenProducerFenced: true,
     now: options.now,

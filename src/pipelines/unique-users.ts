@@ -33,7 +33,7 @@ import type { MinuteSketchRow } from '../core/user-sketches.ts';
 import { saveUserMinutes, writeUserMinutes } from '../db/user-sketch-store.ts';
 import type { Database, Queryable } from '../db/types.ts';
 import type { ByteSource } from './byte-source.ts';
-import { SCALE_OUT_TRANSACTION_TIMEOUT_MS, partialsTopic, runCombiner } from './unique-users-combine.ts';
+import { SCALE_OUT_TRANSACTION_TIMEOUT_MS, partialsTopic, runCombiner, withSketch } from './unique-users-combine.ts';
 import { REPARTITION_HEADER, REPARTITION_KEY_HEADER, RepartitionProcessor, countGroup, repartitionTopic } from './unique-users-repartition.ts';
 import type { InputTimeRecord } from './unique-users-repartition.ts';
 import type { ProgressRecord } from './unique-users-combine.ts';
@@ -121,8 +121,9 @@ export interface UniqueUsersConfig {
   /**
    * Several members of one group (--scale-out; docs/users.md, "How it scales"): each writes
    * its partitions' windows as partials to `<group>-partials`, and the member owning that
-   * topic's partition sums them into one record per window on `output`. Needs the input keyed
-   * by uid (or `repartition`) and exact counting, exactly once.
+   * topic's partition combines them into one record per window on `output`. Exact counting
+   * needs the input keyed by uid (or `repartition`): counts are summed; with `approx` the
+   * partials carry their sketches, which merge whatever the keys. Exactly once.
    */
   scaleOut?: boolean;
   /**
@@ -276,9 +277,12 @@ export class FrameCounter {
   #newOperator(): UniqueUsersWindows<HeldRef> {
     const config = this.#config;
     const counter = () => this.newCounter();
-    // With a database, each minute's counter becomes its sketch row as the minute is emitted.
-    const emitted = this.rows === null ? undefined : (record: WindowCount, distinct: DistinctCounter) => {
-      if (record.granularity === 'minute') this.rows!.push(minuteSketchRow(record, distinct));
+    // With a database, each minute's counter becomes its sketch row as the minute is emitted;
+    // scaled out, a window counted in a sketch carries it in its partial, for the combiner to merge.
+    const partials = config.scaleOut === true;
+    const emitted = this.rows === null && !partials ? undefined : (record: WindowCount, distinct: DistinctCounter) => {
+      if (this.rows !== null && record.granularity === 'minute') this.rows.push(minuteSketchRow(record, distinct));
+      if (partials) withSketch(record, distinct);
     };
     const mode = this.#mode;
     // Frames judged upstream are not guarded again.
@@ -1113,7 +1117,7 @@ export async function runUniqueUsers(config: UniqueUsersConfig, deps: UniqueUser
 async function runScaledOut(config: UniqueUsersConfig, deps: UniqueUsersDeps): Promise<UniqueUsersSummary> {
   const { log } = deps;
   if (config.input === '-' || config.output === '-' || config.untilEnd) throw new Error('--scale-out needs a service reading and writing Kafka topics (no --until-end, no -)');
-  if (config.approx) throw new Error('--scale-out counts exactly: partials of sketches are not merged (no --approx)');
+  if (config.approx && config.repartition) throw new Error('--scale-out --approx needs no --repartition: partial sketches merge whatever the keys');
   if (deps.db) throw new Error('--scale-out keeps no minute sketches or durable state (no --database-url)');
   if (!log.transactionalProducer || config.exactlyOnce === false) throw new Error('--scale-out needs exactly once on Kafka (Kafka transactions)');
   const partials = partialsTopic(config.group);

@@ -5,7 +5,7 @@ import { KafkaLog } from '../../src/log/kafka.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { BROKERS, run, unique } from './helpers.ts';
-import { T0, assertAsSingleInstance, countRecords, expectedWindows, finish, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics, sleep, sortedWindows, startMember } from './scale-out.ts';
+import { T0, assertAsSingleInstance, expectedWindows, finish, kcat, plausible, readAndCommitted, scaleOutFrames, scaleOutTopics, sortedWindows, startMember, streamAndKill } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
 
 /**
@@ -28,9 +28,6 @@ const PER_SECOND = 60; // frames per second of event time, all partitions togeth
 
 /** Frames on random partitions (the same uid on every partition); some late, a few malformed, a few ten years off. */
 const frames = (seed: string, count = FRAMES) => scaleOutFrames(seed, count, { partitions: PARTITIONS, keyed: false, perSecond: PER_SECOND, farShare: 0.0005 });
-
-/** The recount leaves out the frames ten years off (the guard's, never counted): they do not move a partition's time. */
-const plausible = (frame: { text: string }) => !frame.text.includes('"/far"');
 
 /** A side topic's records as (reason, source partition, offset), sorted: which frames went there, and why. */
 function sideRecords(topic: string): string[] {
@@ -98,31 +95,8 @@ describe('unique-users --scale-out --repartition: input not keyed by uid', { tim
       const all = frames(`unique-users-repartition-${size}`);
 
       const members: Member[] = Array.from({ length: size }, () => startMember(input, scaled, group, SCALED));
-      // Frames stream in over about 15 s while the members run.
-      const producer = log.producer();
-      const chunk = Math.ceil(all.length / 10);
-      let killed = '';
-      for (let i = 0, n = 0; i < all.length; i += chunk, n++) {
-        await producer.send(input, all.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
-        if (n === 5) {
-          // Mid-run, once a partial is committed (frames went through the repartition topic and were counted): the first member goes.
-          const partials = async () => ((await countRecords(log, `${group}-partials`)) > 0 ? kcat(`${group}-partials`).filter((v) => v.includes('"granularity"')).length : 0);
-          let counted = 0;
-          for (let w = 0; (counted = await partials()) === 0; w++) {
-            if (w > 300) assert.fail(`no partials in 60 s: ${members.map((m) => m.stderr()).join('\n---\n')}`);
-            await sleep(200);
-          }
-          members[0]!.child.kill('SIGKILL');
-          assert.equal(await members[0]!.exited, 'SIGKILL', members[0]!.stderr());
-          killed = `member 1 of ${size} killed -9 with ${counted} partials committed`;
-          if (restart) {
-            members.push(startMember(input, scaled, group, SCALED));
-            killed += ', and started again';
-          }
-        }
-        await sleep(1500);
-      }
-      await producer.close();
+      // Frames stream in over about 15 s; mid-run, once frames went through the repartition topic and a partial is committed, the first member goes.
+      const killed = await streamAndKill(log, input, all, group, members, restart ? () => startMember(input, scaled, group, SCALED) : undefined);
 
       const expected = await expectedWindows(log, input, plausible);
       if (T0 + FRAMES / PER_SECOND > 1_468_245_610) assert.equal(expected.filter((w) => w.granularity === 'hour').length, 1, 'the hour before 14:00');

@@ -71,14 +71,18 @@ export const command = defineCommand({
     'the open windows\' size (an exact set its uids\' bytes + 1 each, a sketch at most 0.75 x',
     '2^precision bytes); docs/users.md, "Durable state".',
     '',
-    'Scaled out (--scale-out, exactly once, exact counting): every member of --group counts the input',
-    'partitions it owns into partials on <group>-partials, and one member at a time sums them into one',
-    'record per window. That needs the input keyed by uid (each user on one partition). For input that',
-    'is not, add --repartition: each member first judges its input partitions\' frames as a single',
-    'instance does (guard, lateness, late and dead-letter records) and passes them on keyed by uid to',
-    '<group>-repartition (created with the input\'s partitions, or --repartition-partitions), together',
-    'with each input partition\'s watermark; the partials are counted from there. The windows equal a',
-    'single instance\'s; docs/users.md, "How it scales".',
+    'Scaled out (--scale-out, exactly once): every member of --group counts the input partitions it',
+    'owns into partials on <group>-partials, and one member at a time combines them into one record per',
+    'window. Exact counts are summed, which needs the input keyed by uid (each user on one partition).',
+    'For input that is not, add --repartition: each member first judges its input partitions\' frames',
+    'as a single instance does (guard, lateness, late and dead-letter records) and passes them on keyed',
+    'by uid to <group>-repartition (created with the input\'s partitions, or --repartition-partitions),',
+    'together with each input partition\'s watermark; the partials are counted from there. With --approx',
+    'each partial carries its window\'s HyperLogLog sketch and the sketches are merged (register-wise',
+    'max: the sketch of the union), so any input works, keyed or not, without --repartition. A window',
+    'over --max-exact-memory merges the same way when every partial of it went over; otherwise its',
+    'counts are summed (approximate). The windows equal a single instance\'s (with --approx, a single',
+    '--approx instance\'s); docs/users.md, "How it scales".',
   ].join('\n'),
   flags: {
     input: { type: 'string', value: 'TOPIC', default: 'user-tracker', description: 'Topic to read, or - for stdin' },
@@ -102,8 +106,8 @@ export const command = defineCommand({
     'max-record-bytes': MAX_RECORD_BYTES_FLAG,
     ...DELIVERY_FLAGS,
     'commit-interval': { ...DELIVERY_FLAGS['commit-interval']!, description: 'Commit at most this often (default 1s, either way): bounds how late records appear and what a crash redoes' },
-    'scale-out': { type: 'boolean', description: 'Run as one of several members of --group: partials per owned partition to <group>-partials, one combined record per window (input keyed by uid unless --repartition; exact, exactly once; docs/users.md, "How it scales")' },
-    repartition: { type: 'boolean', description: 'With --scale-out, for input NOT keyed by uid: each member judges its input partitions\' frames (guard, lateness) and re-keys them by uid to <group>-repartition, and the partials are counted from there (default off: the input must be keyed by uid)' },
+    'scale-out': { type: 'boolean', description: 'Run as one of several members of --group: partials per owned partition to <group>-partials, one combined record per window (exact: input keyed by uid unless --repartition; --approx: any input, sketches merged; exactly once; docs/users.md, "How it scales")' },
+    repartition: { type: 'boolean', description: 'With --scale-out, exact, for input NOT keyed by uid: each member judges its input partitions\' frames (guard, lateness) and re-keys them by uid to <group>-repartition, and the partials are counted from there (default off: the input must be keyed by uid; not with --approx, which needs no keys)' },
     'repartition-partitions': { type: 'string', value: 'N', description: 'With --repartition: partitions of <group>-repartition if it has to be created (default: as many as the input)' },
     sketches: { type: 'boolean', description: 'Keep every minute as a sketch in the database even without --database-url: in the embedded PGlite under --data-dir (with --database-url they always are)' },
     'state-interval': { type: 'string', value: 'DURATION', default: '30s', description: 'With --database-url, exactly once: snapshot the open windows at most this often (bounds what a restart re-reads; each snapshot writes every open window)' },
@@ -117,6 +121,7 @@ export const command = defineCommand({
     'tickflow unique-users --until-end --approx --allowed-lateness 10s --brokers 127.0.0.1:9092',
     'tickflow unique-users --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
     'tickflow unique-users --scale-out --repartition --group uu --brokers 127.0.0.1:9092',
+    'tickflow unique-users --scale-out --approx --group uu --brokers 127.0.0.1:9092',
   ],
   configure(values) {
     const allowedLatenessMs = duration(values, 'allowed-lateness', 5000);
@@ -134,11 +139,11 @@ export const command = defineCommand({
     if (exactlyOnce === true && (input === '-' || output === '-')) throw badFlag('exactly-once', `needs Kafka topics on both sides, not ${input === '-' ? '--input -' : '--output -'}`);
     const scaleOut = bool(values, 'scale-out');
     if (scaleOut && (input === '-' || output === '-' || bool(values, 'until-end'))) throw badFlag('scale-out', 'needs a service reading and writing Kafka topics (no --until-end, no -)');
-    if (scaleOut && bool(values, 'approx')) throw badFlag('scale-out', 'counts exactly: cannot be combined with --approx');
     if (scaleOut && exactlyOnce === false) throw badFlag('scale-out', 'needs exactly once: cannot be combined with --at-least-once');
     if (scaleOut && bool(values, 'sketches')) throw badFlag('sketches', '--scale-out keeps no minute sketches: run without --scale-out to keep them');
     const repartition = bool(values, 'repartition');
     if (repartition && !scaleOut) throw badFlag('repartition', 'is a way to run --scale-out: give --scale-out too');
+    if (repartition && bool(values, 'approx')) throw badFlag('repartition', 'is not needed with --approx: the partials\' sketches merge whatever the keys (drop --repartition)');
     if (values['repartition-partitions'] !== undefined && !repartition) throw badFlag('repartition-partitions', 'needs --repartition');
     const repartitionPartitions = values['repartition-partitions'] === undefined ? undefined : int(values, 'repartition-partitions', 1, { min: 1, max: 10_000 });
     return {
