@@ -367,16 +367,21 @@ export class KafkaLog implements Log {
   }
 
   async *readRange(options: RangeReadOptions): AsyncIterable<LogRecord[]> {
-    const offsets = await this.offsets(options.topic);
+    const { from, to } = options;
+    // Partitions listed, each with its start and end (a snapshot the caller took, as `stats`
+    // does): nothing to look up. An empty topic then ends without another round trip.
+    const given = options.partitions?.every((p) => from?.has(p) && to?.has(p)) ?? false;
+    const offsets = given ? [] : await this.offsets(options.topic);
     const wanted = options.partitions ?? offsets.map((p) => p.partition);
     let positions: FetchPosition[] = wanted.map((partition) => {
+      if (given) return { topic: options.topic, partition, next: from!.get(partition)!, end: to!.get(partition)! };
       const known = offsets[partition];
       if (!known) throw new TickflowError('LOG_ERROR', `topic ${options.topic} has no partition ${partition}`);
       return {
         topic: options.topic,
         partition,
-        next: options.from?.get(partition) ?? known.earliest,
-        end: options.to?.get(partition) ?? known.latest,
+        next: from?.get(partition) ?? known.earliest,
+        end: to?.get(partition) ?? known.latest,
       };
     });
     const reader = this.#readerClient();

@@ -156,7 +156,7 @@ export async function computeStats(log: Log, options: StatsOptions): Promise<Sta
   const from = new Map(snapshot.map((p) => [p.partition, p.earliest]));
   const to = new Map(snapshot.map((p) => [p.partition, p.latest]));
   const total = snapshot.reduce((sum, p) => sum + Number(p.latest - p.earliest), 0);
-  const range = { topic: options.topic, from, to, signal: options.signal };
+  const range = { topic: options.topic, partitions: snapshot.map((p) => p.partition), from, to, signal: options.signal };
   const maxSkewMs = options.maxTimeSkewMs ?? DEFAULT_MAX_TIME_SKEW_MS;
   // No watermark here: the guard only tells plausible times from implausible ones.
   const screenOptions: ScreenOptions = { level: { maxRatio: options.maxPriceRatio ?? DEFAULT_MAX_PRICE_RATIO }, guard: { maxSkewMs, toleranceMs: maxSkewMs } };
