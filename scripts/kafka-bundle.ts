@@ -41,6 +41,19 @@ try {
     logLevel: 'error',
     plugins: [
       {
+        // The library imports only `connect` from node:tls, for TLS connections. Importing the
+        // module costs ~15 ms at start-up (ESM reads every export, the root certificates too):
+        // required on the first TLS connection instead.
+        name: 'lazy-tls',
+        setup(builder) {
+          builder.onResolve({ filter: /^node:tls$/ }, () => ({ path: 'node:tls', namespace: 'tickflow-lazy-tls' }));
+          builder.onLoad({ filter: /.*/, namespace: 'tickflow-lazy-tls' }, () => ({
+            contents: "import { createRequire } from 'node:module';\nconst load = createRequire(import.meta.url);\nexport function connect(...args) { return load('node:tls').connect(...args); }\n",
+            loader: 'js',
+          }));
+        },
+      },
+      {
         name: 'lazy-validators',
         setup(builder) {
           // The library's shared Ajv instance lives in dist/utils.js: compile on first use.

@@ -81,4 +81,12 @@ describe('fast start: the Kafka client library', () => {
     assert.deepEqual(loaded, [pathToFileURL(bundlePath()).href], `the modules loaded: ${loaded.join(', ')}`);
     assert.notEqual(run.status, 0, 'no broker there');
   });
+
+  it('a command on a plaintext broker never loads node:tls (the bundle requires it on the first TLS connection)', () => {
+    const hook = `process.on('exit', () => process.stderr.write('TLS ' + process.moduleLoadList.includes('NativeModule tls') + '\\n'));`;
+    const run = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`, BIN, 'stats', '--brokers', '127.0.0.1:1', '--retry-for', '1s', '--json'], { encoding: 'utf8', timeout: 60_000 });
+    assert.match(run.stderr, /^TLS false$/m, run.stderr);
+    const tls = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`, BIN, 'stats', '--brokers', '127.0.0.1:1', '--kafka-tls', '--retry-for', '1s', '--json'], { encoding: 'utf8', timeout: 60_000 });
+    assert.match(tls.stderr, /^TLS true$/m, 'a TLS connection loads it');
+  });
 });
