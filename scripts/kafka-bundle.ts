@@ -3,7 +3,7 @@
  * run by `npm install` (postinstall), or by hand with `node scripts/kafka-bundle.ts`.
  *
  * The bundle holds the library's own code (all of it but the schema registries) and its
- * JavaScript dependencies; its native and WebAssembly helpers stay external and are required from node_modules as before. Its option
+ * JavaScript dependencies; its native helpers stay external, and node:tls and its WebAssembly helpers are required on first use. Its option
  * validators compile on first use (the same `lazyAjvCompile` as the unbundled path). A failure
  * here never fails the install: the library then loads from its files, only more slowly.
  */
@@ -34,7 +34,7 @@ try {
     target: 'node24',
     outfile: temporary,
     // Native and WebAssembly code (and optional codecs) are loaded from their packages.
-    external: ['@node-rs/crc32', '@platformatic/wasm-utils', 'protobufjs', 'snappy', 'lz4-napi', 'kerberos'],
+    external: ['@node-rs/crc32', 'protobufjs', 'snappy', 'lz4-napi', 'kerberos'],
     // The CommonJS dependencies inside call require(): give the module one.
     banner: { js: "import { createRequire as tickflowCreateRequire } from 'node:module'; const require = tickflowCreateRequire(import.meta.url);" },
     minifyWhitespace: true,
@@ -49,6 +49,26 @@ try {
           builder.onResolve({ filter: /^node:tls$/ }, () => ({ path: 'node:tls', namespace: 'tickflow-lazy-tls' }));
           builder.onLoad({ filter: /.*/, namespace: 'tickflow-lazy-tls' }, () => ({
             contents: "import { createRequire } from 'node:module';\nconst load = createRequire(import.meta.url);\nexport function connect(...args) { return load('node:tls').connect(...args); }\n",
+            loader: 'js',
+          }));
+        },
+      },
+      {
+        // The library's WebAssembly helpers (snappy and lz4 codecs, a CRC-32C fallback) compile
+        // their module when imported (~12 ms): loaded on first use instead (require of an ES
+        // module), which a stream without those codecs never reaches.
+        name: 'lazy-wasm-utils',
+        setup(builder) {
+          const names = ['crc32c', 'lz4Compress', 'lz4Decompress', 'snappyCompress', 'snappyDecompress'];
+          builder.onResolve({ filter: /^@platformatic\/wasm-utils$/ }, () => ({ path: 'wasm-utils', namespace: 'tickflow-lazy-wasm' }));
+          builder.onLoad({ filter: /.*/, namespace: 'tickflow-lazy-wasm' }, () => ({
+            contents: [
+              "import { createRequire } from 'node:module';",
+              'const load = createRequire(import.meta.url);',
+              'let loaded;',
+              "const utils = () => (loaded ??= load('@platformatic/wasm-utils'));",
+              ...names.map((name) => `export function ${name}(...args) { return utils().${name}(...args); }`),
+            ].join('\n'),
             loader: 'js',
           }));
         },

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
  */
 
 /** Bumped when the bundle recipe changes, so an older bundle is not used. */
-const RECIPE = 3;
+const RECIPE = 4;
 
 interface Ajv {
   compile: (schema: unknown) => (data: unknown) => boolean;

@@ -82,10 +82,15 @@ describe('fast start: the Kafka client library', () => {
     assert.notEqual(run.status, 0, 'no broker there');
   });
 
-  it('a command on a plaintext broker never loads node:tls (the bundle requires it on the first TLS connection)', () => {
-    const hook = `process.on('exit', () => process.stderr.write('TLS ' + process.moduleLoadList.includes('NativeModule tls') + '\\n'));`;
+  it('a command on a plaintext broker never loads node:tls nor the WebAssembly codecs (the bundle requires them on first use)', () => {
+    const hook = [
+      `import { registerHooks } from 'node:module';`,
+      `registerHooks({ load(url, context, next) { if (url.includes('wasm-utils')) process.stderr.write('WASM ' + url + '\\n'); return next(url, context); } });`,
+      `process.on('exit', () => process.stderr.write('TLS ' + process.moduleLoadList.includes('NativeModule tls') + '\\n'));`,
+    ].join('\n');
     const run = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`, BIN, 'stats', '--brokers', '127.0.0.1:1', '--retry-for', '1s', '--json'], { encoding: 'utf8', timeout: 60_000 });
     assert.match(run.stderr, /^TLS false$/m, run.stderr);
+    assert.doesNotMatch(run.stderr, /^WASM /m, 'the WebAssembly helpers are not loaded');
     const tls = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`, BIN, 'stats', '--brokers', '127.0.0.1:1', '--kafka-tls', '--retry-for', '1s', '--json'], { encoding: 'utf8', timeout: 60_000 });
     assert.match(tls.stderr, /^TLS true$/m, 'a TLS connection loads it');
   });
