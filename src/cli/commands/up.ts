@@ -154,6 +154,7 @@ function announce({ out }: CommandContext<Config>, url: string): void {
       'tickflow is running:',
       `  dashboard: ${url}/dashboard`,
       `  api:       ${url}/v1/get-prices`,
+      `  users:     ${url}/v1/unique-users?from=ISO&to=ISO&granularity=minute (distinct users of the live frames)`,
       `  docs:      ${url}/docs`,
       `  metrics:   ${url}/metrics`,
       'Press Ctrl-C to stop.',
