@@ -1,7 +1,6 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { KafkaLog } from '../../src/log/kafka.ts';
-import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { testKafkaLog } from '../helpers/kafka-log.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { run, unique } from './helpers.ts';
 import { T0, assertAsSingleInstance, expectedWindows, finish, kcat, plausible, scaleOutFrames, scaleOutTopics, startMember, streamAndKill, windowKey } from './scale-out.ts';
@@ -24,16 +23,8 @@ const PER_SECOND = 60; // frames per second of event time, all partitions togeth
 const SCALED = ['--scale-out', '--approx'];
 
 describe('unique-users --scale-out --approx: sketches merged, input not keyed by uid', { timeout: 1_500_000 }, () => {
-  let log: KafkaLog;
-  const created: string[] = [];
-
-  before(() => {
-    log = new KafkaLog({ brokers: KAFKA_BROKERS });
-  });
-  after(async () => {
-    await log.deleteTopics(created).catch(() => undefined);
-    await log.close();
-  });
+  const kafka = testKafkaLog();
+  const { created } = kafka;
 
   it('needs no --repartition, and refuses it', async () => {
     const result = await run(['unique-users', '--scale-out', '--approx', '--repartition']);
@@ -48,19 +39,19 @@ describe('unique-users --scale-out --approx: sketches merged, input not keyed by
     const single = scaleOutTopics(`${name}-one`);
     const group = unique(`${name}-group`);
     created.push(input, ...Object.values(scaled), ...Object.values(single), `${group}-partials`);
-    await log.createTopics([{ name: input, partitions: PARTITIONS }]);
+    await kafka.log.createTopics([{ name: input, partitions: PARTITIONS }]);
     const all = scaleOutFrames('unique-users-scale-out-approx', FRAMES, { partitions: PARTITIONS, keyed: false, perSecond: PER_SECOND, farShare: 0.0005 });
 
     const members: Member[] = Array.from({ length: 2 }, () => startMember(input, scaled, group, SCALED));
     // Frames stream in over about 15 s; mid-stream, once a partial is committed, the first member goes (not started again).
-    const killed = await streamAndKill(log, input, all, group, members);
+    const killed = await streamAndKill(kafka.log, input, all, group, members);
 
-    const expected = await expectedWindows(log, input, plausible);
+    const expected = await expectedWindows(kafka.log, input, plausible);
     if (T0 + FRAMES / PER_SECOND > 1_468_245_610) assert.equal(expected.filter((w) => w.granularity === 'hour').length, 1, 'the hour before 14:00');
-    const scaledSeconds = await finish(log, members, scaled.output, expected.length);
-    const singleSeconds = await finish(log, [startMember(input, single, unique(`${name}-one-group`), ['--approx'])], single.output, expected.length);
+    const scaledSeconds = await finish(kafka.log, members, scaled.output, expected.length);
+    const singleSeconds = await finish(kafka.log, [startMember(input, single, unique(`${name}-one-group`), ['--approx'])], single.output, expected.length);
 
-    for (const t of [scaled, single]) assert.ok(await transactionsSettled(log, t.output), `no transaction left open on ${t.output}`);
+    for (const t of [scaled, single]) assert.ok(await transactionsSettled(kafka.log, t.output), `no transaction left open on ${t.output}`);
     assertAsSingleInstance(scaled.output, single.output, expected, true);
 
     // The partials overlap (each user's frames on every partition): where a full window has several, their counts summed are too high.

@@ -1,7 +1,6 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { KafkaLog } from '../../src/log/kafka.ts';
-import { KAFKA_BROKERS } from '../helpers/env.ts';
+import { testKafkaLog } from '../helpers/kafka-log.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { unique } from './helpers.ts';
 import { T0, assertAsSingleInstance, countRecords, expectedWindows as expectedOf, finish as finishOn, kcat, readAndCommitted, scaleOutFrames, scaleOutTopics as topics, sleep, sortedWindows as sorted, startMember } from './scale-out.ts';
@@ -26,21 +25,13 @@ const PER_SECOND = 15; // frames per second of event time, per partition
 const frames = (seed: string, count = FRAMES) => scaleOutFrames(seed, count, { partitions: PARTITIONS, keyed: true, perSecond: PER_SECOND });
 
 describe('unique-users --scale-out: several members of one group', { timeout: 1_500_000 }, () => {
-  let log: KafkaLog;
-  const created: string[] = [];
-
-  before(() => {
-    log = new KafkaLog({ brokers: KAFKA_BROKERS });
-  });
-  after(async () => {
-    await log.deleteTopics(created).catch(() => undefined);
-    await log.close();
-  });
+  const kafka = testKafkaLog();
+  const { created } = kafka;
 
   const start = (input: string, t: ReturnType<typeof topics>, group: string, scaleOut: boolean): Member => startMember(input, t, group, scaleOut ? ['--scale-out'] : []);
-  const records = (topic: string) => countRecords(log, topic);
-  const expectedWindows = (input: string) => expectedOf(log, input);
-  const finish = (members: Member[], output: string, count: number, limitMs?: number) => finishOn(log, members, output, count, limitMs);
+  const records = (topic: string) => countRecords(kafka.log, topic);
+  const expectedWindows = (input: string) => expectedOf(kafka.log, input);
+  const finish = (members: Member[], output: string, count: number, limitMs?: number) => finishOn(kafka.log, members, output, count, limitMs);
 
   for (const size of [2, 3]) {
     it(`${size} members, one killed -9 mid-run: one record per window, as the recount and a single instance`, async () => {
@@ -49,12 +40,12 @@ describe('unique-users --scale-out: several members of one group', { timeout: 1_
       const single = topics(`uu-so${size}-one`);
       const group = unique(`uu-so${size}-group`);
       created.push(input, ...Object.values(scaled), ...Object.values(single), `${group}-partials`);
-      await log.createTopics([{ name: input, partitions: PARTITIONS }]);
+      await kafka.log.createTopics([{ name: input, partitions: PARTITIONS }]);
       const all = frames(`unique-users-scale-out-${size}`);
 
       const members = Array.from({ length: size }, () => start(input, scaled, group, true));
       // Frames stream in over about 15 s while the members run.
-      const producer = log.producer();
+      const producer = kafka.log.producer();
       const chunk = Math.ceil(all.length / 10);
       let killed = '';
       for (let i = 0, n = 0; i < all.length; i += chunk, n++) {
@@ -79,7 +70,7 @@ describe('unique-users --scale-out: several members of one group', { timeout: 1_
       const scaledSeconds = await finish(members, scaled.output, expected.length);
       const singleSeconds = await finish([start(input, single, unique(`uu-so${size}-one-group`), false)], single.output, expected.length);
 
-      for (const t of [scaled, single]) assert.ok(await transactionsSettled(log, t.output), `no transaction left open on ${t.output}`);
+      for (const t of [scaled, single]) assert.ok(await transactionsSettled(kafka.log, t.output), `no transaction left open on ${t.output}`);
       assertAsSingleInstance(scaled.output, single.output, expected);
       console.log(`# ${size} members: ${FRAMES} frames, ${expected.length} windows; ${killed}; done ${scaledSeconds.toFixed(1)} s after the last frame (single instance over the whole topic ${singleSeconds.toFixed(1)} s)`);
     });
@@ -89,9 +80,9 @@ describe('unique-users --scale-out: several members of one group', { timeout: 1_
     const count = Number(process.env.TICKFLOW_SCALE_THROUGHPUT_FRAMES ?? 600_000);
     const input = unique('uu-so-tp');
     created.push(input);
-    await log.createTopics([{ name: input, partitions: PARTITIONS }]);
+    await kafka.log.createTopics([{ name: input, partitions: PARTITIONS }]);
     const all = frames('unique-users-scale-out-throughput', count);
-    const producer = log.producer();
+    const producer = kafka.log.producer();
     for (let i = 0; i < all.length; i += 20_000) await producer.send(input, all.slice(i, i + 20_000).map((f) => ({ value: f.text, partition: f.partition })));
     await producer.close();
     const expected = await expectedWindows(input);
@@ -102,7 +93,7 @@ describe('unique-users --scale-out: several members of one group', { timeout: 1_
       created.push(...Object.values(t), `${group}-partials`);
       const started = Date.now();
       const members = Array.from({ length: size }, () => start(input, t, group, scaleOut));
-      const readSeconds = await readAndCommitted(log, group, input, count, started);
+      const readSeconds = await readAndCommitted(kafka.log, group, input, count, started);
       // ... and until the last window is out (the idle flush of the minutes adds --idle-timeout, 5 s).
       await finish(members, t.output, expected.length, 600_000);
       const seconds = (Date.now() - started) / 1000 - 3;
