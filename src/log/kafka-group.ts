@@ -58,6 +58,7 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
       heartbeatInterval: options.heartbeatIntervalMs ?? 1000,
       rebalanceTimeout: Math.max(options.sessionTimeoutMs ?? 10_000, 15_000),
       autocommit: false,
+      ...(options.groupInstanceId ? { groupInstanceId: options.groupInstanceId } : {}),
     });
     client.topics.trackAll(...options.topics);
     client.on('error', () => {
@@ -116,7 +117,10 @@ export function groupMember(options: SubscribeOptions, deps: GroupMemberDeps): G
     wakeup.notify();
     closing ??= (async () => {
       deps.onClose();
-      if (consumer.memberId) await Promise.resolve(consumer.leaveGroup()).catch(() => undefined);
+      // A static member does not leave: its partitions wait for it (the session timeout), as
+      // Kafka's own clients do. Without a member id the library's close sends no leave either.
+      if (options.groupInstanceId) consumer.memberId = null;
+      if (consumer.memberId || options.groupInstanceId) await Promise.resolve(consumer.leaveGroup()).catch(() => undefined);
       await consumer.close().catch(() => undefined);
       await Promise.all(retiring);
     })();

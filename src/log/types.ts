@@ -170,6 +170,13 @@ export interface SubscribeOptions {
   fallback?: 'earliest' | 'latest';
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
+  /**
+   * Static membership (Kafka's group.instance.id): a member that comes back under the same
+   * id within the session timeout (a restart after a crash) gets its partitions back without
+   * a rebalance; closing does not leave the group, so a restart finds them waiting. Unique
+   * within the group. Ignored by the embedded log (one member).
+   */
+  groupInstanceId?: string;
   /** Ends the iteration when aborted. */
   signal?: AbortSignal;
 }

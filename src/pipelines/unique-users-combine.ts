@@ -10,6 +10,20 @@ import type { Log, LogRecord, TopicPartition } from '../log/types.ts';
 import { kafkaTransaction } from '../runtime/commit-strategy.ts';
 import type { PartitionClaim, ProcessContext, Processor, ResumePoint } from '../runtime/processor.ts';
 import { runStreamTask } from '../runtime/stream-task.ts';
+import type { MinuteSketchRow } from '../core/user-sketches.ts';
+import { writeUserMinutes } from '../db/user-sketch-store.ts';
+import type { Database, Queryable } from '../db/types.ts';
+
+/** Two minute sketches of one precision merged (the first taken over); of two precisions, at the lower. */
+function mergeSketches(a: HyperLogLog, b: HyperLogLog): HyperLogLog {
+  if (a.precision === b.precision) {
+    a.merge(b);
+    return a;
+  }
+  const [low, high] = a.precision < b.precision ? [a, b] : [b, a];
+  low.merge(high.foldTo(low.precision));
+  return low;
+}
 
 /**
  * How long Kafka keeps the open transaction of a member that died (--scale-out): until it is
@@ -50,12 +64,19 @@ export const SCALE_OUT_TRANSACTION_TIMEOUT_MS = 10_000;
  */
 export interface PartialWindow extends WindowCount {
   sketch?: string;
+  /**
+   * With a database, minutes: the partial's users as the minute sketch that is stored
+   * (core/user-sketches.ts, precision 12), base64. The combiner merges them into the minute's
+   * row; the count is not taken from it.
+   */
+  minuteSketch?: string;
 }
 
-/** Makes a window's record its partial: with the sketch its counter counts in, if any. */
-export function withSketch(record: WindowCount, counter: DistinctCounter): void {
+/** Makes a window's record its partial: with the sketch its counter counts in, if any, and the minute sketch to store. */
+export function withSketch(record: WindowCount, counter: DistinctCounter, minuteSketch: Uint8Array | null = null): void {
   const sketch = sketchIn(counter);
   if (sketch !== null) (record as PartialWindow).sketch = Buffer.from(encodeSketch(sketch)).toString('base64');
+  if (minuteSketch !== null) (record as PartialWindow).minuteSketch = Buffer.from(minuteSketch).toString('base64');
 }
 
 /** The largest partial: a dense sketch of precision 18 in base64 (256 KiB), and the record around it. */
@@ -91,6 +112,8 @@ interface OpenWindow {
   /** Exclusive end, ms. */
   end: number;
   window: CombinedWindow;
+  /** With a database, a minute: its partials' minute sketches merged (null once one came without). */
+  stored: HyperLogLog | null;
   /** Offset of its first partial: a restart re-reads from the oldest. */
   first: bigint;
 }
@@ -113,7 +136,7 @@ interface CombinerState {
 const rank = (g: Granularity) => GRANULARITIES.indexOf(g);
 const finite = (x: number) => (Number.isFinite(x) ? x : null);
 
-export class CombinerProcessor implements Processor<null> {
+export class CombinerProcessor implements Processor<MinuteSketchRow[]> {
   readonly #topic: string;
   readonly #output: string;
   readonly #inputPartitions: number;
@@ -125,14 +148,17 @@ export class CombinerProcessor implements Processor<null> {
   #minutes = Number.NEGATIVE_INFINITY;
   /** Records below this were processed before the claim: their progress is already in the restored state. */
   #replayUntil: bigint | null = null;
+  /** With a database: the sketch rows of the minutes emitted since the last commit was taken (null: no database). */
+  #rows: MinuteSketchRow[] | null;
   emitted = 0;
 
-  constructor(topic: string, output: string, inputPartitions: number, logger: Logger, onWindow?: (w: WindowCount) => void) {
+  constructor(topic: string, output: string, inputPartitions: number, logger: Logger, onWindow?: (w: WindowCount) => void, sketches = false) {
     this.#topic = topic;
     this.#output = output;
     this.#inputPartitions = inputPartitions;
     this.#logger = logger;
     this.#onWindow = onWindow;
+    this.#rows = sketches ? [] : null;
   }
 
   async assign(_tx: unknown, claims: readonly PartitionClaim[]): Promise<void> {
@@ -172,7 +198,7 @@ export class CombinerProcessor implements Processor<null> {
         continue;
       }
       if (typeof value.start !== 'number' || typeof value.end !== 'number' || typeof value.granularity !== 'string') continue;
-      const { sketch: text, ...partial } = value as PartialWindow;
+      const { sketch: text, minuteSketch, ...partial } = value as PartialWindow;
       const endMs = partial.end * 1000;
       if (endMs <= this.#through || (partial.granularity === 'minute' && endMs <= this.#minutes)) {
         if (!replaying) this.#logger.warn({ window: windowKey(partial) }, 'a partial of a window already out: left out');
@@ -180,9 +206,13 @@ export class CombinerProcessor implements Processor<null> {
       }
       const key = windowKey(partial);
       const sketch = typeof text === 'string' ? this.#sketch(key, text) : null;
+      const stored = this.#rows !== null && partial.granularity === 'minute' && typeof minuteSketch === 'string' ? this.#sketch(key, minuteSketch) : null;
       const open = this.#open.get(key);
-      if (open === undefined) this.#open.set(key, { granularity: partial.granularity, end: endMs, window: new CombinedWindow(partial, sketch), first: record.offset });
-      else open.window.add(partial, sketch);
+      if (open === undefined) this.#open.set(key, { granularity: partial.granularity, end: endMs, window: new CombinedWindow(partial, sketch), stored, first: record.offset });
+      else {
+        open.window.add(partial, sketch);
+        open.stored = open.stored === null || stored === null ? null : mergeSketches(open.stored, stored);
+      }
     }
     if (this.#replayUntil === null) this.#close(context);
   }
@@ -220,8 +250,10 @@ export class CombinerProcessor implements Processor<null> {
     const out: WindowCount[] = [];
     for (const [key, open] of this.#open) {
       if (open.end <= this.#through || (quiet && open.granularity === 'minute')) {
-        out.push(open.window.record());
+        const record = open.window.record();
+        out.push(record);
         this.#open.delete(key);
+        if (this.#rows !== null && open.granularity === 'minute') this.#storeMinute(key, record, open.stored);
       }
     }
     if (out.length === 0) return;
@@ -246,15 +278,31 @@ export class CombinerProcessor implements Processor<null> {
     return [{ topic: this.#topic, partition: 0, ...(first === undefined ? {} : { offset: first }), state }];
   }
 
-  checkpoint(): null {
-    return null;
+  /** A combined minute's row for the database: its record's counts and its partials' minute sketches merged. */
+  #storeMinute(key: string, record: WindowCount, stored: HyperLogLog | null): void {
+    if (stored === null) {
+      this.#logger.warn({ window: key }, 'a partial of this minute came without its minute sketch (a member without --database-url?): the minute is not kept in the database');
+      return;
+    }
+    this.#rows!.push({ start: record.start, frames: record.frames, late: record.late, exactUsers: record.approximate ? null : record.uniqueUsers, sketch: encodeSketch(stored) });
   }
 
-  async write(): Promise<number> {
-    return 0;
+  /** The sketch rows of the minutes emitted since the last commit was taken: written before the Kafka transaction that emits them. */
+  checkpoint(): MinuteSketchRow[] | null {
+    const rows = this.#rows;
+    if (rows === null || rows.length === 0) return null;
+    this.#rows = [];
+    return rows;
+  }
+
+  /** Written (checkpointDb) before the commit that makes the minutes visible; written again, a minute replaces itself. */
+  async write(tx: Queryable, rows: MinuteSketchRow[]): Promise<number> {
+    await writeUserMinutes(tx, rows);
+    return rows.length;
   }
 
   revoke(): void {
+    if (this.#rows !== null) this.#rows = [];
     this.#open = new Map();
     this.#progress = new Map();
     this.#through = Number.NEGATIVE_INFINITY;
@@ -277,6 +325,11 @@ export interface CombinerOptions {
   outputsReady: Promise<void>;
   now?: () => number;
   onWindow?: (w: WindowCount) => void;
+  /** Where the combined minutes' sketches go (--database-url), before the commit that emits them. */
+  db?: Database;
+  /** Static membership of the combiner group (--instance-id). */
+  groupInstanceId?: string;
+  sessionTimeoutMs?: number;
 }
 
 /** Runs the combiner stage until the signal: final window records from the partials, exactly once. */
@@ -284,7 +337,7 @@ export async function runCombiner(options: CombinerOptions): Promise<number> {
   const { log } = options;
   const inputPartitions = (await log.offsets(options.input)).length;
   const topic = partialsTopic(options.group);
-  const processor = new CombinerProcessor(topic, options.output, inputPartitions, options.logger, options.onWindow);
+  const processor = new CombinerProcessor(topic, options.output, inputPartitions, options.logger, options.onWindow, options.db !== undefined);
   // --max-record-bytes is for the input's frames: a partial carrying a sketch may be larger.
   const maxRecordBytes = Math.max(options.maxRecordBytes, MAX_PARTIAL_BYTES);
   await runStreamTask({
@@ -303,6 +356,9 @@ export async function runCombiner(options: CombinerOptions): Promise<number> {
     maxRecordBytes,
     outputsReady: options.outputsReady,
     rejoinWhenProducerFenced: true,
+    ...(options.db ? { checkpointDb: options.db } : {}),
+    ...(options.groupInstanceId ? { groupInstanceId: options.groupInstanceId } : {}),
+    ...(options.sessionTimeoutMs ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
     now: options.now,
   });
   return processor.emitted;

@@ -134,6 +134,10 @@ export interface UniqueUsersConfig {
   repartition?: boolean;
   /** Partitions of `<group>-repartition` when it has to be created (default: the input's). */
   repartitionPartitions?: number;
+  /** Static membership of the groups this member joins (--instance-id, Kafka's group.instance.id). */
+  instanceId?: string;
+  /** How long the group waits for a silent member (--session-timeout; default 10 s). */
+  sessionTimeoutMs?: number;
   /** Internal: this is the counting stage of a repartitioned count, reading the repartition topic. */
   repartitioned?: RepartitionedInput;
 }
@@ -243,12 +247,16 @@ export class FrameCounter {
   readonly #started = performance.now();
 
   readonly #mode: 'judge' | 'judged' | null;
+  /** Scaled out with a database: each partial minute carries its minute sketch, for the combiner to merge and store. */
+  readonly #partialMinuteSketches: boolean;
 
   constructor(config: UniqueUsersConfig, trackOffsets: boolean, sketches: boolean, mode: 'judge' | 'judged' | null = null) {
     this.#config = config;
     this.#mode = mode;
     this.#trackOffsets = trackOffsets;
-    this.rows = sketches ? [] : null;
+    // Scaled out, a member's minutes are partials: the combiner stores the whole minute's sketch.
+    this.rows = sketches && config.scaleOut !== true ? [] : null;
+    this.#partialMinuteSketches = sketches && config.scaleOut === true;
     this.#reader = new UserFrameReader({ decode: decodeUtf8, validateStrings: config.strict });
     this.operator = this.#newOperator();
     this.summary = { frames: 0, counted: 0, late: 0, invalid: 0, invalidReasons: {}, implausible: 0, alreadyEmitted: 0, minutes: 0, windows: {}, approximateWindows: 0, seconds: 0, framesPerSecond: 0, approximate: config.approx };
@@ -280,9 +288,10 @@ export class FrameCounter {
     // With a database, each minute's counter becomes its sketch row as the minute is emitted;
     // scaled out, a window counted in a sketch carries it in its partial, for the combiner to merge.
     const partials = config.scaleOut === true;
+    const minuteSketches = this.#partialMinuteSketches;
     const emitted = this.rows === null && !partials ? undefined : (record: WindowCount, distinct: DistinctCounter) => {
       if (this.rows !== null && record.granularity === 'minute') this.rows.push(minuteSketchRow(record, distinct));
-      if (partials) withSketch(record, distinct);
+      if (partials) withSketch(record, distinct, minuteSketches && record.granularity === 'minute' ? minuteSketchRow(record, distinct).sketch : null);
     };
     const mode = this.#mode;
     // Frames judged upstream are not guarded again.
@@ -1118,7 +1127,11 @@ async function runScaledOut(config: UniqueUsersConfig, deps: UniqueUsersDeps): P
   const { log } = deps;
   if (config.input === '-' || config.output === '-' || config.untilEnd) throw new Error('--scale-out needs a service reading and writing Kafka topics (no --until-end, no -)');
   if (config.approx && config.repartition) throw new Error('--scale-out --approx needs no --repartition: partial sketches merge whatever the keys');
-  if (deps.db) throw new Error('--scale-out keeps no minute sketches or durable state (no --database-url)');
+  if (deps.db) {
+    deps.logger.info({ database: deps.db.description, durableState: !config.repartition }, config.repartition
+      ? 'unique-users (scaled out): the combined minutes\' sketches go to the database; --repartition keeps no durable state (a member re-reads its repartition partitions from their oldest open window)'
+      : 'unique-users (scaled out): the combined minutes\' sketches and this member\'s durable state go to the database');
+  }
   if (!log.transactionalProducer || config.exactlyOnce === false) throw new Error('--scale-out needs exactly once on Kafka (Kafka transactions)');
   const partials = partialsTopic(config.group);
   // Not keyed by uid: the frames are judged and re-keyed by uid to <group>-repartition first, and the partials counted from there
@@ -1163,6 +1176,7 @@ async function runScaledOut(config: UniqueUsersConfig, deps: UniqueUsersDeps): P
       runCombiner({
         log, logger: deps.logger.child({ stage: 'combine' }), signal, group: config.group, input: config.repartition ? repartition : config.input, output: config.output,
         deadLetterTopic: config.deadLetterTopic, commitIntervalMs, idleMs: config.idleTimeoutMs, maxRecordBytes: config.maxRecordBytes,
+        ...membership(config), ...(deps.db ? { db: deps.db } : {}),
         outputsReady: ready, now: deps.now, onWindow: (w) => {
           combined[w.granularity] = (combined[w.granularity] ?? 0) + 1;
           deps.onWindow?.(w);
@@ -1213,9 +1227,18 @@ async function runRepartition(config: UniqueUsersConfig, deps: UniqueUsersDeps, 
     maxRecordBytes: config.maxRecordBytes,
     outputsReady: ready,
     rejoinWhenProducerFenced: true,
+    ...membership(config),
     now: deps.now,
   });
   judge.tooLarge(report.tooLarge);
+}
+
+/** A member's static membership (--instance-id) and session timeout, for each group it joins. */
+function membership(config: UniqueUsersConfig): { groupInstanceId?: string; sessionTimeoutMs?: number } {
+  return {
+    ...(config.instanceId ? { groupInstanceId: config.instanceId } : {}),
+    ...(config.sessionTimeoutMs ? { sessionTimeoutMs: config.sessionTimeoutMs } : {}),
+  };
 }
 
 async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, counter: FrameCounter, emit: WindowSink, ready: Promise<void>): Promise<void> {
@@ -1236,8 +1259,9 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
       ...(deps.db ? { checkpointDb: deps.db } : {}),
       group: config.group,
       topics: [config.input],
-      // Durable state needs the exactly-once commits (resume points) and a service reading a topic.
-      processor: new UniqueUsersProcessor(config, counter, emit, scanner, deps.logger, deps.db && exactlyOnce && !config.untilEnd ? { db: deps.db, now: deps.now ?? Date.now, signal: deps.signal } : null),
+      // Durable state needs the exactly-once commits (resume points) and a service reading a topic
+      // (not the counting stage of --repartition, whose resume restores its input partitions' times from the commits alone).
+      processor: new UniqueUsersProcessor(config, counter, emit, scanner, deps.logger, deps.db && exactlyOnce && !config.untilEnd && !config.repartitioned ? { db: deps.db, now: deps.now ?? Date.now, signal: deps.signal } : null),
       deadLetterTopic: config.deadLetterTopic,
       lateTopic: config.lateTopic,
       logger: deps.logger,
@@ -1248,6 +1272,7 @@ async function onRuntime(config: UniqueUsersConfig, deps: UniqueUsersDeps, count
       maxRecordBytes: config.maxRecordBytes,
       outputsReady: ready,
       ...(config.scaleOut ? { rejoinWhenProducerFenced: true } : {}),
+      ...(config.untilEnd ? {} : membership(config)),
       now: deps.now,
     });
     counter.tooLarge(report.tooLarge);

@@ -93,6 +93,8 @@ export interface StreamTaskOptions<Checkpoint, Prepared = unknown> {
   /** Records processed and committed together (bounds the output held in memory). */
   sliceRecords?: number;
   sessionTimeoutMs?: number;
+  /** Static membership in the group (group.instance.id; SubscribeOptions.groupInstanceId). */
+  groupInstanceId?: string;
   /** Awaited before the first send (output topics being created while the first records are read). */
   outputsReady?: Promise<unknown>;
   /**
@@ -322,6 +324,7 @@ class StreamTask<Checkpoint, Prepared> {
           group,
           topics,
           sessionTimeoutMs: this.#o.sessionTimeoutMs,
+          ...(this.#o.groupInstanceId ? { groupInstanceId: this.#o.groupInstanceId } : {}),
           signal: done.signal,
           onAssign: (assignment) => this.#serial(() => this.#assign(assignment, done)),
         });

@@ -29,9 +29,9 @@ export const scaleOutTopics = (name: string) => ({ output: unique(`${name}-out`)
 export type ScaleOutTopics = ReturnType<typeof scaleOutTopics>;
 
 /** One member: node itself runs the CLI (a kill -9 of `child` kills the member, no wrapper in between). */
-export function startMember(input: string, t: ScaleOutTopics, group: string, extra: readonly string[]): Member {
+export function startMember(input: string, t: ScaleOutTopics, group: string, extra: readonly string[], logLevel = 'warn'): Member {
   const child = spawn(process.execPath, [BIN, 'unique-users', '--input', input, '--output', t.output, '--late-topic', t.late, '--dead-letter-topic', t.dead,
-    '--group', group, '--granularity', 'minute,hour', '--idle-timeout', '5s', ...extra, ...BROKERS], { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    '--group', group, '--granularity', 'minute,hour', '--idle-timeout', '5s', ...extra, ...BROKERS], { env: { ...process.env, LOG_LEVEL: logLevel }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('close', (code, signal) => resolve(signal ?? code)));

@@ -82,7 +82,10 @@ export const command = defineCommand({
     'max: the sketch of the union), so any input works, keyed or not, without --repartition. A window',
     'over --max-exact-memory merges the same way when every partial of it went over; otherwise its',
     'counts are summed (approximate). The windows equal a single instance\'s (with --approx, a single',
-    '--approx instance\'s); docs/users.md, "How it scales".',
+    '--approx instance\'s); docs/users.md, "How it scales". With --database-url the combining member',
+    'keeps the minute sketches (the partials carry theirs, merged), and each member its durable state;',
+    'give each member its own --instance-id so that a restarted member gets its partitions back and',
+    'resumes from its own snapshot (a member given other partitions re-reads from the committed offsets).',
   ].join('\n'),
   flags: {
     input: { type: 'string', value: 'TOPIC', default: 'user-tracker', description: 'Topic to read, or - for stdin' },
@@ -111,6 +114,8 @@ export const command = defineCommand({
     'repartition-partitions': { type: 'string', value: 'N', description: 'With --repartition: partitions of <group>-repartition if it has to be created (default: as many as the input)' },
     sketches: { type: 'boolean', description: 'Keep every minute as a sketch in the database even without --database-url: in the embedded PGlite under --data-dir (with --database-url they always are)' },
     'state-interval': { type: 'string', value: 'DURATION', default: '30s', description: 'With --database-url, exactly once: snapshot the open windows at most this often (bounds what a restart re-reads; each snapshot writes every open window)' },
+    'instance-id': { type: 'string', value: 'NAME', description: 'Static membership of --group (Kafka\'s group.instance.id, unique per member): restarted within --session-timeout, this member gets its partitions back without a rebalance (and with --database-url resumes from its own durable state); stopping does not leave the group' },
+    'session-timeout': { type: 'string', value: 'DURATION', default: '10s', description: 'How long the group waits for a silent member before its partitions move (with --instance-id: how long a restart may take and keep them)' },
   },
   examples: [
     'tickflow unique-users --brokers 127.0.0.1:9092',
@@ -122,6 +127,7 @@ export const command = defineCommand({
     'tickflow unique-users --brokers 127.0.0.1:9092 --database-url postgres://postgres@127.0.0.1:5432/tickflow',
     'tickflow unique-users --scale-out --repartition --group uu --brokers 127.0.0.1:9092',
     'tickflow unique-users --scale-out --approx --group uu --brokers 127.0.0.1:9092',
+    'tickflow unique-users --scale-out --group uu --instance-id uu-1 --database-url postgres://postgres@127.0.0.1:5432/tickflow --brokers 127.0.0.1:9092',
   ],
   configure(values) {
     const allowedLatenessMs = duration(values, 'allowed-lateness', 5000);
@@ -140,7 +146,10 @@ export const command = defineCommand({
     const scaleOut = bool(values, 'scale-out');
     if (scaleOut && (input === '-' || output === '-' || bool(values, 'until-end'))) throw badFlag('scale-out', 'needs a service reading and writing Kafka topics (no --until-end, no -)');
     if (scaleOut && exactlyOnce === false) throw badFlag('scale-out', 'needs exactly once: cannot be combined with --at-least-once');
-    if (scaleOut && bool(values, 'sketches')) throw badFlag('sketches', '--scale-out keeps no minute sketches: run without --scale-out to keep them');
+    if (scaleOut && bool(values, 'sketches')) throw badFlag('sketches', 'keeps the minute sketches in the embedded database, which is one process\'s: scaled out, give the members --database-url');
+    const instanceId = str(values, 'instance-id');
+    if (instanceId !== undefined && (bool(values, 'until-end') || input === '-')) throw badFlag('instance-id', 'is a member\'s id in --group: not with --until-end or --input -');
+    if (instanceId !== undefined && !/^[A-Za-z0-9._-]{1,200}$/.test(instanceId)) throw badFlag('instance-id', `must be 1 to 200 letters, digits, '.', '_' or '-', got "${instanceId}"`);
     const repartition = bool(values, 'repartition');
     if (repartition && !scaleOut) throw badFlag('repartition', 'is a way to run --scale-out: give --scale-out too');
     if (repartition && bool(values, 'approx')) throw badFlag('repartition', 'is not needed with --approx: the partials\' sketches merge whatever the keys (drop --repartition)');
@@ -172,6 +181,8 @@ export const command = defineCommand({
       scaleOut,
       repartition,
       sketches: bool(values, 'sketches'),
+      sessionTimeoutMs: duration(values, 'session-timeout', 10_000, { minMs: 1000 }),
+      ...(instanceId === undefined ? {} : { instanceId }),
       ...(repartitionPartitions === undefined ? {} : { repartitionPartitions }),
     };
   },
