@@ -4,6 +4,7 @@ import type { CliResult } from '../helpers/cli.ts';
 import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import type { Log } from '../../src/log/types.ts';
+import type { KafkaLog } from '../../src/log/kafka.ts';
 
 let sequence = 0;
 
@@ -63,4 +64,24 @@ export async function readAll(log: Log, topic: string): Promise<ReadRecord[]> {
 /** JSON Lines → parsed objects. */
 export function jsonLines<T = Record<string, unknown>>(text: string): T[] {
   return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T);
+}
+
+/** A partition's exactly-once commit: the offset, the read position and the snapshot its metadata names (durable state). */
+export interface CommittedPosition {
+  offset: bigint;
+  read: bigint;
+  snapshot: string | null;
+  /** The partition's position in that snapshot. */
+  at: bigint | null;
+}
+
+/** What `group` has committed for `input`, per partition, as the offsets' metadata says (none yet: empty). */
+export async function committedPositions(log: KafkaLog, group: string, input: string): Promise<Map<number, CommittedPosition>> {
+  const out = new Map<number, CommittedPosition>();
+  for (const [partition, { offset, metadata }] of await log.committedWithMetadata(group, input).catch(() => new Map<number, { offset: bigint; metadata?: string | null }>())) {
+    const parsed = JSON.parse(metadata ?? '{}') as { read?: string; state?: { snap?: [string, string] } };
+    const snap = parsed.state?.snap;
+    out.set(partition, { offset, read: BigInt(parsed.read ?? offset), snapshot: snap?.[0] ?? null, at: snap ? BigInt(snap[1]) : null });
+  }
+  return out;
 }

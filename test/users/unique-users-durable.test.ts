@@ -10,7 +10,8 @@ import { KAFKA_BROKERS } from '../helpers/env.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { isolatedDatabase } from '../stocks/fixtures.ts';
 import type { IsolatedDatabase } from '../stocks/fixtures.ts';
-import { BROKERS, readAll, unique } from './helpers.ts';
+import { BROKERS, committedPositions, readAll, unique } from './helpers.ts';
+import type { CommittedPosition } from './helpers.ts';
 import { referenceUniqueUsers, referenceWindows } from './reference.ts';
 
 /**
@@ -60,13 +61,6 @@ function frames(seed: string): Frame[] {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-interface Committed {
-  offset: bigint;
-  read: bigint;
-  snapshot: string | null;
-  at: bigint | null;
-}
-
 describe('unique-users durable state under kill -9', { timeout: 900_000 }, () => {
   let log: KafkaLog;
   const created: string[] = [];
@@ -99,18 +93,10 @@ describe('unique-users durable state under kill -9', { timeout: 900_000 }, () =>
     const group = unique('uu-durable-group');
     const service = (t: typeof killed, g: string, url: string) => spawn(process.execPath, [BIN, 'unique-users', '--input', input, '--output', t.output, '--late-topic', t.late, '--dead-letter-topic', t.dead,
       '--group', g, '--granularity', 'minute,hour,day', '--idle-timeout', '5s', '--state-interval', '2s', '--database-url', url, ...BROKERS], { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
-    const committed = async (g: string): Promise<Map<number, Committed>> => {
-      const out = new Map<number, Committed>();
-      for (const [partition, { offset, metadata }] of await log.committedWithMetadata(g, input).catch(() => new Map())) {
-        const parsed = JSON.parse(metadata ?? '{}') as { read?: string; state?: { snap?: [string, string] } };
-        const snap = parsed.state?.snap;
-        out.set(partition, { offset, read: BigInt(parsed.read ?? offset), snapshot: snap?.[0] ?? null, at: snap ? BigInt(snap[1]) : null });
-      }
-      return out;
-    };
-    const readSum = (c: Map<number, Committed>) => [...c.values()].reduce((n, p) => n + p.read, 0n);
+    const committed = (g: string) => committedPositions(log, g, input);
+    const readSum = (c: Map<number, CommittedPosition>) => [...c.values()].reduce((n, p) => n + p.read, 0n);
     /** The event time (hour of the day, UTC) of partition 0's read position: frames come one per STEP seconds. */
-    const hourOfDay = (c: Map<number, Committed>) => {
+    const hourOfDay = (c: Map<number, CommittedPosition>) => {
       const read = c.get(0)?.read;
       if (read === undefined || read === 0n) return null;
       return new Date(all[Number(read - 1n) * PARTITIONS].ts * 1000).getUTCHours();
@@ -145,7 +131,7 @@ describe('unique-users durable state under kill -9', { timeout: 900_000 }, () =>
     };
     const restarts: Array<{ durable: bigint; old: bigint; label: string }> = [];
     /** Checks a restarted run's resume line against what the run before left committed and in the table. */
-    const checkResume = (stderr: string, before: Map<number, Committed>, row: Awaited<ReturnType<typeof readStateSnapshot>>, label: string) => {
+    const checkResume = (stderr: string, before: Map<number, CommittedPosition>, row: Awaited<ReturnType<typeof readStateSnapshot>>, label: string) => {
       const resumed = resumeLine(stderr);
       assert.ok(resumed, `${label}: a resume line from durable state: ${stderr.slice(-2000)}`);
       const ids = new Set([...before.values()].map((c) => c.snapshot));
@@ -165,7 +151,7 @@ describe('unique-users durable state under kill -9', { timeout: 900_000 }, () =>
       restarts.push({ durable, old, label });
     };
 
-    let before = new Map<number, Committed>();
+    let before = new Map<number, CommittedPosition>();
     /** The snapshot row the committed offsets name, read right after the kill (a restart deletes it once two newer ones are written). */
     let row: Awaited<ReturnType<typeof readStateSnapshot>> = null;
     const kills: string[] = [];

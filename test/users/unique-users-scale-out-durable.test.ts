@@ -23,19 +23,13 @@ import { testKafkaLog } from '../helpers/kafka-log.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { isolatedDatabase } from '../stocks/fixtures.ts';
 import type { IsolatedDatabase } from '../stocks/fixtures.ts';
-import { unique } from './helpers.ts';
+import { committedPositions, unique } from './helpers.ts';
+import type { CommittedPosition } from './helpers.ts';
 import { assertAsSingleInstance, countRecords, expectedWindows, finish, scaleOutFrames, scaleOutTopics as topics, sleep, startMember } from './scale-out.ts';
 
 const FRAMES = 120_000;
 const PARTITIONS = 6;
 const PER_SECOND = 15;
-
-interface Committed {
-  offset: bigint;
-  read: bigint;
-  snapshot: string | null;
-  at: bigint | null;
-}
 
 async function minuteRows(db: Database): Promise<string[]> {
   const { rows } = await db.query<{ minute_start: string; frames: string; late: string; exact_users: string | null; sketch: Buffer }>(
@@ -66,18 +60,10 @@ describe('unique-users --scale-out --database-url: durable members and minute sk
     const all = scaleOutFrames('unique-users-scale-out-durable', FRAMES, { partitions: PARTITIONS, keyed: true, perSecond: PER_SECOND });
 
     const member = (id: string, logLevel = 'warn') => startMember(input, scaled, group, ['--scale-out', '--instance-id', id, '--database-url', scaledDb.url, '--state-interval', '2s'], logLevel);
-    const committed = async (): Promise<Map<number, Committed>> => {
-      const out = new Map<number, Committed>();
-      for (const [partition, { offset, metadata }] of await kafka.log.committedWithMetadata(group, input).catch(() => new Map())) {
-        const parsed = JSON.parse(metadata ?? '{}') as { read?: string; state?: { snap?: [string, string] } };
-        const snap = parsed.state?.snap;
-        out.set(partition, { offset, read: BigInt(parsed.read ?? offset), snapshot: snap?.[0] ?? null, at: snap ? BigInt(snap[1]) : null });
-      }
-      return out;
-    };
+    const committed = () => committedPositions(kafka.log, group, input);
 
     const members = [member('member-a'), member('member-b')];
-    let before = new Map<number, Committed>();
+    let before = new Map<number, CommittedPosition>();
     /**
      * Mid-run, once every partition's commit names a snapshot of its member (two members: two
      * snapshots) and some partition has committed frames read after its snapshot (a restart
@@ -144,5 +130,36 @@ describe('unique-users --scale-out --database-url: durable members and minute sk
     assert.deepEqual(scaledRows.map((r) => r.split('/').slice(0, 4).join('/')), minutes.map((w) => `${w.start}/${w.frames}/${w.late}/${w.uniqueUsers}`), 'one row per minute, as the recount');
     assert.deepEqual(scaledRows, singleRows, 'the minute rows, sketches included, byte for byte as a single instance\'s');
     console.log(`# ${FRAMES} frames, ${expected.length} windows, ${scaledRows.length} minute rows; the restarted member re-read ${durable} frames from its snapshot (${old} from the committed offsets); partials ${await countRecords(kafka.log, `${group}-partials`)}`);
+  });
+
+  it('--repartition (input not keyed by uid): the combined minutes\' rows as a single instance\'s', async () => {
+    const input = unique('uu-sodr');
+    const scaled = topics('uu-sodr');
+    const single = topics('uu-sodr-one');
+    const group = unique('uu-sodr-group');
+    created.push(input, ...Object.values(scaled), ...Object.values(single), `${group}-partials`, `${group}-repartition`);
+    await kafka.log.createTopics([{ name: input, partitions: 4 }]);
+    const scaledDb = await isolatedDatabase('uu_sodr');
+    const singleDb = await isolatedDatabase('uu_sodr_one');
+    databases.push(scaledDb, singleDb);
+    // Every frame on a random partition: each user's frames on all of them, so the partials of a minute overlap only after the re-keying.
+    const all = scaleOutFrames('unique-users-scale-out-durable-repartition', 60_000, { partitions: 4, keyed: false, perSecond: 60 });
+    const members = ['member-a', 'member-b'].map((id) => startMember(input, scaled, group, ['--scale-out', '--repartition', '--instance-id', id, '--database-url', scaledDb.url]));
+    const producer = kafka.log.producer();
+    const chunk = Math.ceil(all.length / 10);
+    for (let i = 0; i < all.length; i += chunk) {
+      await producer.send(input, all.slice(i, i + chunk).map((f) => ({ value: f.text, partition: f.partition })));
+      await sleep(1000);
+    }
+    await producer.close();
+    const expected = await expectedWindows(kafka.log, input);
+    await finish(kafka.log, members, scaled.output, expected.length);
+    await finish(kafka.log, [startMember(input, single, unique('uu-sodr-one-group'), ['--database-url', singleDb.url])], single.output, expected.length);
+    assertAsSingleInstance(scaled.output, single.output, expected);
+    const scaledRows = await minuteRows(await scaledDb.open().then((db) => (open.push(db), db)));
+    const singleRows = await minuteRows(await singleDb.open().then((db) => (open.push(db), db)));
+    const minutes = expected.filter((w) => w.granularity === 'minute');
+    assert.deepEqual(scaledRows.map((r) => r.split('/').slice(0, 4).join('/')), minutes.map((w) => `${w.start}/${w.frames}/${w.late}/${w.uniqueUsers}`), 'one row per minute, as the recount');
+    assert.deepEqual(scaledRows, singleRows, 'the minute rows, sketches included, byte for byte as a single instance\'s');
   });
 });

@@ -143,7 +143,16 @@ describe('unique-users over stdin/stdout (embedded)', () => {
     assert.equal(skew.stderr, 'tickflow unique-users: --max-time-skew: must be at least --allowed-lateness (5000ms), got 2000ms (see --help)\n');
     const sketches = await run(['unique-users', '--scale-out', '--sketches']);
     assert.equal(sketches.code, 2);
-    assert.equal(sketches.stderr, 'tickflow unique-users: --sketches: --scale-out keeps no minute sketches: run without --scale-out to keep them (see --help)\n');
+    assert.equal(sketches.stderr, 'tickflow unique-users: --sketches: keeps the minute sketches in the embedded database, which is one process\'s: scaled out, give the members --database-url (see --help)\n');
+    const instance = await run(['unique-users', '--scale-out', '--instance-id', 'member one']);
+    assert.equal(instance.code, 2);
+    assert.equal(instance.stderr, 'tickflow unique-users: --instance-id: must be 1 to 200 letters, digits, \'.\', \'_\' or \'-\', got "member one" (see --help)\n');
+    const bounded = await run(['unique-users', '--until-end', '--instance-id', 'm1']);
+    assert.equal(bounded.code, 2);
+    assert.equal(bounded.stderr, 'tickflow unique-users: --instance-id: is a member\'s id in --group: not with --until-end or --input - (see --help)\n');
+    const session = await run(['unique-users', '--session-timeout', '200ms']);
+    assert.equal(session.code, 2);
+    assert.match(session.stderr, /^tickflow unique-users: --session-timeout: .*\n$/);
   });
 });
 
