@@ -74,10 +74,20 @@ export class ExactDistinct implements DistinctCounter {
     return this.#ascii.size + this.#other.size;
   }
 
-  /** Every member: the ASCII ones as bytes [start, end) of `bytes`, then the others as strings (for storing the set). */
-  forEachMember(ascii: (bytes: Uint8Array, start: number, end: number) => void, other: (value: string) => void): void {
-    this.#ascii.forEach(ascii);
-    for (const value of this.#other) other(value);
+  /**
+   * Every member: the ASCII ones as bytes [start, end) of `bytes`, then the others as
+   * strings (for storing the set). Both in the order added; `from` skips the first members
+   * of each kind (those a stored set already holds: `parts` then, a delta now).
+   */
+  forEachMember(ascii: (bytes: Uint8Array, start: number, end: number) => void, other: (value: string) => void, from: readonly [number, number] = [0, 0]): void {
+    this.#ascii.forEach(ascii, from[0]);
+    let i = 0;
+    for (const value of this.#other) if (i++ >= from[1]) other(value);
+  }
+
+  /** How many ASCII members and how many others: members are only ever appended, so a later set's first members are these. */
+  get parts(): [number, number] {
+    return [this.#ascii.size, this.#other.size];
   }
 }
 
@@ -223,10 +233,10 @@ export class AsciiSet {
     return this.#arena.length + 4 * (this.#slots.length + 3 * this.#starts.length) + this.#scratch.length;
   }
 
-  /** Calls `each` with every member's bytes [start, end) of `bytes`, in the order added. */
-  forEach(each: (bytes: Uint8Array, start: number, end: number) => void): void {
+  /** Calls `each` with every member's bytes [start, end) of `bytes`, in the order added (from the `from`th member on). */
+  forEach(each: (bytes: Uint8Array, start: number, end: number) => void, from = 0): void {
     const arena = this.#arena;
-    for (let m = 0; m < this.size; m++) each(arena, this.#starts[m], this.#starts[m] + this.#lengths[m]);
+    for (let m = from; m < this.size; m++) each(arena, this.#starts[m], this.#starts[m] + this.#lengths[m]);
   }
 
   /** Adds an ASCII string (code units below 0x80). */

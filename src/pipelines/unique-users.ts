@@ -9,8 +9,8 @@ import type { JsonRecordFormat } from '../core/json-records.ts';
 import { describeSkew } from '../core/event-time-guard.ts';
 import { UniqueUsersWindows } from '../core/unique-users.ts';
 import type { ALREADY_EMITTED, JudgingEvent, LateFrame, PartitionResume, PartitionTime, WindowCount, WindowsState } from '../core/unique-users.ts';
-import { decodeWindowsState, encodeWindowsState } from '../core/unique-users-state.ts';
-import { readStateSnapshot, writeStateSnapshot } from '../db/unique-users-state-store.ts';
+import { StateChain, decodeWindowsChain } from '../core/unique-users-state.ts';
+import { readStateChain, writeStateSnapshot } from '../db/unique-users-state-store.ts';
 import type { StateSnapshotRow } from '../db/unique-users-state-store.ts';
 import { randomBytes } from 'node:crypto';
 import { UserFrameReader } from '../core/user-frame.ts';
@@ -524,8 +524,8 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
   readonly #durable: DurableSettings | null;
   /** The snapshot the commits name now: its id, positions and when it was taken (wall clock). */
   #named: { id: string; positions: ReadonlyMap<number, bigint>; at: number } | null = null;
-  /** The snapshot written (or resumed from) last: kept when the next one is written, older ones deleted. */
-  #written: string | null = null;
+  /** The snapshots written (or resumed from) since the claim: the next one is a delta on the last while the chain is short. */
+  readonly #chain = new StateChain();
   /** A snapshot taken with the offsets of the commit being taken: its checkpoint writes it. */
   #pendingState: StateSnapshotRow | null = null;
   /** Scaled out: the input partitions assigned, the progress last written for them, and whether all are quiet. */
@@ -588,7 +588,7 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
 
   async assign(_tx: unknown, claims: readonly PartitionClaim[]): Promise<void | ClaimStarts> {
     this.#named = null;
-    this.#written = null;
+    this.#chain.reset();
     this.#pendingState = null;
     this.#assigned = claims.flatMap((claim) => claim.partitions).sort((a, b) => a - b);
     this.#progressSent = null;
@@ -850,12 +850,11 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     const state = this.#counter.operator.snapshot();
     if (state === null) return;
     const id = `${now.toString(36)}-${randomBytes(6).toString('hex')}`;
-    const bytes = encodeWindowsState(state, durable.settings, encodeHeldRef);
+    const { bytes, parent, keepFrom } = this.#chain.take(id, state, durable.settings, encodeHeldRef);
     const positions = new Map(read);
-    this.#pendingState = { group: this.#config.group, topic: this.#config.input, id, positions, windows: state.windows.length, state: bytes, previous: this.#written };
-    this.#written = id;
+    this.#pendingState = { group: this.#config.group, topic: this.#config.input, id, positions, windows: state.windows.length, state: bytes, parent, keepFrom };
     this.#named = { id, positions, at: now };
-    this.#logger.debug({ snapshot: id, windows: state.windows.length, bytes: bytes.length, positions: [...positions].map(([p, o]) => `${p}@${o}`) }, 'durable state taken');
+    this.#logger.debug({ snapshot: id, delta: parent !== null, windows: state.windows.length, bytes: bytes.length, positions: [...positions].map(([p, o]) => `${p}@${o}`) }, 'durable state taken');
   }
 
   /**
@@ -883,15 +882,16 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
       return null;
     };
     if ([...states.values()].some((s) => s.snap!.id !== id)) return giveUp('the partitions name different snapshots');
-    const stored = await withRetries('postgres', `read ${PIPELINE} durable state`, () => readStateSnapshot(durable.db, this.#config.group, this.#config.input, id), { signal: durable.signal, isRetriable: isRetriableDbError });
-    if (stored === null) return giveUp('the snapshot is not in the database');
+    const chain = await withRetries('postgres', `read ${PIPELINE} durable state`, () => readStateChain(durable.db, this.#config.group, this.#config.input, id), { signal: durable.signal, isRetriable: isRetriableDbError });
+    if (chain === null) return giveUp('the snapshot (or one it builds on) is not in the database');
+    const stored = chain.at(-1)!;
     if (stored.positions.size !== claim.partitions.length || claim.partitions.some((p) => !stored.positions.has(p) || (states.has(p) && stored.positions.get(p) !== states.get(p)!.snap!.at))) return giveUp('it holds another set of partitions');
     for (const partition of claim.partitions) {
       if (!states.has(partition) && claim.offsets.get(partition)! < stored.positions.get(partition)!) return giveUp(`partition ${partition} committed no state`);
     }
     let decoded: { settings: string; state: WindowsState<HeldRef> };
     try {
-      decoded = decodeWindowsState(stored.state, () => this.#counter.newCounter(), decodeHeldRef);
+      decoded = decodeWindowsChain(chain.map((link) => ({ id: link.id, bytes: link.state })), () => this.#counter.newCounter(), decodeHeldRef);
     } catch (error) {
       return giveUp(`it cannot be read (${(error as Error).message})`);
     }
@@ -929,8 +929,9 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     }
     for (const partition of claim.partitions) operator.expect(partition);
     this.#named = { id, positions: stored.positions, at: durable.now() };
-    this.#written = id;
-    this.#logger.info({ snapshot: id, windows: decoded.state.windows.length, bytes: stored.state.length, partitions: resume, closedThrough: minuteIsoish(closed) }, 'resuming from durable state: each partition from the snapshot\'s position (or its committed offset, when further on) up to the last read position judged again');
+    // The next snapshot may be a delta on this one: the sets hold exactly what the chain stored.
+    this.#chain.resumed(chain.map((link) => ({ id: link.id, bytes: link.state })), decoded.state);
+    this.#logger.info({ snapshot: id, chain: chain.length, windows: decoded.state.windows.length, bytes: chain.reduce((n, link) => n + link.state.length, 0), partitions: resume, closedThrough: minuteIsoish(closed) }, 'resuming from durable state: each partition from the snapshot\'s position (or its committed offset, when further on) up to the last read position judged again');
     return new Map([[claim.topic, starts]]);
   }
 
@@ -964,6 +965,7 @@ class UniqueUsersProcessor implements Processor<UniqueUsersCheckpoint, ScannedBa
     // Open windows are recomputed from the committed offsets (and durable state); emitted ones are skipped by resume().
     this.#counter.reset();
     this.#named = null;
+    this.#chain.reset();
     this.#pendingState = null;
     this.#assigned = [];
     this.#progressSent = null;

@@ -9,7 +9,7 @@ import type { JudgingEvent, LateFrame, PartitionTime, WindowCount } from '../../
 import type { Granularity } from '../../src/core/calendar-windows.ts';
 import { schedule } from './unique-users-schedule.ts';
 import type { Ref, Step } from './unique-users-schedule.ts';
-import { decodeCounterInto, decodeWindowsState, encodeCounter, encodeWindowsState } from '../../src/core/unique-users-state.ts';
+import { StateChain, decodeCounterInto, decodeWindowsChain, decodeWindowsState, encodeCounter, encodeWindowsState } from '../../src/core/unique-users-state.ts';
 
 /**
  * Durable state of unique-users (docs/users.md, "Durable state"): the open windows as bytes
@@ -26,6 +26,18 @@ import { decodeCounterInto, decodeWindowsState, encodeCounter, encodeWindowsStat
 /** Exact sets that switch to a sketch over 4 KiB: both kinds of counter go through the bytes. */
 /** Snapshots taken while the guard held frames (they go into the snapshot with their references). */
 let heldInSnapshots = 0;
+/** Snapshots taken as deltas, and restarts that read a chain of more than one snapshot. */
+let deltasTaken = 0;
+let resumedFromChains = 0;
+/** The snapshots written, as the table keeps them: bytes and the one each builds on. */
+const table = new Map<string, { bytes: Uint8Array; parent: string | null }>();
+let snapshotIds = 0;
+/** The chain a snapshot id names, oldest first (as readStateChain reads it). */
+const chainOf = (id: string) => {
+  const links: Array<{ id: string; bytes: Uint8Array }> = [];
+  for (let next: string | null = id; next !== null; next = table.get(next)!.parent) links.unshift({ id: next, bytes: table.get(next)!.bytes });
+  return links;
+};
 const counterOf = (): DistinctCounter => new BoundedDistinct(4096, 12);
 /** What a held frame refers to, as bytes. */
 const encodeRef = (ref: Ref): Uint8Array => Buffer.from(JSON.stringify([ref.partition, String(ref.offset)]));
@@ -39,8 +51,8 @@ interface Commit {
   points: Map<number, { offset?: bigint; time: PartitionTime; events: JudgingEvent[]; idle: boolean; cut?: bigint }>;
   closed: number;
   read: Map<number, bigint>;
-  /** The snapshot the commit names: its bytes and positions. */
-  snap: { bytes: Uint8Array; positions: Map<number, bigint> } | null;
+  /** The snapshot the commit names: its id (in `table`) and positions. */
+  snap: { id: string; positions: Map<number, bigint> } | null;
 }
 
 /** The pipeline around the operator, as the runtime drives it: outputs and side records per commit. */
@@ -60,6 +72,8 @@ class Service {
   snapshots = false;
   /** Bytes of the snapshots taken. */
   readonly sizes: number[] = [];
+  /** Deltas while the chain is short (3 here, to go through full snapshots often). */
+  readonly chain = new StateChain(3);
 
   constructor(granularities: readonly Granularity[], partitions: number, restoreFrom: Commit | null, committed?: { windows: WindowCount[]; side: string[] }) {
     this.op = new UniqueUsersWindows<Ref>({ allowedLatenessMs: 5000, maxTimeSkewMs: 600_000, granularities, counter: counterOf }, {
@@ -77,7 +91,9 @@ class Service {
     if (restoreFrom) {
       // Durable state as the service resumes from it: the named snapshot's windows, each
       // partition from the snapshot's position or its committed offset, whichever is further on.
-      const snap = restoreFrom.snap === null ? null : decodeWindowsState(restoreFrom.snap.bytes, counterOf, decodeRef).state;
+      const links = restoreFrom.snap === null ? null : chainOf(restoreFrom.snap.id);
+      const snap = links === null ? null : decodeWindowsChain(links, counterOf, decodeRef).state;
+      if (links !== null && links.length > 1) resumedFromChains++;
       for (const [partition, point] of restoreFrom.points) {
         const read = restoreFrom.read.get(partition)!;
         const committed = point.offset ?? read;
@@ -92,7 +108,10 @@ class Service {
         }
       }
       this.op.restoreClosed(restoreFrom.closed);
-      if (snap !== null) this.op.seed(snap);
+      if (snap !== null) {
+        this.op.seed(snap);
+        this.chain.resumed(links!, snap);
+      }
     }
     for (let p = 0; p < partitions; p++) this.op.expect(p);
   }
@@ -129,9 +148,13 @@ class Service {
     let snap = this.last?.snap ?? null;
     const state = this.snapshots ? this.op.snapshot() : null;
     if (state !== null) {
-      snap = { bytes: encodeWindowsState(state, 'test', encodeRef), positions: new Map(read) };
+      const id = `s${++snapshotIds}`;
+      const taken = this.chain.take(id, state, 'test', encodeRef);
+      table.set(id, { bytes: taken.bytes, parent: taken.parent });
+      if (taken.parent !== null) deltasTaken++;
+      snap = { id, positions: new Map(read) };
       for (const p of this.next.keys()) if (!snap.positions.has(p)) snap.positions.set(p, 0n);
-      this.sizes.push(snap.bytes.length);
+      this.sizes.push(taken.bytes.length);
       if (state.held.size > 0) heldInSnapshots++;
     }
     // A resume point's state goes through JSON, as in the offset metadata.
@@ -260,6 +283,8 @@ describe('unique-users durable state', () => {
   ] as const) {
     it(`${name}: crashed three times, resumed from snapshots: the uninterrupted run's windows and side records, each once, far fewer frames judged again`, () => {
       heldInSnapshots = 0;
+      deltasTaken = 0;
+      resumedFromChains = 0;
       for (let seed = 1; seed <= 10; seed++) {
         const steps = schedule(seed, { frames: 4000, idle, secondsPerFrame: 3 });
         const expected = uninterrupted(steps, granularities);
@@ -278,6 +303,61 @@ describe('unique-users durable state', () => {
         if (granularities.includes('day' as never)) assert.ok(durable.replayed * 3 < plain.replayed, `${label}: ${durable.replayed} frames judged again from snapshots, ${plain.replayed} without`);
       }
       assert.ok(heldInSnapshots > 0, 'some snapshots were taken while frames were held');
+      assert.ok(deltasTaken > 10, `snapshots were taken as deltas (${deltasTaken})`);
+      assert.ok(resumedFromChains > 3, `restarts read chains of deltas (${resumedFromChains})`);
     });
   }
+
+  it('a chain of deltas reads back as the full snapshot of its last state: sets grown (ASCII and not), switched to sketches, new and closed windows', () => {
+    const random = seededRandom('state-chain');
+    const counters = new Map<string, DistinctCounter>();
+    const state = () => ({
+      closedThrough: null, emitted: null, partitions: new Map(), held: new Map(),
+      windows: [...counters].map(([k, counter]) => ({ granularity: 'minute' as const, start: Number(k), end: Number(k) + 60_000, frames: counter.count(), late: 0, counter, first: [] })),
+    });
+    const chain = new StateChain(4);
+    const written: Array<{ id: string; bytes: Uint8Array; parent: string | null; keepFrom: string | null }> = [];
+    for (let round = 0; round < 14; round++) {
+      // Windows open and close; each set grows by a few members, some not ASCII; a small budget switches some to sketches.
+      if (round % 3 === 0) counters.set(String(round * 60_000), new BoundedDistinct(3000, 12));
+      if (round % 5 === 4) counters.delete([...counters.keys()][0]!);
+      for (const counter of counters.values()) for (let i = random.int(0, 40); i > 0; i--) counter.add(random.next() < 0.2 ? `ü-${random.int(0, 999)}` : `user-${random.int(0, 999)}`);
+      const id = `n${round}`;
+      written.push({ id, ...chain.take(id, state(), 'settings') });
+      const links: Array<{ id: string; bytes: Uint8Array }> = [];
+      for (let i = written.length - 1; i >= 0; i = written.findIndex((w) => w.id === written[i]!.parent)) {
+        links.unshift(written[i]!);
+        if (written[i]!.parent === null) break;
+      }
+      const fromChain = decodeWindowsChain(links, () => new BoundedDistinct(3000, 12)).state;
+      const whole = decodeWindowsState(encodeWindowsState(state(), 'settings'), () => new BoundedDistinct(3000, 12)).state;
+      const counts = (s: typeof whole) => s.windows.map((w) => `${w.start}:${w.counter.count()}:${w.counter.approximate}`);
+      assert.deepEqual(counts(fromChain), counts(whole), `round ${round}: the chain of ${links.length} as the whole state`);
+      assert.deepEqual(counts(whole), [...counters].map(([k, c]) => `${k}:${c.count()}:${c.approximate}`));
+    }
+    const deltas = written.filter((w) => w.parent !== null);
+    assert.ok(deltas.length >= 6 && deltas.length < written.length, `deltas (${deltas.length}) and full snapshots (${written.length - deltas.length})`);
+    assert.ok(deltas.every((d) => d.bytes.length < written.find((w) => w.id === d.parent)!.bytes.length * 2), 'a delta is smaller than the sets it builds on');
+    // keepFrom names the first snapshot of the previous one's chain.
+    for (let i = 1; i < written.length; i++) {
+      let base = written[i - 1]!;
+      while (base.parent !== null) base = written.find((w) => w.id === base.parent)!;
+      assert.equal(written[i]!.keepFrom, base.id);
+    }
+    // A delta read without its parent, or on a set other than the one it grew from, is refused.
+    const set = new ExactDistinct();
+    const one = (counter: DistinctCounter) => ({ closedThrough: null, emitted: null, partitions: new Map(), held: new Map(), windows: [{ granularity: 'minute' as const, start: 0, end: 60_000, frames: 1, late: 0, counter, first: [] }] });
+    const small = new StateChain();
+    for (const v of ['a', 'b', 'ü']) set.add(v);
+    const full = small.take('f', one(set), 'settings');
+    set.add('c');
+    const grown = small.take('d', one(set), 'settings');
+    assert.equal(grown.parent, 'f');
+    assert.deepEqual(decodeWindowsChain([{ id: 'f', bytes: full.bytes }, { id: 'd', bytes: grown.bytes }], () => new ExactDistinct()).state.windows.map((w) => w.counter.count()), [4]);
+    assert.throws(() => decodeWindowsState(grown.bytes, () => new ExactDistinct()), /read without it/);
+    const other = new ExactDistinct();
+    for (const v of ['a', 'b', 'ü', 'x']) other.add(v);
+    assert.throws(() => decodeWindowsChain([{ id: 'f', bytes: encodeWindowsState(one(other), 'settings') }, { id: 'd', bytes: grown.bytes }], () => new ExactDistinct()), /a delta on a set of 2\+1 members, its parent's holds 3\+1/);
+    assert.throws(() => decodeWindowsChain([{ id: 'g', bytes: full.bytes }, { id: 'd', bytes: grown.bytes }], () => new ExactDistinct()), /builds on f, not on g/);
+  });
 });

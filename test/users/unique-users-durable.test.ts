@@ -115,21 +115,21 @@ describe('unique-users durable state under kill -9', { timeout: 900_000 }, () =>
     feeding.catch(() => undefined); // awaited below
 
     /** A restart's resume line: per partition where it started, up to where frames are judged again. */
-    const resumeLine = (stderr: string): { snapshot: string; starts: Map<number, { start: bigint; read: bigint }> } | null => {
+    const resumeLine = (stderr: string): { snapshot: string; chain: number; starts: Map<number, { start: bigint; read: bigint }> } | null => {
       for (const line of stderr.split('\n')) {
         if (!line.includes('resuming from durable state')) continue;
-        const entry = JSON.parse(line) as { snapshot: string; partitions: string[] };
+        const entry = JSON.parse(line) as { snapshot: string; chain: number; partitions: string[] };
         const starts = new Map<number, { start: bigint; read: bigint }>();
         for (const text of entry.partitions) {
           const m = /^(\d+)@(\d+)\.\.(\d+) /.exec(text);
           assert.ok(m, text);
           starts.set(Number(m[1]), { start: BigInt(m[2]), read: BigInt(m[3]) });
         }
-        return { snapshot: entry.snapshot, starts };
+        return { snapshot: entry.snapshot, chain: entry.chain, starts };
       }
       return null;
     };
-    const restarts: Array<{ durable: bigint; old: bigint; label: string }> = [];
+    const restarts: Array<{ durable: bigint; old: bigint; label: string; chain: number }> = [];
     /** Checks a restarted run's resume line against what the run before left committed and in the table. */
     const checkResume = (stderr: string, before: Map<number, CommittedPosition>, row: Awaited<ReturnType<typeof readStateSnapshot>>, label: string) => {
       const resumed = resumeLine(stderr);
@@ -148,12 +148,18 @@ describe('unique-users durable state under kill -9', { timeout: 900_000 }, () =>
         durable += c.read - start;
         old += c.read - c.offset;
       }
-      restarts.push({ durable, old, label });
+      // The named snapshot and the ones it builds on, down to a full one, as the table links them.
+      let links = 1;
+      for (let parent = row.parent; parent !== null; links++) parent = parents.get(parent) ?? null;
+      assert.equal(resumed.chain, links, `${label}: read the snapshot's chain of ${links}`);
+      restarts.push({ durable, old, label, chain: links });
     };
 
     let before = new Map<number, CommittedPosition>();
     /** The snapshot row the committed offsets name, read right after the kill (a restart deletes it once two newer ones are written). */
     let row: Awaited<ReturnType<typeof readStateSnapshot>> = null;
+    /** Each snapshot's parent (null: a full one), as the table held them right after each kill. */
+    const parents = new Map<string, string | null>();
     const kills: string[] = [];
     for (let kill = 0; kill < KILLS; kill++) {
       const child = service(killed, group, killedDb.url);
@@ -181,6 +187,7 @@ describe('unique-users durable state under kill -9', { timeout: 900_000 }, () =>
       if (kill > 0) checkResume(stderr, before, row, `restart ${kill}`);
       before = await committed(group);
       row = await readStateSnapshot(db, group, input, [...before.values()][0].snapshot!);
+      for (const r of (await db.query<{ snapshot_id: string; parent_id: string | null }>('SELECT snapshot_id, parent_id FROM unique_users_state')).rows) parents.set(r.snapshot_id, r.parent_id);
       kills.push(`kill ${kill + 1} at ${hourOfDay(before)}h of event time, read ${readSum(before)}`);
     }
     await feeding;
@@ -234,7 +241,8 @@ describe('unique-users durable state under kill -9', { timeout: 900_000 }, () =>
 
     const durable = restarts.reduce((n, r) => n + r.durable, 0n);
     const old = restarts.reduce((n, r) => n + r.old, 0n);
-    console.log(`# ${all.length} frames, ${expected.length} windows, ${late.length} late; ${kills.join('; ')}; re-read per restart from snapshots / from the committed offsets: ${restarts.map((r) => `${r.durable}/${r.old}`).join(', ')}`);
+    console.log(`# ${all.length} frames, ${expected.length} windows, ${late.length} late; ${kills.join('; ')}; re-read per restart from snapshots / from the committed offsets: ${restarts.map((r) => `${r.durable}/${r.old}`).join(', ')}; chains read: ${restarts.map((r) => r.chain).join(', ')}`);
+    assert.ok(restarts.some((r) => r.chain > 1), 'a restart resumed from a chain of deltas');
     assert.ok(durable * 3n < old, `restarts re-read ${durable} frames from the snapshots; from the committed offsets (the open day's first frames) it would have been ${old}`);
   });
 });
