@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { TickflowError } from '../core/errors.ts';
 import type { FlagSpec, FlagValues } from './command.ts';
-import { badFlag, bool, duration, oneOf, port, str } from './flags.ts';
+import { GIVEN_FLAGS, badFlag, bool, duration, oneOf, port, str } from './flags.ts';
 import { fileErrorText } from './errors.ts';
 
 /** Flags every command accepts. Secrets come from the environment only, never from argv. */
@@ -46,6 +46,7 @@ const ISOLATION_LEVELS = ['read_committed', 'read_uncommitted'] as const;
 /** Fills absent flags from their environment variables, then their defaults. */
 export function withEnvironment(values: FlagValues, specs: Record<string, FlagSpec>, env: NodeJS.ProcessEnv): FlagValues {
   const result: FlagValues = { ...values };
+  Object.defineProperty(result, GIVEN_FLAGS, { value: new Set(Object.keys(values).filter((name) => values[name] !== undefined)) });
   for (const [name, spec] of Object.entries(specs)) {
     if (result[name] !== undefined) continue;
     const fromEnv = spec.env ? env[spec.env] : undefined;

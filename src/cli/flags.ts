@@ -22,6 +22,15 @@ export function requiredStr(values: FlagValues, flag: string): string {
   return v;
 }
 
+/** Where `withEnvironment` notes which flags the command line gave (the others came from the environment or their defaults). */
+export const GIVEN_FLAGS = Symbol('tickflow.givenFlags');
+
+/** The flag was on the command line (not filled in from its environment variable or default). */
+export function given(values: FlagValues, flag: string): boolean {
+  const set = (values as { [GIVEN_FLAGS]?: ReadonlySet<string> })[GIVEN_FLAGS];
+  return set === undefined ? values[flag] !== undefined : set.has(flag);
+}
+
 export function bool(values: FlagValues, flag: string): boolean {
   return values[flag] === true;
 }
