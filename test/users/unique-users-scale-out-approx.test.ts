@@ -1,10 +1,13 @@
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { testKafkaLog } from '../helpers/kafka-log.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { run, unique } from './helpers.ts';
 import { T0, assertAsSingleInstance, expectedWindows, finish, kcat, plausible, scaleOutFrames, scaleOutTopics, startMember, streamAndKill, windowKey } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
+import { isolatedDatabase } from '../stocks/fixtures.ts';
+import type { IsolatedDatabase } from '../stocks/fixtures.ts';
+import type { Database } from '../../src/db/types.ts';
 
 /**
  * `unique-users --scale-out --approx` on the real Kafka: input NOT keyed by uid — every frame
@@ -14,6 +17,8 @@ import type { Member } from './scale-out.ts';
  * kcat at read_committed (librdkafka, an independent client): exactly one record per window,
  * text for text a single `--approx` instance's over the same input, and each within 3
  * standard errors of the independent exact recount (reference.ts), frames and late exact.
+ * Both run with --database-url: the minute rows the combiner writes (the partials' minute
+ * sketches merged) are, byte for byte, the single instance's.
  */
 
 const FRAMES = Number(process.env.TICKFLOW_SCALE_FRAMES ?? 120_000);
@@ -25,6 +30,19 @@ const SCALED = ['--scale-out', '--approx'];
 describe('unique-users --scale-out --approx: sketches merged, input not keyed by uid', { timeout: 1_500_000 }, () => {
   const kafka = testKafkaLog();
   const { created } = kafka;
+  const databases: IsolatedDatabase[] = [];
+  const open: Database[] = [];
+  after(async () => {
+    for (const db of open) await db.close().catch(() => undefined);
+    for (const d of databases) await d.drop().catch(() => undefined);
+  });
+  const minuteRows = async (d: IsolatedDatabase) => {
+    const db = await d.open();
+    open.push(db);
+    const { rows } = await db.query<{ minute_start: string; frames: string; late: string; exact_users: string | null; sketch: Buffer }>(
+      'SELECT minute_start, frames, late, exact_users, sketch FROM user_minute_sketches ORDER BY minute_start');
+    return rows.map((r) => `${r.minute_start}/${r.frames}/${r.late}/${r.exact_users}/${r.sketch.toString('hex')}`);
+  };
 
   it('needs no --repartition, and refuses it', async () => {
     const result = await run(['unique-users', '--scale-out', '--approx', '--repartition']);
@@ -41,15 +59,18 @@ describe('unique-users --scale-out --approx: sketches merged, input not keyed by
     created.push(input, ...Object.values(scaled), ...Object.values(single), `${group}-partials`);
     await kafka.log.createTopics([{ name: input, partitions: PARTITIONS }]);
     const all = scaleOutFrames('unique-users-scale-out-approx', FRAMES, { partitions: PARTITIONS, keyed: false, perSecond: PER_SECOND, farShare: 0.0005 });
+    const scaledDb = await isolatedDatabase('uu_soa');
+    const singleDb = await isolatedDatabase('uu_soa_one');
+    databases.push(scaledDb, singleDb);
 
-    const members: Member[] = Array.from({ length: 2 }, () => startMember(input, scaled, group, SCALED));
+    const members: Member[] = Array.from({ length: 2 }, () => startMember(input, scaled, group, [...SCALED, '--database-url', scaledDb.url]));
     // Frames stream in over about 15 s; mid-stream, once a partial is committed, the first member goes (not started again).
     const killed = await streamAndKill(kafka.log, input, all, group, members);
 
     const expected = await expectedWindows(kafka.log, input, plausible);
     if (T0 + FRAMES / PER_SECOND > 1_468_245_610) assert.equal(expected.filter((w) => w.granularity === 'hour').length, 1, 'the hour before 14:00');
     const scaledSeconds = await finish(kafka.log, members, scaled.output, expected.length);
-    const singleSeconds = await finish(kafka.log, [startMember(input, single, unique(`${name}-one-group`), ['--approx'])], single.output, expected.length);
+    const singleSeconds = await finish(kafka.log, [startMember(input, single, unique(`${name}-one-group`), ['--approx', '--database-url', singleDb.url])], single.output, expected.length);
 
     for (const t of [scaled, single]) assert.ok(await transactionsSettled(kafka.log, t.output), `no transaction left open on ${t.output}`);
     assertAsSingleInstance(scaled.output, single.output, expected, true);
@@ -64,6 +85,11 @@ describe('unique-users --scale-out --approx: sketches merged, input not keyed by
       const sum = byWindow.get(windowKey(w))!.reduce((n, p) => n + (p.uniqueUsers as number), 0);
       assert.ok(sum > 1.05 * (w.uniqueUsers as number), `${windowKey(w)}: its partials sum to ${sum} users, it has ${String(w.uniqueUsers)}`);
     }
+    // The minutes kept for ranges: the partials' minute sketches merged are the single instance's, byte for byte (no exact count: --approx).
+    const rows = await minuteRows(scaledDb);
+    const minutes = expected.filter((w) => w.granularity === 'minute');
+    assert.deepEqual(rows.map((r) => r.split('/').slice(0, 4).join('/')), minutes.map((w) => `${w.start}/${w.frames}/${w.late}/null`), 'one row per minute, frames and late as the recount');
+    assert.deepEqual(rows, await minuteRows(singleDb), 'the minute rows, sketches included, byte for byte as a single --approx instance\'s');
     console.log(`# 2 members --scale-out --approx over ${PARTITIONS} unkeyed partitions: ${FRAMES} frames, ${expected.length} windows, ${partials.length} partials (${combined.length} windows of several); ${killed}; done ${scaledSeconds.toFixed(1)} s after the last frame (single instance over the whole topic ${singleSeconds.toFixed(1)} s)`);
   });
 });
