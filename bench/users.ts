@@ -6,6 +6,10 @@
  * `npm run bench -- users --delivery [--frames 400000] [--repeat 5]`: only unique-users,
  * `--exactly-once` against `--at-least-once`, as a bounded run and as the service, alternating
  * on one replayed topic (below).
+ * `npm run bench -- users --durable [--frames 400000] [--repeat 5] [--database-url URL]`: only
+ * the unique-users service (exactly once, all six granularities), without a database against
+ * `--database-url` (minute sketches and durable state) at `--state-interval` 5 s and 1 s,
+ * alternating on one replayed topic, each run a fresh group.
  *
  * User activity on the real Kafka, every row on the same data in the same run:
  * 1. a file of `--frames` user-tracker frames (~2 KB each: 1M ≈ 2 GB) is generated into a
@@ -37,6 +41,7 @@ import kafkajs from 'kafkajs';
 import { RootFields } from '../src/core/json-root-fields.ts';
 import { UserFrameReader } from '../src/core/user-frame.ts';
 import { KafkaLog } from '../src/log/kafka.ts';
+import { createDatabaseIfMissing, openDatabase } from '../src/db/open.ts';
 import { KAFKA_LIB, NODE, PYTHON, ROOT, flag, measure, report, roundRobin } from './_lib.ts';
 import type { Measured, Row } from './_lib.ts';
 
@@ -45,6 +50,7 @@ const SELF = fileURLToPath(import.meta.url);
 export default async function usersBenchmark(args: string[]): Promise<void> {
   if (args.includes('--time-frames')) return timeFramesBenchmark(args);
   if (args.includes('--delivery')) return deliveryBenchmark(args);
+  if (args.includes('--durable')) return durableBenchmark(args);
   const frames = Number(flag(args, 'frames', '1000000'));
   const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
   const partitions = Number(flag(args, 'partitions', '3'));
@@ -268,27 +274,9 @@ async function deliveryBenchmark(args: string[]): Promise<void> {
       const m = measure(NODE, [bin, 'unique-users', '--until-end', '--input', input, ...out, delivery, '--brokers', brokers, '--json']);
       return { ...m, stdout: JSON.stringify({ ...(JSON.parse(m.stdout) as object), output: out[1] }) };
     };
-    const service = (delivery: string) => async (): Promise<Measured> => {
+    const service = (delivery: string) => (): Promise<Measured> => {
       const out = outputs();
-      const group = topic(`group-${run}`);
-      const started = performance.now();
-      const child = spawn(NODE, [bin, 'unique-users', '--input', input, ...out, '--group', group, '--idle-timeout', '1s', delivery, '--brokers', brokers, '--json'], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-      for (;;) {
-        const committed = await log.committed(group, input).catch(() => new Map<number, bigint>());
-        if ([...ends].every(([p, end]) => (committed.get(p) ?? -1n) >= end)) break;
-        if (child.exitCode !== null || performance.now() - started > 600_000) throw new Error(`unique-users ${delivery} did not catch up: ${stderr.slice(-2000)}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      const seconds = (performance.now() - started) / 1000;
-      const peak = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
-      child.kill('SIGTERM');
-      if ((await exited) !== 0) throw new Error(`unique-users ${delivery} exited badly: ${stderr.slice(-2000)}`);
-      return { seconds, peakRssMiB: Number(peak ?? 0) / 1024, stdout: JSON.stringify({ ...(JSON.parse(stdout) as object), output: out[1] }), stderr };
+      return catchUp(log, input, ends, topic(`group-${run}`), [bin, 'unique-users', '--input', input, ...out, '--idle-timeout', '1s', delivery, '--brokers', brokers, '--json'], out[1]!);
     };
     const contenders: Array<{ name: string; run: () => Measured | Promise<Measured> }> = [
       { name: '`--until-end --exactly-once`', run: bounded('--exactly-once') },
@@ -357,6 +345,113 @@ function decodingRates(sample: Buffer[]): string {
     `- strict validation only (what replay checks per record): ${rate(check)} — ${(parse / check).toFixed(1)}x`,
     '',
   ].join('\n');
+}
+
+/**
+ * Runs the unique-users service `args` in a fresh `group` until the group's committed offsets
+ * reach `ends` (minutes only: every frame read, every minute out), then Ctrl-C: the seconds
+ * from the start, peak RSS, and its --json summary with the output topic named. `byRead`:
+ * until the read positions the offsets' metadata carries reach `ends` (with coarser windows
+ * an offset stays at the first frame of the oldest open one), then `settleMs` more (not
+ * timed) for the idle flush of the minutes.
+ */
+async function catchUp(log: KafkaLog, input: string, ends: ReadonlyMap<number, bigint>, group: string, args: string[], output: string, byRead = false, settleMs = 0): Promise<Measured> {
+  const started = performance.now();
+  const child = spawn(NODE, [...args, '--group', group], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  for (;;) {
+    // Exactly once, a partition's offset stays at the first frame its oldest open window needs (a year's, with years):
+    // its metadata says how far it is read.
+    const committed = await log.committedWithMetadata(group, input).catch(() => new Map<number, { offset: bigint; metadata?: string | null }>());
+    const read = (p: number) => {
+      const c = committed.get(p);
+      if (c === undefined) return -1n;
+      const position = byRead ? (JSON.parse(c.metadata || '{}') as { read?: string }).read : undefined;
+      return position === undefined ? c.offset : BigInt(position);
+    };
+    if ([...ends].every(([p, end]) => read(p) >= end)) break;
+    if (child.exitCode !== null || performance.now() - started > 600_000) throw new Error(`unique-users ${args.slice(2).join(' ')} did not catch up: ${stderr.slice(-2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  const peak = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+  child.kill('SIGTERM');
+  if ((await exited) !== 0) throw new Error(`unique-users ${args.slice(2).join(' ')} exited badly: ${stderr.slice(-2000)}`);
+  return { seconds, peakRssMiB: Number(peak ?? 0) / 1024, stdout: JSON.stringify({ ...(JSON.parse(stdout) as object), output }), stderr };
+}
+
+/** unique-users service, exactly once, all six granularities: no database against --database-url (sketches and durable state) at two state intervals. */
+async function durableBenchmark(args: string[]): Promise<void> {
+  const frames = Number(flag(args, 'frames', '400000'));
+  const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
+  const partitions = Number(flag(args, 'partitions', '3'));
+  const repeat = Number(flag(args, 'repeat', '5'));
+  const url = flag(args, 'database-url', process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/tickflow_bench_durable');
+  const id = randomUUID().slice(0, 6);
+  const topic = (name: string) => `bench-durable-${id}-${name}`;
+  const bin = join(ROOT, 'bin/tickflow.js');
+  const dir = await mkdtemp(join(tmpdir(), 'tickflow-bench-durable-'));
+  const file = join(dir, 'frames.jsonl');
+  const log = new KafkaLog({ brokers: brokers.split(',') });
+  const input = topic('input');
+  const names = [input];
+  await createDatabaseIfMissing(url);
+  const db = await openDatabase({ url });
+  try {
+    await log.createTopics([{ name: input, partitions }]);
+    measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
+    measure(NODE, [bin, 'replay', file, '--output', input, '--brokers', brokers, '--json']);
+    spawnSync('sync');
+    const ends = new Map((await log.offsets(input)).map((p) => [p.partition, p.latest]));
+    let run = 0;
+    const groups: string[] = [];
+    const service = (extra: string[]) => (): Promise<Measured> => {
+      const list = ['out', 'late', 'dead'].map((name) => topic(`${name}-${run}`));
+      const group = topic(`group-${run++}`);
+      names.push(...list);
+      groups.push(group);
+      return catchUp(log, input, ends, group, [bin, 'unique-users', '--input', input, '--output', list[0]!, '--late-topic', list[1]!, '--dead-letter-topic', list[2]!,
+        '--granularity', 'minute,hour,day,week,month,year', '--idle-timeout', '1s', '--brokers', brokers, '--json', ...extra], list[0]!, true, 4000);
+    };
+    const contenders = [
+      { name: 'no database', run: service([]) },
+      { name: '`--database-url --state-interval 5s`', run: service(['--database-url', url, '--state-interval', '5s']) },
+      { name: '`--database-url --state-interval 1s`', run: service(['--database-url', url, '--state-interval', '1s']) },
+    ];
+    const runs: Measured[][] = contenders.map(() => []);
+    for (let round = 0; round < repeat; round++) for (const [i, c] of contenders.entries()) runs[i]!.push(await c.run());
+    const records = async (m: Measured) => {
+      const output = (JSON.parse(m.stdout) as { output: string }).output;
+      const values: string[] = [];
+      for await (const batch of log.readRange({ topic: output })) for (const r of batch) values.push(r.value!.toString('utf8'));
+      return JSON.stringify(values.sort());
+    };
+    const reference = await records(runs[0]![0]!);
+    for (const list of runs) for (const m of list) if ((await records(m)) !== reference) throw new Error('the window records differ between the runs');
+    const { rows } = await db.query<{ n: string; bytes: string; deltas: string }>(
+      'SELECT count(*) AS n, coalesce(sum(octet_length(state)), 0) AS bytes, count(parent_id) AS deltas FROM unique_users_state WHERE consumer_group = ANY($1::text[])', [groups]);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
+    console.log(`# unique-users service, exactly once, six granularities: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, ${repeat} alternating runs each\n`);
+    console.log('| run | wall s (runs) | median wall s | frames/s (median wall) | peak RSS MiB |');
+    console.log('| --- | --- | ---: | ---: | ---: |');
+    const walls = runs.map((list) => median(list.map((m) => m.seconds)));
+    for (const [i, list] of runs.entries()) {
+      console.log(`| ${contenders[i]!.name} | ${list.map((m) => m.seconds.toFixed(2)).join(', ')} | ${walls[i]!.toFixed(2)} | ${Math.round(frames / walls[i]!).toLocaleString('en-US')} | ${Math.max(...list.map((m) => m.peakRssMiB)).toFixed(0)} |`);
+    }
+    const cost = (a: number) => `${((walls[a]! / walls[0]! - 1) * 100).toFixed(1)}%`;
+    console.log(`\n--database-url against none (median wall, positive: slower): 5s ${cost(1)}, 1s ${cost(2)}; window records identical in every run; snapshots left in the table: ${rows[0]!.n} (${rows[0]!.deltas} deltas, ${(Number(rows[0]!.bytes) / 1024).toFixed(0)} KiB)`);
+    await db.query('DELETE FROM unique_users_state WHERE consumer_group = ANY($1::text[])', [groups]);
+  } finally {
+    await db.close();
+    await log.deleteTopics(names).catch(() => undefined);
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function pick(m: Measured) {
