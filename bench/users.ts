@@ -42,6 +42,7 @@ import { RootFields } from '../src/core/json-root-fields.ts';
 import { UserFrameReader } from '../src/core/user-frame.ts';
 import { KafkaLog } from '../src/log/kafka.ts';
 import { createDatabaseIfMissing, openDatabase } from '../src/db/open.ts';
+import type { Database } from '../src/db/types.ts';
 import { KAFKA_LIB, NODE, PYTHON, ROOT, flag, measure, report, roundRobin } from './_lib.ts';
 import type { Measured, Row } from './_lib.ts';
 
@@ -245,24 +246,7 @@ async function timeFramesBenchmark(args: string[]): Promise<void> {
  * The minute records of every run must be the same.
  */
 async function deliveryBenchmark(args: string[]): Promise<void> {
-  const frames = Number(flag(args, 'frames', '400000'));
-  const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
-  const partitions = Number(flag(args, 'partitions', '3'));
-  const repeat = Number(flag(args, 'repeat', '5'));
-  const id = randomUUID().slice(0, 6);
-  const topic = (name: string) => `bench-delivery-${id}-${name}`;
-  const bin = join(ROOT, 'bin/tickflow.js');
-  const dir = await mkdtemp(join(tmpdir(), 'tickflow-bench-delivery-'));
-  const file = join(dir, 'frames.jsonl');
-  const log = new KafkaLog({ brokers: brokers.split(',') });
-  const input = topic('input');
-  const names = [input];
-  try {
-    await log.createTopics([{ name: input, partitions }]);
-    measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
-    measure(NODE, [bin, 'replay', file, '--output', input, '--brokers', brokers, '--json']);
-    spawnSync('sync');
-    const ends = new Map((await log.offsets(input)).map((p) => [p.partition, p.latest]));
+  await onReplayedFrames(args, 'delivery', async ({ frames, brokers, partitions, repeat, topic, bin, log, input, names, ends }) => {
     let run = 0;
     const outputs = () => {
       const list = ['out', 'late', 'dead'].map((name) => topic(`${name}-${run++}`));
@@ -284,31 +268,10 @@ async function deliveryBenchmark(args: string[]): Promise<void> {
       { name: 'service `--exactly-once`', run: service('--exactly-once') },
       { name: 'service `--at-least-once`', run: service('--at-least-once') },
     ];
-    const runs: Measured[][] = contenders.map(() => []);
-    for (let round = 0; round < repeat; round++) for (const [i, c] of contenders.entries()) runs[i]!.push(await c.run());
-    const minuteRecords = async (m: Measured) => {
-      const output = (JSON.parse(m.stdout) as { output: string }).output;
-      const values: string[] = [];
-      for await (const batch of log.readRange({ topic: output })) for (const r of batch) values.push(r.value!.toString('utf8'));
-      return JSON.stringify(values.sort());
-    };
-    const reference = await minuteRecords(runs[0]![0]!);
-    for (const list of runs) for (const m of list) if ((await minuteRecords(m)) !== reference) throw new Error('the minute records differ between the runs');
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
-    console.log(`# unique-users exactly once vs at least once: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, ${repeat} alternating runs each\n`);
-    console.log('| run | wall s (runs) | median wall s | frames/s (median wall) | peak RSS MiB |');
-    console.log('| --- | --- | ---: | ---: | ---: |');
-    const walls = runs.map((list) => median(list.map((m) => m.seconds)));
-    for (const [i, list] of runs.entries()) {
-      console.log(`| ${contenders[i]!.name} | ${list.map((m) => m.seconds.toFixed(2)).join(', ')} | ${walls[i]!.toFixed(2)} | ${Math.round(frames / walls[i]!).toLocaleString('en-US')} | ${Math.max(...list.map((m) => m.peakRssMiB)).toFixed(0)} |`);
-    }
+    const walls = await alternate(log, contenders, repeat, frames, `unique-users exactly once vs at least once: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, ${repeat} alternating runs each`);
     const cost = (a: number, b: number) => `${((walls[a]! / walls[b]! - 1) * 100).toFixed(1)}%`;
     console.log(`\nexactly once vs at least once (median wall, positive: slower): bounded ${cost(0, 1)}, service ${cost(2, 3)}; minute records identical in every run`);
-  } finally {
-    await log.deleteTopics(names).catch(() => undefined);
-    await log.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 function decodingRates(sample: Buffer[]): string {
@@ -345,6 +308,78 @@ function decodingRates(sample: Buffer[]): string {
     `- strict validation only (what replay checks per record): ${rate(check)} — ${(parse / check).toFixed(1)}x`,
     '',
   ].join('\n');
+}
+
+/** One topic of generated frames replayed, shared by the unique-users-only benchmarks. */
+interface ReplayedFrames {
+  frames: number;
+  brokers: string;
+  partitions: number;
+  repeat: number;
+  /** A topic name of this run. */
+  topic: (name: string) => string;
+  bin: string;
+  log: KafkaLog;
+  input: string;
+  /** Topics to delete at the end (the input and what the runs add). */
+  names: string[];
+  /** The input's end offsets. */
+  ends: ReadonlyMap<number, bigint>;
+}
+
+/** Generates `--frames` frames (--late-share 0.01), replays them into a fresh topic, runs `body`, and deletes the topics and the file. */
+async function onReplayedFrames(args: string[], name: string, body: (setup: ReplayedFrames) => Promise<void>): Promise<void> {
+  const frames = Number(flag(args, 'frames', '400000'));
+  const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
+  const partitions = Number(flag(args, 'partitions', '3'));
+  const repeat = Number(flag(args, 'repeat', '5'));
+  const id = randomUUID().slice(0, 6);
+  const topic = (suffix: string) => `bench-${name}-${id}-${suffix}`;
+  const bin = join(ROOT, 'bin/tickflow.js');
+  const dir = await mkdtemp(join(tmpdir(), `tickflow-bench-${name}-`));
+  const file = join(dir, 'frames.jsonl');
+  const log = new KafkaLog({ brokers: brokers.split(',') });
+  const input = topic('input');
+  const names = [input];
+  try {
+    await log.createTopics([{ name: input, partitions }]);
+    measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
+    measure(NODE, [bin, 'replay', file, '--output', input, '--brokers', brokers, '--json']);
+    spawnSync('sync');
+    const ends = new Map((await log.offsets(input)).map((p) => [p.partition, p.latest]));
+    await body({ frames, brokers, partitions, repeat, topic, bin, log, input, names, ends });
+  } finally {
+    await log.deleteTopics(names).catch(() => undefined);
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs each contender `repeat` times, alternating; checks that every run wrote the same
+ * window records (the --json summary names its output topic) and prints the table under
+ * `title`. Returns each contender's median wall seconds.
+ */
+async function alternate(log: KafkaLog, contenders: ReadonlyArray<{ name: string; run: () => Measured | Promise<Measured> }>, repeat: number, frames: number, title: string): Promise<number[]> {
+  const runs: Measured[][] = contenders.map(() => []);
+  for (let round = 0; round < repeat; round++) for (const [i, c] of contenders.entries()) runs[i]!.push(await c.run());
+  const records = async (m: Measured) => {
+    const output = (JSON.parse(m.stdout) as { output: string }).output;
+    const values: string[] = [];
+    for await (const batch of log.readRange({ topic: output })) for (const r of batch) values.push(r.value!.toString('utf8'));
+    return JSON.stringify(values.sort());
+  };
+  const reference = await records(runs[0]![0]!);
+  for (const list of runs) for (const m of list) if ((await records(m)) !== reference) throw new Error('the window records differ between the runs');
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
+  console.log(`# ${title}\n`);
+  console.log('| run | wall s (runs) | median wall s | frames/s (median wall) | peak RSS MiB |');
+  console.log('| --- | --- | ---: | ---: | ---: |');
+  const walls = runs.map((list) => median(list.map((m) => m.seconds)));
+  for (const [i, list] of runs.entries()) {
+    console.log(`| ${contenders[i]!.name} | ${list.map((m) => m.seconds.toFixed(2)).join(', ')} | ${walls[i]!.toFixed(2)} | ${Math.round(frames / walls[i]!).toLocaleString('en-US')} | ${Math.max(...list.map((m) => m.peakRssMiB)).toFixed(0)} |`);
+  }
+  return walls;
 }
 
 /**
@@ -387,71 +422,38 @@ async function catchUp(log: KafkaLog, input: string, ends: ReadonlyMap<number, b
 
 /** unique-users service, exactly once, all six granularities: no database against --database-url (sketches and durable state) at two state intervals. */
 async function durableBenchmark(args: string[]): Promise<void> {
-  const frames = Number(flag(args, 'frames', '400000'));
-  const brokers = flag(args, 'brokers', process.env.KAFKA_BROKERS ?? '127.0.0.1:9092');
-  const partitions = Number(flag(args, 'partitions', '3'));
-  const repeat = Number(flag(args, 'repeat', '5'));
   const url = flag(args, 'database-url', process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/tickflow_bench_durable');
-  const id = randomUUID().slice(0, 6);
-  const topic = (name: string) => `bench-durable-${id}-${name}`;
-  const bin = join(ROOT, 'bin/tickflow.js');
-  const dir = await mkdtemp(join(tmpdir(), 'tickflow-bench-durable-'));
-  const file = join(dir, 'frames.jsonl');
-  const log = new KafkaLog({ brokers: brokers.split(',') });
-  const input = topic('input');
-  const names = [input];
   await createDatabaseIfMissing(url);
   const db = await openDatabase({ url });
   try {
-    await log.createTopics([{ name: input, partitions }]);
-    measure(NODE, [bin, 'generate', 'users', '--frames', '--count', String(frames), '--late-share', '0.01', '-o', file]);
-    measure(NODE, [bin, 'replay', file, '--output', input, '--brokers', brokers, '--json']);
-    spawnSync('sync');
-    const ends = new Map((await log.offsets(input)).map((p) => [p.partition, p.latest]));
-    let run = 0;
-    const groups: string[] = [];
-    const service = (extra: string[]) => (): Promise<Measured> => {
-      const list = ['out', 'late', 'dead'].map((name) => topic(`${name}-${run}`));
-      const group = topic(`group-${run++}`);
-      names.push(...list);
-      groups.push(group);
-      return catchUp(log, input, ends, group, [bin, 'unique-users', '--input', input, '--output', list[0]!, '--late-topic', list[1]!, '--dead-letter-topic', list[2]!,
-        '--granularity', 'minute,hour,day,week,month,year', '--idle-timeout', '1s', '--brokers', brokers, '--json', ...extra], list[0]!, true, 4000);
-    };
-    const contenders = [
-      { name: 'no database', run: service([]) },
-      { name: '`--database-url --state-interval 5s`', run: service(['--database-url', url, '--state-interval', '5s']) },
-      { name: '`--database-url --state-interval 1s`', run: service(['--database-url', url, '--state-interval', '1s']) },
-    ];
-    const runs: Measured[][] = contenders.map(() => []);
-    for (let round = 0; round < repeat; round++) for (const [i, c] of contenders.entries()) runs[i]!.push(await c.run());
-    const records = async (m: Measured) => {
-      const output = (JSON.parse(m.stdout) as { output: string }).output;
-      const values: string[] = [];
-      for await (const batch of log.readRange({ topic: output })) for (const r of batch) values.push(r.value!.toString('utf8'));
-      return JSON.stringify(values.sort());
-    };
-    const reference = await records(runs[0]![0]!);
-    for (const list of runs) for (const m of list) if ((await records(m)) !== reference) throw new Error('the window records differ between the runs');
-    const { rows } = await db.query<{ n: string; bytes: string; deltas: string }>(
-      'SELECT count(*) AS n, coalesce(sum(octet_length(state)), 0) AS bytes, count(parent_id) AS deltas FROM unique_users_state WHERE consumer_group = ANY($1::text[])', [groups]);
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
-    console.log(`# unique-users service, exactly once, six granularities: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, ${repeat} alternating runs each\n`);
-    console.log('| run | wall s (runs) | median wall s | frames/s (median wall) | peak RSS MiB |');
-    console.log('| --- | --- | ---: | ---: | ---: |');
-    const walls = runs.map((list) => median(list.map((m) => m.seconds)));
-    for (const [i, list] of runs.entries()) {
-      console.log(`| ${contenders[i]!.name} | ${list.map((m) => m.seconds.toFixed(2)).join(', ')} | ${walls[i]!.toFixed(2)} | ${Math.round(frames / walls[i]!).toLocaleString('en-US')} | ${Math.max(...list.map((m) => m.peakRssMiB)).toFixed(0)} |`);
-    }
-    const cost = (a: number) => `${((walls[a]! / walls[0]! - 1) * 100).toFixed(1)}%`;
-    console.log(`\n--database-url against none (median wall, positive: slower): 5s ${cost(1)}, 1s ${cost(2)}; window records identical in every run; snapshots left in the table: ${rows[0]!.n} (${rows[0]!.deltas} deltas, ${(Number(rows[0]!.bytes) / 1024).toFixed(0)} KiB)`);
-    await db.query('DELETE FROM unique_users_state WHERE consumer_group = ANY($1::text[])', [groups]);
+    await onReplayedFrames(args, 'durable', (setup) => durableRuns(setup, db, url));
   } finally {
     await db.close();
-    await log.deleteTopics(names).catch(() => undefined);
-    await log.close();
-    await rm(dir, { recursive: true, force: true });
   }
+}
+
+async function durableRuns({ frames, brokers, partitions, repeat, topic, bin, log, input, names, ends }: ReplayedFrames, db: Database, url: string): Promise<void> {
+  let run = 0;
+  const groups: string[] = [];
+  const service = (extra: string[]) => (): Promise<Measured> => {
+    const list = ['out', 'late', 'dead'].map((name) => topic(`${name}-${run}`));
+    const group = topic(`group-${run++}`);
+    names.push(...list);
+    groups.push(group);
+    return catchUp(log, input, ends, group, [bin, 'unique-users', '--input', input, '--output', list[0]!, '--late-topic', list[1]!, '--dead-letter-topic', list[2]!,
+      '--granularity', 'minute,hour,day,week,month,year', '--idle-timeout', '1s', '--brokers', brokers, '--json', ...extra], list[0]!, true, 4000);
+  };
+  const contenders = [
+    { name: 'no database', run: service([]) },
+    { name: '`--database-url --state-interval 5s`', run: service(['--database-url', url, '--state-interval', '5s']) },
+    { name: '`--database-url --state-interval 1s`', run: service(['--database-url', url, '--state-interval', '1s']) },
+  ];
+  const walls = await alternate(log, contenders, repeat, frames, `unique-users service, exactly once, six granularities: ${frames.toLocaleString('en-US')} frames, ${partitions} partitions, ${repeat} alternating runs each`);
+  const { rows } = await db.query<{ n: string; bytes: string; deltas: string }>(
+    'SELECT count(*) AS n, coalesce(sum(octet_length(state)), 0) AS bytes, count(parent_id) AS deltas FROM unique_users_state WHERE consumer_group = ANY($1::text[])', [groups]);
+  const cost = (a: number) => `${((walls[a]! / walls[0]! - 1) * 100).toFixed(1)}%`;
+  console.log(`\n--database-url against none (median wall, positive: slower): 5s ${cost(1)}, 1s ${cost(2)}; window records identical in every run; snapshots left in the table: ${rows[0]!.n} (${rows[0]!.deltas} deltas, ${(Number(rows[0]!.bytes) / 1024).toFixed(0)} KiB)`);
+  await db.query('DELETE FROM unique_users_state WHERE consumer_group = ANY($1::text[])', [groups]);
 }
 
 function pick(m: Measured) {
