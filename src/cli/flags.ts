@@ -99,12 +99,18 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 
 /**
  * Notices about deprecated spellings (an old flag name, a bare number where a unit is now
- * expected) collected while a command's flags are read; the CLI prints each as one line.
+ * expected) and flags a mode ignores, collected while a command's flags are read; the CLI
+ * prints each as one warning line.
  */
 const notices: string[] = [];
 
 export function deprecated(message: string): void {
   if (!notices.includes(message)) notices.push(message);
+}
+
+/** A notice about a flag the chosen mode ignores (printed like a deprecation: one warning line). */
+export function ignored(flag: string, why: string): void {
+  deprecated(`--${flag} is ignored: ${why}`);
 }
 
 export function takeDeprecations(): string[] {

@@ -4,7 +4,7 @@ import { describeSummary } from '../../core/country-stats.ts';
 import { runCleanUsers } from '../../pipelines/clean-users.ts';
 import type { CleanUsersSummary, CountryWindow } from '../../pipelines/clean-users.ts';
 import { defineCommand } from '../command.ts';
-import { badFlag, bool, duration, durationMs, given, int, oneOf, str } from '../flags.ts';
+import { badFlag, bool, duration, durationMs, given, ignored, int, oneOf, str } from '../flags.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { STDIN_TOPIC, stdioLog } from '../stdio-log.ts';
 import { DELIVERY_FLAGS, delivery } from '../delivery.ts';
@@ -65,7 +65,7 @@ export const command = defineCommand({
     const deadLetterTopic = str(values, 'dead-letter-topic') || `${input === STDIN_TOPIC ? 'users' : input}-dlq`;
     const statsTopic = str(values, 'stats-topic') || 'users-stats';
     if (new Set([input, output === STDIN_TOPIC ? '' : output, deadLetterTopic, statsTopic]).size !== 4) throw badFlag('input', 'the input, output, dead-letter and stats topics must all differ');
-    if ((bool(values, 'until-end') || input === STDIN_TOPIC) && given(values, 'group')) throw badFlag('group', 'names the service\'s consumer group: a bounded run (--until-end, --input -) reads without one');
+    if ((bool(values, 'until-end') || input === STDIN_TOPIC) && given(values, 'group')) ignored('group', 'a bounded run (--until-end, --input -) reads without a consumer group');
     const order = str(values, 'date-order') === undefined ? undefined : oneOf(values, 'date-order', ['dmy', 'mdy'] as const, 'dmy');
     return {
       input,

@@ -5,7 +5,7 @@ import { DEFAULT_STATE_INTERVAL_MS } from '../../pipelines/unique-users.ts';
 import { defineCommand } from '../command.ts';
 import { ZonedCalendar, parseGranularities } from '../../core/calendar-windows.ts';
 import type { Granularity } from '../../core/calendar-windows.ts';
-import { badFlag, bool, bytes, duration, given, int, oneOf, str } from '../flags.ts';
+import { badFlag, bool, bytes, duration, given, ignored, int, oneOf, str } from '../flags.ts';
 import type { FlagValues } from '../command.ts';
 import { MAX_RECORD_BYTES_FLAG, maxRecordBytes } from '../max-record-bytes.ts';
 import { DELIVERY_FLAGS, delivery } from '../delivery.ts';
@@ -148,7 +148,7 @@ export const command = defineCommand({
     if (scaleOut && (input === '-' || output === '-' || bool(values, 'until-end'))) throw badFlag('scale-out', 'needs a service reading and writing Kafka topics (no --until-end, no -)');
     if (scaleOut && exactlyOnce === false) throw badFlag('scale-out', 'needs exactly once: cannot be combined with --at-least-once');
     if (scaleOut && bool(values, 'sketches')) throw badFlag('sketches', 'keeps the minute sketches in the embedded database, which is one process\'s: scaled out, give the members --database-url');
-    if ((bool(values, 'until-end') || input === '-') && given(values, 'group')) throw badFlag('group', 'names the service\'s consumer group: a bounded run (--until-end, --input -) reads without one');
+    if ((bool(values, 'until-end') || input === '-') && given(values, 'group')) ignored('group', 'a bounded run (--until-end, --input -) reads without a consumer group');
     const instanceId = str(values, 'instance-id');
     if (instanceId !== undefined && (bool(values, 'until-end') || input === '-')) throw badFlag('instance-id', 'is a member\'s id in --group: not with --until-end or --input -');
     if (instanceId !== undefined && !/^[A-Za-z0-9._-]{1,200}$/.test(instanceId)) throw badFlag('instance-id', `must be 1 to 200 letters, digits, '.', '_' or '-', got "${instanceId}"`);
