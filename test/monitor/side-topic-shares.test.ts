@@ -12,6 +12,7 @@ import type { RecordToProduce } from '../../src/log/types.ts';
 import { KAFKA_BROKERS, TEST_DATABASE_URL } from '../helpers/env.ts';
 import { startTickflow, tickflow } from '../helpers/cli.ts';
 import { readTopicIndependently } from '../helpers/independent-reader.ts';
+import { transactionsSettled } from '../helpers/transactions.ts';
 import type { RawMessage } from '../helpers/independent-reader.ts';
 
 const BROKERS = ['--brokers', KAFKA_BROKERS.join(',')];
@@ -74,6 +75,16 @@ describe('monitor: late and implausible shares of the Kafka-committing pipelines
     return log.committed(group, input);
   }
 
+  /**
+   * A side topic read independently once no transaction is open on it: a group's offsets are
+   * visible once its transaction commits, the markers that make the side records readable at
+   * read_committed follow within milliseconds.
+   */
+  async function sideRecords(topic: string): Promise<RawMessage[]> {
+    assert.ok(await transactionsSettled(log, topic), `no transaction left open on ${topic}`);
+    return readTopicIndependently(KAFKA_BROKERS, topic);
+  }
+
   /** The independent count: distinct source positions below the committed offsets, late-ish or implausible, of one pipeline. */
   function independentCount(side: readonly RawMessage[], pipeline: string, input: string, committed: Map<number, bigint>) {
     const positions = new Map<string, string>();
@@ -112,7 +123,7 @@ describe('monitor: late and implausible shares of the Kafka-committing pipelines
       group,
       input,
     );
-    const side = await readTopicIndependently(KAFKA_BROKERS, late);
+    const side = await sideRecords(late);
     const expected = independentCount(side, 'unique-users', input, committed);
     assert.deepEqual(expected, { late: 0, implausible: { 'implausible-time': 3 }, total: 3 }, 'the three frames in 2999, independently');
 
@@ -133,7 +144,7 @@ describe('monitor: late and implausible shares of the Kafka-committing pipelines
     assert.equal(again.code, 0, again.stdout + again.stderr);
     const row = rowOf(again.stdout, group);
     assert.deepEqual([row.kind, row.topic, row.advanced, row.late, row.implausible], ['group', input, 3003, 0, { 'implausible-time': 3 }]);
-    assert.equal(independentCount(await readTopicIndependently(KAFKA_BROKERS, late), 'unique-users', input, committed).total, 3);
+    assert.equal(independentCount(await sideRecords(late), 'unique-users', input, committed).total, 3);
     const text = await monitor(input, ['--late-topic', late]);
     assert.match(text.stdout, new RegExp(`note: group ${group}: 1 side record in ${late} repeat`));
   });
@@ -154,7 +165,7 @@ describe('monitor: late and implausible shares of the Kafka-committing pipelines
       group,
       input,
     );
-    const expected = independentCount(await readTopicIndependently(KAFKA_BROKERS, late), 'unique-users', input, committed);
+    const expected = independentCount(await sideRecords(late), 'unique-users', input, committed);
     assert.ok(expected.total > 500 && expected.total <= 600, `about half of 1,200 are late: ${JSON.stringify(expected)}`);
 
     const failing = await monitor(input, ['--late-topic', late]);
@@ -181,7 +192,7 @@ describe('monitor: late and implausible shares of the Kafka-committing pipelines
       await produce(input, 3, c.records.map((value, i) => ({ partition: i % 3, value })));
       created.push(`${input}-dlq`, `${input}-clean`, `${input}-stats`);
       const committed = await serveUntilCommitted(['clean-users', '--input', input, '--output', `${input}-clean`, '--stats-topic', `${input}-stats`], group, input);
-      const side = await readTopicIndependently(KAFKA_BROKERS, `${input}-dlq`);
+      const side = await sideRecords(`${input}-dlq`);
       const expected = independentCount(side, 'clean-users', input, committed);
       assert.equal(expected.total, c.name === 'few' ? 2 : 300, 'the injected dates, independently');
       assert.ok(side.some((m) => m.headers['x-reason'] !== 'implausible-date'), 'the generated records have other reasons too');
