@@ -12,7 +12,8 @@ import { seededRandom } from '../../src/core/random.ts';
 import { userTrackerFrames } from '../../src/core/user-tracker-frames.ts';
 import { referenceUniqueUsers } from '../users/reference.ts';
 import type { ReferenceMinute } from '../users/reference.ts';
-import { BROKERS_FLAG, createTopics, messageCount } from './cluster.ts';
+import { BROKERS_FLAG, FAULT_BROKERS, createTopics, messageCount } from './cluster.ts';
+import { forEachMessageIndependently } from '../helpers/independent-reader.ts';
 import { tickflow } from './tickflow-process.ts';
 
 export const FRAMES = 300_000;
@@ -62,4 +63,17 @@ export function minutesProblem(minutes: readonly ReferenceMinute[], expected: re
   if (unexpected.length > 0) parts.push(`${unexpected.length} unexpected minutes`);
   if (parts.length === 0 && minutes.length !== expected.length) parts.push(`${minutes.length} minutes out, expected ${expected.length}`);
   return parts.join('; ');
+}
+
+/**
+ * The output topic read independently (at read_committed): every minute once, in order, with
+ * the counts of the recomputation, and nothing on the late topic.
+ */
+export async function assertMinutesAsRecomputed(output: string, late: string, expected: readonly ReferenceMinute[]): Promise<void> {
+  const minutes: ReferenceMinute[] = [];
+  await forEachMessageIndependently(FAULT_BROKERS, output, (m) => void minutes.push(JSON.parse(m.value!) as ReferenceMinute));
+  const lateFrames = await forEachMessageIndependently(FAULT_BROKERS, late, () => undefined);
+  const problem = minutesProblem(minutes, expected, lateFrames);
+  assert.ok(problem === '', `minutes differ from the recomputation: ${problem}`);
+  assert.deepEqual(minutes, expected, 'in order');
 }

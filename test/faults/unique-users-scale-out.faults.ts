@@ -5,7 +5,6 @@
  * both members keep running and the output topic holds every minute once, with the distinct
  * users and frames a naive recomputation counts, as a single instance would.
  */
-import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReferenceMinute } from '../users/reference.ts';
@@ -14,7 +13,7 @@ import { BROKERS_FLAG, FAULT_BROKERS, createTopics, deleteTopics } from './clust
 import { FaultRun, KAFKA_LEADER_KILL, killLeader } from './fault-run.ts';
 import { unique } from './suite.ts';
 import type { TickflowProcess } from './tickflow-process.ts';
-import { FRAMES, framesTopic, minutesProblem } from './unique-users-data.ts';
+import { FRAMES, assertMinutesAsRecomputed, framesTopic } from './unique-users-data.ts';
 
 describe('fault: unique-users --scale-out (2 members)', () => {
   const input = unique('uu-scaled-in');
@@ -45,14 +44,7 @@ describe('fault: unique-users --scale-out (2 members)', () => {
       await run.waitUntil(async () => (await framesIn()) >= FRAMES && (await minutesOut()) >= expected.length, `${FRAMES} frames read and ${expected.length} minutes out`, 180_000);
       await sleep(3000);
       await run.stopAll();
-      await run.verify(async () => {
-        const minutes: ReferenceMinute[] = [];
-        await forEachMessageIndependently(FAULT_BROKERS, output, (m) => void minutes.push(JSON.parse(m.value!) as ReferenceMinute));
-        const lateFrames = await forEachMessageIndependently(FAULT_BROKERS, late, () => undefined);
-        const problem = minutesProblem(minutes, expected, lateFrames);
-        assert.ok(problem === '', `minutes differ from the recomputation: ${problem}`);
-        assert.deepEqual(minutes, expected, 'in order');
-      });
+      await run.verify(() => assertMinutesAsRecomputed(output, late, expected));
     } finally {
       await run.finish();
     }

@@ -4,7 +4,6 @@
  * keeps running and the output topic holds every minute once, with the distinct users and
  * frames a naive recomputation counts — an outage is not a quiet stream.
  */
-import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReferenceMinute } from '../users/reference.ts';
@@ -12,7 +11,7 @@ import { forEachMessageIndependently } from '../helpers/independent-reader.ts';
 import { BROKERS_FLAG, FAULT_BROKERS, createTopics, deleteTopics } from './cluster.ts';
 import { FaultRun, KAFKA_LEADER_KILL, killLeader } from './fault-run.ts';
 import { unique } from './suite.ts';
-import { FRAMES, framesTopic, minutesProblem } from './unique-users-data.ts';
+import { FRAMES, assertMinutesAsRecomputed, framesTopic } from './unique-users-data.ts';
 
 describe('fault: unique-users (service)', () => {
   const input = unique('uu-service-in');
@@ -40,14 +39,7 @@ describe('fault: unique-users (service)', () => {
       await run.waitUntil(async () => (await counter.metric(['tickflow_records_in_total'], { pipeline: 'unique-users' })) >= FRAMES && (await minutesOut()) >= expected.length, `${FRAMES} frames read and ${expected.length} minutes out`, 120_000);
       await sleep(3000);
       await run.stopAll();
-      await run.verify(async () => {
-        const minutes: ReferenceMinute[] = [];
-        await forEachMessageIndependently(FAULT_BROKERS, output, (m) => void minutes.push(JSON.parse(m.value!) as ReferenceMinute));
-        const lateFrames = await forEachMessageIndependently(FAULT_BROKERS, late, () => undefined);
-        const problem = minutesProblem(minutes, expected, lateFrames);
-        assert.ok(problem === '', `minutes differ from the recomputation: ${problem}`);
-        assert.deepEqual(minutes, expected, 'in order');
-      });
+      await run.verify(() => assertMinutesAsRecomputed(output, late, expected));
     } finally {
       await run.finish();
     }

@@ -3,14 +3,12 @@
  * killed: it exits 0 and the output topic holds every minute once, with the distinct users
  * and frames a naive recomputation counts.
  */
-import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ReferenceMinute } from '../users/reference.ts';
-import { forEachMessageIndependently } from '../helpers/independent-reader.ts';
-import { BROKERS_FLAG, FAULT_BROKERS, createTopics, deleteTopics } from './cluster.ts';
+import { BROKERS_FLAG, createTopics, deleteTopics } from './cluster.ts';
 import { FaultRun, KAFKA_LEADER_KILL, killLeader } from './fault-run.ts';
 import { unique } from './suite.ts';
-import { FRAMES, framesTopic, minutesProblem } from './unique-users-data.ts';
+import { FRAMES, assertMinutesAsRecomputed, framesTopic } from './unique-users-data.ts';
 
 describe('fault: unique-users --until-end', () => {
   const input = unique('uu-bounded-in');
@@ -32,14 +30,7 @@ describe('fault: unique-users --until-end', () => {
       run.watch(() => counter.metric(['tickflow_records_in_total'], { pipeline: 'unique-users' }));
       await run.strike(() => killLeader(input, 0), { total: FRAMES });
       await run.waitForExit();
-      await run.verify(async () => {
-        const minutes: ReferenceMinute[] = [];
-        await forEachMessageIndependently(FAULT_BROKERS, output, (m) => void minutes.push(JSON.parse(m.value!) as ReferenceMinute));
-        const lateFrames = await forEachMessageIndependently(FAULT_BROKERS, late, () => undefined);
-        const problem = minutesProblem(minutes, expected, lateFrames);
-        assert.ok(problem === '', `minutes differ from the recomputation: ${problem}`);
-        assert.deepEqual(minutes, expected, 'in order');
-      });
+      await run.verify(() => assertMinutesAsRecomputed(output, late, expected));
     } finally {
       await run.finish();
     }

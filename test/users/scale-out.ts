@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { after } from 'node:test';
+import type { Database } from '../../src/db/types.ts';
+import { isolatedDatabase } from '../stocks/fixtures.ts';
+import type { IsolatedDatabase } from '../stocks/fixtures.ts';
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { KafkaLog } from '../../src/log/kafka.ts';
@@ -197,4 +201,41 @@ export function scaleOutFrames(seed: string, count: number, o: { partitions: num
     }
   }
   return out;
+}
+
+/** For a `describe` block: isolated PostgreSQL databases (schemas), each opened connection closed and each dropped after the block. */
+export function testDatabases() {
+  const databases: IsolatedDatabase[] = [];
+  const open: Database[] = [];
+  after(async () => {
+    for (const db of open) await db.close().catch(() => undefined);
+    for (const d of databases) await d.drop().catch(() => undefined);
+  });
+  return {
+    async create(label: string): Promise<IsolatedDatabase> {
+      const d = await isolatedDatabase(label);
+      databases.push(d);
+      return d;
+    },
+    /** The rows of user_minute_sketches in `d`, one `start/frames/late/exact users/sketch hex` line each, by minute. */
+    async minuteRows(d: IsolatedDatabase): Promise<string[]> {
+      const db = await d.open();
+      open.push(db);
+      const { rows } = await db.query<{ minute_start: string; frames: string; late: string; exact_users: string | null; sketch: Buffer }>(
+        'SELECT minute_start, frames, late, exact_users, sketch FROM user_minute_sketches ORDER BY minute_start');
+      return rows.map((r) => `${r.minute_start}/${r.frames}/${r.late}/${r.exact_users}/${r.sketch.toString('hex')}`);
+    },
+    /**
+     * The minute rows the scaled-out run left in `scaled`: one per minute of the recount, with
+     * its frames, late and exact users (none with `approximate`), and every row, sketch
+     * included, byte for byte the single instance's in `single`. Returns how many.
+     */
+    async assertMinuteRows(scaled: IsolatedDatabase, single: IsolatedDatabase, expected: ReadonlyArray<Record<string, unknown>>, approximate = false): Promise<number> {
+      const rows = await this.minuteRows(scaled);
+      const minutes = expected.filter((w) => w.granularity === 'minute');
+      assert.deepEqual(rows.map((r) => r.split('/').slice(0, 4).join('/')), minutes.map((w) => `${String(w.start)}/${String(w.frames)}/${String(w.late)}/${approximate ? 'null' : String(w.uniqueUsers)}`), 'one row per minute, as the recount');
+      assert.deepEqual(rows, await this.minuteRows(single), 'the minute rows, sketches included, byte for byte as a single instance\'s');
+      return rows.length;
+    },
+  };
 }

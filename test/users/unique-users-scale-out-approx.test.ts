@@ -1,13 +1,10 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { testKafkaLog } from '../helpers/kafka-log.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
 import { run, unique } from './helpers.ts';
-import { T0, assertAsSingleInstance, expectedWindows, finish, kcat, plausible, scaleOutFrames, scaleOutTopics, startMember, streamAndKill, windowKey } from './scale-out.ts';
+import { T0, assertAsSingleInstance, expectedWindows, finish, kcat, plausible, scaleOutFrames, scaleOutTopics, startMember, streamAndKill, testDatabases, windowKey } from './scale-out.ts';
 import type { Member } from './scale-out.ts';
-import { isolatedDatabase } from '../stocks/fixtures.ts';
-import type { IsolatedDatabase } from '../stocks/fixtures.ts';
-import type { Database } from '../../src/db/types.ts';
 
 /**
  * `unique-users --scale-out --approx` on the real Kafka: input NOT keyed by uid — every frame
@@ -30,19 +27,7 @@ const SCALED = ['--scale-out', '--approx'];
 describe('unique-users --scale-out --approx: sketches merged, input not keyed by uid', { timeout: 1_500_000 }, () => {
   const kafka = testKafkaLog();
   const { created } = kafka;
-  const databases: IsolatedDatabase[] = [];
-  const open: Database[] = [];
-  after(async () => {
-    for (const db of open) await db.close().catch(() => undefined);
-    for (const d of databases) await d.drop().catch(() => undefined);
-  });
-  const minuteRows = async (d: IsolatedDatabase) => {
-    const db = await d.open();
-    open.push(db);
-    const { rows } = await db.query<{ minute_start: string; frames: string; late: string; exact_users: string | null; sketch: Buffer }>(
-      'SELECT minute_start, frames, late, exact_users, sketch FROM user_minute_sketches ORDER BY minute_start');
-    return rows.map((r) => `${r.minute_start}/${r.frames}/${r.late}/${r.exact_users}/${r.sketch.toString('hex')}`);
-  };
+  const databases = testDatabases();
 
   it('needs no --repartition, and refuses it', async () => {
     const result = await run(['unique-users', '--scale-out', '--approx', '--repartition']);
@@ -59,9 +44,8 @@ describe('unique-users --scale-out --approx: sketches merged, input not keyed by
     created.push(input, ...Object.values(scaled), ...Object.values(single), `${group}-partials`);
     await kafka.log.createTopics([{ name: input, partitions: PARTITIONS }]);
     const all = scaleOutFrames('unique-users-scale-out-approx', FRAMES, { partitions: PARTITIONS, keyed: false, perSecond: PER_SECOND, farShare: 0.0005 });
-    const scaledDb = await isolatedDatabase('uu_soa');
-    const singleDb = await isolatedDatabase('uu_soa_one');
-    databases.push(scaledDb, singleDb);
+    const scaledDb = await databases.create('uu_soa');
+    const singleDb = await databases.create('uu_soa_one');
 
     const members: Member[] = Array.from({ length: 2 }, () => startMember(input, scaled, group, [...SCALED, '--database-url', scaledDb.url]));
     // Frames stream in over about 15 s; mid-stream, once a partial is committed, the first member goes (not started again).
@@ -86,10 +70,7 @@ describe('unique-users --scale-out --approx: sketches merged, input not keyed by
       assert.ok(sum > 1.05 * (w.uniqueUsers as number), `${windowKey(w)}: its partials sum to ${sum} users, it has ${String(w.uniqueUsers)}`);
     }
     // The minutes kept for ranges: the partials' minute sketches merged are the single instance's, byte for byte (no exact count: --approx).
-    const rows = await minuteRows(scaledDb);
-    const minutes = expected.filter((w) => w.granularity === 'minute');
-    assert.deepEqual(rows.map((r) => r.split('/').slice(0, 4).join('/')), minutes.map((w) => `${w.start}/${w.frames}/${w.late}/null`), 'one row per minute, frames and late as the recount');
-    assert.deepEqual(rows, await minuteRows(singleDb), 'the minute rows, sketches included, byte for byte as a single --approx instance\'s');
+    await databases.assertMinuteRows(scaledDb, singleDb, expected, true);
     console.log(`# 2 members --scale-out --approx over ${PARTITIONS} unkeyed partitions: ${FRAMES} frames, ${expected.length} windows, ${partials.length} partials (${combined.length} windows of several); ${killed}; done ${scaledSeconds.toFixed(1)} s after the last frame (single instance over the whole topic ${singleSeconds.toFixed(1)} s)`);
   });
 });

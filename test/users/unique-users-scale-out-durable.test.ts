@@ -16,36 +16,22 @@
  *   for byte the single instance's (`--database-url`, one process) — the merged sketch of
  *   disjoint partials is the sketch of the whole minute.
  */
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Database } from '../../src/db/types.ts';
 import { testKafkaLog } from '../helpers/kafka-log.ts';
 import { transactionsSettled } from '../helpers/transactions.ts';
-import { isolatedDatabase } from '../stocks/fixtures.ts';
-import type { IsolatedDatabase } from '../stocks/fixtures.ts';
 import { committedPositions, unique } from './helpers.ts';
 import type { CommittedPosition } from './helpers.ts';
-import { assertAsSingleInstance, countRecords, expectedWindows, finish, scaleOutFrames, scaleOutTopics as topics, sleep, startMember } from './scale-out.ts';
+import { assertAsSingleInstance, countRecords, expectedWindows, finish, scaleOutFrames, scaleOutTopics as topics, sleep, startMember, testDatabases } from './scale-out.ts';
 
 const FRAMES = 120_000;
 const PARTITIONS = 6;
 const PER_SECOND = 15;
 
-async function minuteRows(db: Database): Promise<string[]> {
-  const { rows } = await db.query<{ minute_start: string; frames: string; late: string; exact_users: string | null; sketch: Buffer }>(
-    'SELECT minute_start, frames, late, exact_users, sketch FROM user_minute_sketches ORDER BY minute_start');
-  return rows.map((r) => `${r.minute_start}/${r.frames}/${r.late}/${r.exact_users}/${r.sketch.toString('hex')}`);
-}
-
 describe('unique-users --scale-out --database-url: durable members and minute sketches', { timeout: 900_000 }, () => {
   const kafka = testKafkaLog();
   const { created } = kafka;
-  const databases: IsolatedDatabase[] = [];
-  const open: Database[] = [];
-  after(async () => {
-    for (const db of open) await db.close().catch(() => undefined);
-    for (const d of databases) await d.drop().catch(() => undefined);
-  });
+  const databases = testDatabases();
 
   it('a member killed -9 and restarted under its --instance-id resumes from its own snapshot; each window once and each minute row as a single instance', async () => {
     const input = unique('uu-sod');
@@ -54,9 +40,8 @@ describe('unique-users --scale-out --database-url: durable members and minute sk
     const group = unique('uu-sod-group');
     created.push(input, ...Object.values(scaled), ...Object.values(single), `${group}-partials`);
     await kafka.log.createTopics([{ name: input, partitions: PARTITIONS }]);
-    const scaledDb = await isolatedDatabase('uu_sod');
-    const singleDb = await isolatedDatabase('uu_sod_one');
-    databases.push(scaledDb, singleDb);
+    const scaledDb = await databases.create('uu_sod');
+    const singleDb = await databases.create('uu_sod_one');
     const all = scaleOutFrames('unique-users-scale-out-durable', FRAMES, { partitions: PARTITIONS, keyed: true, perSecond: PER_SECOND });
 
     const member = (id: string, logLevel = 'warn') => startMember(input, scaled, group, ['--scale-out', '--instance-id', id, '--database-url', scaledDb.url, '--state-interval', '2s'], logLevel);
@@ -124,12 +109,8 @@ describe('unique-users --scale-out --database-url: durable members and minute sk
     assert.ok(durable * 3n < old, `re-read ${durable} frames from the snapshot; from the committed offsets it would have been ${old}`);
 
     // One row per minute, as the recount and byte for byte as the single instance's.
-    const scaledRows = await minuteRows(await scaledDb.open().then((db) => (open.push(db), db)));
-    const singleRows = await minuteRows(await singleDb.open().then((db) => (open.push(db), db)));
-    const minutes = expected.filter((w) => w.granularity === 'minute');
-    assert.deepEqual(scaledRows.map((r) => r.split('/').slice(0, 4).join('/')), minutes.map((w) => `${w.start}/${w.frames}/${w.late}/${w.uniqueUsers}`), 'one row per minute, as the recount');
-    assert.deepEqual(scaledRows, singleRows, 'the minute rows, sketches included, byte for byte as a single instance\'s');
-    console.log(`# ${FRAMES} frames, ${expected.length} windows, ${scaledRows.length} minute rows; the restarted member re-read ${durable} frames from its snapshot (${old} from the committed offsets); partials ${await countRecords(kafka.log, `${group}-partials`)}`);
+    const rows = await databases.assertMinuteRows(scaledDb, singleDb, expected);
+    console.log(`# ${FRAMES} frames, ${expected.length} windows, ${rows} minute rows; the restarted member re-read ${durable} frames from its snapshot (${old} from the committed offsets); partials ${await countRecords(kafka.log, `${group}-partials`)}`);
   });
 
   it('--repartition (input not keyed by uid): the combined minutes\' rows as a single instance\'s', async () => {
@@ -139,9 +120,8 @@ describe('unique-users --scale-out --database-url: durable members and minute sk
     const group = unique('uu-sodr-group');
     created.push(input, ...Object.values(scaled), ...Object.values(single), `${group}-partials`, `${group}-repartition`);
     await kafka.log.createTopics([{ name: input, partitions: 4 }]);
-    const scaledDb = await isolatedDatabase('uu_sodr');
-    const singleDb = await isolatedDatabase('uu_sodr_one');
-    databases.push(scaledDb, singleDb);
+    const scaledDb = await databases.create('uu_sodr');
+    const singleDb = await databases.create('uu_sodr_one');
     // Every frame on a random partition: each user's frames on all of them, so the partials of a minute overlap only after the re-keying.
     const all = scaleOutFrames('unique-users-scale-out-durable-repartition', 60_000, { partitions: 4, keyed: false, perSecond: 60 });
     const members = ['member-a', 'member-b'].map((id) => startMember(input, scaled, group, ['--scale-out', '--repartition', '--instance-id', id, '--database-url', scaledDb.url]));
@@ -156,10 +136,6 @@ describe('unique-users --scale-out --database-url: durable members and minute sk
     await finish(kafka.log, members, scaled.output, expected.length);
     await finish(kafka.log, [startMember(input, single, unique('uu-sodr-one-group'), ['--database-url', singleDb.url])], single.output, expected.length);
     assertAsSingleInstance(scaled.output, single.output, expected);
-    const scaledRows = await minuteRows(await scaledDb.open().then((db) => (open.push(db), db)));
-    const singleRows = await minuteRows(await singleDb.open().then((db) => (open.push(db), db)));
-    const minutes = expected.filter((w) => w.granularity === 'minute');
-    assert.deepEqual(scaledRows.map((r) => r.split('/').slice(0, 4).join('/')), minutes.map((w) => `${w.start}/${w.frames}/${w.late}/${w.uniqueUsers}`), 'one row per minute, as the recount');
-    assert.deepEqual(scaledRows, singleRows, 'the minute rows, sketches included, byte for byte as a single instance\'s');
+    await databases.assertMinuteRows(scaledDb, singleDb, expected);
   });
 });
